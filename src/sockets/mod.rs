@@ -1,0 +1,127 @@
+//! Where listening sockets come from: one small interface, two backends.
+//!
+//! [`netlink`] asks the Linux kernel through NETLINK_SOCK_DIAG for listening
+//! TCP and unconnected UDP sockets only, so its cost does not grow with the
+//! host's established connections. [`portable`] uses netstat2, which dumps
+//! every socket and walks /proc for owners: slower, but it runs on other
+//! operating systems and serves as the reference the netlink path is tested
+//! against.
+
+#[cfg(target_os = "linux")]
+pub mod netlink;
+pub mod portable;
+
+use crate::registry::Transport;
+use crate::watch::WatchSet;
+use std::fmt;
+use std::net::IpAddr;
+
+/// One listening socket on a watched port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub transport: Transport,
+    pub address: IpAddr,
+    pub port: u16,
+    /// Socket inode, the key for finding the owning process in /proc.
+    pub inode: u64,
+    /// Uid that created the socket: a hint for the owner search.
+    pub uid: u32,
+    /// Owning pids when the backend already found them (netstat2 does).
+    pub known_pids: Option<Vec<u32>>,
+}
+
+impl Listener {
+    pub fn family(&self) -> &'static str {
+        match self.address {
+            IpAddr::V4(_) => "ipv4",
+            IpAddr::V6(_) => "ipv6",
+        }
+    }
+}
+
+/// A failure to read the socket table at all (the scrape then reports
+/// `collection_success 0`).
+#[derive(Debug)]
+pub struct SourceError(pub String);
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// Lists the listening sockets on watched ports.
+pub trait SocketSource: Send + Sync {
+    /// Backend name for logs and the landing page.
+    fn name(&self) -> &'static str;
+    /// Appends every listener on a watched port to `out`.
+    fn listeners(&self, watch: &WatchSet, out: &mut Vec<Listener>) -> Result<(), SourceError>;
+}
+
+/// `--collector.backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// netlink on Linux when the kernel allows it, netstat2 otherwise.
+    Auto,
+    Netlink,
+    Netstat2,
+}
+
+impl Backend {
+    pub fn parse(text: &str) -> Result<Backend, String> {
+        match text {
+            "auto" => Ok(Backend::Auto),
+            "netlink" => Ok(Backend::Netlink),
+            "netstat2" => Ok(Backend::Netstat2),
+            other => Err(format!(
+                "unknown backend {other:?}: use auto, netlink or netstat2"
+            )),
+        }
+    }
+}
+
+/// What [`open`] chose, and why it fell back if it did.
+pub struct Opened {
+    pub source: Box<dyn SocketSource>,
+    /// Set when `auto` wanted netlink but had to use netstat2.
+    pub fallback_reason: Option<String>,
+}
+
+/// Opens the requested backend. `netlink` fails if the kernel refuses it;
+/// `auto` falls back to netstat2 and says why.
+pub fn open(backend: Backend) -> Result<Opened, SourceError> {
+    let portable = || Box::new(portable::Netstat2Source) as Box<dyn SocketSource>;
+    match backend {
+        Backend::Netstat2 => Ok(Opened {
+            source: portable(),
+            fallback_reason: None,
+        }),
+        #[cfg(target_os = "linux")]
+        Backend::Netlink => Ok(Opened {
+            source: Box::new(netlink::SockDiagSource::open()?),
+            fallback_reason: None,
+        }),
+        #[cfg(not(target_os = "linux"))]
+        Backend::Netlink => Err(SourceError(
+            "the netlink backend exists only on Linux".to_string(),
+        )),
+        #[cfg(target_os = "linux")]
+        Backend::Auto => match netlink::SockDiagSource::open() {
+            Ok(source) => Ok(Opened {
+                source: Box::new(source),
+                fallback_reason: None,
+            }),
+            Err(err) => Ok(Opened {
+                source: portable(),
+                fallback_reason: Some(err.0),
+            }),
+        },
+        #[cfg(not(target_os = "linux"))]
+        Backend::Auto => Ok(Opened {
+            source: portable(),
+            fallback_reason: None,
+        }),
+    }
+}
