@@ -7,6 +7,12 @@
 //! [`sockets::SocketSource`], finds their processes with [`owners`], labels
 //! them with the [`watch`] set built from the IANA [`registry`].
 
+pub mod cli;
+pub mod collector;
+pub mod http;
+pub mod info_metrics;
+pub mod owners;
 pub mod registry;
-pub mod watch;
+pub mod scrape;
 pub mod sockets;
+pub mod watch;

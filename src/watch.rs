@@ -245,7 +245,11 @@ mod tests {
     #[test]
     fn default_set_holds_the_unassigned_well_known_ports() {
         let watch = WatchSet::new(Registry::embedded(), Scope::WellKnown, &[], vec![]);
-        assert_eq!(watch.count(Transport::Tcp), 283, "281 unassigned + 716, 1008");
+        assert_eq!(
+            watch.count(Transport::Tcp),
+            283,
+            "281 unassigned + 716, 1008"
+        );
         assert_eq!(watch.count(Transport::Udp), 281);
         for port in 272..=279 {
             assert!(watch.is_watched(Transport::Tcp, port));
@@ -253,7 +257,10 @@ mod tests {
         }
         assert!(watch.is_watched(Transport::Tcp, 716));
         assert!(!watch.is_watched(Transport::Tcp, 22));
-        assert!(!watch.is_watched(Transport::Tcp, 0), "reserved is not watched");
+        assert!(
+            !watch.is_watched(Transport::Tcp, 0),
+            "reserved is not watched"
+        );
         assert!(!watch.is_watched(Transport::Tcp, 1024 + 3));
     }
 
@@ -272,16 +279,30 @@ mod tests {
             parse_port_list("70000").unwrap_err(),
             "port 70000 is out of range (0-65535)"
         );
-        assert_eq!(parse_port_list("5-3").unwrap_err(), "port range \"5-3\" runs backwards");
-        assert_eq!(parse_port_list("abc").unwrap_err(), "\"abc\" is not a port number");
+        assert_eq!(
+            parse_port_list("5-3").unwrap_err(),
+            "port range \"5-3\" runs backwards"
+        );
+        assert_eq!(
+            parse_port_list("abc").unwrap_err(),
+            "\"abc\" is not a port number"
+        );
         assert!(parse_port_list("").is_err());
         assert!(parse_port_list("1,").is_err());
         assert!(parse_port_list("53/quic").unwrap_err().contains("quic"));
         assert_eq!(
             parse_port_list("276, 8000-8100").unwrap(),
             vec![
-                PortRange { first: 276, last: 276, transport: None },
-                PortRange { first: 8000, last: 8100, transport: None }
+                PortRange {
+                    first: 276,
+                    last: 276,
+                    transport: None
+                },
+                PortRange {
+                    first: 8000,
+                    last: 8100,
+                    transport: None
+                }
             ]
         );
     }

@@ -72,7 +72,9 @@ pub fn parse(bytes: &[u8], source: String) -> Result<Registry, LoadError> {
             .ok_or_else(|| {
                 fail(
                     Some(1),
-                    format!("missing column {name:?}: is this IANA's service-names-port-numbers.csv?"),
+                    format!(
+                        "missing column {name:?}: is this IANA's service-names-port-numbers.csv?"
+                    ),
                 )
             })
     };
@@ -83,10 +85,7 @@ pub fn parse(bytes: &[u8], source: String) -> Result<Registry, LoadError> {
     let date_cols = [column(DATE_COLUMNS[0])?, column(DATE_COLUMNS[1])?];
 
     // One slot per port per transport while reading; compressed to runs after.
-    let mut claims: Vec<Vec<Claim>> = Transport::ALL
-        .iter()
-        .map(|_| vec![None; 65536])
-        .collect();
+    let mut claims: Vec<Vec<Claim>> = Transport::ALL.iter().map(|_| vec![None; 65536]).collect();
     let mut updated = String::new();
     let mut record = csv::StringRecord::new();
     let mut rows = 0usize;
@@ -111,14 +110,14 @@ pub fn parse(bytes: &[u8], source: String) -> Result<Registry, LoadError> {
         if ports.is_empty() {
             continue; // a service name registered without a port
         }
-        let (first, last) =
-            parse_port_range(ports).map_err(|message| fail(Some(line), message))?;
-        let transports: Vec<Transport> = match record[transport_col].trim() {
-            "" => Transport::ALL.to_vec(),
-            name => vec![Transport::parse(name).ok_or_else(|| {
-                fail(Some(line), format!("unknown transport protocol {name:?}"))
-            })?],
-        };
+        let (first, last) = parse_port_range(ports).map_err(|message| fail(Some(line), message))?;
+        let transports: Vec<Transport> =
+            match record[transport_col].trim() {
+                "" => Transport::ALL.to_vec(),
+                name => vec![Transport::parse(name).ok_or_else(|| {
+                    fail(Some(line), format!("unknown transport protocol {name:?}"))
+                })?],
+            };
         let description = record[description_col].trim();
         let status = classify(description);
         let service = match status {
@@ -260,12 +259,20 @@ mod tests {
         assert!(registry(&text).unwrap_err().to_string().contains("quic"));
         let text = format!("{HEADER}a,9,tcp\n");
         assert!(registry(&text).unwrap_err().to_string().contains("line 2"));
-        assert!(registry("x,y\n1,2\n").unwrap_err().to_string().contains("missing column"));
+        assert!(
+            registry("x,y\n1,2\n")
+                .unwrap_err()
+                .to_string()
+                .contains("missing column")
+        );
     }
 
     #[test]
     fn assignment_outranks_unassigned() {
         let text = format!("{HEADER},7775,tcp,Unassigned,,,,,,,,\nx,7775,tcp,X,,,,,,,,\n");
-        assert_eq!(registry(&text).unwrap().status(Transport::Tcp, 7775), Status::Assigned);
+        assert_eq!(
+            registry(&text).unwrap().status(Transport::Tcp, 7775),
+            Status::Assigned
+        );
     }
 }

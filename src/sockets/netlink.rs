@@ -241,7 +241,10 @@ impl SocketSource for SockDiagSource {
     }
 
     fn listeners(&self, watch: &WatchSet, out: &mut Vec<Listener>) -> Result<(), SourceError> {
-        let mut slot = self.channel.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut slot = self
+            .channel
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         let channel = match slot.as_mut() {
             Some(channel) => channel,
             None => slot.insert(Channel::open()?),
@@ -299,7 +302,10 @@ mod tests {
         let mut buffer = message(SOCK_DIAG_BY_FAMILY, &diag);
         buffer.extend(message(NLMSG_DONE, &[0; 4]));
         let mut seen = Vec::new();
-        assert_eq!(parse_messages(&buffer, |s| seen.push(s)), Ok(Progress::Done));
+        assert_eq!(
+            parse_messages(&buffer, |s| seen.push(s)),
+            Ok(Progress::Done)
+        );
         assert_eq!(
             seen,
             vec![DiagSocket {
@@ -320,7 +326,11 @@ mod tests {
         assert!(parse_messages(&lying, |_| {}).is_err());
         assert!(parse_messages(&message(SOCK_DIAG_BY_FAMILY, &[0; 8]), |_| {}).is_err());
         let refusal = message(NLMSG_ERROR, &(-libc::EPERM).to_ne_bytes());
-        assert!(parse_messages(&refusal, |_| {}).unwrap_err().contains("refused"));
+        assert!(
+            parse_messages(&refusal, |_| {})
+                .unwrap_err()
+                .contains("refused")
+        );
     }
 
     #[test]

@@ -1,0 +1,202 @@
+//! Command-line flags, spelled as node_exporter spells them, and their checks.
+//!
+//! Every flag is documented here once and printed by `--help`. A bad value
+//! ends the program at start with one line on stderr and exit code 2.
+
+use crate::sockets::Backend;
+use crate::watch::{self, AllowRule, PortRange, Scope};
+use clap::Parser;
+use std::path::PathBuf;
+
+/// Reports sockets listening on port 276 and on every other port IANA never
+/// assigned, read from the socket table on each scrape, as Prometheus metrics.
+#[derive(Parser, Debug)]
+#[command(
+    name = "unassigned_port_exporter",
+    version,
+    about,
+    max_term_width = 100
+)]
+pub struct Flags {
+    /// Address to listen on for HTTP requests; repeat for several. ":9276"
+    /// means every interface.
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDR",
+        default_value = ":9276"
+    )]
+    pub listen_addresses: Vec<String>,
+
+    /// Path under which metrics are served.
+    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", value_parser = parse_telemetry_path)]
+    pub telemetry_path: String,
+
+    /// Maximum number of requests served at once; more get 503. 0 means no limit.
+    #[arg(long = "web.max-requests", value_name = "N", default_value_t = 40)]
+    pub max_requests: usize,
+
+    /// Extra ports to watch, as a comma-separated list of PORT or FIRST-LAST,
+    /// each optionally followed by /tcp or /udp (e.g. "276,8000-8100,53/udp").
+    /// Repeatable.
+    #[arg(long = "watch.ports", value_name = "LIST", value_parser = watch::parse_port_list)]
+    pub watch_ports: Vec<Vec<PortRange>>,
+
+    /// Which IANA-unassigned ports to watch: "well-known" (0-1023) or
+    /// "registered" (0-49151).
+    #[arg(long = "watch.scope", value_name = "SCOPE", default_value = "well-known", value_parser = Scope::parse)]
+    pub watch_scope: Scope,
+
+    /// An expected listener, as PORT[-LAST][/PROTO][:PROCESS] (e.g.
+    /// "276/tcp:sshd"). Matching listeners are still exported, with
+    /// expected="true", so alerts can ignore them. Repeatable.
+    #[arg(long = "watch.allow", value_name = "RULE", value_parser = AllowRule::parse)]
+    pub watch_allow: Vec<AllowRule>,
+
+    /// A newer copy of IANA's service-names-port-numbers.csv to use instead
+    /// of the table built into the binary.
+    #[arg(long = "iana.registry-file", value_name = "PATH")]
+    pub iana_registry_file: Option<PathBuf>,
+
+    /// Where sockets are read from: "auto" (netlink on Linux when the kernel
+    /// allows it, else netstat2), "netlink" or "netstat2".
+    #[arg(long = "collector.backend", value_name = "BACKEND", default_value = "auto", value_parser = Backend::parse)]
+    pub backend: Backend,
+
+    /// procfs mount point, used to find socket owners and read sysctls.
+    #[arg(long = "path.procfs", value_name = "PATH", default_value = "/proc")]
+    pub procfs: PathBuf,
+
+    /// Only log messages with the given severity or above: debug, info, warn, error.
+    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info", value_parser = parse_log_level)]
+    pub log_level: tracing::Level,
+
+    /// Output format of log messages: logfmt (key=value text) or json.
+    #[arg(long = "log.format", value_name = "FORMAT", default_value = "logfmt", value_parser = ["logfmt", "json"])]
+    pub log_format: String,
+}
+
+impl Flags {
+    /// Every `--watch.ports` range, flattened.
+    pub fn extra_ports(&self) -> Vec<PortRange> {
+        self.watch_ports.iter().flatten().copied().collect()
+    }
+}
+
+fn parse_telemetry_path(text: &str) -> Result<String, String> {
+    if !text.starts_with('/') {
+        return Err("the path must start with '/'".to_string());
+    }
+    if text == "/" || text == "/healthz" {
+        return Err(format!(
+            "{text} is taken by the landing page or health check"
+        ));
+    }
+    Ok(text.to_string())
+}
+
+fn parse_log_level(text: &str) -> Result<tracing::Level, String> {
+    match text {
+        "debug" => Ok(tracing::Level::DEBUG),
+        "info" => Ok(tracing::Level::INFO),
+        "warn" => Ok(tracing::Level::WARN),
+        "error" => Ok(tracing::Level::ERROR),
+        other => Err(format!(
+            "unknown level {other:?}: use debug, info, warn or error"
+        )),
+    }
+}
+
+/// What parsing the command line decided.
+pub enum Parsed {
+    Run(Box<Flags>),
+    /// `--help` or `--version`: print this on stdout and exit 0.
+    Print(String),
+    /// A bad flag or value: print this one line on stderr and exit 2.
+    Refuse(String),
+}
+
+/// Parses arguments; never exits or panics.
+pub fn parse<I, T>(args: I) -> Parsed
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Flags::try_parse_from(args) {
+        Ok(flags) => Parsed::Run(Box::new(flags)),
+        Err(err) => match err.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                Parsed::Print(err.to_string())
+            }
+            _ => {
+                // clap's first line says what was wrong; the rest is usage.
+                let rendered = err.to_string();
+                let first = rendered
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("error: bad arguments");
+                Parsed::Refuse(format!(
+                    "unassigned_port_exporter: {} (see --help)",
+                    first.trim()
+                ))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(args: &[&str]) -> String {
+        let mut full = vec!["unassigned_port_exporter"];
+        full.extend_from_slice(args);
+        match parse(full) {
+            Parsed::Refuse(line) => line,
+            _ => panic!("{args:?} was accepted"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_node_exporter_conventions() {
+        let Parsed::Run(flags) = parse(["x"]) else {
+            panic!()
+        };
+        assert_eq!(flags.listen_addresses, vec![":9276"]);
+        assert_eq!(flags.telemetry_path, "/metrics");
+        assert_eq!(flags.max_requests, 40);
+        assert_eq!(flags.watch_scope, Scope::WellKnown);
+        assert_eq!(flags.backend, Backend::Auto);
+    }
+
+    #[test]
+    fn bad_values_give_one_line() {
+        for (args, expected) in [
+            (&["--watch.ports=70000"][..], "out of range"),
+            (&["--watch.ports=5-3"], "runs backwards"),
+            (&["--watch.ports=abc"], "not a port number"),
+            (&["--watch.allow=276:"], "empty process name"),
+            (&["--watch.scope=all"], "unknown scope"),
+            (&["--collector.backend=magic"], "unknown backend"),
+            (&["--log.level=loud"], "unknown level"),
+            (&["--web.telemetry-path=metrics"], "must start with"),
+            (&["--no-such-flag"], "unexpected argument"),
+        ] {
+            let line = refusal(args);
+            assert!(line.contains(expected), "{args:?}: {line}");
+            assert_eq!(line.lines().count(), 1, "{line}");
+        }
+    }
+
+    #[test]
+    fn repeated_port_lists_accumulate() {
+        let Parsed::Run(flags) = parse([
+            "x",
+            "--watch.ports=276,300",
+            "--watch.ports",
+            "8000-8001/udp",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(flags.extra_ports().len(), 3);
+    }
+}

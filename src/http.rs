@@ -1,0 +1,323 @@
+//! The HTTP face: `/metrics`, a landing page at `/`, and `/healthz`, on hyper 1.
+//!
+//! Every connection gets a header read timeout (a client that trickles
+//! headers is dropped), only GET and HEAD are served, and at most
+//! `--web.max-requests` requests run at once: past that the answer is 503
+//! straight away, so a flood cannot queue up collections.
+
+use crate::collector::{ListenerCollector, Snapshot};
+use crate::registry::Transport;
+use crate::scrape::Scraper;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+/// A client must send its request headers within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long open connections get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What the handlers share.
+pub struct App {
+    pub scraper: Arc<Scraper>,
+    pub collector: Arc<ListenerCollector>,
+    pub telemetry_path: String,
+    /// `None` when `--web.max-requests=0` (no limit).
+    pub request_slots: Option<Arc<Semaphore>>,
+    pub max_requests: usize,
+}
+
+type Body = Full<Bytes>;
+
+/// Serves on every listener until `shutdown` turns true, then lets open
+/// requests finish (up to a grace period).
+pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: watch::Receiver<bool>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for listener in listeners {
+        tasks.spawn(accept_loop(listener, Arc::clone(&app), shutdown.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn accept_loop(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _peer)) => stream,
+                    Err(err) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let app = Arc::clone(&app);
+                let service = hyper::service::service_fn(move |request| {
+                    let app = Arc::clone(&app);
+                    async move { Ok::<_, Infallible>(handle(&app, request).await) }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(err) = connection.await {
+                        tracing::debug!(error = %err, "connection ended with an error");
+                    }
+                });
+            }
+            () = stop_requested(&mut shutdown) => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+}
+
+/// Resolves once shutdown is asked for (or its sender is gone).
+async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD are served\n",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let _slot = match &app.request_slots {
+        None => None,
+        Some(slots) => match Arc::clone(slots).try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            Err(_) => {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!(
+                        "too many concurrent requests (--web.max-requests={})\n",
+                        app.max_requests
+                    ),
+                );
+            }
+        },
+    };
+    let path = request.uri().path();
+    if path == app.telemetry_path {
+        metrics(app, &request).await
+    } else if path == "/" {
+        landing_page(app).await
+    } else if path == "/healthz" {
+        text(StatusCode::OK, "ok\n")
+    } else {
+        text(StatusCode::NOT_FOUND, "not found\n")
+    }
+}
+
+async fn metrics(app: &App, request: &Request<Incoming>) -> Response<Body> {
+    let budget = scrape_timeout(request);
+    let rendered = match budget {
+        Some(budget) => match tokio::time::timeout(budget, app.scraper.scrape()).await {
+            Ok(rendered) => rendered,
+            Err(_) => Err(format!(
+                "collection did not finish within the scrape timeout ({:.1}s)",
+                budget.as_secs_f64()
+            )),
+        },
+        None => app.scraper.scrape().await,
+    };
+    let body = match rendered {
+        Ok(body) => body,
+        Err(err) => {
+            tracing::warn!(error = %err, "scrape failed");
+            return text(StatusCode::SERVICE_UNAVAILABLE, &format!("{err}\n"));
+        }
+    };
+    let mut response = if accepts_gzip(request) {
+        let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+        let compressed = encoder.write_all(&body).and_then(|()| encoder.finish());
+        match compressed {
+            Ok(compressed) => {
+                let mut response = Response::new(Full::new(Bytes::from(compressed)));
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                response
+            }
+            Err(_) => Response::new(Full::new(Bytes::from(body.to_vec()))),
+        }
+    } else {
+        Response::new(Full::new(Bytes::from(body.to_vec())))
+    };
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(METRICS_CONTENT_TYPE),
+    );
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    response
+}
+
+/// Prometheus says how long it will wait; answer a little sooner than that.
+fn scrape_timeout(request: &Request<Incoming>) -> Option<Duration> {
+    let seconds: f64 = request
+        .headers()
+        .get("x-prometheus-scrape-timeout-seconds")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (seconds.is_finite() && seconds > 0.0).then(|| Duration::from_secs_f64(seconds * 0.95))
+}
+
+fn accepts_gzip(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    == Some(0.0)
+            });
+            coding.eq_ignore_ascii_case("gzip") && !refused
+        })
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+async fn landing_page(app: &App) -> Response<Body> {
+    // Take a fresh look through the same single-flight path as /metrics.
+    let _ = app.scraper.scrape().await;
+    let snapshot = app.collector.last_snapshot();
+    let html = render_landing(app, snapshot.as_deref());
+    let mut response = Response::new(Full::new(Bytes::from(html)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+fn render_landing(app: &App, snapshot: Option<&Snapshot>) -> String {
+    let watch = app.collector.watch();
+    let registry = watch.registry();
+    let mut rows = String::new();
+    let listeners = snapshot.map_or(&[][..], |s| &s.listeners[..]);
+    for l in listeners {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            l.port,
+            l.transport,
+            escape(&l.address),
+            escape(&l.process),
+            escape(&l.pid),
+            escape(&l.user),
+            l.iana,
+            if l.expected { "yes" } else { "<strong>no</strong>" },
+            l.sockets,
+        ));
+    }
+    if rows.is_empty() {
+        rows.push_str("<tr><td colspan=\"9\">No listeners on watched ports.</td></tr>\n");
+    }
+    let status = match snapshot {
+        Some(s) if s.success => format!(
+            "last collection took {:.3} ms",
+            s.duration.as_secs_f64() * 1e3
+        ),
+        Some(_) => {
+            "<strong>the last collection could not read the socket table</strong>".to_string()
+        }
+        None => "no collection yet".to_string(),
+    };
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>unassigned_port_exporter</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 70em; }}
+table {{ border-collapse: collapse; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; }}
+th {{ background: #f3f3f3; }}
+code {{ background: #f3f3f3; padding: 0 0.2em; }}
+</style></head>
+<body>
+<h1>unassigned_port_exporter</h1>
+<p>Reports sockets listening on ports IANA never assigned (port 276 among them).
+Version {version}.</p>
+<ul>
+<li><a href="{path}">Metrics</a> (<code>{path}</code>)</li>
+<li><a href="/healthz">Health</a> (<code>/healthz</code>)</li>
+</ul>
+<h2>Watching</h2>
+<p>{tcp} TCP and {udp} UDP ports. IANA registry: {source}, updated {updated}.
+Socket backend: {backend}; {status}.</p>
+<h2>Listeners now</h2>
+<table>
+<tr><th>port</th><th>protocol</th><th>address</th><th>process</th><th>pid</th><th>user</th><th>iana</th><th>expected</th><th>sockets</th></tr>
+{rows}</table>
+</body>
+</html>
+"#,
+        version = env!("CARGO_PKG_VERSION"),
+        path = escape(&app.telemetry_path),
+        tcp = watch.count(Transport::Tcp),
+        udp = watch.count(Transport::Udp),
+        source = escape(&registry.source),
+        updated = escape(&registry.updated),
+        backend = app.collector.backend_name(),
+    )
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
