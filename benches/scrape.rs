@@ -1,0 +1,366 @@
+//! Scrape cost against the size of the host's socket table.
+//!
+//! `cargo bench --bench scrape` builds tables of 0, 10,000 and 90,000
+//! established loopback TCP connections (held by child processes, at most
+//! 9,000 connections = 18,000 fds each, under this machine's 20,000-fd
+//! limit), plus listeners on 276/tcp and 276/udp owned by another child and a
+//! few hundred idle processes. For each size it measures collection p50/p99
+//! with the netlink and the netstat2 backends and the HTTP scrape p50 of the
+//! real exporter binary, then the exporter's peak RSS after 1,000 scrapes at
+//! the largest size. It prints a table and a `summary:` line.
+//!
+//! `-- --smoke` runs a small version (0 and 2,000 connections, fewer rounds)
+//! in well under a minute, for CI. Figures, not assertions: this machine is
+//! shared and noisy; compare ratios from one run.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use unassigned_port_exporter::collector::{ListenerCollector, errors_counter};
+use unassigned_port_exporter::registry::{Registry, Transport};
+use unassigned_port_exporter::sockets::{self, Backend};
+use unassigned_port_exporter::watch::{Scope, WatchSet, parse_port_list};
+
+const ROLE: &str = "UPE_BENCH_ROLE";
+const CONNECTIONS_PER_HOLDER: usize = 9_000;
+
+struct Plan {
+    sizes: Vec<usize>,
+    netlink_rounds: usize,
+    netstat2_rounds: usize,
+    http_rounds: usize,
+    rss_scrapes: usize,
+    idle_processes: usize,
+}
+
+fn main() {
+    match std::env::var(ROLE).as_deref() {
+        Ok("hold") => return hold_connections(),
+        Ok("listen") => return hold_listeners(),
+        _ => {}
+    }
+    let smoke = std::env::args().any(|a| a == "--smoke");
+    let plan = if smoke {
+        Plan {
+            sizes: vec![0, 2_000],
+            netlink_rounds: 200,
+            netstat2_rounds: 10,
+            http_rounds: 50,
+            rss_scrapes: 100,
+            idle_processes: 50,
+        }
+    } else {
+        Plan {
+            sizes: vec![0, 10_000, 90_000],
+            netlink_rounds: 1_000,
+            netstat2_rounds: 20,
+            http_rounds: 200,
+            rss_scrapes: 1_000,
+            idle_processes: 300,
+        }
+    };
+    run(&plan, smoke);
+}
+
+/// Child role: hold N established loopback connections until stdin closes.
+fn hold_connections() {
+    let count: usize = std::env::var("UPE_BENCH_COUNT").unwrap().parse().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut held = Vec::with_capacity(2 * count);
+    for _ in 0..count {
+        let client = TcpStream::connect(address).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        held.push(client);
+        held.push(server);
+    }
+    drop(listener);
+    println!("ready");
+    let _ = std::io::stdin().read(&mut [0u8; 1]);
+}
+
+/// Child role: own the watched listeners the benchmark looks for.
+fn hold_listeners() {
+    let port: u16 = std::env::var("UPE_BENCH_PORT").unwrap().parse().unwrap();
+    let _tcp = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).unwrap();
+    let _udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).unwrap();
+    println!("ready");
+    let _ = std::io::stdin().read(&mut [0u8; 1]);
+}
+
+/// Children that are killed when the benchmark ends, however it ends.
+#[derive(Default)]
+struct Children(Vec<Child>);
+
+impl Children {
+    fn spawn_role(&mut self, role: &str, env: &[(&str, String)]) {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .env(ROLE, role)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "{role} child failed");
+        self.0.push(child);
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+        }
+        for child in &mut self.0 {
+            let _ = child.wait();
+        }
+    }
+}
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index].as_secs_f64() * 1e3
+}
+
+/// Times `rounds` calls, returning (p50, p99) in milliseconds.
+fn time(rounds: usize, mut work: impl FnMut()) -> (f64, f64) {
+    let mut samples: Vec<Duration> = (0..rounds)
+        .map(|_| {
+            let started = Instant::now();
+            work();
+            started.elapsed()
+        })
+        .collect();
+    samples.sort_unstable();
+    (percentile(&samples, 0.50), percentile(&samples, 0.99))
+}
+
+fn established_tcp() -> usize {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_string).collect::<Vec<_>>())
+        .filter(|line| line.split_whitespace().nth(3) == Some("01"))
+        .count()
+}
+
+struct Row {
+    connections: usize,
+    netlink: (f64, f64),
+    netlink_cold_ms: f64,
+    netstat2: (f64, f64),
+    http_p50: f64,
+}
+
+fn run(plan: &Plan, smoke: bool) {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "machine: {} cores, load average at start: {}",
+        num_cpus(),
+        load.trim()
+    );
+    let mut children = Children::default();
+
+    // The listeners the exporter must find, owned by another process.
+    let watched_port: u16 = if is_root() { 276 } else { free_port() };
+    let extra = if is_root() {
+        vec![]
+    } else {
+        println!("not root: watching high port {watched_port} instead of 276");
+        parse_port_list(&watched_port.to_string()).unwrap()
+    };
+    children.spawn_role("listen", &[("UPE_BENCH_PORT", watched_port.to_string())]);
+    let owner_pid = children.0[0].id().to_string();
+
+    let mut idle = Vec::new();
+    for _ in 0..plan.idle_processes {
+        idle.push(Command::new("sleep").arg("3600").spawn().unwrap());
+    }
+    let _idle = Children(idle);
+
+    let watch = Arc::new(WatchSet::new(
+        Registry::embedded(),
+        Scope::WellKnown,
+        &extra,
+        vec![],
+    ));
+    let collector_for = |backend| {
+        let source = sockets::open(backend).unwrap().source;
+        ListenerCollector::new(
+            Arc::clone(&watch),
+            source,
+            PathBuf::from("/proc"),
+            errors_counter(),
+        )
+    };
+    let netlink = collector_for(Backend::Netlink);
+    let netstat2 = collector_for(Backend::Netstat2);
+    let exporter = start_exporter(&extra);
+
+    let mut rows = Vec::new();
+    let mut holding = 0;
+    for &size in &plan.sizes {
+        while holding < size {
+            let count = CONNECTIONS_PER_HOLDER.min(size - holding);
+            children.spawn_role("hold", &[("UPE_BENCH_COUNT", count.to_string())]);
+            holding += count;
+        }
+        let established = established_tcp();
+        // Every collection must see both listeners with their owner.
+        let check = |collector: &ListenerCollector| {
+            let snapshot = collector.snapshot();
+            let ours: Vec<_> = snapshot
+                .listeners
+                .iter()
+                .filter(|l| l.port == watched_port && l.pid == owner_pid)
+                .map(|l| l.transport)
+                .collect();
+            assert_eq!(ours, vec![Transport::Tcp, Transport::Udp], "{snapshot:?}");
+        };
+        // A fresh collector per size: the first collection pays the /proc walk.
+        let cold = collector_for(Backend::Netlink);
+        let started = Instant::now();
+        check(&cold);
+        let netlink_cold_ms = started.elapsed().as_secs_f64() * 1e3;
+        check(&netlink);
+        let netlink_times = time(plan.netlink_rounds, || check(&netlink));
+        let netstat2_times = time(plan.netstat2_rounds, || check(&netstat2));
+        let http = time(plan.http_rounds, || {
+            let body = exporter.scrape();
+            assert!(body.contains(&format!("pid=\"{owner_pid}\"")));
+        });
+        println!(
+            "  measured {size} connections ({established} established TCP sockets on the host)"
+        );
+        rows.push(Row {
+            connections: size,
+            netlink: netlink_times,
+            netlink_cold_ms,
+            netstat2: netstat2_times,
+            http_p50: http.0,
+        });
+    }
+    for _ in 0..plan.rss_scrapes {
+        exporter.scrape();
+    }
+    let rss_mib = exporter.peak_rss_kib() as f64 / 1024.0;
+
+    println!();
+    println!(
+        "| connections | netlink p50 ms | netlink p99 ms | netlink first (cold cache) ms | netstat2 p50 ms | netstat2 p99 ms | speedup p50 | HTTP scrape p50 ms |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        println!(
+            "| {} | {:.3} | {:.3} | {:.1} | {:.1} | {:.1} | {:.0}x | {:.3} |",
+            row.connections,
+            row.netlink.0,
+            row.netlink.1,
+            row.netlink_cold_ms,
+            row.netstat2.0,
+            row.netstat2.1,
+            row.netstat2.0 / row.netlink.0,
+            row.http_p50
+        );
+    }
+    let first = &rows[0];
+    let last = rows.last().unwrap();
+    println!(
+        "exporter peak RSS (VmHWM) after {} scrapes at {} connections: {rss_mib:.1} MiB",
+        plan.rss_scrapes, last.connections
+    );
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at end: {}", load.trim());
+    let label = if smoke { "smoke" } else { "90k" };
+    let largest = if smoke {
+        format!("{}", last.connections)
+    } else {
+        label.to_string()
+    };
+    println!(
+        "summary: netlink_p50_ms_{largest}={:.3} netstat2_p50_ms_{largest}={:.1} speedup={:.0} growth_0_to_{largest}={:.2} rss_mib={rss_mib:.1}",
+        last.netlink.0,
+        last.netstat2.0,
+        last.netstat2.0 / last.netlink.0,
+        last.netlink.0 / first.netlink.0,
+    );
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real exporter binary, scraped over a kept-alive HTTP connection.
+struct RunningExporter {
+    child: Child,
+    port: u16,
+}
+
+impl RunningExporter {
+    fn scrape(&self) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        response
+    }
+
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for RunningExporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_exporter(extra: &[unassigned_port_exporter::watch::PortRange]) -> RunningExporter {
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_unassigned_port_exporter"));
+    command
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--log.level=warn");
+    if let Some(range) = extra.first() {
+        command.arg(format!("--watch.ports={}", range.first));
+    }
+    let child = command.spawn().unwrap();
+    let exporter = RunningExporter { child, port };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "exporter did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    exporter
+}

@@ -1,0 +1,153 @@
+//! Shared by the integration tests: start the real exporter binary on a free
+//! loopback port, scrape it over real HTTP, and read its series.
+
+#![allow(dead_code)] // each test file uses a different part of this
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_unassigned_port_exporter");
+
+/// A running exporter, killed when dropped.
+pub struct Exporter {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Exporter {
+    pub fn start(extra_args: &[&str]) -> Exporter {
+        let port = free_port();
+        let child = Command::new(BINARY)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the exporter binary");
+        let exporter = Exporter { child, port };
+        exporter.wait_ready();
+        exporter
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if ureq::get(&self.url("/healthz")).call().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the exporter did not answer /healthz within 20 s");
+    }
+
+    pub fn scrape(&self) -> String {
+        ureq::get(&self.url("/metrics"))
+            .call()
+            .expect("scrape /metrics")
+            .into_string()
+            .expect("metrics are text")
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Labels and value of one exposition line.
+pub type Series = (BTreeMap<String, String>, f64);
+
+/// Every sample of the metric `name` in `text`.
+pub fn samples(text: &str, name: &str) -> Vec<Series> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(rest) => {
+                    let (labels, value) = rest.rsplit_once('}')?;
+                    (parse_labels(labels), value)
+                }
+                None if rest.starts_with(' ') => (BTreeMap::new(), rest),
+                None => return None,
+            };
+            Some((labels, value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = text;
+    while let Some((name, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, escaped)) = chars.next() {
+                        value.push(if escaped == 'n' { '\n' } else { escaped });
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        labels.insert(name.trim_start_matches(',').trim().to_string(), value);
+        rest = &after[end..];
+    }
+    labels
+}
+
+pub fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// This process's name as the kernel reports it (what the exporter labels).
+pub fn own_process_name() -> String {
+    std::fs::read_to_string("/proc/self/comm")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+pub fn own_user_name() -> String {
+    let output = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+/// Scrapes until `done` holds for the text, or panics after 10 s.
+pub fn scrape_until(exporter: &Exporter, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = exporter.scrape();
+        if done(&text) {
+            return text;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}; last scrape:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

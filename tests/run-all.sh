@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a fresh Debian machine (as root), then
+# runs every check and test of the project. `.ci/run` calls exactly this.
+#
+#   bash tests/run-all.sh
+#
+# Each step prints its result; the last line counts them.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+passed=0
+failed=0
+failures=()
+step() {
+    local name=$1
+    shift
+    echo "=== ${name}"
+    local started=$SECONDS
+    if "$@"; then
+        passed=$((passed + 1))
+        echo "--- ok: ${name} ($((SECONDS - started)) s)"
+    else
+        failed=$((failed + 1))
+        failures+=("${name}")
+        echo "--- FAILED: ${name} ($((SECONDS - started)) s)"
+    fi
+}
+
+install_packages() {
+    local wanted=(prometheus prometheus-alertmanager iproute2 systemd python3-yaml curl)
+    local missing=()
+    for package in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+    done
+    if ((${#missing[@]})); then
+        echo "installing: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    # Debian starts the packaged services; the tests start their own copies.
+    systemctl stop prometheus prometheus-alertmanager prometheus-node-exporter 2>/dev/null || true
+    command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null
+}
+
+export CI=${CI:-}
+step "install test dependencies (apt)" install_packages
+step "cargo fmt --check" cargo fmt --check
+step "cargo clippy --all-targets -- -D warnings" cargo clippy --quiet --all-targets -- -D warnings
+step "cargo test --release (unit, integration, end-to-end)" cargo test --release
+step "alert rules, Alertmanager config, dashboard" bash tests/check-rules.sh
+step "deployment manifests" bash tests/check-deploy.sh
+if [[ -f benches/scrape.rs ]]; then
+    step "benchmark (smoke mode)" cargo bench --bench scrape -- --smoke
+fi
+if [[ -x tests/fuzz-smoke.sh ]]; then
+    step "fuzz targets (bounded)" bash tests/fuzz-smoke.sh
+fi
+
+if ((failed)); then
+    echo "failed steps: ${failures[*]}"
+fi
+echo "run-all: ${passed} passed, ${failed} failed"
+((failed == 0))
