@@ -31,6 +31,12 @@ pub struct Flags {
     #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", value_parser = parse_telemetry_path)]
     pub telemetry_path: String,
 
+    /// Path to a web config file (exporter-toolkit format, as node_exporter):
+    /// TLS, client certificates, basic auth users, response headers. Re-read
+    /// when it changes or on SIGHUP.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
+
     /// Maximum number of requests served at once; more get 503. 0 means no limit.
     #[arg(long = "web.max-requests", value_name = "N", default_value_t = 40)]
     pub max_requests: usize,

@@ -1,13 +1,16 @@
 //! The HTTP face: `/metrics`, a landing page at `/`, and `/healthz`, on hyper 1.
 //!
 //! Every connection gets a header read timeout (a client that trickles
-//! headers is dropped), only GET and HEAD are served, and at most
-//! `--web.max-requests` requests run at once: past that the answer is 503
-//! straight away, so a flood cannot queue up collections.
+//! headers is dropped) and, with `--web.config.file`, TLS and basic auth
+//! from the web config in force when it connected. Only GET and HEAD without
+//! a body are served, and at most `--web.max-requests` requests run at once:
+//! past that the answer is 503 straight away, so a flood cannot queue up
+//! collections.
 
 use crate::collector::{ListenerCollector, Snapshot};
 use crate::registry::Transport;
 use crate::scrape::Scraper;
+use crate::web_config::ActiveWebConfig;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use http_body_util::Full;
@@ -17,7 +20,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -36,6 +39,14 @@ pub struct App {
     /// `None` when `--web.max-requests=0` (no limit).
     pub request_slots: Option<Arc<Semaphore>>,
     pub max_requests: usize,
+    /// TLS, users and headers; swapped whole when the web config reloads.
+    pub web_config: Arc<RwLock<Arc<ActiveWebConfig>>>,
+}
+
+impl App {
+    fn current_web_config(&self) -> Arc<ActiveWebConfig> {
+        Arc::clone(&self.web_config.read().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 type Body = Full<Bytes>;
@@ -65,18 +76,19 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, mut shutdown: watch::
                     }
                 };
                 let app = Arc::clone(&app);
-                let service = hyper::service::service_fn(move |request| {
-                    let app = Arc::clone(&app);
-                    async move { Ok::<_, Infallible>(handle(&app, request).await) }
-                });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
+                let config = app.current_web_config();
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    if let Err(err) = connection.await {
-                        tracing::debug!(error = %err, "connection ended with an error");
+                    match config.tls.clone() {
+                        None => serve_connection(stream, app, config, watcher).await,
+                        Some(tls) => {
+                            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                            match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => serve_connection(stream, app, config, watcher).await,
+                                Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
+                                Err(_) => tracing::debug!("TLS handshake timed out"),
+                            }
+                        }
                     }
                 });
             }
@@ -92,12 +104,45 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, mut shutdown: watch::
     }
 }
 
+/// Serves HTTP/1.1 on one accepted connection (plain or TLS).
+async fn serve_connection<IO>(
+    io: IO,
+    app: Arc<App>,
+    config: Arc<ActiveWebConfig>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let app = Arc::clone(&app);
+        let config = Arc::clone(&config);
+        async move {
+            let mut response = handle(&app, &config, request).await;
+            for (name, value) in &config.headers {
+                response.headers_mut().insert(name.clone(), value.clone());
+            }
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service);
+    if let Err(err) = watcher.watch(connection).await {
+        tracing::debug!(error = %err, "connection ended with an error");
+    }
+}
+
 /// Resolves once shutdown is asked for (or its sender is gone).
 async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }
 
-async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    app: &App,
+    config: &Arc<ActiveWebConfig>,
+    request: Request<Incoming>,
+) -> Response<Body> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -107,6 +152,12 @@ async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
+    }
+    if has_body(&request) {
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request bodies are not accepted\n",
+        );
     }
     let _slot = match &app.request_slots {
         None => None,
@@ -123,6 +174,26 @@ async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
             }
         },
     };
+    if config.requires_auth() {
+        let authorization = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|value| value.as_bytes().to_vec());
+        let config = Arc::clone(config);
+        // bcrypt is slow on purpose: keep it off the reactor threads.
+        let allowed =
+            tokio::task::spawn_blocking(move || config.authorized(authorization.as_deref()))
+                .await
+                .unwrap_or(false);
+        if !allowed {
+            let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"unassigned_port_exporter\""),
+            );
+            return response;
+        }
+    }
     let path = request.uri().path();
     if path == app.telemetry_path {
         metrics(app, &request).await
@@ -178,6 +249,14 @@ async fn metrics(app: &App, request: &Request<Incoming>) -> Response<Body> {
         .headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     response
+}
+
+fn has_body(request: &Request<Incoming>) -> bool {
+    let headers = request.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0")
 }
 
 /// Prometheus says how long it will wait; answer a little sooner than that.

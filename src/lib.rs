@@ -16,3 +16,5 @@ pub mod registry;
 pub mod scrape;
 pub mod sockets;
 pub mod watch;
+pub mod web_config;
+pub mod web_reload;

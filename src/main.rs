@@ -2,13 +2,13 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio::sync::{Semaphore, watch};
 use unassigned_port_exporter::cli::{self, Flags, Parsed};
 use unassigned_port_exporter::collector::{self, ListenerCollector, stage};
 use unassigned_port_exporter::registry::{Registry, csv_loader};
 use unassigned_port_exporter::watch::WatchSet;
-use unassigned_port_exporter::{http, info_metrics, scrape, sockets};
+use unassigned_port_exporter::{http, info_metrics, scrape, sockets, web_config, web_reload};
 
 /// Exit code for bad flags, files or settings.
 const EXIT_BAD_INPUT: u8 = 2;
@@ -63,6 +63,11 @@ fn run(flags: &Flags) -> Result<(), Failure> {
         &flags.extra_ports(),
         flags.watch_allow.clone(),
     ));
+    let web_config = match &flags.web_config_file {
+        None => web_config::ActiveWebConfig::plain(),
+        Some(path) => web_config::load(path).map_err(bad)?,
+    };
+    let web_config = Arc::new(RwLock::new(Arc::new(web_config)));
     let opened = sockets::open(flags.backend)
         .map_err(|err| bad(format!("{err} (try --collector.backend=netstat2 or auto)")))?;
     let errors = collector::errors_counter();
@@ -115,7 +120,13 @@ fn run(flags: &Flags) -> Result<(), Failure> {
         );
         for listener in &listeners {
             if let Ok(address) = listener.local_addr() {
-                tracing::info!(address = %address, path = %flags.telemetry_path, "listening");
+                tracing::info!(
+                    address = %address,
+                    path = %flags.telemetry_path,
+                    tls = web_config.read().map(|c| c.tls.is_some()).unwrap_or(false),
+                    basic_auth = web_config.read().map(|c| c.requires_auth()).unwrap_or(false),
+                    "listening"
+                );
             }
         }
         let app = Arc::new(http::App {
@@ -125,7 +136,11 @@ fn run(flags: &Flags) -> Result<(), Failure> {
             request_slots: (flags.max_requests > 0)
                 .then(|| Arc::new(Semaphore::new(flags.max_requests))),
             max_requests: flags.max_requests,
+            web_config: Arc::clone(&web_config),
         });
+        if let Some(path) = flags.web_config_file.clone() {
+            tokio::spawn(web_reload::watch(path, web_config));
+        }
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;

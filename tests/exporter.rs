@@ -306,3 +306,32 @@ fn sigterm_stops_the_exporter_cleanly() {
     let status = exporter.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn slow_headers_and_request_bodies_are_refused() {
+    use std::io::{Read, Write};
+    let exporter = Exporter::start(&[]);
+    // A client that never finishes its headers is cut off (10 s timeout).
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", exporter.port)).unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(20),
+        "a slow client held its connection for {waited:?}"
+    );
+
+    let mut body = std::net::TcpStream::connect(("127.0.0.1", exporter.port)).unwrap();
+    body.write_all(
+        b"GET /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    body.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}

@@ -27,7 +27,7 @@ step() {
 }
 
 install_packages() {
-    local wanted=(prometheus prometheus-alertmanager iproute2 systemd python3-yaml curl)
+    local wanted=(prometheus prometheus-alertmanager iproute2 systemd python3-yaml python3-venv curl openssl)
     local missing=()
     for package in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -1,0 +1,57 @@
+//! Re-reads `--web.config.file` when it (or a certificate it names) changes,
+//! or on SIGHUP, without dropping the listener.
+//!
+//! A file that no longer loads leaves the previous config in force and says
+//! why in the log; new connections get the new config, open ones keep theirs.
+
+use crate::web_config::{self, ActiveWebConfig};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+/// How often the files are checked for changes.
+const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Size and modification time of each file, to notice edits cheaply.
+fn fingerprint(files: &[PathBuf]) -> Vec<Option<(u64, SystemTime)>> {
+    files
+        .iter()
+        .map(|file| {
+            let meta = std::fs::metadata(file).ok()?;
+            Some((meta.len(), meta.modified().ok()?))
+        })
+        .collect()
+}
+
+/// Runs until the process ends, swapping `slot` on every good reload.
+pub async fn watch(path: PathBuf, slot: Arc<RwLock<Arc<ActiveWebConfig>>>) {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut files = web_config::watched_files(&path);
+    let mut seen = fingerprint(&files);
+    loop {
+        let forced = tokio::select! {
+            () = tokio::time::sleep(POLL_INTERVAL) => false,
+            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => true,
+        };
+        let now = fingerprint(&files);
+        if !forced && now == seen {
+            continue;
+        }
+        reload(&path, &slot, forced);
+        files = web_config::watched_files(&path);
+        seen = fingerprint(&files);
+    }
+}
+
+fn reload(path: &Path, slot: &RwLock<Arc<ActiveWebConfig>>, forced: bool) {
+    let path_owned = path.to_path_buf();
+    match web_config::load(&path_owned) {
+        Ok(config) => {
+            *slot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+            tracing::info!(file = %path.display(), on_sighup = forced, "reloaded the web config");
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "the web config did not reload; the previous one stays in force");
+        }
+    }
+}
