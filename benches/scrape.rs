@@ -20,8 +20,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use unassigned_port_exporter::collector::{ListenerCollector, errors_counter};
+use unassigned_port_exporter::netns::Mode;
 use unassigned_port_exporter::registry::{Registry, Transport};
-use unassigned_port_exporter::sockets::{self, Backend};
+use unassigned_port_exporter::sockets::{self, Backend, NetnsScope};
 use unassigned_port_exporter::watch::{Scope, WatchSet, parse_port_list};
 
 const ROLE: &str = "UPE_BENCH_ROLE";
@@ -198,7 +199,11 @@ fn run(plan: &Plan, smoke: bool) {
         vec![],
     ));
     let collector_for = |backend| {
-        let source = sockets::open(backend).unwrap().source;
+        let scope = NetnsScope {
+            mode: Mode::All,
+            procfs: PathBuf::from("/proc"),
+        };
+        let source = sockets::open(backend, scope).unwrap().source;
         ListenerCollector::new(
             Arc::clone(&watch),
             source,
@@ -253,6 +258,19 @@ fn run(plan: &Plan, smoke: bool) {
             http_p50: http.0,
         });
     }
+    let namespace_cost = measure_namespaces(plan, &watch);
+    let processes = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                .count()
+        })
+        .unwrap_or(0);
+    let own =
+        unassigned_port_exporter::netns::own_inode(std::path::Path::new("/proc")).unwrap_or(0);
+    let discovery = time(plan.netstat2_rounds * 5, || {
+        unassigned_port_exporter::netns::discover(std::path::Path::new("/proc"), own);
+    });
     for _ in 0..plan.rss_scrapes {
         exporter.scrape();
     }
@@ -276,6 +294,16 @@ fn run(plan: &Plan, smoke: bool) {
             row.http_p50
         );
     }
+    println!(
+        "namespace discovery (one readlink of /proc/PID/ns/net per process, part of every netlink collection): p50 {:.3} ms for {processes} processes",
+        discovery.0
+    );
+    if let Some((before, after, count)) = namespace_cost {
+        println!(
+            "network namespaces: netlink p50 {before:.3} ms with the host's alone, {after:.3} ms with {count} more namespaces (each with a listener on {NS_PORT}/tcp): {:.3} ms per extra namespace",
+            (after - before) / count as f64
+        );
+    }
     let first = &rows[0];
     let last = rows.last().unwrap();
     println!(
@@ -297,6 +325,82 @@ fn run(plan: &Plan, smoke: bool) {
         last.netstat2.0 / last.netlink.0,
         last.netlink.0 / first.netlink.0,
     );
+}
+
+const NS_PORT: u16 = 276;
+
+/// Namespaces made with `ip netns add`, deleted when dropped.
+struct Namespaces(Vec<String>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+/// Netlink collection p50 before and after adding namespaces, each holding
+/// one listener; `None` without root.
+fn measure_namespaces(plan: &Plan, watch: &Arc<WatchSet>) -> Option<(f64, f64, usize)> {
+    if !is_root() {
+        println!("not root: the per-namespace cost is not measured");
+        return None;
+    }
+    let collector = || {
+        let scope = NetnsScope {
+            mode: Mode::All,
+            procfs: PathBuf::from("/proc"),
+        };
+        let source = sockets::open(Backend::Netlink, scope).unwrap().source;
+        ListenerCollector::new(
+            Arc::clone(watch),
+            source,
+            PathBuf::from("/proc"),
+            errors_counter(),
+        )
+    };
+    let count = if plan.netlink_rounds >= 1_000 { 20 } else { 4 };
+    let baseline = collector();
+    baseline.snapshot();
+    let before = time(plan.netlink_rounds, || {
+        baseline.snapshot();
+    })
+    .0;
+    let mut made = Namespaces(Vec::new());
+    let mut held = Vec::new();
+    for n in 0..count {
+        let name = format!("upe-bench-{}-{n}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            println!("ip netns add failed: the per-namespace cost is not measured");
+            return None;
+        }
+        made.0.push(name.clone());
+        let path = PathBuf::from("/run/netns").join(&name);
+        let listener = unassigned_port_exporter::netns::run_in(&path, || {
+            TcpListener::bind((Ipv4Addr::UNSPECIFIED, NS_PORT))
+        })
+        .ok()?
+        .ok()?;
+        held.push(listener);
+    }
+    let with_namespaces = collector();
+    let seen = with_namespaces
+        .snapshot()
+        .listeners
+        .iter()
+        .filter(|l| l.port == NS_PORT)
+        .count();
+    assert!(seen >= count, "saw {seen} of {count} namespace listeners");
+    let after = time(plan.netlink_rounds, || {
+        with_namespaces.snapshot();
+    })
+    .0;
+    Some((before, after, count))
 }
 
 fn num_cpus() -> usize {

@@ -68,6 +68,19 @@ pub struct Flags {
     #[arg(long = "collector.backend", value_name = "BACKEND", default_value = "auto", value_parser = Backend::parse)]
     pub backend: Backend,
 
+    /// Which network namespaces to read: "all" (every namespace found in
+    /// /proc/*/ns/net and /run/netns; the default when the exporter may enter
+    /// namespaces, which needs CAP_SYS_ADMIN) or "host" (its own only; the
+    /// default otherwise). Only the netlink backend reads other namespaces.
+    #[arg(long = "collector.netns", value_name = "MODE", value_parser = crate::netns::Mode::parse)]
+    pub netns: Option<crate::netns::Mode>,
+
+    /// Also sample the socket table in the background at this interval (e.g.
+    /// "1s"), counting listeners seen between scrapes in
+    /// unassigned_port_listener_sightings_total. Off by default.
+    #[arg(long = "collector.sample-interval", value_name = "DURATION", value_parser = parse_sample_interval)]
+    pub sample_interval: Option<std::time::Duration>,
+
     /// procfs mount point, used to find socket owners and read sysctls.
     #[arg(long = "path.procfs", value_name = "PATH", default_value = "/proc")]
     pub procfs: PathBuf,
@@ -98,6 +111,15 @@ fn parse_telemetry_path(text: &str) -> Result<String, String> {
         ));
     }
     Ok(text.to_string())
+}
+
+fn parse_sample_interval(text: &str) -> Result<std::time::Duration, String> {
+    let interval =
+        humantime::parse_duration(text).map_err(|err| format!("{err} (e.g. 1s, 500ms, 1m)"))?;
+    if interval < std::time::Duration::from_millis(100) {
+        return Err("the interval must be at least 100ms".to_string());
+    }
+    Ok(interval)
 }
 
 fn parse_log_level(text: &str) -> Result<tracing::Level, String> {
@@ -186,6 +208,9 @@ mod tests {
             (&["--log.level=loud"], "unknown level"),
             (&["--web.telemetry-path=metrics"], "must start with"),
             (&["--no-such-flag"], "unexpected argument"),
+            (&["--collector.netns=some"], "unknown namespace mode"),
+            (&["--collector.sample-interval=soon"], "e.g. 1s"),
+            (&["--collector.sample-interval=1ms"], "at least 100ms"),
         ] {
             let line = refusal(args);
             assert!(line.contains(expected), "{args:?}: {line}");

@@ -5,9 +5,9 @@
 //! families. Faults are counted in `unassigned_port_collection_errors_total`
 //! by stage and never fail the scrape: what could be read is reported.
 
-use crate::owners::{Owner, OwnerFaults, OwnerResolver, Wanted};
+use crate::owners::{Attribution, Owner, OwnerFaults, OwnerResolver, Wanted, attribution};
 use crate::registry::Transport;
-use crate::sockets::{Listener, SocketSource};
+use crate::sockets::{Collected, Listener, SocketSource};
 use crate::watch::WatchSet;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
@@ -21,9 +21,28 @@ use std::time::{Duration, Instant};
 pub const NAMESPACE: &str = "unassigned_port";
 
 /// Label names of `unassigned_port_listeners`, in order.
-pub const LISTENER_LABELS: [&str; 9] = [
-    "port", "protocol", "family", "address", "process", "pid", "user", "iana", "expected",
+pub const LISTENER_LABELS: [&str; 12] = [
+    "port",
+    "protocol",
+    "family",
+    "address",
+    "process",
+    "pid",
+    "user",
+    "iana",
+    "expected",
+    "netns",
+    "container_id",
+    "pod_uid",
 ];
+
+/// The `netns` label of the exporter's own network namespace.
+pub const HOST_NETNS: &str = "host";
+
+/// The `netns` label value: "host", or the namespace's inode number.
+pub fn netns_label(netns: Option<u64>) -> String {
+    netns.map_or_else(|| HOST_NETNS.to_string(), |inode| inode.to_string())
+}
 
 /// Stages of `unassigned_port_collection_errors_total`.
 pub mod stage {
@@ -37,7 +56,9 @@ pub mod stage {
     pub const SYSCTL: &str = "sysctl";
     /// `--collector.backend=auto` had to fall back from netlink to netstat2.
     pub const BACKEND: &str = "backend";
-    pub const ALL: [&str; 5] = [SOCKETS, OWNERS, PROCESS, SYSCTL, BACKEND];
+    /// Another network namespace could not be entered or read.
+    pub const NETNS: &str = "netns";
+    pub const ALL: [&str; 6] = [SOCKETS, OWNERS, PROCESS, SYSCTL, BACKEND, NETNS];
 }
 
 /// One series of `unassigned_port_listeners`: labels and socket count.
@@ -52,11 +73,14 @@ pub struct ListenerSeries {
     pub user: String,
     pub iana: &'static str,
     pub expected: bool,
+    pub netns: String,
+    pub container_id: String,
+    pub pod_uid: String,
     pub sockets: u64,
 }
 
 impl ListenerSeries {
-    pub fn label_values(&self) -> [String; 9] {
+    pub fn label_values(&self) -> [String; 12] {
         [
             self.port.to_string(),
             self.transport.to_string(),
@@ -67,6 +91,9 @@ impl ListenerSeries {
             self.user.clone(),
             self.iana.to_string(),
             self.expected.to_string(),
+            self.netns.clone(),
+            self.container_id.clone(),
+            self.pod_uid.clone(),
         ]
     }
 }
@@ -79,7 +106,8 @@ pub struct Snapshot {
     pub duration: Duration,
     /// False when the socket table could not be read at all.
     pub success: bool,
-    pub unprivileged_port_start: Option<i64>,
+    /// (netns label, value) for each namespace whose sysctl was read.
+    pub unprivileged_port_start: Vec<(String, i64)>,
 }
 
 /// Collects listeners on watched ports; registered once with the registry.
@@ -108,7 +136,8 @@ impl ListenerCollector {
             listeners_vec(),
             GaugeVec::new(duration_opts(), &[]).unwrap(),
             GaugeVec::new(success_opts(), &[]).unwrap(),
-            GaugeVec::new(unprivileged_opts(), &[]).unwrap(),
+            unprivileged_vec(),
+            coverage_vec(),
         ]
         .iter()
         .flat_map(|vec| vec.desc().into_iter().cloned())
@@ -147,8 +176,8 @@ impl ListenerCollector {
     /// Reads the socket table once and labels what it finds.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         let started = Instant::now();
-        let mut listeners = Vec::new();
-        let success = match self.source.listeners(&self.watch, &mut listeners) {
+        let mut collected = Collected::default();
+        let success = match self.source.collect(&self.watch, &mut collected) {
             Ok(()) => true,
             Err(err) => {
                 tracing::warn!(backend = self.source.name(), error = %err, "cannot read the socket table");
@@ -156,8 +185,19 @@ impl ListenerCollector {
                 false
             }
         };
-        let series = self.label(&listeners);
-        let unprivileged_port_start = self.read_unprivileged_port_start();
+        self.count_error(stage::NETNS, collected.namespace_faults);
+        let series = self.label(&collected.listeners);
+        let mut unprivileged_port_start: Vec<(String, i64)> = self
+            .read_unprivileged_port_start()
+            .map(|value| (HOST_NETNS.to_string(), value))
+            .into_iter()
+            .collect();
+        unprivileged_port_start.extend(
+            collected
+                .unprivileged_port_start
+                .iter()
+                .map(|&(inode, value)| (netns_label(Some(inode)), value)),
+        );
         let snapshot = Arc::new(Snapshot {
             listeners: series,
             duration: started.elapsed(),
@@ -198,12 +238,20 @@ impl ListenerCollector {
         unique.dedup();
         let described = owners.describe(&unique, &mut faults);
         drop(owners);
+        let attributions: HashMap<u32, Attribution> = unique
+            .iter()
+            .map(|&pid| (pid, attribution(&self.procfs, pid)))
+            .collect();
         self.report_faults(&faults);
 
         let mut counted: BTreeMap<ListenerSeries, u64> = BTreeMap::new();
         let nobody = Owner::default();
+        let nowhere = Attribution::default();
         for (listener, pid) in listeners.iter().zip(pids) {
             let owner = pid.and_then(|pid| described.get(&pid)).unwrap_or(&nobody);
+            let place = pid
+                .and_then(|pid| attributions.get(&pid))
+                .unwrap_or(&nowhere);
             let key = ListenerSeries {
                 transport: listener.transport,
                 port: listener.port,
@@ -219,6 +267,9 @@ impl ListenerCollector {
                 expected: self
                     .watch
                     .is_expected(listener.transport, listener.port, &owner.process),
+                netns: netns_label(listener.netns),
+                container_id: place.container_id.clone(),
+                pod_uid: place.pod_uid.clone(),
                 sockets: 0,
             };
             *counted.entry(key).or_default() += 1;
@@ -304,12 +355,28 @@ fn success_opts() -> Opts {
     .namespace(NAMESPACE)
 }
 
-fn unprivileged_opts() -> Opts {
-    Opts::new(
-        "unprivileged_port_start",
-        "net.ipv4.ip_unprivileged_port_start: ports from here up can be bound by any user.",
+fn unprivileged_vec() -> GaugeVec {
+    GaugeVec::new(
+        Opts::new(
+            "unprivileged_port_start",
+            "net.ipv4.ip_unprivileged_port_start per network namespace: ports from here up can be bound by any user.",
+        )
+        .namespace(NAMESPACE),
+        &["netns"],
     )
-    .namespace(NAMESPACE)
+    .unwrap()
+}
+
+fn coverage_vec() -> GaugeVec {
+    GaugeVec::new(
+        Opts::new(
+            "transport_coverage",
+            "1 if listeners of this transport are collected, 0 if the backend or kernel cannot see them.",
+        )
+        .namespace(NAMESPACE),
+        &["protocol"],
+    )
+    .unwrap()
 }
 
 /// The shared `collection_errors_total{stage}` counter, with every stage at 0.
@@ -355,9 +422,20 @@ impl Collector for ListenerCollector {
             success_opts(),
             f64::from(u8::from(snapshot.success)),
         ));
-        if let Some(start) = snapshot.unprivileged_port_start {
-            families.extend(single(unprivileged_opts(), start as f64));
+        let unprivileged = unprivileged_vec();
+        for (netns, value) in &snapshot.unprivileged_port_start {
+            unprivileged
+                .with_label_values(&[netns.as_str()])
+                .set(*value as f64);
         }
+        families.extend(unprivileged.collect());
+        let coverage = coverage_vec();
+        for (transport, covered) in self.source.coverage() {
+            coverage
+                .with_label_values(&[transport.as_str()])
+                .set(f64::from(u8::from(covered)));
+        }
+        families.extend(coverage.collect());
         families
     }
 }

@@ -322,10 +322,12 @@ fn render_landing(app: &App, snapshot: Option<&Snapshot>) -> String {
     let listeners = snapshot.map_or(&[][..], |s| &s.listeners[..]);
     for l in listeners {
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             l.port,
             l.transport,
             escape(&l.address),
+            escape(&l.netns),
+            escape(&l.container_id.chars().take(12).collect::<String>()),
             escape(&l.process),
             escape(&l.pid),
             escape(&l.user),
@@ -335,7 +337,7 @@ fn render_landing(app: &App, snapshot: Option<&Snapshot>) -> String {
         ));
     }
     if rows.is_empty() {
-        rows.push_str("<tr><td colspan=\"9\">No listeners on watched ports.</td></tr>\n");
+        rows.push_str("<tr><td colspan=\"11\">No listeners on watched ports.</td></tr>\n");
     }
     let status = match snapshot {
         Some(s) if s.success => format!(
@@ -367,11 +369,11 @@ Version {version}.</p>
 <li><a href="/healthz">Health</a> (<code>/healthz</code>)</li>
 </ul>
 <h2>Watching</h2>
-<p>{tcp} TCP and {udp} UDP ports. IANA registry: {source}, updated {updated}.
+<p>{tcp} TCP, {udp} UDP and {sctp} SCTP ports. IANA registry: {source}, updated {updated}.
 Socket backend: {backend}; {status}.</p>
 <h2>Listeners now</h2>
 <table>
-<tr><th>port</th><th>protocol</th><th>address</th><th>process</th><th>pid</th><th>user</th><th>iana</th><th>expected</th><th>sockets</th></tr>
+<tr><th>port</th><th>protocol</th><th>address</th><th>netns</th><th>container</th><th>process</th><th>pid</th><th>user</th><th>iana</th><th>expected</th><th>sockets</th></tr>
 {rows}</table>
 </body>
 </html>
@@ -380,6 +382,7 @@ Socket backend: {backend}; {status}.</p>
         path = escape(&app.telemetry_path),
         tcp = watch.count(Transport::Tcp),
         udp = watch.count(Transport::Udp),
+        sctp = watch.count(Transport::Sctp),
         source = escape(&registry.source),
         updated = escape(&registry.updated),
         backend = app.collector.backend_name(),

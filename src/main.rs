@@ -8,7 +8,9 @@ use unassigned_port_exporter::cli::{self, Flags, Parsed};
 use unassigned_port_exporter::collector::{self, ListenerCollector, stage};
 use unassigned_port_exporter::registry::{Registry, csv_loader};
 use unassigned_port_exporter::watch::WatchSet;
-use unassigned_port_exporter::{http, info_metrics, scrape, sockets, web_config, web_reload};
+use unassigned_port_exporter::{
+    http, info_metrics, netns, sampler, scrape, sockets, web_config, web_reload,
+};
 
 /// Exit code for bad flags, files or settings.
 const EXIT_BAD_INPUT: u8 = 2;
@@ -53,6 +55,10 @@ type Failure = (u8, String);
 
 fn run(flags: &Flags) -> Result<(), Failure> {
     let bad = |message: String| (EXIT_BAD_INPUT, message);
+    // Check every listen address before anything logs or opens sockets.
+    for address in &flags.listen_addresses {
+        resolve(address)?;
+    }
     let registry = match &flags.iana_registry_file {
         None => Registry::embedded(),
         Some(path) => csv_loader::load_file(path).map_err(|err| bad(err.to_string()))?,
@@ -68,7 +74,12 @@ fn run(flags: &Flags) -> Result<(), Failure> {
         Some(path) => web_config::load(path).map_err(bad)?,
     };
     let web_config = Arc::new(RwLock::new(Arc::new(web_config)));
-    let opened = sockets::open(flags.backend)
+    let netns_mode = choose_netns_mode(flags)?;
+    let scope = sockets::NetnsScope {
+        mode: netns_mode,
+        procfs: flags.procfs.clone(),
+    };
+    let opened = sockets::open(flags.backend, scope)
         .map_err(|err| bad(format!("{err} (try --collector.backend=netstat2 or auto)")))?;
     let errors = collector::errors_counter();
     if let Some(reason) = &opened.fallback_reason {
@@ -89,6 +100,10 @@ fn run(flags: &Flags) -> Result<(), Failure> {
         .register(Box::new(ArcCollector(Arc::clone(&collector))))
         .map_err(internal)?;
     info_metrics::register(&metrics, &watch).map_err(internal)?;
+    if let Some(interval) = flags.sample_interval {
+        let sampler = sampler::Sampler::start(Arc::clone(&collector), interval);
+        metrics.register(Box::new(sampler)).map_err(internal)?;
+    }
     #[cfg(target_os = "linux")]
     metrics
         .register(Box::new(
@@ -112,6 +127,7 @@ fn run(flags: &Flags) -> Result<(), Failure> {
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             backend = collector.backend_name(),
+            netns = ?netns_mode,
             watched_tcp = watch.count(unassigned_port_exporter::registry::Transport::Tcp),
             watched_udp = watch.count(unassigned_port_exporter::registry::Transport::Udp),
             registry = %watch.registry().source,
@@ -150,6 +166,22 @@ fn run(flags: &Flags) -> Result<(), Failure> {
         http::serve(listeners, app, stopped).await;
         Ok(())
     })
+}
+
+/// `--collector.netns`: "all" unless namespaces cannot be entered; asking
+/// for "all" explicitly when they cannot is an error.
+fn choose_netns_mode(flags: &Flags) -> Result<netns::Mode, Failure> {
+    match flags.netns {
+        Some(netns::Mode::Host) => Ok(netns::Mode::Host),
+        requested => match netns::can_enter(&flags.procfs) {
+            Ok(()) => Ok(netns::Mode::All),
+            Err(reason) if requested.is_none() => {
+                tracing::info!(reason = %reason, "reading the host network namespace only (--collector.netns=host)");
+                Ok(netns::Mode::Host)
+            }
+            Err(reason) => Err((EXIT_BAD_INPUT, format!("--collector.netns=all: {reason}"))),
+        },
+    }
 }
 
 /// Lets the registry hold the collector while the HTTP side keeps a handle.

@@ -13,7 +13,7 @@ use crate::registry::{Registry, Status, Transport};
 use std::fmt;
 
 /// The transports the exporter collects and watches.
-pub const WATCHED_TRANSPORTS: [Transport; 2] = [Transport::Tcp, Transport::Udp];
+pub const WATCHED_TRANSPORTS: [Transport; 3] = [Transport::Tcp, Transport::Udp, Transport::Sctp];
 
 /// How far the IANA-derived part of the watch set reaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub struct PortRange {
     pub transport: Option<Transport>,
 }
 
-/// Parses one `PORT`, `FIRST-LAST`, optionally followed by `/tcp` or `/udp`.
+/// Parses one `PORT`, `FIRST-LAST`, optionally followed by `/tcp`, `/udp` or `/sctp`.
 pub fn parse_port_range(text: &str) -> Result<PortRange, String> {
     let text = text.trim();
     let (ports, transport) = split_transport(text)?;
@@ -94,7 +94,7 @@ fn split_transport(text: &str) -> Result<(&str, Option<Transport>), String> {
         None => Ok((text, None)),
         Some((ports, name)) => match Transport::parse(name) {
             Some(t) if WATCHED_TRANSPORTS.contains(&t) => Ok((ports, Some(t))),
-            _ => Err(format!("unknown transport {name:?}: use tcp or udp")),
+            _ => Err(format!("unknown transport {name:?}: use tcp, udp or sctp")),
         },
     }
 }
@@ -165,6 +165,7 @@ pub struct WatchSet {
     registry: Registry,
     tcp: PortBits,
     udp: PortBits,
+    sctp: PortBits,
     allow: Vec<AllowRule>,
 }
 
@@ -177,8 +178,13 @@ impl WatchSet {
     ) -> WatchSet {
         let mut tcp = PortBits::new();
         let mut udp = PortBits::new();
+        let mut sctp = PortBits::new();
         for port in 0..=scope.last_port() {
-            for (transport, bits) in [(Transport::Tcp, &mut tcp), (Transport::Udp, &mut udp)] {
+            for (transport, bits) in [
+                (Transport::Tcp, &mut tcp),
+                (Transport::Udp, &mut udp),
+                (Transport::Sctp, &mut sctp),
+            ] {
                 if matches!(
                     registry.status(transport, port),
                     Status::Unassigned | Status::Unregistered
@@ -195,12 +201,16 @@ impl WatchSet {
                 if range.transport.is_none_or(|t| t == Transport::Udp) {
                     udp.insert(port);
                 }
+                if range.transport.is_none_or(|t| t == Transport::Sctp) {
+                    sctp.insert(port);
+                }
             }
         }
         WatchSet {
             registry,
             tcp,
             udp,
+            sctp,
             allow,
         }
     }
@@ -209,7 +219,8 @@ impl WatchSet {
         match transport {
             Transport::Tcp => Some(&self.tcp),
             Transport::Udp => Some(&self.udp),
-            Transport::Sctp | Transport::Dccp => None,
+            Transport::Sctp => Some(&self.sctp),
+            Transport::Dccp => None,
         }
     }
 
@@ -251,6 +262,8 @@ mod tests {
             "281 unassigned + 716, 1008"
         );
         assert_eq!(watch.count(Transport::Udp), 281);
+        // IANA registers few SCTP ports: most well-known ones have no row.
+        assert!(watch.count(Transport::Sctp) > 900);
         for port in 272..=279 {
             assert!(watch.is_watched(Transport::Tcp, port));
             assert!(watch.is_watched(Transport::Udp, port));

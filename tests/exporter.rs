@@ -70,11 +70,19 @@ fn expected_series(
         ("user", own_user_name()),
         ("iana", iana.to_string()),
         ("expected", expected.to_string()),
+        ("netns", "host".to_string()),
+        ("container_id", own_cgroup().container_id),
+        ("pod_uid", own_cgroup().pod_uid),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     (labels, 1.0)
+}
+
+/// The container this test runs in, if any, as the exporter will see it.
+fn own_cgroup() -> unassigned_port_exporter::owners::Attribution {
+    unassigned_port_exporter::owners::attribution(std::path::Path::new("/proc"), std::process::id())
 }
 
 /// Our own listener series, with `iana` masked for high ports (whose IANA
@@ -267,7 +275,7 @@ fn http_surface_behaves_like_node_exporter() {
     assert_eq!(landing.content_type(), "text/html");
     let html = landing.into_string().unwrap();
     assert!(html.contains("href=\"/metrics\""), "{html}");
-    assert!(html.contains("283 TCP and 281 UDP ports"), "{html}");
+    assert!(html.contains("283 TCP, 281 UDP and"), "{html}");
 
     // A raw request: ureq would decompress on its own and hide the header.
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", exporter.port)).unwrap();

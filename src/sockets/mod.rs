@@ -15,6 +15,7 @@ use crate::registry::Transport;
 use crate::watch::WatchSet;
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 /// One listening socket on a watched port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub struct Listener {
     pub uid: u32,
     /// Owning pids when the backend already found them (netstat2 does).
     pub known_pids: Option<Vec<u32>>,
+    /// Inode of the network namespace, `None` for the exporter's own.
+    pub netns: Option<u64>,
 }
 
 impl Listener {
@@ -52,12 +55,27 @@ impl fmt::Display for SourceError {
 
 impl std::error::Error for SourceError {}
 
+/// What one pass over the socket tables found.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub listeners: Vec<Listener>,
+    /// Other namespaces that could not be read this time (often: they just
+    /// went away).
+    pub namespace_faults: u64,
+    /// `net.ipv4.ip_unprivileged_port_start` of each other namespace read.
+    pub unprivileged_port_start: Vec<(u64, i64)>,
+}
+
 /// Lists the listening sockets on watched ports.
 pub trait SocketSource: Send + Sync {
     /// Backend name for logs and the landing page.
     fn name(&self) -> &'static str;
-    /// Appends every listener on a watched port to `out`.
-    fn listeners(&self, watch: &WatchSet, out: &mut Vec<Listener>) -> Result<(), SourceError>;
+    /// Fills `out` with every listener on a watched port. An error means the
+    /// exporter's own namespace could not be read at all.
+    fn collect(&self, watch: &WatchSet, out: &mut Collected) -> Result<(), SourceError>;
+    /// Which transports this source can see (SCTP needs the kernel's
+    /// sctp_diag).
+    fn coverage(&self) -> Vec<(Transport, bool)>;
 }
 
 /// `--collector.backend`.
@@ -82,6 +100,13 @@ impl Backend {
     }
 }
 
+/// Which namespaces a source reads, and where procfs is.
+#[derive(Clone, Debug)]
+pub struct NetnsScope {
+    pub mode: crate::netns::Mode,
+    pub procfs: PathBuf,
+}
+
 /// What [`open`] chose, and why it fell back if it did.
 pub struct Opened {
     pub source: Box<dyn SocketSource>,
@@ -90,8 +115,9 @@ pub struct Opened {
 }
 
 /// Opens the requested backend. `netlink` fails if the kernel refuses it;
-/// `auto` falls back to netstat2 and says why.
-pub fn open(backend: Backend) -> Result<Opened, SourceError> {
+/// `auto` falls back to netstat2 and says why. Only netlink looks into other
+/// network namespaces (`netns`).
+pub fn open(backend: Backend, netns: NetnsScope) -> Result<Opened, SourceError> {
     let portable = || Box::new(portable::Netstat2Source) as Box<dyn SocketSource>;
     match backend {
         Backend::Netstat2 => Ok(Opened {
@@ -100,7 +126,7 @@ pub fn open(backend: Backend) -> Result<Opened, SourceError> {
         }),
         #[cfg(target_os = "linux")]
         Backend::Netlink => Ok(Opened {
-            source: Box::new(netlink::SockDiagSource::open()?),
+            source: Box::new(netlink::SockDiagSource::open(netns)?),
             fallback_reason: None,
         }),
         #[cfg(not(target_os = "linux"))]
@@ -108,7 +134,7 @@ pub fn open(backend: Backend) -> Result<Opened, SourceError> {
             "the netlink backend exists only on Linux".to_string(),
         )),
         #[cfg(target_os = "linux")]
-        Backend::Auto => match netlink::SockDiagSource::open() {
+        Backend::Auto => match netlink::SockDiagSource::open(netns) {
             Ok(source) => Ok(Opened {
                 source: Box::new(source),
                 fallback_reason: None,

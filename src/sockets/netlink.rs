@@ -14,12 +14,22 @@
 //! table is small, so an INET_DIAG_REQ_BYTECODE filter would save the kernel
 //! no walking, only a few copied bytes. The netlink socket (netlink-sys) and
 //! its buffer are opened once and reused by every scrape.
+//!
+//! With `--collector.netns=all` the same queries run in every other network
+//! namespace through a channel opened inside it (see `netns.rs`), kept until
+//! the namespace disappears. SCTP listeners are asked for when the kernel has
+//! sctp_diag (probed at start).
 
-use super::{Listener, SocketSource, SourceError};
+use super::{Collected, Listener, NetnsScope, SocketSource, SourceError};
+use crate::netns::{Mode, Namespace};
 use crate::registry::Transport;
 use crate::watch::WatchSet;
 use netlink_sys::{Socket, protocols::NETLINK_SOCK_DIAG};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -95,15 +105,18 @@ pub fn parse_messages(
         }
         let payload = &rest[NLMSG_HEADER_LEN..length];
         match kind {
-            NLMSG_DONE => return Ok(Progress::Done),
-            NLMSG_ERROR => {
+            // Both carry an errno: a dump that failed ends in DONE with it.
+            NLMSG_DONE | NLMSG_ERROR => {
                 let code = payload
                     .get(0..4)
                     .map(|b| i32::from_ne_bytes(b.try_into().unwrap()))
                     .unwrap_or(0);
-                if code != 0 {
+                if code < 0 || (kind == NLMSG_ERROR && code != 0) {
                     let err = std::io::Error::from_raw_os_error(-code);
                     return Err(format!("the kernel refused the sock_diag request: {err}"));
+                }
+                if kind == NLMSG_DONE {
+                    return Ok(Progress::Done);
                 }
             }
             SOCK_DIAG_BY_FAMILY => visit(parse_socket(payload)?),
@@ -216,23 +229,121 @@ impl Channel {
     }
 }
 
-/// The netlink [`SocketSource`].
-pub struct SockDiagSource {
+/// A namespace other than ours: its netlink channel and its sysctl file,
+/// both opened inside it and kept while it exists.
+struct ForeignNamespace {
+    channel: Channel,
+    /// `ip_unprivileged_port_start` as seen from inside; reread each scrape.
+    unprivileged_port_start: Option<File>,
+}
+
+struct State {
     /// `None` after a failed dump: the next scrape opens a fresh socket, so a
     /// half-read reply can never leak into it.
-    channel: Mutex<Option<Channel>>,
+    host: Option<Channel>,
+    others: HashMap<u64, ForeignNamespace>,
+}
+
+/// The netlink [`SocketSource`].
+pub struct SockDiagSource {
+    state: Mutex<State>,
+    scope: NetnsScope,
+    own_namespace: u64,
+    /// False when the kernel has no sctp_diag: SCTP is then not asked for.
+    sctp: bool,
 }
 
 impl SockDiagSource {
     /// Opens the socket and runs one probe dump, so a kernel or sandbox that
     /// refuses sock_diag is found at start, not at the first scrape.
-    pub fn open() -> Result<SockDiagSource, SourceError> {
+    pub fn open(scope: NetnsScope) -> Result<SockDiagSource, SourceError> {
         let mut channel = Channel::open()?;
         channel.dump(Family::V4, Transport::Tcp, 1 << TCP_LISTEN, &mut |_| {})?;
+        let sctp = channel
+            .dump(Family::V4, Transport::Sctp, 1 << TCP_LISTEN, &mut |_| {})
+            .is_ok();
+        if !sctp {
+            // The failed dump may leave its error reply behind: start clean.
+            channel = Channel::open()?;
+            tracing::info!(
+                "the kernel has no SCTP socket diagnostics (sctp_diag): SCTP listeners are not covered"
+            );
+        }
+        let own_namespace = crate::netns::own_inode(&scope.procfs).unwrap_or(0);
         Ok(SockDiagSource {
-            channel: Mutex::new(Some(channel)),
+            state: Mutex::new(State {
+                host: Some(channel),
+                others: HashMap::new(),
+            }),
+            scope,
+            own_namespace,
+            sctp,
         })
     }
+
+    fn queries(&self) -> Vec<(Family, Transport, u32)> {
+        let mut queries = vec![
+            (Family::V4, Transport::Tcp, 1 << TCP_LISTEN),
+            (Family::V6, Transport::Tcp, 1 << TCP_LISTEN),
+            (Family::V4, Transport::Udp, 1 << TCP_CLOSE),
+            (Family::V6, Transport::Udp, 1 << TCP_CLOSE),
+        ];
+        if self.sctp {
+            queries.push((Family::V4, Transport::Sctp, 1 << TCP_LISTEN));
+            queries.push((Family::V6, Transport::Sctp, 1 << TCP_LISTEN));
+        }
+        queries
+    }
+
+    /// Opens a channel and the sysctl file inside another namespace.
+    fn enter(namespace: &Namespace) -> Result<ForeignNamespace, String> {
+        crate::netns::run_in(&namespace.path, || {
+            let channel = Channel::open().map_err(|err| err.0)?;
+            let sysctl = File::open("/proc/sys/net/ipv4/ip_unprivileged_port_start").ok();
+            Ok(ForeignNamespace {
+                channel,
+                unprivileged_port_start: sysctl,
+            })
+        })
+        .map_err(|err| format!("cannot enter {}: {err}", namespace.path.display()))?
+    }
+}
+
+/// Runs every query on one channel, tagging listeners with `netns`.
+fn dump_all(
+    channel: &mut Channel,
+    queries: &[(Family, Transport, u32)],
+    watch: &WatchSet,
+    netns: Option<u64>,
+    out: &mut Vec<Listener>,
+) -> Result<(), SourceError> {
+    for &(family, transport, states) in queries {
+        let mut visit = |socket: DiagSocket| {
+            if watch.is_watched(transport, socket.port) {
+                out.push(Listener {
+                    transport,
+                    address: socket.address,
+                    port: socket.port,
+                    inode: socket.inode,
+                    uid: socket.uid,
+                    known_pids: None,
+                    netns,
+                });
+            }
+        };
+        channel.dump(family, transport, states, &mut visit)?;
+    }
+    Ok(())
+}
+
+fn read_sysctl(file: &File) -> Option<i64> {
+    let mut buffer = [0u8; 32];
+    let read = file.read_at(&mut buffer, 0).ok()?;
+    std::str::from_utf8(&buffer[..read])
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 impl SocketSource for SockDiagSource {
@@ -240,37 +351,69 @@ impl SocketSource for SockDiagSource {
         "netlink"
     }
 
-    fn listeners(&self, watch: &WatchSet, out: &mut Vec<Listener>) -> Result<(), SourceError> {
-        let mut slot = self
-            .channel
+    fn coverage(&self) -> Vec<(Transport, bool)> {
+        vec![
+            (Transport::Tcp, true),
+            (Transport::Udp, true),
+            (Transport::Sctp, self.sctp),
+        ]
+    }
+
+    fn collect(&self, watch: &WatchSet, out: &mut Collected) -> Result<(), SourceError> {
+        let queries = self.queries();
+        let mut state = self
+            .state
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        let channel = match slot.as_mut() {
+        let host = match state.host.as_mut() {
             Some(channel) => channel,
-            None => slot.insert(Channel::open()?),
+            None => state.host.insert(Channel::open()?),
         };
-        let queries = [
-            (Family::V4, Transport::Tcp, 1 << TCP_LISTEN),
-            (Family::V6, Transport::Tcp, 1 << TCP_LISTEN),
-            (Family::V4, Transport::Udp, 1 << TCP_CLOSE),
-            (Family::V6, Transport::Udp, 1 << TCP_CLOSE),
-        ];
-        for (family, transport, states) in queries {
-            let mut visit = |socket: DiagSocket| {
-                if watch.is_watched(transport, socket.port) {
-                    out.push(Listener {
-                        transport,
-                        address: socket.address,
-                        port: socket.port,
-                        inode: socket.inode,
-                        uid: socket.uid,
-                        known_pids: None,
-                    });
-                }
+        if let Err(err) = dump_all(host, &queries, watch, None, &mut out.listeners) {
+            state.host = None;
+            return Err(err);
+        }
+        if self.scope.mode == Mode::Host {
+            return Ok(());
+        }
+        let found = crate::netns::discover(&self.scope.procfs, self.own_namespace);
+        // Dropping a channel releases its namespace: keep only live ones.
+        state
+            .others
+            .retain(|inode, _| found.iter().any(|ns| ns.inode == *inode));
+        for namespace in &found {
+            let foreign = match state.others.entry(namespace.inode) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => match Self::enter(namespace) {
+                    Ok(entered) => entry.insert(entered),
+                    Err(err) => {
+                        tracing::debug!(error = %err, "skipping a network namespace");
+                        out.namespace_faults += 1;
+                        continue;
+                    }
+                },
             };
-            if let Err(err) = channel.dump(family, transport, states, &mut visit) {
-                *slot = None;
-                return Err(err);
+            let before = out.listeners.len();
+            let dumped = dump_all(
+                &mut foreign.channel,
+                &queries,
+                watch,
+                Some(namespace.inode),
+                &mut out.listeners,
+            );
+            if let Err(err) = dumped {
+                tracing::debug!(netns = namespace.inode, error = %err, "cannot read a namespace's sockets");
+                out.listeners.truncate(before);
+                out.namespace_faults += 1;
+                state.others.remove(&namespace.inode);
+                continue;
+            }
+            if let Some(value) = foreign
+                .unprivileged_port_start
+                .as_ref()
+                .and_then(read_sysctl)
+            {
+                out.unprivileged_port_start.push((namespace.inode, value));
             }
         }
         Ok(())

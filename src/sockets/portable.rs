@@ -6,8 +6,9 @@
 //! the reference. One difference from netlink: netstat2 does not report UDP
 //! socket state, so a connected UDP socket whose local port is watched is
 //! counted here and not by netlink (which asks for unconnected ones only).
+//! It sees the exporter's own network namespace only, and no SCTP.
 
-use super::{Listener, SocketSource, SourceError};
+use super::{Collected, Listener, SocketSource, SourceError};
 use crate::registry::Transport;
 use crate::watch::WatchSet;
 use netstat2::{AddressFamilyFlags, ProtocolFlags, ProtocolSocketInfo, TcpState};
@@ -19,7 +20,15 @@ impl SocketSource for Netstat2Source {
         "netstat2"
     }
 
-    fn listeners(&self, watch: &WatchSet, out: &mut Vec<Listener>) -> Result<(), SourceError> {
+    fn coverage(&self) -> Vec<(Transport, bool)> {
+        vec![
+            (Transport::Tcp, true),
+            (Transport::Udp, true),
+            (Transport::Sctp, false),
+        ]
+    }
+
+    fn collect(&self, watch: &WatchSet, out: &mut Collected) -> Result<(), SourceError> {
         let families = AddressFamilyFlags::IPV4 | AddressFamilyFlags::IPV6;
         let protocols = ProtocolFlags::TCP | ProtocolFlags::UDP;
         let sockets = netstat2::get_sockets_info(families, protocols)
@@ -38,7 +47,7 @@ impl SocketSource for Netstat2Source {
             let mut pids = socket.associated_pids;
             pids.sort_unstable();
             pids.dedup();
-            out.push(Listener {
+            out.listeners.push(Listener {
                 transport,
                 address,
                 port,
@@ -51,6 +60,7 @@ impl SocketSource for Netstat2Source {
                 #[cfg(not(target_os = "linux"))]
                 uid: 0,
                 known_pids: Some(pids),
+                netns: None,
             });
         }
         Ok(())
