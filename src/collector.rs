@@ -124,8 +124,9 @@ pub struct ListenerCollector {
 }
 
 impl ListenerCollector {
-    /// `errors` is the shared `collection_errors_total` counter, registered
-    /// separately so its totals survive between scrapes.
+    /// `errors` is the `collection_errors_total` counter; the collector
+    /// reports it after each collection, so a scrape's counts include that
+    /// scrape's faults (the registry gathers collectors in no fixed order).
     pub fn new(
         watch: Arc<WatchSet>,
         source: Box<dyn SocketSource>,
@@ -141,6 +142,7 @@ impl ListenerCollector {
         ]
         .iter()
         .flat_map(|vec| vec.desc().into_iter().cloned())
+        .chain(errors.desc().into_iter().cloned())
         .collect();
         ListenerCollector {
             watch,
@@ -436,6 +438,7 @@ impl Collector for ListenerCollector {
                 .set(f64::from(u8::from(covered)));
         }
         families.extend(coverage.collect());
+        families.extend(self.errors.collect());
         families
     }
 }

@@ -90,12 +90,11 @@ fn run(flags: &Flags) -> Result<(), Failure> {
         Arc::clone(&watch),
         opened.source,
         flags.procfs.clone(),
-        errors.clone(),
+        errors,
     ));
 
     let metrics = prometheus::Registry::new();
     let internal = |err: prometheus::Error| (EXIT_BAD_INPUT, format!("metric setup failed: {err}"));
-    metrics.register(Box::new(errors)).map_err(internal)?;
     metrics
         .register(Box::new(ArcCollector(Arc::clone(&collector))))
         .map_err(internal)?;
