@@ -112,7 +112,7 @@ pub fn parse_messages(
                     .map(|b| i32::from_ne_bytes(b.try_into().unwrap()))
                     .unwrap_or(0);
                 if code < 0 || (kind == NLMSG_ERROR && code != 0) {
-                    let err = std::io::Error::from_raw_os_error(-code);
+                    let err = std::io::Error::from_raw_os_error(code.wrapping_neg());
                     return Err(format!("the kernel refused the sock_diag request: {err}"));
                 }
                 if kind == NLMSG_DONE {
