@@ -13,10 +13,10 @@
 #                       toolchain with RUSTC_BOOTSTRAP=1 so that stable accepts
 #                       the -Z flags cargo-fuzz passes)
 #   FUZZ_TARGETS        space-separated subset of targets (default: all)
-#   FUZZ_TARGET_DIR     cargo target dir of the fuzz build (default fuzz/target;
+#   FUZZ_TARGET_DIR     cargo target dir of the fuzz build (default ~/.cache/unassigned_port_exporter/fuzz-target;
 #                       a folder kept between runs saves the ~8 min first build)
 #
-# Installs cargo-fuzz if it is missing. Builds into fuzz/target (never the
+# Installs cargo-fuzz if it is missing. Builds into FUZZ_TARGET_DIR (never the
 # main target/), crash inputs go to fuzz/artifacts/<target>/. The committed
 # corpus in fuzz/corpus/ is never written to. Prints one line per target and
 # ends with `fuzz-smoke: N passed, M failed`; exits non-zero if any failed.
