@@ -4,8 +4,25 @@ use crate::collector::NAMESPACE;
 use crate::watch::{WATCHED_TRANSPORTS, WatchSet};
 use prometheus::{IntGaugeVec, Opts, Registry};
 
-/// Registers the start-time gauges on `registry`.
-pub fn register(registry: &Registry, watch: &WatchSet) -> prometheus::Result<()> {
+/// Registers the start-time gauges on `registry`. `backend` and `netns` say
+/// how the socket table is read (`netlink`/`netstat2`, `all`/`host`).
+pub fn register(
+    registry: &Registry,
+    watch: &WatchSet,
+    backend: &str,
+    netns: &str,
+) -> prometheus::Result<()> {
+    let collector = IntGaugeVec::new(
+        Opts::new(
+            "collector_info",
+            "Always 1; labels say which socket backend and namespace mode are in use.",
+        )
+        .namespace(NAMESPACE),
+        &["backend", "netns"],
+    )?;
+    collector.with_label_values(&[backend, netns]).set(1);
+    registry.register(Box::new(collector))?;
+
     let build = IntGaugeVec::new(
         Opts::new(
             "exporter_build_info",

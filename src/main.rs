@@ -98,7 +98,12 @@ fn run(flags: &Flags) -> Result<(), Failure> {
     metrics
         .register(Box::new(ArcCollector(Arc::clone(&collector))))
         .map_err(internal)?;
-    info_metrics::register(&metrics, &watch).map_err(internal)?;
+    let netns_name = match netns_mode {
+        netns::Mode::All if collector.backend_name() == "netlink" => "all",
+        _ => "host",
+    };
+    info_metrics::register(&metrics, &watch, collector.backend_name(), netns_name)
+        .map_err(internal)?;
     if let Some(interval) = flags.sample_interval {
         let sampler = sampler::Sampler::start(Arc::clone(&collector), interval);
         metrics.register(Box::new(sampler)).map_err(internal)?;
@@ -126,7 +131,7 @@ fn run(flags: &Flags) -> Result<(), Failure> {
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             backend = collector.backend_name(),
-            netns = ?netns_mode,
+            netns = netns_name,
             watched_tcp = watch.count(unassigned_port_exporter::registry::Transport::Tcp),
             watched_udp = watch.count(unassigned_port_exporter::registry::Transport::Udp),
             registry = %watch.registry().source,

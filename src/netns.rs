@@ -116,7 +116,7 @@ where
 /// Whether this process may enter namespaces: it tries its own.
 pub fn can_enter(procfs: &Path) -> Result<(), String> {
     run_in(&procfs.join("self/ns/net"), || ()).map_err(|err| match err.raw_os_error() {
-        Some(libc::EPERM) => "entering network namespaces needs CAP_SYS_ADMIN".to_string(),
+        Some(libc::EPERM) => "setns(2) into a network namespace was refused: it needs CAP_SYS_ADMIN, and a seccomp profile or systemd RestrictNamespaces= that allows it".to_string(),
         _ => format!("cannot enter network namespaces: {err}"),
     })
 }

@@ -14,6 +14,9 @@
 //! - every PromQL expression of the Grafana dashboard and of the rules file
 //!   runs against that Prometheus, and the dashboard's listeners table shows
 //!   the 276 row;
+//! - the background sampler (`--collector.sample-interval`) reports the
+//!   listener too, and `UnassignedPortListenerSeenBetweenScrapes` stays
+//!   quiet for it, since scrapes saw it;
 //! - dropping the listener resolves the alert, and the webhook hears it.
 //!
 //! Without root the test cannot bind port 276; it then watches a free high
@@ -80,7 +83,12 @@ fn listener_on_276_fires_alert_and_resolves() {
     let exporter_instance = format!("127.0.0.1:{exporter_port}");
 
     // Exporter.
-    let mut exporter_args = vec![format!("--web.listen-address={exporter_instance}")];
+    // The background sampler too, so that its dashboard panel and the
+    // UnassignedPortListenerSeenBetweenScrapes rule run on real series.
+    let mut exporter_args = vec![
+        format!("--web.listen-address={exporter_instance}"),
+        "--collector.sample-interval=200ms".to_string(),
+    ];
     if target.port != PORT_276 {
         exporter_args.push(format!("--watch.ports={}", target.port));
     }
@@ -278,6 +286,21 @@ fn listener_on_276_fires_alert_and_resolves() {
         target.port
     );
 
+    // The sampler saw the listener too, and since scrapes saw it as well the
+    // between-scrapes warning stays quiet.
+    let our_process = label(ours, "process").to_string();
+    let sighting_query = format!(
+        "unassigned_port_listener_sightings_total{{port=\"{}\",protocol=\"tcp\",process=\"{our_process}\"}} > 0",
+        target.port
+    );
+    stack.wait_for("the sampler's sighting in Prometheus", || {
+        prometheus
+            .vector(&sighting_query)
+            .ok()
+            .filter(|v| !v.is_empty())
+    });
+    assert_no_between_scrapes_alert(&prometheus, target.port, &our_process);
+
     // Close the socket: the series goes, the alert resolves, the webhook hears.
     drop(listener);
     stack.wait_for("the listener to leave Prometheus", || {
@@ -295,9 +318,28 @@ fn listener_on_276_fires_alert_and_resolves() {
         started.elapsed().as_secs_f64(),
         pretty(&resolved)
     );
+    // A listener that scrapes saw, sampled until it closed, is still not a
+    // "seen only between scrapes" listener.
+    assert_no_between_scrapes_alert(&prometheus, target.port, &our_process);
     eprintln!(
         "e2e_alerting passed in {:.1}s",
         started.elapsed().as_secs_f64()
+    );
+}
+
+/// UnassignedPortListenerSeenBetweenScrapes must not be pending or firing
+/// for our listener, which scrapes saw. (Other, short-lived listeners on the
+/// machine may rightly fire it, so the query names ours.)
+fn assert_no_between_scrapes_alert(prometheus: &Prometheus, port: u16, process: &str) {
+    let query = format!(
+        "ALERTS{{alertname=\"UnassignedPortListenerSeenBetweenScrapes\",port=\"{port}\",protocol=\"tcp\",process=\"{process}\"}}"
+    );
+    let alerts = prometheus
+        .vector(&query)
+        .unwrap_or_else(|e| panic!("query {query}: {e}"));
+    assert!(
+        alerts.is_empty(),
+        "UnassignedPortListenerSeenBetweenScrapes fired for a listener that scrapes saw: {alerts:?}"
     );
 }
 
@@ -326,7 +368,13 @@ fn run_shipped_queries(
         sweep.checked += 1;
         match prometheus.query(&q.expr) {
             Ok(data) => {
-                if q.panel_type == "table" && q.expr.contains("unassigned_port_listeners{") {
+                // The listeners table queries the raw series; other tables
+                // (the sampler's) may use the metric inside an expression.
+                if q.panel_type == "table"
+                    && q.expr
+                        .trim_start()
+                        .starts_with("unassigned_port_listeners{")
+                {
                     sweep.listeners_table = Some(data["result"].clone());
                 }
             }

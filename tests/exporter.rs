@@ -245,6 +245,7 @@ fn every_contract_metric_is_present_once_idle() {
         "unassigned_port_collection_success",
         "unassigned_port_collection_errors_total",
         "unassigned_port_iana_registry_info",
+        "unassigned_port_collector_info",
         "unassigned_port_exporter_build_info",
         "unassigned_port_unprivileged_port_start",
         "process_resident_memory_bytes",
