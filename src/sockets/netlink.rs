@@ -21,7 +21,7 @@
 //! sctp_diag (probed at start).
 
 use super::{Collected, Listener, NetnsScope, SocketSource, SourceError};
-use crate::netns::{Mode, Namespace};
+use crate::netns::{Discovery, Mode, Namespace};
 use crate::registry::Transport;
 use crate::watch::WatchSet;
 use netlink_sys::{Socket, protocols::NETLINK_SOCK_DIAG};
@@ -242,13 +242,13 @@ struct State {
     /// half-read reply can never leak into it.
     host: Option<Channel>,
     others: HashMap<u64, ForeignNamespace>,
+    discovery: Discovery,
 }
 
 /// The netlink [`SocketSource`].
 pub struct SockDiagSource {
     state: Mutex<State>,
     scope: NetnsScope,
-    own_namespace: u64,
     /// False when the kernel has no sctp_diag: SCTP is then not asked for.
     sctp: bool,
 }
@@ -274,9 +274,9 @@ impl SockDiagSource {
             state: Mutex::new(State {
                 host: Some(channel),
                 others: HashMap::new(),
+                discovery: Discovery::new(scope.procfs.clone(), own_namespace),
             }),
             scope,
-            own_namespace,
             sctp,
         })
     }
@@ -376,7 +376,7 @@ impl SocketSource for SockDiagSource {
         if self.scope.mode == Mode::Host {
             return Ok(());
         }
-        let found = crate::netns::discover(&self.scope.procfs, self.own_namespace);
+        let found = state.discovery.namespaces();
         // Dropping a channel releases its namespace: keep only live ones.
         state
             .others
