@@ -3,7 +3,7 @@
 //! A scrape is a snapshot: a backdoor that listens for five seconds between
 //! two scrapes fifteen seconds apart is never seen. The sampler looks at the
 //! socket table on its own thread at a shorter interval and counts, for each
-//! (port, protocol, process, netns), how many samples saw it and when it was
+//! (port, protocol, process, netns, expected), how many samples saw it and when it was
 //! last seen. Entries unseen for an hour are dropped, and at most
 //! `MAX_TRACKED` are kept (the stalest go first), so memory stays bounded
 //! whatever churns on the host. The sampler reports its own cost.
@@ -21,7 +21,7 @@ const RETENTION: Duration = Duration::from_secs(3600);
 /// Upper bound on remembered listeners.
 pub const MAX_TRACKED: usize = 10_000;
 
-const SIGHTING_LABELS: [&str; 4] = ["port", "protocol", "process", "netns"];
+const SIGHTING_LABELS: [&str; 5] = ["port", "protocol", "process", "netns", "expected"];
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Key {
@@ -29,6 +29,8 @@ struct Key {
     protocol: &'static str,
     process: String,
     netns: String,
+    /// Whether an allow rule covers it, so alerts can skip expected ones.
+    expected: bool,
 }
 
 struct Sighting {
@@ -84,6 +86,7 @@ fn sample_loop(collector: Arc<ListenerCollector>, table: Weak<Mutex<Table>>, int
                 protocol: series.transport.as_str(),
                 process: series.process.clone(),
                 netns: series.netns.clone(),
+                expected: series.expected,
             };
             if !seen_this_time.insert(key.clone()) {
                 continue; // one count per sample, however many sockets
@@ -133,11 +136,13 @@ fn families(table: &Table) -> Vec<Box<dyn Collector>> {
     keys.sort_by(|a, b| a.0.cmp(b.0));
     for (key, sighting) in keys {
         let port = key.port.to_string();
+        let expected = if key.expected { "true" } else { "false" };
         let labels = [
             port.as_str(),
             key.protocol,
             key.process.as_str(),
             key.netns.as_str(),
+            expected,
         ];
         sightings
             .with_label_values(&labels)
