@@ -5,14 +5,14 @@
 //! families. Faults are counted in `unassigned_port_collection_errors_total`
 //! by stage and never fail the scrape: what could be read is reported.
 
-use crate::owners::{Attribution, Owner, OwnerFaults, OwnerResolver, Wanted, attribution};
+use crate::owners::{Owner, OwnerFaults, OwnerResolver, Wanted};
 use crate::registry::Transport;
 use crate::sockets::{Collected, Listener, SocketSource};
 use crate::watch::WatchSet;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, IntCounterVec, Opts};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -240,20 +240,12 @@ impl ListenerCollector {
         unique.dedup();
         let described = owners.describe(&unique, &mut faults);
         drop(owners);
-        let attributions: HashMap<u32, Attribution> = unique
-            .iter()
-            .map(|&pid| (pid, attribution(&self.procfs, pid)))
-            .collect();
         self.report_faults(&faults);
 
         let mut counted: BTreeMap<ListenerSeries, u64> = BTreeMap::new();
         let nobody = Owner::default();
-        let nowhere = Attribution::default();
         for (listener, pid) in listeners.iter().zip(pids) {
             let owner = pid.and_then(|pid| described.get(&pid)).unwrap_or(&nobody);
-            let place = pid
-                .and_then(|pid| attributions.get(&pid))
-                .unwrap_or(&nowhere);
             let key = ListenerSeries {
                 transport: listener.transport,
                 port: listener.port,
@@ -270,8 +262,8 @@ impl ListenerCollector {
                     .watch
                     .is_expected(listener.transport, listener.port, &owner.process),
                 netns: netns_label(listener.netns),
-                container_id: place.container_id.clone(),
-                pod_uid: place.pod_uid.clone(),
+                container_id: owner.place.container_id.clone(),
+                pod_uid: owner.place.pod_uid.clone(),
                 sockets: 0,
             };
             *counted.entry(key).or_default() += 1;
@@ -441,12 +433,4 @@ impl Collector for ListenerCollector {
         families.extend(self.errors.collect());
         families
     }
-}
-
-/// Count of watched ports per transport, for the static gauges and the page.
-pub fn watched_counts(watch: &WatchSet) -> HashMap<Transport, usize> {
-    crate::watch::WATCHED_TRANSPORTS
-        .iter()
-        .map(|&t| (t, watch.count(t)))
-        .collect()
 }

@@ -1,4 +1,4 @@
-//! Metrics that are fixed at start: build info, registry info, watched ports.
+//! Metrics that are fixed at start: the `*_info` gauges and watched ports.
 
 use crate::collector::NAMESPACE;
 use crate::watch::{WATCHED_TRANSPORTS, WatchSet};
@@ -12,46 +12,37 @@ pub fn register(
     backend: &str,
     netns: &str,
 ) -> prometheus::Result<()> {
-    let collector = IntGaugeVec::new(
-        Opts::new(
+    let facts = watch.registry();
+    for (name, help, labels) in [
+        (
             "collector_info",
             "Always 1; labels say which socket backend and namespace mode are in use.",
-        )
-        .namespace(NAMESPACE),
-        &["backend", "netns"],
-    )?;
-    collector.with_label_values(&[backend, netns]).set(1);
-    registry.register(Box::new(collector))?;
-
-    let build = IntGaugeVec::new(
-        Opts::new(
+            [("backend", backend), ("netns", netns)].as_slice(),
+        ),
+        (
             "exporter_build_info",
             "Always 1; labels say which build of the exporter is running.",
-        )
-        .namespace(NAMESPACE),
-        &["version", "revision", "rustc_version"],
-    )?;
-    build
-        .with_label_values(&[
-            env!("CARGO_PKG_VERSION"),
-            env!("BUILD_REVISION"),
-            env!("BUILD_RUSTC_VERSION"),
-        ])
-        .set(1);
-    registry.register(Box::new(build))?;
-
-    let iana = IntGaugeVec::new(
-        Opts::new(
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("revision", env!("BUILD_REVISION")),
+                ("rustc_version", env!("BUILD_RUSTC_VERSION")),
+            ],
+        ),
+        (
             "iana_registry_info",
             "Always 1; labels say which IANA port registry the watch set comes from.",
-        )
-        .namespace(NAMESPACE),
-        &["source", "updated"],
-    )?;
-    let facts = watch.registry();
-    iana.with_label_values(&[facts.source.as_str(), facts.updated.as_str()])
-        .set(1);
-    registry.register(Box::new(iana))?;
+            &[
+                ("source", facts.source.as_str()),
+                ("updated", facts.updated.as_str()),
+            ],
+        ),
+    ] {
+        let names: Vec<&str> = labels.iter().map(|(name, _)| *name).collect();
+        let values: Vec<&str> = labels.iter().map(|(_, value)| *value).collect();
+        let info = IntGaugeVec::new(Opts::new(name, help).namespace(NAMESPACE), &names)?;
+        info.with_label_values(&values).set(1);
+        registry.register(Box::new(info))?;
+    }
 
     let watched = IntGaugeVec::new(
         Opts::new("watched_ports", "Number of ports watched, by protocol.").namespace(NAMESPACE),

@@ -35,6 +35,8 @@ pub struct Owner {
     pub pid: Option<u32>,
     pub process: String,
     pub user: String,
+    /// Its container and pod, if it runs in one.
+    pub place: Attribution,
 }
 
 /// What went wrong while placing sockets, for the error counters.
@@ -196,7 +198,8 @@ impl OwnerResolver {
         }
     }
 
-    /// Names and users of the given pids, refreshing only those in sysinfo.
+    /// Names, users and containers of the given pids, refreshing only those
+    /// in sysinfo.
     pub fn describe(&mut self, pids: &[u32], faults: &mut OwnerFaults) -> HashMap<u32, Owner> {
         let wanted: Vec<Pid> = pids.iter().map(|&pid| Pid::from_u32(pid)).collect();
         // sysinfo keeps every process it was ever asked about; start afresh
@@ -230,7 +233,7 @@ impl OwnerResolver {
                         ..Owner::default()
                     },
                 );
-                continue;
+                continue; // gone: no cgroup to read either
             };
             let process_name = process.name().to_string_lossy().into_owned();
             let uid = process.user_id().cloned();
@@ -241,6 +244,7 @@ impl OwnerResolver {
                     pid: Some(pid),
                     process: process_name,
                     user,
+                    place: attribution(&self.procfs, pid),
                 },
             );
         }

@@ -128,9 +128,10 @@ pub fn parse_str(text: &str) -> Result<WebConfig, String> {
                 })?;
             let value = HeaderValue::from_str(&value)
                 .map_err(|_| format!("http_server_config.headers: bad value for {name}"))?;
-            config
-                .headers
-                .push((HeaderName::from_static(static_lower(allowed)), value));
+            config.headers.push((
+                HeaderName::from_bytes(allowed.as_bytes()).expect("valid name"),
+                value,
+            ));
         }
     }
     for (user, hash) in raw.basic_auth_users.unwrap_or_default() {
@@ -143,16 +144,6 @@ pub fn parse_str(text: &str) -> Result<WebConfig, String> {
         config.users.insert(user, hash);
     }
     Ok(config)
-}
-
-fn static_lower(name: &'static str) -> &'static str {
-    match name {
-        "Strict-Transport-Security" => "strict-transport-security",
-        "X-Frame-Options" => "x-frame-options",
-        "X-Content-Type-Options" => "x-content-type-options",
-        "X-XSS-Protection" => "x-xss-protection",
-        _ => "content-security-policy",
-    }
 }
 
 fn parse_tls(raw: RawTls) -> Result<TlsSettings, String> {

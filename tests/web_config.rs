@@ -9,6 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// openssl arguments for a new unencrypted P-256 key.
+const NEW_EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
 /// A temporary folder with a CA, a server certificate for 127.0.0.1 and a
 /// client certificate, removed when dropped.
 struct Pki {
@@ -21,111 +30,66 @@ impl Pki {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let pki = Pki { dir };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        pki.openssl(
-            &[
-                &["req", "-x509"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    "ca.key",
-                    "-out",
-                    "ca.crt",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=upe-test-ca",
-                ],
-            ]
-            .concat(),
-        );
+        pki.self_signed("ca", "upe-test-ca");
         // A client certificate from a CA the exporter does not trust.
-        pki.openssl(
-            &[
-                &["req", "-x509"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    "rogue.key",
-                    "-out",
-                    "rogue.crt",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=rogue",
-                ],
-            ]
-            .concat(),
-        );
-        // A client certificate from a CA the exporter does not trust.
-        pki.openssl(
-            &[
-                &["req", "-x509"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    "rogue.key",
-                    "-out",
-                    "rogue.crt",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=rogue",
-                ],
-            ]
-            .concat(),
-        );
-        for (name, extension) in [
-            ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
-            ("client", "extendedKeyUsage=clientAuth"),
-        ] {
-            let (key, csr, crt, ext) = (
-                format!("{name}.key"),
-                format!("{name}.csr"),
-                format!("{name}.crt"),
-                format!("{name}.ext"),
-            );
-            std::fs::write(pki.dir.join(&ext), format!("{extension}\n")).unwrap();
-            pki.openssl(
-                &[
-                    &["req"][..],
-                    &ec,
-                    &[
-                        "-keyout",
-                        &key,
-                        "-out",
-                        &csr,
-                        "-subj",
-                        &format!("/CN={name}"),
-                    ],
-                ]
-                .concat(),
-            );
-            pki.openssl(&[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &crt,
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ]);
-        }
+        pki.self_signed("rogue", "rogue");
+        pki.signed_by_ca("server", "subjectAltName=IP:127.0.0.1,DNS:localhost");
+        pki.signed_by_ca("client", "extendedKeyUsage=clientAuth");
         pki
+    }
+
+    /// A new P-256 key NAME.key and a self-signed certificate NAME.crt.
+    fn self_signed(&self, name: &str, subject: &str) {
+        let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+        let subject = format!("/CN={subject}");
+        self.openssl(
+            &[
+                &["req", "-x509"][..],
+                &NEW_EC_KEY,
+                &[
+                    "-keyout", &key, "-out", &crt, "-days", "2", "-subj", &subject,
+                ],
+            ]
+            .concat(),
+        );
+    }
+
+    /// A new key NAME.key and a certificate NAME.crt signed by ca.key, with
+    /// one X.509 extension.
+    fn signed_by_ca(&self, name: &str, extension: &str) {
+        let (key, csr, crt, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("{name}.ext"),
+        );
+        std::fs::write(self.dir.join(&ext), format!("{extension}\n")).unwrap();
+        let subject = format!("/CN={name}");
+        self.openssl(
+            &[
+                &["req"][..],
+                &NEW_EC_KEY,
+                &["-keyout", &key, "-out", &csr, "-subj", &subject],
+            ]
+            .concat(),
+        );
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ]);
     }
 
     fn openssl(&self, args: &[&str]) {
