@@ -19,10 +19,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use unassigned_port_exporter::collector::{ListenerCollector, errors_counter};
-use unassigned_port_exporter::netns::Mode;
+use unassigned_port_exporter::collector::ListenerCollector;
+use unassigned_port_exporter::exporter::{Exporter, Extras};
+use unassigned_port_exporter::proc_root::ProcRoot;
 use unassigned_port_exporter::registry::{Registry, Transport};
-use unassigned_port_exporter::sockets::{self, Backend, NetnsScope};
+use unassigned_port_exporter::sockets::{self, Backend};
 use unassigned_port_exporter::watch::{Scope, WatchSet, parse_port_list};
 
 const ROLE: &str = "UPE_BENCH_ROLE";
@@ -198,19 +199,7 @@ fn run(plan: &Plan, smoke: bool) {
         &extra,
         vec![],
     ));
-    let collector_for = |backend| {
-        let scope = NetnsScope {
-            mode: Mode::All,
-            procfs: PathBuf::from("/proc"),
-        };
-        let source = sockets::open(backend, scope).unwrap().source;
-        ListenerCollector::new(
-            Arc::clone(&watch),
-            source,
-            PathBuf::from("/proc"),
-            errors_counter(),
-        )
-    };
+    let collector_for = |backend| build(&watch, backend);
     let netlink = collector_for(Backend::Netlink);
     let netstat2 = collector_for(Backend::Netstat2);
     let exporter = start_exporter(&extra);
@@ -226,7 +215,7 @@ fn run(plan: &Plan, smoke: bool) {
         let established = established_tcp();
         // Every collection must see both listeners with their owner.
         let check = |collector: &ListenerCollector| {
-            let snapshot = collector.snapshot();
+            let snapshot = collector.scrape();
             let ours: Vec<_> = snapshot
                 .listeners
                 .iter()
@@ -266,13 +255,12 @@ fn run(plan: &Plan, smoke: bool) {
                 .count()
         })
         .unwrap_or(0);
-    let own =
-        unassigned_port_exporter::netns::own_inode(std::path::Path::new("/proc")).unwrap_or(0);
+    let root = ProcRoot::default();
+    let own = root.own_net_namespace().unwrap_or(0);
     let full_discovery = time(plan.netstat2_rounds * 5, || {
-        unassigned_port_exporter::netns::discover(std::path::Path::new("/proc"), own);
+        unassigned_port_exporter::netns::discovery::discover(&root, own);
     });
-    let mut remembered =
-        unassigned_port_exporter::netns::Discovery::new(PathBuf::from("/proc"), own);
+    let mut remembered = unassigned_port_exporter::netns::Discovery::new(root.clone(), own);
     remembered.namespaces();
     let discovery = time(plan.netlink_rounds, || {
         remembered.namespaces();
@@ -303,7 +291,7 @@ fn run(plan: &Plan, smoke: bool) {
     println!(
         "namespace discovery for {processes} processes: p50 {:.3} ms reading every /proc/PID/ns/net (done every {} s), {:.3} ms reading only new pids (every other collection)",
         full_discovery.0,
-        unassigned_port_exporter::netns::FULL_REREAD_INTERVAL.as_secs(),
+        unassigned_port_exporter::netns::discovery::FULL_REREAD_INTERVAL.as_secs(),
         discovery.0
     );
     if let Some((before, after, count)) = namespace_cost {
@@ -355,24 +343,12 @@ fn measure_namespaces(plan: &Plan, watch: &Arc<WatchSet>) -> Option<(f64, f64, u
         println!("not root: the per-namespace cost is not measured");
         return None;
     }
-    let collector = || {
-        let scope = NetnsScope {
-            mode: Mode::All,
-            procfs: PathBuf::from("/proc"),
-        };
-        let source = sockets::open(Backend::Netlink, scope).unwrap().source;
-        ListenerCollector::new(
-            Arc::clone(watch),
-            source,
-            PathBuf::from("/proc"),
-            errors_counter(),
-        )
-    };
+    let collector = || build(watch, Backend::Netlink);
     let count = if plan.netlink_rounds >= 1_000 { 20 } else { 4 };
     let baseline = collector();
-    baseline.snapshot();
+    baseline.scrape();
     let before = time(plan.netlink_rounds, || {
-        baseline.snapshot();
+        baseline.scrape();
     })
     .0;
     let mut made = Namespaces(Vec::new());
@@ -389,7 +365,7 @@ fn measure_namespaces(plan: &Plan, watch: &Arc<WatchSet>) -> Option<(f64, f64, u
         }
         made.0.push(name.clone());
         let path = PathBuf::from("/run/netns").join(&name);
-        let listener = unassigned_port_exporter::netns::run_in(&path, || {
+        let listener = unassigned_port_exporter::netns::enter::run_in(&path, || {
             TcpListener::bind((Ipv4Addr::UNSPECIFIED, NS_PORT))
         })
         .ok()?
@@ -398,17 +374,27 @@ fn measure_namespaces(plan: &Plan, watch: &Arc<WatchSet>) -> Option<(f64, f64, u
     }
     let with_namespaces = collector();
     let seen = with_namespaces
-        .snapshot()
+        .scrape()
         .listeners
         .iter()
         .filter(|l| l.port == NS_PORT)
         .count();
     assert!(seen >= count, "saw {seen} of {count} namespace listeners");
     let after = time(plan.netlink_rounds, || {
-        with_namespaces.snapshot();
+        with_namespaces.scrape();
     })
     .0;
     Some((before, after, count))
+}
+
+/// The exporter the binary would build for this backend, through the
+/// library's wiring; the benchmark measures its collector.
+fn build(watch: &Arc<WatchSet>, backend: Backend) -> Arc<ListenerCollector> {
+    let root = ProcRoot::default();
+    let opened = sockets::open(backend, None, &root).unwrap();
+    let exporter = Exporter::from_parts(Arc::clone(watch), opened, root, Extras::default())
+        .unwrap_or_else(|failure| panic!("{}", failure.message));
+    exporter.scraper.collector_arc()
 }
 
 fn num_cpus() -> usize {

@@ -81,9 +81,15 @@ pub struct Flags {
     #[arg(long = "collector.sample-interval", value_name = "DURATION", value_parser = parse_sample_interval)]
     pub sample_interval: Option<std::time::Duration>,
 
-    /// procfs mount point, used to find socket owners and read sysctls.
+    /// procfs mount point: socket owners, process names and users,
+    /// namespaces and sysctls are all read from here.
     #[arg(long = "path.procfs", value_name = "PATH", default_value = "/proc")]
     pub procfs: PathBuf,
+
+    /// Folder where named network namespaces are bind-mounted (`ip netns
+    /// add` uses /run/netns); with --collector.netns=all they are read too.
+    #[arg(long = "path.netns", value_name = "PATH", default_value = "/run/netns")]
+    pub netns_path: PathBuf,
 
     /// Only log messages with the given severity or above: debug, info, warn, error.
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info", value_parser = parse_log_level)]

@@ -1,21 +1,25 @@
-//! The Prometheus collector: one fresh look at the socket table per scrape.
+//! The listener collection: one fresh look at the socket table per scrape.
 //!
-//! [`ListenerCollector::snapshot`] does the work (sockets, owners, labels) and
-//! returns a [`Snapshot`]; the `Collector` impl turns the snapshot into metric
-//! families. Faults are counted in `unassigned_port_collection_errors_total`
-//! by stage and never fail the scrape: what could be read is reported.
+//! [`ListenerCollector::scrape`] does the work (sockets, owners, labels) and
+//! returns a [`Snapshot`]; [`ListenerCollector::families`] turns a snapshot
+//! into metric families. The scraper (`scrape.rs`) calls both and hands the
+//! same snapshot to the landing page, so data flows one way. Faults are
+//! counted in `unassigned_port_collection_errors_total` by stage and never
+//! fail the scrape: what could be read is reported.
 
-use crate::owners::{Owner, OwnerFaults, OwnerResolver, Wanted};
+use crate::netns::Mode;
+use crate::owners::{Owner, OwnerFaults, OwnerResolver, ProcessDescriber, Wanted};
+use crate::proc_root::ProcRoot;
 use crate::registry::Transport;
-use crate::sockets::{Collected, Listener, SocketSource};
+use crate::sockets::{Collected, Listener, Opened, SocketSource};
 use crate::watch::WatchSet;
-use prometheus::core::{Collector, Desc};
+use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, IntCounterVec, Opts};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const NAMESPACE: &str = "unassigned_port";
@@ -110,49 +114,63 @@ pub struct Snapshot {
     pub unprivileged_port_start: Vec<(String, i64)>,
 }
 
-/// Collects listeners on watched ports; registered once with the registry.
+/// Faults of one collection, counted by the scrape path only.
+#[derive(Clone, Copy, Debug, Default)]
+struct Faults {
+    sockets: u64,
+    netns: u64,
+    sysctl: u64,
+    owners: OwnerFaults,
+}
+
+/// The owner search and description, behind one lock: collections share
+/// their caches.
+struct Owners {
+    resolver: OwnerResolver,
+    describer: ProcessDescriber,
+}
+
+/// Collects listeners on watched ports. The scrape path
+/// ([`ListenerCollector::scrape`]) counts faults; the sampler's path
+/// ([`ListenerCollector::sample`]) only looks.
 pub struct ListenerCollector {
+    /// Which ports are reported, and which listeners are expected.
     watch: Arc<WatchSet>,
+    /// Where listening sockets come from (netlink or netstat2).
     source: Box<dyn SocketSource>,
-    owners: Mutex<OwnerResolver>,
-    procfs: PathBuf,
+    /// Which network namespaces the source reads (`collector_info`).
+    netns_mode: Mode,
+    /// The exporter's own sysctls are read through it.
+    proc_root: ProcRoot,
+    /// Inode -> pid search and pid -> labels, with their caches.
+    owners: Mutex<Owners>,
+    /// `collection_errors_total{stage}`; owned here, reported after each
+    /// collection so a scrape's counts include that scrape's faults.
     errors: IntCounterVec,
-    descs: Vec<Desc>,
     /// Set once we have said that owners are hidden, so the log says it once.
     warned_denied: AtomicBool,
-    last: Mutex<Option<Arc<Snapshot>>>,
 }
 
 impl ListenerCollector {
-    /// `errors` is the `collection_errors_total` counter; the collector
-    /// reports it after each collection, so a scrape's counts include that
-    /// scrape's faults (the registry gathers collectors in no fixed order).
-    pub fn new(
-        watch: Arc<WatchSet>,
-        source: Box<dyn SocketSource>,
-        procfs: PathBuf,
-        errors: IntCounterVec,
-    ) -> ListenerCollector {
-        let descs = [
-            listeners_vec(),
-            GaugeVec::new(duration_opts(), &[]).unwrap(),
-            GaugeVec::new(success_opts(), &[]).unwrap(),
-            unprivileged_vec(),
-            coverage_vec(),
-        ]
-        .iter()
-        .flat_map(|vec| vec.desc().into_iter().cloned())
-        .chain(errors.desc().into_iter().cloned())
-        .collect();
+    /// Takes the opened source; a fallback from netlink to netstat2 is
+    /// logged and counted here.
+    pub fn new(watch: Arc<WatchSet>, opened: Opened, proc_root: ProcRoot) -> ListenerCollector {
+        let errors = errors_counter();
+        if let Some(reason) = &opened.fallback_reason {
+            tracing::warn!(reason = %reason, "netlink sock_diag is not available; using the slower netstat2 backend");
+            errors.with_label_values(&[stage::BACKEND]).inc();
+        }
         ListenerCollector {
             watch,
-            source,
-            owners: Mutex::new(OwnerResolver::new(procfs.clone())),
-            procfs,
+            source: opened.source,
+            netns_mode: opened.netns_mode,
+            owners: Mutex::new(Owners {
+                resolver: OwnerResolver::new(proc_root.clone()),
+                describer: ProcessDescriber::new(proc_root.clone()),
+            }),
+            proc_root,
             errors,
-            descs,
             warned_denied: AtomicBool::new(false),
-            last: Mutex::new(None),
         }
     }
 
@@ -160,113 +178,74 @@ impl ListenerCollector {
         self.source.name()
     }
 
+    pub fn netns_mode(&self) -> Mode {
+        self.netns_mode
+    }
+
     pub fn watch(&self) -> &WatchSet {
         &self.watch
     }
 
-    /// The most recent snapshot, if any scrape has run.
-    pub fn last_snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// One collection for a scrape: faults are logged and counted.
+    pub fn scrape(&self) -> Snapshot {
+        let (snapshot, faults) = self.look();
+        self.report(&faults);
+        snapshot
     }
 
-    fn count_error(&self, stage: &str, n: u64) {
-        if n > 0 {
-            self.errors.with_label_values(&[stage]).inc_by(n);
-        }
+    /// One collection for the background sampler: nothing is counted, so
+    /// samples do not inflate `collection_errors_total`.
+    pub fn sample(&self) -> Snapshot {
+        self.look().0
     }
 
     /// Reads the socket table once and labels what it finds.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    fn look(&self) -> (Snapshot, Faults) {
         let started = Instant::now();
+        let mut faults = Faults::default();
         let mut collected = Collected::default();
         let success = match self.source.collect(&self.watch, &mut collected) {
             Ok(()) => true,
             Err(err) => {
                 tracing::warn!(backend = self.source.name(), error = %err, "cannot read the socket table");
-                self.count_error(stage::SOCKETS, 1);
+                faults.sockets += 1;
                 false
             }
         };
-        self.count_error(stage::NETNS, collected.namespace_faults);
-        let series = self.label(&collected.listeners);
-        let mut unprivileged_port_start: Vec<(String, i64)> = self
-            .read_unprivileged_port_start()
-            .map(|value| (HOST_NETNS.to_string(), value))
-            .into_iter()
-            .collect();
+        faults.netns = collected.namespace_faults;
+        let listeners = self.label(&collected.listeners, &mut faults.owners);
+        let mut unprivileged_port_start = Vec::new();
+        match self.proc_root.unprivileged_port_start() {
+            Ok(Some(value)) => unprivileged_port_start.push((HOST_NETNS.to_string(), value)),
+            Ok(None) => {} // kernels before 4.11 and other systems
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot read a sysctl");
+                faults.sysctl += 1;
+            }
+        }
         unprivileged_port_start.extend(
             collected
                 .unprivileged_port_start
                 .iter()
                 .map(|&(inode, value)| (netns_label(Some(inode)), value)),
         );
-        let snapshot = Arc::new(Snapshot {
-            listeners: series,
+        let snapshot = Snapshot {
+            listeners,
             duration: started.elapsed(),
             success,
             unprivileged_port_start,
-        });
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(snapshot.clone());
-        snapshot
+        };
+        (snapshot, faults)
     }
 
-    fn label(&self, listeners: &[Listener]) -> Vec<ListenerSeries> {
-        let mut faults = OwnerFaults::default();
-        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-        // Backends that already know the pids (netstat2) skip the fd search.
-        let wanted: Vec<Wanted> = listeners
-            .iter()
-            .filter(|l| l.known_pids.is_none())
-            .map(|l| Wanted {
-                inode: l.inode,
-                uid: l.uid,
-            })
-            .collect();
-        let found = owners.find_pids(&wanted, &mut faults);
-        // Lowest pid first, like the fd search (see owners.rs).
-        let pid_of = |listener: &Listener| match &listener.known_pids {
-            Some(pids) => pids.first().copied(),
-            None => found.get(&listener.inode).copied(),
-        };
-        let pids: Vec<Option<u32>> = listeners.iter().map(pid_of).collect();
-        // netstat2 finding no pid is the same fault as an unplaced inode.
-        let known_unfound = listeners
-            .iter()
-            .filter(|l| l.known_pids.as_ref().is_some_and(Vec::is_empty))
-            .count() as u64;
-        faults.unfound += known_unfound;
-        let mut unique: Vec<u32> = pids.iter().flatten().copied().collect();
-        unique.sort_unstable();
-        unique.dedup();
-        let described = owners.describe(&unique, &mut faults);
-        drop(owners);
-        self.report_faults(&faults);
-
+    /// Finds each listener's owner and turns listeners into counted series.
+    fn label(&self, listeners: &[Listener], faults: &mut OwnerFaults) -> Vec<ListenerSeries> {
+        let (pids, described) = self.find_owners(listeners, faults);
         let mut counted: BTreeMap<ListenerSeries, u64> = BTreeMap::new();
         let nobody = Owner::default();
         for (listener, pid) in listeners.iter().zip(pids) {
             let owner = pid.and_then(|pid| described.get(&pid)).unwrap_or(&nobody);
-            let key = ListenerSeries {
-                transport: listener.transport,
-                port: listener.port,
-                family: listener.family(),
-                address: listener.address.to_string(),
-                process: owner.process.clone(),
-                pid: owner.pid.map(|p| p.to_string()).unwrap_or_default(),
-                user: owner.user.clone(),
-                iana: self
-                    .watch
-                    .iana_status(listener.transport, listener.port)
-                    .as_str(),
-                expected: self
-                    .watch
-                    .is_expected(listener.transport, listener.port, &owner.process),
-                netns: netns_label(listener.netns),
-                container_id: owner.place.container_id.clone(),
-                pod_uid: owner.place.pod_uid.clone(),
-                sockets: 0,
-            };
-            *counted.entry(key).or_default() += 1;
+            *counted.entry(self.series(listener, owner)).or_default() += 1;
         }
         counted
             .into_iter()
@@ -277,47 +256,137 @@ impl ListenerCollector {
             .collect()
     }
 
-    fn report_faults(&self, faults: &OwnerFaults) {
-        self.count_error(stage::OWNERS, faults.unfound);
-        self.count_error(stage::PROCESS, faults.vanished);
-        if faults.unfound > 0 {
-            if faults.denied > 0 && !self.warned_denied.swap(true, Ordering::Relaxed) {
+    /// The pid of each listener (in order) and the description of each pid.
+    fn find_owners(
+        &self,
+        listeners: &[Listener],
+        faults: &mut OwnerFaults,
+    ) -> (Vec<Option<u32>>, HashMap<u32, Owner>) {
+        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        // Backends that already know the pids (netstat2) skip the fd search.
+        let wanted: Vec<Wanted> = listeners
+            .iter()
+            .filter(|l| l.known_pids.is_none())
+            .map(|l| Wanted {
+                inode: l.inode,
+                uid: l.uid,
+            })
+            .collect();
+        let found = owners.resolver.find_pids(&wanted, faults);
+        // Lowest pid first, like the fd search (see owners/mod.rs).
+        let pids: Vec<Option<u32>> = listeners
+            .iter()
+            .map(|listener| match &listener.known_pids {
+                Some(pids) => pids.first().copied(),
+                None => found.get(&listener.inode).copied(),
+            })
+            .collect();
+        // netstat2 finding no pid is the same fault as an unplaced inode.
+        faults.unfound += listeners
+            .iter()
+            .filter(|l| l.known_pids.as_ref().is_some_and(Vec::is_empty))
+            .count() as u64;
+        let mut unique: Vec<u32> = pids.iter().flatten().copied().collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let described = owners.describer.describe(&unique, faults);
+        (pids, described)
+    }
+
+    fn series(&self, listener: &Listener, owner: &Owner) -> ListenerSeries {
+        ListenerSeries {
+            transport: listener.transport,
+            port: listener.port,
+            family: listener.family(),
+            address: listener.address.to_string(),
+            process: owner.process.clone(),
+            pid: owner.pid.map(|p| p.to_string()).unwrap_or_default(),
+            user: owner.user.clone(),
+            iana: self
+                .watch
+                .iana_status(listener.transport, listener.port)
+                .as_str(),
+            expected: self
+                .watch
+                .is_expected(listener.transport, listener.port, &owner.process),
+            netns: netns_label(listener.netns),
+            container_id: owner.place.container_id.clone(),
+            pod_uid: owner.place.pod_uid.clone(),
+            sockets: 0,
+        }
+    }
+
+    fn count_error(&self, stage: &str, n: u64) {
+        if n > 0 {
+            self.errors.with_label_values(&[stage]).inc_by(n);
+        }
+    }
+
+    /// Counts and logs one scrape's faults.
+    fn report(&self, faults: &Faults) {
+        self.count_error(stage::SOCKETS, faults.sockets);
+        self.count_error(stage::NETNS, faults.netns);
+        self.count_error(stage::SYSCTL, faults.sysctl);
+        let owners = &faults.owners;
+        self.count_error(stage::OWNERS, owners.unfound);
+        self.count_error(stage::PROCESS, owners.vanished);
+        if owners.unfound > 0 {
+            if owners.denied > 0 && !self.warned_denied.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
-                    hidden_processes = faults.denied,
+                    hidden_processes = owners.denied,
                     "cannot read other processes' /proc/PID/fd: listeners are reported with empty process, pid and user labels; grant CAP_SYS_PTRACE (and CAP_DAC_READ_SEARCH) or run as root to see owners"
                 );
             }
             tracing::debug!(
-                sockets = faults.unfound,
+                sockets = owners.unfound,
                 "listeners without a known process"
             );
         }
-        if faults.vanished > 0 {
+        if owners.vanished > 0 {
             tracing::debug!(
-                processes = faults.vanished,
+                processes = owners.vanished,
                 "processes exited before they could be described"
             );
         }
     }
 
-    fn read_unprivileged_port_start(&self) -> Option<i64> {
-        let path = self.procfs.join("sys/net/ipv4/ip_unprivileged_port_start");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => match text.trim().parse() {
-                Ok(value) => Some(value),
-                Err(_) => {
-                    self.count_error(stage::SYSCTL, 1);
-                    None
-                }
-            },
-            // Kernels before 4.11 and other systems have no such setting.
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-            Err(err) => {
-                tracing::debug!(path = %path.display(), error = %err, "cannot read sysctl");
-                self.count_error(stage::SYSCTL, 1);
-                None
-            }
+    /// The metric families of one snapshot, plus the error counter.
+    pub fn families(&self, snapshot: &Snapshot) -> Vec<MetricFamily> {
+        let listeners = listeners_vec();
+        for series in &snapshot.listeners {
+            let values = series.label_values();
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            listeners
+                .with_label_values(&values)
+                .set(series.sockets as f64);
         }
+        let mut families = listeners.collect();
+        let single = |opts: Opts, value: f64| {
+            let gauge = GaugeVec::new(opts, &[]).unwrap();
+            gauge.with_label_values::<&str>(&[]).set(value);
+            gauge.collect()
+        };
+        families.extend(single(duration_opts(), snapshot.duration.as_secs_f64()));
+        families.extend(single(
+            success_opts(),
+            f64::from(u8::from(snapshot.success)),
+        ));
+        let unprivileged = unprivileged_vec();
+        for (netns, value) in &snapshot.unprivileged_port_start {
+            unprivileged
+                .with_label_values(&[netns.as_str()])
+                .set(*value as f64);
+        }
+        families.extend(unprivileged.collect());
+        let coverage = coverage_vec();
+        for (transport, covered) in self.source.coverage() {
+            coverage
+                .with_label_values(&[transport.as_str()])
+                .set(f64::from(u8::from(covered)));
+        }
+        families.extend(coverage.collect());
+        families.extend(self.errors.collect());
+        families
     }
 }
 
@@ -373,8 +442,8 @@ fn coverage_vec() -> GaugeVec {
     .unwrap()
 }
 
-/// The shared `collection_errors_total{stage}` counter, with every stage at 0.
-pub fn errors_counter() -> IntCounterVec {
+/// The `collection_errors_total{stage}` counter, with every stage at 0.
+fn errors_counter() -> IntCounterVec {
     let errors = IntCounterVec::new(
         Opts::new(
             "collection_errors_total",
@@ -388,49 +457,4 @@ pub fn errors_counter() -> IntCounterVec {
         errors.with_label_values(&[stage]);
     }
     errors
-}
-
-impl Collector for ListenerCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let snapshot = self.snapshot();
-        let listeners = listeners_vec();
-        for series in &snapshot.listeners {
-            let values = series.label_values();
-            let values: Vec<&str> = values.iter().map(String::as_str).collect();
-            listeners
-                .with_label_values(&values)
-                .set(series.sockets as f64);
-        }
-        let mut families = listeners.collect();
-        let single = |opts: Opts, value: f64| {
-            let gauge = GaugeVec::new(opts, &[]).unwrap();
-            gauge.with_label_values::<&str>(&[]).set(value);
-            gauge.collect()
-        };
-        families.extend(single(duration_opts(), snapshot.duration.as_secs_f64()));
-        families.extend(single(
-            success_opts(),
-            f64::from(u8::from(snapshot.success)),
-        ));
-        let unprivileged = unprivileged_vec();
-        for (netns, value) in &snapshot.unprivileged_port_start {
-            unprivileged
-                .with_label_values(&[netns.as_str()])
-                .set(*value as f64);
-        }
-        families.extend(unprivileged.collect());
-        let coverage = coverage_vec();
-        for (transport, covered) in self.source.coverage() {
-            coverage
-                .with_label_values(&[transport.as_str()])
-                .set(f64::from(u8::from(covered)));
-        }
-        families.extend(coverage.collect());
-        families.extend(self.errors.collect());
-        families
-    }
 }

@@ -7,7 +7,7 @@
 //! past that the answer is 503 straight away, so a flood cannot queue up
 //! collections.
 
-use crate::collector::{ListenerCollector, Snapshot};
+use crate::collector::Snapshot;
 use crate::registry::Transport;
 use crate::scrape::Scraper;
 use crate::web_config::ActiveWebConfig;
@@ -34,7 +34,6 @@ const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// What the handlers share.
 pub struct App {
     pub scraper: Arc<Scraper>,
-    pub collector: Arc<ListenerCollector>,
     pub telemetry_path: String,
     /// `None` when `--web.max-requests=0` (no limit).
     pub request_slots: Option<Arc<Semaphore>>,
@@ -219,15 +218,18 @@ async fn metrics(app: &App, request: &Request<Incoming>) -> Response<Body> {
         None => app.scraper.scrape().await,
     };
     let body = match rendered {
-        Ok(body) => body,
+        Ok(scrape) => scrape,
         Err(err) => {
             tracing::warn!(error = %err, "scrape failed");
             return text(StatusCode::SERVICE_UNAVAILABLE, &format!("{err}\n"));
         }
     };
     let mut response = if accepts_gzip(request) {
-        let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
-        let compressed = encoder.write_all(&body).and_then(|()| encoder.finish());
+        let mut encoder =
+            GzEncoder::new(Vec::with_capacity(body.text.len() / 4), Compression::fast());
+        let compressed = encoder
+            .write_all(&body.text)
+            .and_then(|()| encoder.finish());
         match compressed {
             Ok(compressed) => {
                 let mut response = Response::new(Full::new(Bytes::from(compressed)));
@@ -236,10 +238,10 @@ async fn metrics(app: &App, request: &Request<Incoming>) -> Response<Body> {
                     .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
                 response
             }
-            Err(_) => Response::new(Full::new(Bytes::from(body.to_vec()))),
+            Err(_) => Response::new(Full::new(Bytes::from(body.text.clone()))),
         }
     } else {
-        Response::new(Full::new(Bytes::from(body.to_vec())))
+        Response::new(Full::new(Bytes::from(body.text.clone())))
     };
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -303,10 +305,9 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
 }
 
 async fn landing_page(app: &App) -> Response<Body> {
-    // Take a fresh look through the same single-flight path as /metrics.
-    let _ = app.scraper.scrape().await;
-    let snapshot = app.collector.last_snapshot();
-    let html = render_landing(app, snapshot.as_deref());
+    // A fresh look through the same single-flight path as /metrics.
+    let scrape = app.scraper.scrape().await.ok();
+    let html = render_landing(app, scrape.as_ref().map(|s| &s.snapshot));
     let mut response = Response::new(Full::new(Bytes::from(html)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -316,7 +317,8 @@ async fn landing_page(app: &App) -> Response<Body> {
 }
 
 fn render_landing(app: &App, snapshot: Option<&Snapshot>) -> String {
-    let watch = app.collector.watch();
+    let collector = app.scraper.collector();
+    let watch = collector.watch();
     let registry = watch.registry();
     let mut rows = String::new();
     let listeners = snapshot.map_or(&[][..], |s| &s.listeners[..]);
@@ -347,7 +349,7 @@ fn render_landing(app: &App, snapshot: Option<&Snapshot>) -> String {
         Some(_) => {
             "<strong>the last collection could not read the socket table</strong>".to_string()
         }
-        None => "no collection yet".to_string(),
+        None => "<strong>the collection failed</strong>".to_string(),
     };
     format!(
         r#"<!DOCTYPE html>
@@ -385,7 +387,7 @@ Socket backend: {backend}; {status}.</p>
         sctp = watch.count(Transport::Sctp),
         source = escape(&registry.source),
         updated = escape(&registry.updated),
-        backend = app.collector.backend_name(),
+        backend = collector.backend_name(),
     )
 }
 

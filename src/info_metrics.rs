@@ -1,17 +1,15 @@
 //! Metrics that are fixed at start: the `*_info` gauges and watched ports.
 
-use crate::collector::NAMESPACE;
-use crate::watch::{WATCHED_TRANSPORTS, WatchSet};
+use crate::collector::{ListenerCollector, NAMESPACE};
+use crate::watch::WATCHED_TRANSPORTS;
 use prometheus::{IntGaugeVec, Opts, Registry};
 
-/// Registers the start-time gauges on `registry`. `backend` and `netns` say
-/// how the socket table is read (`netlink`/`netstat2`, `all`/`host`).
-pub fn register(
-    registry: &Registry,
-    watch: &WatchSet,
-    backend: &str,
-    netns: &str,
-) -> prometheus::Result<()> {
+/// Registers the start-time gauges on `registry`, describing how
+/// `collector` reads the socket table (`netlink`/`netstat2`, `all`/`host`).
+pub fn register(registry: &Registry, collector: &ListenerCollector) -> prometheus::Result<()> {
+    let watch = collector.watch();
+    let backend = collector.backend_name();
+    let netns = collector.netns_mode().as_str();
     let facts = watch.registry();
     for (name, help, labels) in [
         (

@@ -6,13 +6,34 @@
 //! collector lists listening sockets on watched ports from a
 //! [`sockets::SocketSource`], finds their processes with [`owners`], labels
 //! them with the [`watch`] set built from the IANA [`registry`].
+//!
+//! Layout, one concern a module:
+//! - [`cli`]: flags, spelled as node_exporter spells them.
+//! - [`exporter`]: wiring from flags to a running exporter (the binary, the
+//!   benchmark and the fixture tests all build through it).
+//! - [`registry`]: IANA's port registry (embedded table, CSV loader).
+//! - [`watch`]: which ports are watched, which listeners are expected.
+//! - [`sockets`]: where listening sockets come from (netlink, netstat2).
+//! - [`netns`]: network namespaces: discovery, entering, per-namespace handles.
+//! - [`proc_root`]: the one way into `/proc` (`--path.procfs`, `--path.netns`).
+//! - [`owners`]: socket inode -> pid -> name, user, container.
+//! - [`collector`]: one collection into a snapshot, and its metric families.
+//! - [`scrape`]: single-flight collection and text rendering.
+//! - [`sampler`]: optional background sampling between scrapes.
+//! - [`info_metrics`]: the `*_info` gauges and watched-port counts.
+//! - [`http`]: the hyper server (`/metrics`, landing page, `/healthz`).
+//! - [`web_config`], [`web_reload`]: TLS and basic auth, and their reloads.
+
+#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod collector;
+pub mod exporter;
 pub mod http;
 pub mod info_metrics;
 pub mod netns;
 pub mod owners;
+pub mod proc_root;
 pub mod registry;
 pub mod sampler;
 pub mod scrape;

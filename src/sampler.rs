@@ -6,7 +6,9 @@
 //! (port, protocol, process, netns, expected), how many samples saw it and when it was
 //! last seen. Entries unseen for an hour are dropped, and at most
 //! `MAX_TRACKED` are kept (the stalest go first), so memory stays bounded
-//! whatever churns on the host. The sampler reports its own cost.
+//! whatever churns on the host. The sampler reports its own cost. Samples
+//! take the collector's quiet path: they neither count collection errors nor
+//! change what the next scrape reports.
 
 use crate::collector::{ListenerCollector, NAMESPACE};
 use prometheus::core::{Collector, Desc};
@@ -76,7 +78,7 @@ fn sample_loop(collector: Arc<ListenerCollector>, table: Weak<Mutex<Table>>, int
             return;
         };
         let started = Instant::now();
-        let snapshot = collector.snapshot();
+        let snapshot = collector.sample();
         let now = SystemTime::now();
         let mut table = table.lock().unwrap_or_else(|p| p.into_inner());
         let mut seen_this_time = std::collections::HashSet::new();

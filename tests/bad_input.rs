@@ -50,6 +50,17 @@ fn bad_flags_exit_2_with_one_line() {
         2,
         "bad --web.listen-address",
     );
+    // netstat2 sees the exporter's own namespace only: asking for all is
+    // refused, not silently downgraded.
+    assert_refused(
+        &[
+            "--web.listen-address=127.0.0.1:0",
+            "--collector.backend=netstat2",
+            "--collector.netns=all",
+        ],
+        2,
+        "--collector.netns=all needs the netlink backend",
+    );
 }
 
 #[test]
@@ -103,6 +114,10 @@ fn help_documents_every_flag() {
         "--iana.registry-file",
         "--collector.backend",
         "--path.procfs",
+        "--path.netns",
+        "--collector.netns",
+        "--collector.sample-interval",
+        "--web.config.file",
         "--log.level",
         "--log.format",
         "--version",

@@ -37,12 +37,12 @@ impl TestNamespace {
     }
 
     fn inode(&self) -> u64 {
-        netns::inode_of(&self.path()).unwrap()
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(self.path()).unwrap())
     }
 
     /// Binds a TCP listener inside the namespace (owned by this process).
     fn listen(&self, port: u16) -> TcpListener {
-        netns::run_in(&self.path(), move || {
+        netns::enter::run_in(&self.path(), move || {
             TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
         })
         .unwrap()

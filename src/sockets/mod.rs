@@ -11,11 +11,12 @@
 pub mod netlink;
 pub mod portable;
 
+use crate::netns::{self, Mode};
+use crate::proc_root::ProcRoot;
 use crate::registry::Transport;
 use crate::watch::WatchSet;
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 /// One listening socket on a watched port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,54 +101,107 @@ impl Backend {
     }
 }
 
-/// Which namespaces a source reads, and where procfs is.
-#[derive(Clone, Debug)]
-pub struct NetnsScope {
-    pub mode: crate::netns::Mode,
-    pub procfs: PathBuf,
-}
-
-/// What [`open`] chose, and why it fell back if it did.
+/// What [`open`] chose.
 pub struct Opened {
     pub source: Box<dyn SocketSource>,
-    /// Set when `auto` wanted netlink but had to use netstat2.
+    /// Set when `auto` wanted netlink but had to use netstat2: the collector
+    /// logs it and counts it under `collection_errors_total{stage="backend"}`.
     pub fallback_reason: Option<String>,
+    /// Which namespaces the source reads.
+    pub netns_mode: Mode,
 }
 
-/// Opens the requested backend. `netlink` fails if the kernel refuses it;
-/// `auto` falls back to netstat2 and says why. Only netlink looks into other
-/// network namespaces (`netns`).
-pub fn open(backend: Backend, netns: NetnsScope) -> Result<Opened, SourceError> {
-    let portable = || Box::new(portable::Netstat2Source) as Box<dyn SocketSource>;
+/// Opens the requested backend and decides `--collector.netns` for it.
+/// `netlink` fails if the kernel refuses it; `auto` falls back to netstat2
+/// and says why. Only netlink looks into other network namespaces; asking
+/// for `--collector.netns=all` with a backend that cannot is refused.
+/// Errors are one line for the user.
+pub fn open(
+    backend: Backend,
+    requested_netns: Option<Mode>,
+    proc_root: &ProcRoot,
+) -> Result<Opened, String> {
+    let (source, fallback_reason) = open_backend(backend)?;
+    let netns_mode = netns::choose_mode(
+        requested_netns,
+        source.reads_namespaces(),
+        source.name(),
+        proc_root,
+    )?;
+    let source = match netns_mode {
+        Mode::All => read_all_namespaces(source, proc_root),
+        Mode::Host => source.into_dyn(),
+    };
+    Ok(Opened {
+        source,
+        fallback_reason,
+        netns_mode,
+    })
+}
+
+/// A backend before the namespace decision.
+enum Chosen {
+    #[cfg(target_os = "linux")]
+    Netlink(Box<netlink::SockDiagSource>),
+    Netstat2(portable::Netstat2Source),
+}
+
+impl Chosen {
+    fn reads_namespaces(&self) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            Chosen::Netlink(_) => true,
+            Chosen::Netstat2(_) => false,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            #[cfg(target_os = "linux")]
+            Chosen::Netlink(source) => source.name(),
+            Chosen::Netstat2(source) => source.name(),
+        }
+    }
+
+    fn into_dyn(self) -> Box<dyn SocketSource> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Chosen::Netlink(source) => source,
+            Chosen::Netstat2(source) => Box::new(source),
+        }
+    }
+}
+
+fn read_all_namespaces(source: Chosen, proc_root: &ProcRoot) -> Box<dyn SocketSource> {
+    match source {
+        #[cfg(target_os = "linux")]
+        Chosen::Netlink(source) => source.read_other_namespaces(proc_root),
+        other => {
+            let _ = proc_root;
+            other.into_dyn()
+        }
+    }
+}
+
+fn open_backend(backend: Backend) -> Result<(Chosen, Option<String>), String> {
+    let portable = Chosen::Netstat2(portable::Netstat2Source);
     match backend {
-        Backend::Netstat2 => Ok(Opened {
-            source: portable(),
-            fallback_reason: None,
-        }),
+        Backend::Netstat2 => Ok((portable, None)),
         #[cfg(target_os = "linux")]
-        Backend::Netlink => Ok(Opened {
-            source: Box::new(netlink::SockDiagSource::open(netns)?),
-            fallback_reason: None,
-        }),
+        Backend::Netlink => netlink::SockDiagSource::open()
+            .map(|source| (Chosen::Netlink(Box::new(source)), None))
+            .map_err(|err| format!("{err} (try --collector.backend=netstat2 or auto)")),
         #[cfg(not(target_os = "linux"))]
-        Backend::Netlink => Err(SourceError(
-            "the netlink backend exists only on Linux".to_string(),
-        )),
+        Backend::Netlink => Err(
+            "the netlink backend exists only on Linux (use --collector.backend=netstat2 or auto)"
+                .to_string(),
+        ),
         #[cfg(target_os = "linux")]
-        Backend::Auto => match netlink::SockDiagSource::open(netns) {
-            Ok(source) => Ok(Opened {
-                source: Box::new(source),
-                fallback_reason: None,
-            }),
-            Err(err) => Ok(Opened {
-                source: portable(),
-                fallback_reason: Some(err.0),
-            }),
+        Backend::Auto => match netlink::SockDiagSource::open() {
+            Ok(source) => Ok((Chosen::Netlink(Box::new(source)), None)),
+            Err(err) => Ok((portable, Some(err.0))),
         },
         #[cfg(not(target_os = "linux"))]
-        Backend::Auto => Ok(Opened {
-            source: portable(),
-            fallback_reason: None,
-        }),
+        Backend::Auto => Ok((portable, None)),
     }
 }

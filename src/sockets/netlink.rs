@@ -16,17 +16,16 @@
 //! its buffer are opened once and reused by every scrape.
 //!
 //! With `--collector.netns=all` the same queries run in every other network
-//! namespace through a channel opened inside it (see `netns.rs`), kept until
-//! the namespace disappears. SCTP listeners are asked for when the kernel has
-//! sctp_diag (probed at start).
+//! namespace through a channel opened inside it and kept by the namespace
+//! room (`crate::netns::NamespaceSet`) until the namespace disappears. SCTP
+//! listeners are asked for when the kernel has sctp_diag (probed at start).
 
-use super::{Collected, Listener, NetnsScope, SocketSource, SourceError};
-use crate::netns::{Discovery, Mode, Namespace};
+use super::{Collected, Listener, SocketSource, SourceError};
+use crate::netns::{Discovery, NamespaceSet};
+use crate::proc_root::{ProcRoot, parse_sysctl_integer};
 use crate::registry::Transport;
 use crate::watch::WatchSet;
 use netlink_sys::{Socket, protocols::NETLINK_SOCK_DIAG};
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::FileExt;
@@ -67,7 +66,6 @@ impl Family {
 pub struct DiagSocket {
     pub address: IpAddr,
     pub port: u16,
-    pub state: u8,
     pub uid: u32,
     pub inode: u64,
 }
@@ -147,7 +145,6 @@ fn parse_socket(payload: &[u8]) -> Result<DiagSocket, String> {
     Ok(DiagSocket {
         address,
         port: u16::from_be_bytes([payload[4], payload[5]]),
-        state: payload[1],
         uid: u32_at(64),
         inode: u64::from(u32_at(68)),
     })
@@ -237,26 +234,35 @@ struct ForeignNamespace {
     unprivileged_port_start: Option<File>,
 }
 
-struct State {
-    /// `None` after a failed dump: the next scrape opens a fresh socket, so a
-    /// half-read reply can never leak into it.
-    host: Option<Channel>,
-    others: HashMap<u64, ForeignNamespace>,
-    discovery: Discovery,
+impl ForeignNamespace {
+    /// Runs inside the namespace (see `NamespaceSet::for_each`).
+    fn open() -> Result<ForeignNamespace, String> {
+        let channel = Channel::open().map_err(|err| err.0)?;
+        // /proc/sys/net shows the namespace of whoever opened the file.
+        let sysctl = File::open("/proc/sys/net/ipv4/ip_unprivileged_port_start").ok();
+        Ok(ForeignNamespace {
+            channel,
+            unprivileged_port_start: sysctl,
+        })
+    }
 }
 
 /// The netlink [`SocketSource`].
 pub struct SockDiagSource {
-    state: Mutex<State>,
-    scope: NetnsScope,
+    /// `None` after a failed dump: the next scrape opens a fresh socket, so a
+    /// half-read reply can never leak into it.
+    host: Mutex<Option<Channel>>,
+    /// Every other namespace's channel, with `--collector.netns=all`.
+    others: Option<Mutex<NamespaceSet<ForeignNamespace>>>,
     /// False when the kernel has no sctp_diag: SCTP is then not asked for.
     sctp: bool,
 }
 
 impl SockDiagSource {
     /// Opens the socket and runs one probe dump, so a kernel or sandbox that
-    /// refuses sock_diag is found at start, not at the first scrape.
-    pub fn open(scope: NetnsScope) -> Result<SockDiagSource, SourceError> {
+    /// refuses sock_diag is found at start, not at the first scrape. Reads
+    /// the exporter's own namespace only until [`Self::read_other_namespaces`].
+    pub fn open() -> Result<SockDiagSource, SourceError> {
         let mut channel = Channel::open()?;
         channel.dump(Family::V4, Transport::Tcp, 1 << TCP_LISTEN, &mut |_| {})?;
         let sctp = channel
@@ -269,16 +275,19 @@ impl SockDiagSource {
                 "the kernel has no SCTP socket diagnostics (sctp_diag): SCTP listeners are not covered"
             );
         }
-        let own_namespace = crate::netns::own_inode(&scope.procfs).unwrap_or(0);
         Ok(SockDiagSource {
-            state: Mutex::new(State {
-                host: Some(channel),
-                others: HashMap::new(),
-                discovery: Discovery::new(scope.procfs.clone(), own_namespace),
-            }),
-            scope,
+            host: Mutex::new(Some(channel)),
+            others: None,
             sctp,
         })
+    }
+
+    /// Also reads every other network namespace found under `proc_root`.
+    pub fn read_other_namespaces(mut self: Box<Self>, proc_root: &ProcRoot) -> Box<SockDiagSource> {
+        let own = proc_root.own_net_namespace().unwrap_or(0);
+        let discovery = Discovery::new(proc_root.clone(), own);
+        self.others = Some(Mutex::new(NamespaceSet::new(discovery)));
+        self
     }
 
     fn queries(&self) -> Vec<(Family, Transport, u32)> {
@@ -295,17 +304,57 @@ impl SockDiagSource {
         queries
     }
 
-    /// Opens a channel and the sysctl file inside another namespace.
-    fn enter(namespace: &Namespace) -> Result<ForeignNamespace, String> {
-        crate::netns::run_in(&namespace.path, || {
-            let channel = Channel::open().map_err(|err| err.0)?;
-            let sysctl = File::open("/proc/sys/net/ipv4/ip_unprivileged_port_start").ok();
-            Ok(ForeignNamespace {
-                channel,
-                unprivileged_port_start: sysctl,
-            })
-        })
-        .map_err(|err| format!("cannot enter {}: {err}", namespace.path.display()))?
+    fn collect_host(
+        &self,
+        queries: &[(Family, Transport, u32)],
+        watch: &WatchSet,
+        out: &mut Collected,
+    ) -> Result<(), SourceError> {
+        let mut host = self.host.lock().unwrap_or_else(|p| p.into_inner());
+        let channel = match host.as_mut() {
+            Some(channel) => channel,
+            None => host.insert(Channel::open()?),
+        };
+        let dumped = dump_all(channel, queries, watch, None, &mut out.listeners);
+        if dumped.is_err() {
+            *host = None;
+        }
+        dumped
+    }
+
+    fn collect_others(
+        &self,
+        others: &Mutex<NamespaceSet<ForeignNamespace>>,
+        queries: &[(Family, Transport, u32)],
+        watch: &WatchSet,
+        out: &mut Collected,
+    ) {
+        let mut others = others.lock().unwrap_or_else(|p| p.into_inner());
+        out.namespace_faults += others.for_each(ForeignNamespace::open, |entered| {
+            let inode = entered.namespace.inode;
+            let foreign = entered.handle;
+            let before = out.listeners.len();
+            let dumped = dump_all(
+                &mut foreign.channel,
+                queries,
+                watch,
+                Some(inode),
+                &mut out.listeners,
+            );
+            if let Err(err) = dumped {
+                tracing::debug!(netns = inode, error = %err, "cannot read a namespace's sockets");
+                out.listeners.truncate(before);
+                return false;
+            }
+            if let Some(value) = foreign
+                .unprivileged_port_start
+                .as_ref()
+                .and_then(read_sysctl)
+            {
+                out.unprivileged_port_start.push((inode, value));
+            }
+            true
+        });
     }
 }
 
@@ -339,11 +388,7 @@ fn dump_all(
 fn read_sysctl(file: &File) -> Option<i64> {
     let mut buffer = [0u8; 32];
     let read = file.read_at(&mut buffer, 0).ok()?;
-    std::str::from_utf8(&buffer[..read])
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    parse_sysctl_integer(&buffer[..read])
 }
 
 impl SocketSource for SockDiagSource {
@@ -361,60 +406,9 @@ impl SocketSource for SockDiagSource {
 
     fn collect(&self, watch: &WatchSet, out: &mut Collected) -> Result<(), SourceError> {
         let queries = self.queries();
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let host = match state.host.as_mut() {
-            Some(channel) => channel,
-            None => state.host.insert(Channel::open()?),
-        };
-        if let Err(err) = dump_all(host, &queries, watch, None, &mut out.listeners) {
-            state.host = None;
-            return Err(err);
-        }
-        if self.scope.mode == Mode::Host {
-            return Ok(());
-        }
-        let found = state.discovery.namespaces();
-        // Dropping a channel releases its namespace: keep only live ones.
-        state
-            .others
-            .retain(|inode, _| found.iter().any(|ns| ns.inode == *inode));
-        for namespace in &found {
-            let foreign = match state.others.entry(namespace.inode) {
-                Entry::Occupied(entry) => entry.into_mut(),
-                Entry::Vacant(entry) => match Self::enter(namespace) {
-                    Ok(entered) => entry.insert(entered),
-                    Err(err) => {
-                        tracing::debug!(error = %err, "skipping a network namespace");
-                        out.namespace_faults += 1;
-                        continue;
-                    }
-                },
-            };
-            let before = out.listeners.len();
-            let dumped = dump_all(
-                &mut foreign.channel,
-                &queries,
-                watch,
-                Some(namespace.inode),
-                &mut out.listeners,
-            );
-            if let Err(err) = dumped {
-                tracing::debug!(netns = namespace.inode, error = %err, "cannot read a namespace's sockets");
-                out.listeners.truncate(before);
-                out.namespace_faults += 1;
-                state.others.remove(&namespace.inode);
-                continue;
-            }
-            if let Some(value) = foreign
-                .unprivileged_port_start
-                .as_ref()
-                .and_then(read_sysctl)
-            {
-                out.unprivileged_port_start.push((namespace.inode, value));
-            }
+        self.collect_host(&queries, watch, out)?;
+        if let Some(others) = &self.others {
+            self.collect_others(others, &queries, watch, out);
         }
         Ok(())
     }
@@ -454,7 +448,6 @@ mod tests {
             vec![DiagSocket {
                 address: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 port: 276,
-                state: TCP_LISTEN as u8,
                 uid: 1000,
                 inode: 4242
             }]

@@ -1,0 +1,285 @@
+//! Wiring: from parsed flags to a running exporter.
+//!
+//! [`Exporter::from_flags`] builds everything a scrape needs (registry and
+//! watch set, socket source, collector, metric registry, scraper) without
+//! starting a runtime, so the benchmark and the fixture tests build the same
+//! thing the binary serves. [`run`] adds the binary's parts: the async
+//! runtime, the listeners, web-config reloads and signals.
+
+use crate::cli::Flags;
+use crate::collector::ListenerCollector;
+use crate::proc_root::ProcRoot;
+use crate::registry::{Registry, Transport, csv_loader};
+use crate::scrape::Scraper;
+use crate::sockets::{self, Opened};
+use crate::watch::WatchSet;
+use crate::web_config::{self, ActiveWebConfig};
+use crate::{http, info_metrics, sampler, web_reload};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+
+/// Exit code for bad flags, files or settings.
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code when the listen address cannot be bound or serving fails.
+pub const EXIT_CANNOT_LISTEN: u8 = 1;
+
+/// Why the exporter stopped at start: an exit code and one line.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    fn bad_input(message: impl Into<String>) -> Failure {
+        Failure {
+            code: EXIT_BAD_INPUT,
+            message: message.into(),
+        }
+    }
+
+    fn cannot_listen(message: impl Into<String>) -> Failure {
+        Failure {
+            code: EXIT_CANNOT_LISTEN,
+            message: message.into(),
+        }
+    }
+}
+
+/// Extra collectors beside the listener collection.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extras {
+    /// The exporter's own `process_*` metrics (Linux).
+    pub process_metrics: bool,
+    /// `--collector.sample-interval`.
+    pub sample_interval: Option<Duration>,
+}
+
+/// Everything a scrape needs, built and checked.
+pub struct Exporter {
+    /// Single-flight collection and rendering; owns the collector.
+    pub scraper: Arc<Scraper>,
+    /// `--web.config.file` as loaded now; swapped whole on reload.
+    pub web_config: Arc<RwLock<Arc<ActiveWebConfig>>>,
+}
+
+impl Exporter {
+    /// Builds the exporter the flags describe; bad input is a [`Failure`]
+    /// with exit code 2.
+    pub fn from_flags(flags: &Flags) -> Result<Exporter, Failure> {
+        let registry = load_registry(flags)?;
+        let watch = Arc::new(WatchSet::new(
+            registry,
+            flags.watch_scope,
+            &flags.extra_ports(),
+            flags.watch_allow.clone(),
+        ));
+        let web_config = load_web_config(flags)?;
+        let proc_root = ProcRoot::new(flags.procfs.clone(), flags.netns_path.clone());
+        let opened =
+            sockets::open(flags.backend, flags.netns, &proc_root).map_err(Failure::bad_input)?;
+        let extras = Extras {
+            process_metrics: true,
+            sample_interval: flags.sample_interval,
+        };
+        let mut exporter = Exporter::from_parts(watch, opened, proc_root, extras)?;
+        exporter.web_config = Arc::new(RwLock::new(Arc::new(web_config)));
+        Ok(exporter)
+    }
+
+    /// Builds an exporter around a given socket source (tests and
+    /// benchmarks pass their own), with plain HTTP.
+    pub fn from_parts(
+        watch: Arc<WatchSet>,
+        opened: Opened,
+        proc_root: ProcRoot,
+        extras: Extras,
+    ) -> Result<Exporter, Failure> {
+        let collector = Arc::new(ListenerCollector::new(watch, opened, proc_root));
+        let metrics = prometheus::Registry::new();
+        let internal =
+            |err: prometheus::Error| Failure::bad_input(format!("metric setup failed: {err}"));
+        info_metrics::register(&metrics, &collector).map_err(internal)?;
+        if let Some(interval) = extras.sample_interval {
+            let sampler = sampler::Sampler::start(Arc::clone(&collector), interval);
+            metrics.register(Box::new(sampler)).map_err(internal)?;
+        }
+        #[cfg(target_os = "linux")]
+        if extras.process_metrics {
+            metrics
+                .register(Box::new(
+                    prometheus::process_collector::ProcessCollector::for_self(),
+                ))
+                .map_err(internal)?;
+        }
+        Ok(Exporter {
+            scraper: Scraper::new(collector, metrics),
+            web_config: Arc::new(RwLock::new(Arc::new(ActiveWebConfig::plain()))),
+        })
+    }
+
+    fn collector(&self) -> &ListenerCollector {
+        self.scraper.collector()
+    }
+}
+
+fn load_registry(flags: &Flags) -> Result<Registry, Failure> {
+    match &flags.iana_registry_file {
+        None => Ok(Registry::embedded()),
+        Some(path) => {
+            csv_loader::load_file(path).map_err(|err| Failure::bad_input(err.to_string()))
+        }
+    }
+}
+
+fn load_web_config(flags: &Flags) -> Result<ActiveWebConfig, Failure> {
+    match &flags.web_config_file {
+        None => Ok(ActiveWebConfig::plain()),
+        Some(path) => web_config::load(path).map_err(Failure::bad_input),
+    }
+}
+
+/// The binary's whole life: check the flags, build, serve until a signal.
+pub fn run(flags: &Flags) -> Result<(), Failure> {
+    // Check every listen address before anything logs or opens sockets.
+    for address in &flags.listen_addresses {
+        resolve(address)?;
+    }
+    let exporter = Exporter::from_flags(flags)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+        .map_err(|err| Failure::cannot_listen(format!("cannot start the async runtime: {err}")))?;
+    runtime.block_on(serve(flags, exporter))
+}
+
+async fn serve(flags: &Flags, exporter: Exporter) -> Result<(), Failure> {
+    let listeners = bind_all(&flags.listen_addresses).await?;
+    log_start(flags, &exporter, &listeners);
+    let app = Arc::new(http::App {
+        scraper: Arc::clone(&exporter.scraper),
+        telemetry_path: flags.telemetry_path.clone(),
+        request_slots: (flags.max_requests > 0)
+            .then(|| Arc::new(Semaphore::new(flags.max_requests))),
+        max_requests: flags.max_requests,
+        web_config: Arc::clone(&exporter.web_config),
+    });
+    if let Some(path) = flags.web_config_file.clone() {
+        tokio::spawn(web_reload::watch(path, Arc::clone(&exporter.web_config)));
+    }
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    http::serve(listeners, app, stopped).await;
+    Ok(())
+}
+
+fn log_start(flags: &Flags, exporter: &Exporter, listeners: &[tokio::net::TcpListener]) {
+    let collector = exporter.collector();
+    let watch = collector.watch();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        backend = collector.backend_name(),
+        netns = collector.netns_mode().as_str(),
+        watched_tcp = watch.count(Transport::Tcp),
+        watched_udp = watch.count(Transport::Udp),
+        registry = %watch.registry().source,
+        registry_updated = %watch.registry().updated,
+        "starting unassigned_port_exporter"
+    );
+    let config = Arc::clone(
+        &exporter
+            .web_config
+            .read()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+    for listener in listeners {
+        if let Ok(address) = listener.local_addr() {
+            tracing::info!(
+                address = %address,
+                path = %flags.telemetry_path,
+                tls = config.tls.is_some(),
+                basic_auth = config.requires_auth(),
+                "listening"
+            );
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let sigterm = async {
+        match terminate.as_mut() {
+            Some(signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = sigterm => {}
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Binds every `--web.listen-address`. ":PORT" means all interfaces: IPv6
+/// and IPv4 on one dual-stack socket, or IPv4 alone where IPv6 is off.
+async fn bind_all(addresses: &[String]) -> Result<Vec<tokio::net::TcpListener>, Failure> {
+    let mut listeners = Vec::new();
+    for text in addresses {
+        listeners.push(bind_first(text, &resolve(text)?).await?);
+    }
+    Ok(listeners)
+}
+
+/// Binds the first candidate address that can be bound.
+async fn bind_first(
+    text: &str,
+    candidates: &[SocketAddr],
+) -> Result<tokio::net::TcpListener, Failure> {
+    let mut last_error = None;
+    for candidate in candidates {
+        match tokio::net::TcpListener::bind(candidate).await {
+            Ok(listener) => return Ok(listener),
+            Err(err) => last_error = Some(err),
+        }
+    }
+    let reason = last_error.map_or_else(|| "no address".to_string(), |e| e.to_string());
+    Err(Failure::cannot_listen(format!(
+        "cannot listen on {text}: {reason}"
+    )))
+}
+
+fn resolve(text: &str) -> Result<Vec<SocketAddr>, Failure> {
+    let bad = || {
+        Failure::bad_input(format!(
+            "bad --web.listen-address {text:?}: expected HOST:PORT, [IPv6]:PORT or :PORT"
+        ))
+    };
+    if let Some(port) = text.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        return Ok(vec![
+            SocketAddr::from(([0u16; 8], port)),
+            SocketAddr::from(([0u8; 4], port)),
+        ]);
+    }
+    let resolved: Vec<SocketAddr> = text.to_socket_addrs().map_err(|_| bad())?.collect();
+    if resolved.is_empty() {
+        return Err(bad());
+    }
+    Ok(resolved)
+}

@@ -1,0 +1,157 @@
+//! A process's name, user and container: what turns a pid into labels.
+//!
+//! On Linux the name is `/proc/PID/comm` and the uid comes from
+//! `/proc/PID/status`, both through [`ProcRoot`] (so `--path.procfs` and
+//! fixture trees steer them); the user's name comes from sysinfo's passwd
+//! reader. Elsewhere sysinfo reads both.
+
+use super::OwnerFaults;
+use super::cgroup::{Attribution, parse_cgroup};
+use crate::proc_root::ProcRoot;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use sysinfo::{Uid, Users};
+
+/// How long an unknown uid waits before the user list is read again (a
+/// user created after start).
+const RETRY_USERS_AFTER: Duration = Duration::from_secs(60);
+
+/// A listener's owner, ready to become labels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: Option<u32>,
+    pub process: String,
+    pub user: String,
+    /// Its container and pod, if it runs in one.
+    pub place: Attribution,
+}
+
+/// Describes pids; keeps the user list between collections.
+pub struct ProcessDescriber {
+    proc_root: ProcRoot,
+    /// uid -> name, from the passwd database; `None` if it could not load.
+    users: Option<Users>,
+    /// When `users` was last loaded.
+    users_loaded_at: Instant,
+}
+
+/// What one process says about itself.
+struct Facts {
+    name: String,
+    uid: Option<u32>,
+}
+
+impl ProcessDescriber {
+    pub fn new(proc_root: ProcRoot) -> ProcessDescriber {
+        ProcessDescriber {
+            proc_root,
+            users: Users::new_with_refreshed_list().ok(),
+            users_loaded_at: Instant::now(),
+        }
+    }
+
+    /// Names, users and containers of the given pids. A pid that vanished
+    /// keeps its number and is counted in `faults.vanished`.
+    pub fn describe(&mut self, pids: &[u32], faults: &mut OwnerFaults) -> HashMap<u32, Owner> {
+        let mut owners = HashMap::with_capacity(pids.len());
+        for &pid in pids {
+            let Some(facts) = self.facts(pid) else {
+                faults.vanished += 1;
+                owners.insert(
+                    pid,
+                    Owner {
+                        pid: Some(pid),
+                        ..Owner::default()
+                    },
+                );
+                continue;
+            };
+            let user = facts.uid.map(|uid| self.user_name(uid)).unwrap_or_default();
+            let place = self
+                .proc_root
+                .cgroup(pid)
+                .map(|text| parse_cgroup(&text))
+                .unwrap_or_default();
+            owners.insert(
+                pid,
+                Owner {
+                    pid: Some(pid),
+                    process: facts.name,
+                    user,
+                    place,
+                },
+            );
+        }
+        owners
+    }
+
+    #[cfg(target_os = "linux")]
+    fn facts(&self, pid: u32) -> Option<Facts> {
+        let name = self.proc_root.comm(pid)?;
+        let uid = self.proc_root.status(pid).map(|status| status.uid);
+        Some(Facts { name, uid })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn facts(&self, pid: u32) -> Option<Facts> {
+        use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
+        let pid = Pid::from_u32(pid);
+        let mut system = System::new();
+        system.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[pid]),
+            true,
+            ProcessRefreshKind::nothing().with_user(UpdateKind::Always),
+        );
+        let process = system.process(pid)?;
+        Some(Facts {
+            name: process.name().to_string_lossy().into_owned(),
+            uid: process
+                .user_id()
+                .and_then(|uid| uid.to_string().parse().ok()),
+        })
+    }
+
+    /// The user's name, or the numeric uid when no passwd entry has it (a
+    /// container's users are often unknown to the host).
+    fn user_name(&mut self, uid: u32) -> String {
+        let lookup = |users: &Option<Users>| {
+            users
+                .as_ref()?
+                .iter()
+                .find(|user| uid_number(user.id()) == Some(uid))
+                .map(|user| user.name().to_string())
+        };
+        if let Some(name) = lookup(&self.users) {
+            return name;
+        }
+        if self.users_loaded_at.elapsed() > RETRY_USERS_AFTER {
+            self.users = Users::new_with_refreshed_list().ok();
+            self.users_loaded_at = Instant::now();
+            if let Some(name) = lookup(&self.users) {
+                return name;
+            }
+        }
+        uid.to_string()
+    }
+}
+
+fn uid_number(uid: &Uid) -> Option<u32> {
+    uid.to_string().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_this_process() {
+        let me = std::process::id();
+        let mut describer = ProcessDescriber::new(ProcRoot::default());
+        let mut faults = OwnerFaults::default();
+        let owners = describer.describe(&[me], &mut faults);
+        assert_eq!(owners[&me].pid, Some(me));
+        assert!(!owners[&me].process.is_empty());
+        assert!(!owners[&me].user.is_empty());
+        assert_eq!(faults.vanished, 0);
+    }
+}

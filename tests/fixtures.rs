@@ -1,0 +1,201 @@
+//! Fixture tests: the whole exporter against a fixed socket table and a
+//! fixture procfs tree (`tests/fixtures/proc`), with no live kernel, no root
+//! and no network. The exposition must equal `tests/fixtures/golden.prom`
+//! byte for byte, after masking the two values that change from run to run
+//! (the collection's duration, and the build's git revision and rustc
+//! version).
+//!
+//! To regenerate the golden file after an intended change:
+//! `UPDATE_GOLDEN=1 cargo test --test fixtures`, then review the diff.
+//!
+//! The procfs tree holds a pre-fork server (nginx: master 210 as root,
+//! workers 211 and 212 as www-data, all holding socket 50001 and the master
+//! also a SO_REUSEPORT sibling 50006), a process running as a uid with no
+//! passwd entry (340), and a Kubernetes container process in another network
+//! namespace (500). Socket 50004 is held by nobody in the tree.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use unassigned_port_exporter::exporter::{Exporter, Extras};
+use unassigned_port_exporter::netns::Mode;
+use unassigned_port_exporter::proc_root::ProcRoot;
+use unassigned_port_exporter::registry::{Registry, Transport};
+use unassigned_port_exporter::sockets::{Collected, Listener, Opened, SocketSource, SourceError};
+use unassigned_port_exporter::watch::{AllowRule, Scope, WatchSet};
+
+const CONTAINER_NETNS: u64 = 4026532500;
+
+/// A socket table that never changes.
+struct FixedTable;
+
+fn listener(transport: Transport, address: IpAddr, port: u16, inode: u64, uid: u32) -> Listener {
+    Listener {
+        transport,
+        address,
+        port,
+        inode,
+        uid,
+        known_pids: None,
+        netns: None,
+    }
+}
+
+impl SocketSource for FixedTable {
+    fn name(&self) -> &'static str {
+        "fixture"
+    }
+
+    fn collect(&self, watch: &WatchSet, out: &mut Collected) -> Result<(), SourceError> {
+        let any4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let table = [
+            listener(Transport::Tcp, any4, 276, 50001, 0),
+            listener(Transport::Tcp, any4, 276, 50006, 0),
+            listener(
+                Transport::Udp,
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                276,
+                50002,
+                4242,
+            ),
+            Listener {
+                netns: Some(CONTAINER_NETNS),
+                ..listener(Transport::Tcp, any4, 277, 50003, 0)
+            },
+            listener(
+                Transport::Tcp,
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                278,
+                50004,
+                0,
+            ),
+            // Port 22 is assigned and not watched: it must not appear.
+            listener(Transport::Tcp, any4, 22, 50007, 0),
+        ];
+        out.listeners.extend(
+            table
+                .into_iter()
+                .filter(|l| watch.is_watched(l.transport, l.port)),
+        );
+        out.unprivileged_port_start.push((CONTAINER_NETNS, 0));
+        Ok(())
+    }
+
+    fn coverage(&self) -> Vec<(Transport, bool)> {
+        vec![
+            (Transport::Tcp, true),
+            (Transport::Udp, true),
+            (Transport::Sctp, false),
+        ]
+    }
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn fixture_exporter() -> Exporter {
+    let watch = Arc::new(WatchSet::new(
+        Registry::embedded(),
+        Scope::WellKnown,
+        &[],
+        vec![AllowRule::parse("276/tcp:nginx").unwrap()],
+    ));
+    let opened = Opened {
+        source: Box::new(FixedTable),
+        fallback_reason: None,
+        netns_mode: Mode::All,
+    };
+    let root = ProcRoot::new(fixtures().join("proc"), fixtures().join("netns"));
+    Exporter::from_parts(watch, opened, root, Extras::default())
+        .unwrap_or_else(|failure| panic!("{}", failure.message))
+}
+
+/// The exposition with its run-dependent values replaced by placeholders.
+fn masked(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.starts_with("unassigned_port_collection_duration_seconds ") {
+            out.push_str("unassigned_port_collection_duration_seconds DURATION");
+        } else if line.starts_with("unassigned_port_exporter_build_info{") {
+            out.push_str(
+                "unassigned_port_exporter_build_info{revision=\"REVISION\",rustc_version=\"RUSTC\",version=\"VERSION\"} 1",
+            );
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn exposition_matches_the_golden_file() {
+    let exporter = fixture_exporter();
+    let scrape = exporter.scraper.render().expect("render");
+    let actual = masked(std::str::from_utf8(&scrape.text).unwrap());
+    let golden = fixtures().join("golden.prom");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &actual).unwrap();
+        eprintln!("wrote {}", golden.display());
+        return;
+    }
+    let expected = std::fs::read_to_string(&golden).expect("tests/fixtures/golden.prom");
+    if actual != expected {
+        let first = actual
+            .lines()
+            .zip(expected.lines())
+            .position(|(a, e)| a != e)
+            .unwrap_or(actual.lines().count().min(expected.lines().count()));
+        panic!(
+            "the exposition differs from golden.prom from line {} on:\n  actual:   {:?}\n  expected: {:?}\n(regenerate with UPDATE_GOLDEN=1 cargo test --test fixtures if intended)",
+            first + 1,
+            actual.lines().nth(first),
+            expected.lines().nth(first),
+        );
+    }
+}
+
+#[test]
+fn owners_come_from_the_fixture_tree() {
+    let exporter = fixture_exporter();
+    let snapshot = exporter.scraper.collector().scrape();
+    let by_port = |port: u16| {
+        snapshot
+            .listeners
+            .iter()
+            .find(|l| l.port == port)
+            .unwrap_or_else(|| panic!("no listener on {port}: {snapshot:?}"))
+    };
+    // Pre-fork: reported once, under the master, with both reuseport sockets.
+    let nginx = by_port(276);
+    assert_eq!(
+        (
+            nginx.pid.as_str(),
+            nginx.process.as_str(),
+            nginx.user.as_str()
+        ),
+        ("210", "nginx", "root")
+    );
+    assert_eq!(nginx.sockets, 2);
+    assert!(nginx.expected);
+    // A uid without a passwd entry is shown as the number.
+    let udp = snapshot
+        .listeners
+        .iter()
+        .find(|l| l.transport == Transport::Udp)
+        .unwrap();
+    assert_eq!(
+        (udp.process.as_str(), udp.user.as_str()),
+        ("backdoor", "4242")
+    );
+    // The container process: namespace, container and pod.
+    let container = by_port(277);
+    assert_eq!(container.netns, CONTAINER_NETNS.to_string());
+    assert!(container.container_id.starts_with("4f1c2e8a9b7d"));
+    assert_eq!(container.pod_uid, "0d4b4a6f-cb1b-4bd9-9f9b-2c8a8e9b3c2e");
+    // Nobody holds 50004: empty owner labels.
+    let orphan = by_port(278);
+    assert_eq!((orphan.pid.as_str(), orphan.process.as_str()), ("", ""));
+    assert!(snapshot.listeners.iter().all(|l| l.port != 22));
+}
