@@ -11,6 +11,7 @@ pub mod cli;
 pub mod collector;
 pub mod http;
 pub mod info_metrics;
+pub mod logging;
 pub mod netns;
 pub mod owners;
 pub mod registry;
