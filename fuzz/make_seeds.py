@@ -3,8 +3,8 @@
 
     python3 fuzz/make_seeds.py [path/to/service-names-port-numbers.csv]
 
-iana_csv: real rows, byte for byte, from IANA's CSV (default: the snapshot in
-../shared/iana/), a few files of at most about 40 rows in all.
+iana_csv: real rows, byte for byte, from IANA's CSV (default: the snapshot
+committed in data/iana/), a few files of at most about 40 rows in all.
 netlink_reply: NETLINK_SOCK_DIAG replies encoded the way the kernel sends
 them (native byte order, as src/sockets/netlink.rs reads them).
 port_list and web_config: hand-written flag values and YAML files.
@@ -235,7 +235,7 @@ def web_config_seeds():
 
 if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))
-    default = os.path.join(here, "..", "..", "shared", "iana", "service-names-port-numbers.csv")
+    default = os.path.join(here, "..", "data", "iana", "service-names-port-numbers.csv")
     iana_seeds(sys.argv[1] if len(sys.argv) > 1 else default)
     netlink_seeds()
     port_list_seeds()

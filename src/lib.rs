@@ -31,6 +31,7 @@ pub mod collector;
 pub mod exporter;
 pub mod http;
 pub mod info_metrics;
+pub mod logging;
 pub mod netns;
 pub mod owners;
 pub mod proc_root;

@@ -220,7 +220,6 @@ impl WatchSet {
             Transport::Tcp => Some(&self.tcp),
             Transport::Udp => Some(&self.udp),
             Transport::Sctp => Some(&self.sctp),
-            Transport::Dccp => None,
         }
     }
 

@@ -1,12 +1,17 @@
 //! Reads IANA's `service-names-port-numbers.csv` into a [`Registry`].
 //!
-//! The quirks this handles (see shared/iana/README.md): a port column that is
+//! The quirks this handles (see data/iana/README.md): a port column that is
 //! a single port, an inclusive range or empty; an empty transport meaning
 //! every transport; RFC 4180 quoting with embedded newlines (left to the
-//! `csv` crate); "Unassigned ..." and "Reserved" descriptions.
+//! `csv` crate); "Unassigned ..." and "Reserved" descriptions; `dccp` rows,
+//! a transport the exporter never watches, read and skipped.
+//!
+//! [`parse`] runs in steps: find the columns in the header
+//! (`Columns::locate`), read each row (`PortRow::read`), let it claim its
+//! ports (`Claims::claim`), then compress the claims into runs
+//! (`Claims::into_runs`).
 
 use super::{Registry, Run, Status, Transport};
-use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 
@@ -33,8 +38,13 @@ impl std::error::Error for LoadError {}
 const PORT_COLUMN: &str = "Port Number";
 const TRANSPORT_COLUMN: &str = "Transport Protocol";
 const DESCRIPTION_COLUMN: &str = "Description";
-const SERVICE_COLUMN: &str = "Service Name";
 const DATE_COLUMNS: [&str; 2] = ["Registration Date", "Modification Date"];
+
+/// IANA registers ports for this transport too; the exporter never watches it.
+const UNWATCHED_TRANSPORT: &str = "dccp";
+
+/// [`Transport::ALL`] in a static, so one-transport slices of it are `'static`.
+static TRANSPORTS: [Transport; 3] = Transport::ALL;
 
 /// Loads a registry CSV from disk.
 pub fn load_file(path: &Path) -> Result<Registry, LoadError> {
@@ -47,110 +57,160 @@ pub fn load_file(path: &Path) -> Result<Registry, LoadError> {
     parse(&bytes, source)
 }
 
-/// Best claim seen so far for one port: status and service name.
-type Claim = Option<(Status, String)>;
-
 /// Parses the CSV text. `source` names it in errors and in the registry info.
 pub fn parse(bytes: &[u8], source: String) -> Result<Registry, LoadError> {
-    let fail = |line: Option<u64>, message: String| LoadError {
-        source: source.clone(),
-        line,
-        message,
-    };
+    match read_claims(bytes) {
+        Ok((claims, updated)) => Ok(Registry::from_runs(claims.into_runs(), source, updated)),
+        Err(refusal) => Err(LoadError {
+            source,
+            line: refusal.line,
+            message: refusal.message,
+        }),
+    }
+}
+
+/// A refusal not yet tied to the file's name; [`parse`] adds it.
+struct Refusal {
+    line: Option<u64>,
+    message: String,
+}
+
+impl Refusal {
+    fn at(line: u64, message: String) -> Refusal {
+        Refusal {
+            line: Some(line),
+            message,
+        }
+    }
+}
+
+/// Reads the header and every row: the ports claimed and the newest date.
+fn read_claims(bytes: &[u8]) -> Result<(Claims, String), Refusal> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
         .from_reader(bytes);
     let headers = reader
         .headers()
-        .map_err(|err| fail(Some(1), format!("unreadable header: {err}")))?
-        .clone();
-    let column = |name: &str| {
-        headers
-            .iter()
-            .position(|header| header.trim() == name)
-            .ok_or_else(|| {
-                fail(
-                    Some(1),
-                    format!(
-                        "missing column {name:?}: is this IANA's service-names-port-numbers.csv?"
-                    ),
-                )
-            })
-    };
-    let port_col = column(PORT_COLUMN)?;
-    let transport_col = column(TRANSPORT_COLUMN)?;
-    let description_col = column(DESCRIPTION_COLUMN)?;
-    let service_col = column(SERVICE_COLUMN)?;
-    let date_cols = [column(DATE_COLUMNS[0])?, column(DATE_COLUMNS[1])?];
-
-    // One slot per port per transport while reading; compressed to runs after.
-    let mut claims: Vec<Vec<Claim>> = Transport::ALL.iter().map(|_| vec![None; 65536]).collect();
+        .map_err(|err| Refusal::at(1, format!("unreadable header: {err}")))?;
+    let columns = Columns::locate(headers)?;
+    let mut claims = Claims::new();
     let mut updated = String::new();
     let mut record = csv::StringRecord::new();
     let mut rows = 0usize;
     loop {
         let line = reader.position().line();
         match reader.read_record(&mut record) {
-            Ok(true) => {}
+            Ok(true) => rows += 1,
             Ok(false) => break,
-            Err(err) => return Err(fail(Some(line), format!("malformed CSV: {err}"))),
+            Err(err) => return Err(Refusal::at(line, format!("malformed CSV: {err}"))),
         }
-        rows += 1;
         let line = record.position().map_or(line, |pos| pos.line());
-        for &col in &date_cols {
-            let date = record[col].trim();
-            // Dates only feed the registry info label: odd ones are skipped,
-            // not fatal (the snapshot mixes YYYY-MM-DD and YYYY-MM).
-            if is_iso_date(date) && date > updated.as_str() {
-                updated = date.to_string();
-            }
-        }
-        let ports = record[port_col].trim();
-        if ports.is_empty() {
-            continue; // a service name registered without a port
-        }
-        let (first, last) = parse_port_range(ports).map_err(|message| fail(Some(line), message))?;
-        let transports: Vec<Transport> =
-            match record[transport_col].trim() {
-                "" => Transport::ALL.to_vec(),
-                name => vec![Transport::parse(name).ok_or_else(|| {
-                    fail(Some(line), format!("unknown transport protocol {name:?}"))
-                })?],
-            };
-        let description = record[description_col].trim();
-        let status = classify(description);
-        let service = match status {
-            Status::Assigned => record[service_col].trim(),
-            _ => "",
-        };
-        for transport in transports {
-            let slots = &mut claims[transport as usize];
-            for port in first..=last {
-                let slot = &mut slots[port as usize];
-                let stronger = match slot {
-                    None => true,
-                    Some((held, held_service)) => {
-                        status.precedence() > held.precedence()
-                            || (status == *held && held_service.is_empty() && !service.is_empty())
-                    }
-                };
-                if stronger {
-                    *slot = Some((status, service.to_string()));
-                }
-            }
+        keep_newest_date(&record, &columns, &mut updated);
+        if let Some(row) = PortRow::read(&record, &columns, line)? {
+            claims.claim(&row);
         }
     }
     if rows == 0 {
-        return Err(fail(None, "no rows: the file is empty".to_string()));
+        return Err(Refusal {
+            line: None,
+            message: "no rows: the file is empty".to_string(),
+        });
     }
-    let runs = claims
+    Ok((claims, updated))
+}
+
+/// Where the columns this reads sit in the header.
+struct Columns {
+    port: usize,
+    transport: usize,
+    description: usize,
+    dates: [usize; 2],
+}
+
+impl Columns {
+    fn locate(headers: &csv::StringRecord) -> Result<Columns, Refusal> {
+        let column = |name: &str| {
+            headers
+                .iter()
+                .position(|header| header.trim() == name)
+                .ok_or_else(|| {
+                    Refusal::at(
+                        1,
+                        format!(
+                            "missing column {name:?}: is this IANA's service-names-port-numbers.csv?"
+                        ),
+                    )
+                })
+        };
+        Ok(Columns {
+            port: column(PORT_COLUMN)?,
+            transport: column(TRANSPORT_COLUMN)?,
+            description: column(DESCRIPTION_COLUMN)?,
+            dates: [column(DATE_COLUMNS[0])?, column(DATE_COLUMNS[1])?],
+        })
+    }
+}
+
+/// Dates only feed the registry info label: odd ones are skipped, not fatal
+/// (the snapshot mixes YYYY-MM-DD and YYYY-MM).
+fn keep_newest_date(record: &csv::StringRecord, columns: &Columns, updated: &mut String) {
+    for &col in &columns.dates {
+        let date = record[col].trim();
+        if is_iso_date(date) && date > updated.as_str() {
+            *updated = date.to_string();
+        }
+    }
+}
+
+/// What one row says about a range of ports.
+struct PortRow {
+    first: u16,
+    last: u16,
+    /// Empty for a row about a transport the exporter does not watch.
+    transports: &'static [Transport],
+    status: Status,
+}
+
+impl PortRow {
+    /// `None` for a row without a port (a service name registered alone).
+    fn read(
+        record: &csv::StringRecord,
+        columns: &Columns,
+        line: u64,
+    ) -> Result<Option<PortRow>, Refusal> {
+        let ports = record[columns.port].trim();
+        if ports.is_empty() {
+            return Ok(None);
+        }
+        let (first, last) =
+            parse_port_range(ports).map_err(|message| Refusal::at(line, message))?;
+        let transports = row_transports(record[columns.transport].trim())
+            .map_err(|message| Refusal::at(line, message))?;
+        Ok(Some(PortRow {
+            first,
+            last,
+            transports,
+            status: classify(record[columns.description].trim()),
+        }))
+    }
+}
+
+/// An empty transport column means every transport.
+fn row_transports(name: &str) -> Result<&'static [Transport], String> {
+    if name.is_empty() {
+        return Ok(&TRANSPORTS);
+    }
+    if name.eq_ignore_ascii_case(UNWATCHED_TRANSPORT) {
+        return Ok(&[]);
+    }
+    match TRANSPORTS
         .iter()
-        .map(|slots| compress(slots))
-        .collect::<Vec<_>>()
-        .try_into()
-        .expect("one run list per transport");
-    Ok(Registry::from_runs(runs, source, updated))
+        .position(|t| t.as_str().eq_ignore_ascii_case(name))
+    {
+        Some(index) => Ok(&TRANSPORTS[index..=index]),
+        None => Err(format!("unknown transport protocol {name:?}")),
+    }
 }
 
 /// "Unassigned" (also "Unassigned [was netstat]") and "Reserved" open the
@@ -194,17 +254,46 @@ fn is_iso_date(text: &str) -> bool {
             .all(|(i, b)| i == 4 || i == 7 || b.is_ascii_digit())
 }
 
-fn compress(slots: &[Claim]) -> Vec<Run> {
+/// The strongest status claimed so far for every port of every transport:
+/// one slot per port while reading, compressed to runs after.
+struct Claims {
+    slots: [Vec<Option<Status>>; 3],
+}
+
+impl Claims {
+    fn new() -> Claims {
+        Claims {
+            slots: Transport::ALL.map(|_| vec![None; 65536]),
+        }
+    }
+
+    fn claim(&mut self, row: &PortRow) {
+        for &transport in row.transports {
+            let slots = &mut self.slots[transport.index()];
+            for slot in &mut slots[usize::from(row.first)..=usize::from(row.last)] {
+                if slot.is_none_or(|held| row.status.precedence() > held.precedence()) {
+                    *slot = Some(row.status);
+                }
+            }
+        }
+    }
+
+    fn into_runs(self) -> [Vec<Run>; 3] {
+        self.slots.map(|slots| compress(&slots))
+    }
+}
+
+/// Merges consecutive claimed ports with one status into a run.
+fn compress(slots: &[Option<Status>]) -> Vec<Run> {
     let mut runs: Vec<Run> = Vec::new();
     for (port, slot) in slots.iter().enumerate() {
-        let Some((status, service)) = slot else {
+        let Some(status) = *slot else {
             continue;
         };
         let port = port as u16;
         if let Some(run) = runs.last_mut()
             && run.last.checked_add(1) == Some(port)
-            && run.status == *status
-            && run.service == service.as_str()
+            && run.status == status
         {
             run.last = port;
             continue;
@@ -212,8 +301,7 @@ fn compress(slots: &[Claim]) -> Vec<Run> {
         runs.push(Run {
             first: port,
             last: port,
-            status: *status,
-            service: Cow::Owned(service.clone()),
+            status,
         });
     }
     runs
@@ -244,7 +332,7 @@ mod tests {
             "{HEADER}http,80,tcp,\"World Wide Web HTTP\nsecond line, with \"\"quotes\"\"\",,,,2024-01-02,,,,\n"
         );
         let reg = registry(&text).unwrap();
-        assert_eq!(reg.service(Transport::Tcp, 80), Some("http"));
+        assert_eq!(reg.status(Transport::Tcp, 80), Status::Assigned);
         assert_eq!(reg.updated, "2024-01-02");
     }
 
@@ -274,5 +362,37 @@ mod tests {
             registry(&text).unwrap().status(Transport::Tcp, 7775),
             Status::Assigned
         );
+    }
+
+    #[test]
+    fn dccp_rows_are_read_and_skipped() {
+        let text = format!("{HEADER}discard,9,dccp,Discard,,,,,,,,\n,10,,Unassigned,,,,,,,,\n");
+        let reg = registry(&text).unwrap();
+        for transport in Transport::ALL {
+            assert_eq!(reg.status(transport, 9), Status::Unregistered);
+            assert_eq!(reg.status(transport, 10), Status::Unassigned);
+        }
+    }
+
+    #[test]
+    fn runs_merge_across_services_and_split_at_gaps() {
+        let text = format!(
+            "{HEADER}a,1,tcp,A,,,,,,,,\nb,2,tcp,B,,,,,,,,\n,3,tcp,Unassigned,,,,,,,,\nc,5,tcp,C,,,,,,,,\n"
+        );
+        let reg = registry(&text).unwrap();
+        let run = |first, last, status| Run {
+            first,
+            last,
+            status,
+        };
+        assert_eq!(
+            reg.runs(Transport::Tcp),
+            [
+                run(1, 2, Status::Assigned),
+                run(3, 3, Status::Unassigned),
+                run(5, 5, Status::Assigned)
+            ]
+        );
+        assert!(reg.runs(Transport::Udp).is_empty());
     }
 }

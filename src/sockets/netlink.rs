@@ -157,7 +157,6 @@ fn build_request(seq: u32, family: Family, transport: Transport, states: u32) ->
         Transport::Tcp => libc::IPPROTO_TCP,
         Transport::Udp => libc::IPPROTO_UDP,
         Transport::Sctp => libc::IPPROTO_SCTP,
-        Transport::Dccp => libc::IPPROTO_DCCP,
     } as u8;
     let total = (NLMSG_HEADER_LEN + REQUEST_LEN) as u32;
     request[0..4].copy_from_slice(&total.to_ne_bytes());
