@@ -2,8 +2,9 @@
 //! wiring (`exporter::run`), and turn its outcome into an exit code.
 
 use std::process::ExitCode;
-use unassigned_port_exporter::cli::{self, Flags, Parsed};
+use unassigned_port_exporter::cli::{self, Parsed};
 use unassigned_port_exporter::exporter::{self, EXIT_BAD_INPUT};
+use unassigned_port_exporter::logging::{self, LogFormat};
 
 fn main() -> ExitCode {
     let flags = match cli::parse(std::env::args_os()) {
@@ -17,24 +18,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    init_logging(&flags);
+    let format = LogFormat::from_name(&flags.log_format).unwrap_or(LogFormat::Logfmt);
+    logging::init(flags.log_level, format);
     match exporter::run(&flags) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("unassigned_port_exporter: {}", failure.message);
             ExitCode::from(failure.code)
         }
-    }
-}
-
-fn init_logging(flags: &Flags) {
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_max_level(flags.log_level);
-    if flags.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }
