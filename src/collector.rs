@@ -112,6 +112,10 @@ pub struct Snapshot {
     pub success: bool,
     /// (netns label, value) for each namespace whose sysctl was read.
     pub unprivileged_port_start: Vec<(String, i64)>,
+    /// Network namespaces read (the exporter's own included) and those that
+    /// could not be read, in this collection.
+    pub namespaces_read: u64,
+    pub namespaces_failed: u64,
 }
 
 /// Faults of one collection, counted by the scrape path only.
@@ -234,6 +238,8 @@ impl ListenerCollector {
             duration: started.elapsed(),
             success,
             unprivileged_port_start,
+            namespaces_read: collected.namespaces_read,
+            namespaces_failed: collected.namespace_faults,
         };
         (snapshot, faults)
     }
@@ -385,6 +391,14 @@ impl ListenerCollector {
                 .set(f64::from(u8::from(covered)));
         }
         families.extend(coverage.collect());
+        let namespaces = namespaces_vec();
+        for (state, count) in [
+            ("read", snapshot.namespaces_read),
+            ("failed", snapshot.namespaces_failed),
+        ] {
+            namespaces.with_label_values(&[state]).set(count as f64);
+        }
+        families.extend(namespaces.collect());
         families.extend(self.errors.collect());
         families
     }
@@ -426,6 +440,18 @@ fn unprivileged_vec() -> GaugeVec {
         )
         .namespace(NAMESPACE),
         &["netns"],
+    )
+    .unwrap()
+}
+
+fn namespaces_vec() -> GaugeVec {
+    GaugeVec::new(
+        Opts::new(
+            "network_namespaces",
+            "Network namespaces in the last collection, by state: read (the exporter's own included) or failed (could not be entered or read).",
+        )
+        .namespace(NAMESPACE),
+        &["state"],
     )
     .unwrap()
 }

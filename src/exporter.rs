@@ -147,6 +147,7 @@ pub fn run(flags: &Flags) -> Result<(), Failure> {
     for address in &flags.listen_addresses {
         resolve(address)?;
     }
+    raise_open_file_limit();
     let exporter = Exporter::from_flags(flags)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -156,6 +157,38 @@ pub fn run(flags: &Flags) -> Result<(), Failure> {
         .map_err(|err| Failure::cannot_listen(format!("cannot start the async runtime: {err}")))?;
     runtime.block_on(serve(flags, exporter))
 }
+
+/// Raises the soft open-file limit to the hard one, as Go does for
+/// node_exporter: each network namespace read costs one descriptor, and a
+/// soft limit of 1,024 (systemd's default for services) would otherwise cap
+/// a dense host at a few hundred namespaces.
+#[cfg(unix)]
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    let show =
+        |value: Option<u64>| value.map_or_else(|| "unlimited".to_string(), |v| v.to_string());
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::info!(
+            soft = %show(limit.current),
+            raised_to = %show(limit.maximum),
+            "raised the open-file limit"
+        ),
+        Err(err) => {
+            tracing::warn!(soft = %show(limit.current), error = %err, "cannot raise the open-file limit")
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() {}
 
 async fn serve(flags: &Flags, exporter: Exporter) -> Result<(), Failure> {
     let listeners = bind_all(&flags.listen_addresses).await?;

@@ -78,6 +78,7 @@ impl SocketSource for FixedTable {
                 .filter(|l| watch.is_watched(l.transport, l.port)),
         );
         out.unprivileged_port_start.push((CONTAINER_NETNS, 0));
+        out.namespaces_read = 2; // the host's and the container's
         Ok(())
     }
 

@@ -1,77 +1,259 @@
 //! What the exporter keeps open inside each other namespace, for as long as
-//! that namespace exists.
+//! that namespace exists, and how a collection visits them all.
 //!
-//! A handle opened inside a namespace (a netlink socket) keeps it alive, so
-//! the set must drop handles of namespaces discovery no longer finds, or it
-//! would pin every namespace that ever existed. A handle whose use fails is
-//! dropped too and reopened at the next collection.
+//! Dense container hosts run a thousand namespaces, so three rules shape
+//! this file:
+//!
+//! - **One descriptor per namespace, within a budget.** A handle (a netlink
+//!   socket opened inside the namespace) keeps the namespace alive, so
+//!   handles of namespaces discovery no longer finds are dropped at once. At
+//!   most `max_open` handles are kept (the caller derives it from the
+//!   open-file limit minus a reserve for the HTTP side); namespaces beyond
+//!   the budget are visited on demand (enter, open, read, close), slower but
+//!   complete, so accepting a scrape can never fail for want of a
+//!   descriptor.
+//! - **Both cores.** Reading a namespace is a few netlink round trips in
+//!   which the kernel walks its socket hash tables; they are independent, so
+//!   held handles are visited by up to [`MAX_WORKERS`] threads at once.
+//! - **Say why, once.** A namespace that cannot be entered or read is counted
+//!   in every collection's outcome and logged once per distinct cause, with
+//!   how many namespaces it hit.
+//!
+//! A handle is also reopened after [`REFRESH_AFTER`] (a few per collection,
+//! so the work is spread), which refreshes anything the caller read at open
+//! time, such as a sysctl.
 
 use super::discovery::{Discovery, Namespace};
 use super::enter;
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Most threads that visit namespaces at once.
+pub const MAX_WORKERS: usize = 4;
+/// Below this many held handles one thread visits them all (spawning
+/// workers would cost more than it saves).
+const PARALLEL_FROM: usize = 64;
+/// Age after which a handle is reopened.
+pub const REFRESH_AFTER: Duration = Duration::from_secs(300);
+
+/// A handle and when it was opened.
+struct Held<T> {
+    handle: T,
+    opened_at: Instant,
+}
+
+/// What one collection over the namespaces produced.
+#[derive(Debug)]
+pub struct Outcome<R> {
+    /// (namespace inode, result) for every namespace read, in inode order.
+    pub results: Vec<(u64, R)>,
+    /// Namespaces that could not be entered or read this time.
+    pub failed: u64,
+}
 
 /// One handle of type `T` per other network namespace.
 pub struct NamespaceSet<T> {
     /// Finds the namespaces that exist now.
     discovery: Discovery,
     /// namespace inode -> what was opened inside it.
-    open: HashMap<u64, T>,
-}
-
-/// One namespace's handle, lent out for a collection.
-pub struct Entered<'a, T> {
-    pub namespace: &'a Namespace,
-    pub handle: &'a mut T,
+    open: HashMap<u64, Held<T>>,
+    /// Most handles kept open at once (the descriptor budget).
+    max_open: usize,
+    /// Causes of failure already logged, so each is logged once.
+    logged_causes: HashSet<String>,
+    /// Set once the budget has been met, so that is logged once.
+    logged_budget: bool,
 }
 
 impl<T: Send + 'static> NamespaceSet<T> {
-    pub fn new(discovery: Discovery) -> NamespaceSet<T> {
+    pub fn new(discovery: Discovery, max_open: usize) -> NamespaceSet<T> {
         NamespaceSet {
             discovery,
             open: HashMap::new(),
+            max_open,
+            logged_causes: HashSet::new(),
+            logged_budget: false,
         }
+    }
+
+    /// Handles held now (one descriptor each, for the caller's `T`).
+    pub fn held(&self) -> usize {
+        self.open.len()
     }
 
     /// Discovers the namespaces, drops handles of vanished ones, opens
-    /// handles in new ones with `open` (run inside the namespace), then calls
-    /// `visit` for each. Returns how many namespaces could not be entered or
-    /// read (a `visit` returning false drops that handle).
-    pub fn for_each<O, V>(&mut self, open: O, mut visit: V) -> u64
+    /// handles in new ones with `open` (run on a thread inside the
+    /// namespace) within the budget, and reads every namespace with `visit`.
+    /// A failed `visit` drops its handle; the next collection reopens it.
+    pub fn collect<R, O, V>(&mut self, open: O, visit: V) -> Outcome<R>
     where
+        R: Send,
         O: Fn() -> Result<T, String> + Clone + Send + 'static,
-        V: FnMut(Entered<'_, T>) -> bool,
+        V: Fn(&mut T) -> Result<R, String> + Sync,
     {
         let found = self.discovery.namespaces();
-        self.open
-            .retain(|inode, _| found.iter().any(|ns| ns.inode == *inode));
-        let mut faults = 0;
-        for namespace in &found {
-            let handle = match self.open.entry(namespace.inode) {
-                Entry::Occupied(entry) => entry.into_mut(),
-                Entry::Vacant(entry) => match enter_and_open(namespace, open.clone()) {
-                    Ok(handle) => entry.insert(handle),
-                    Err(err) => {
-                        tracing::debug!(error = %err, "skipping a network namespace");
-                        faults += 1;
-                        continue;
-                    }
-                },
-            };
-            if !visit(Entered { namespace, handle }) {
-                faults += 1;
-                self.open.remove(&namespace.inode);
+        let live: HashSet<u64> = found.iter().map(|ns| ns.inode).collect();
+        self.open.retain(|inode, _| live.contains(inode));
+        self.expire_some();
+        let mut failures: Vec<String> = Vec::new();
+        let on_demand = self.open_new(&found, &open, &mut failures);
+        let mut results = BTreeMap::new();
+        for (inode, result) in self.visit_held(&visit) {
+            match result {
+                Ok(value) => {
+                    results.insert(inode, value);
+                }
+                Err(cause) => {
+                    self.open.remove(&inode);
+                    failures.push(cause);
+                }
             }
         }
-        faults
+        for namespace in on_demand {
+            let read =
+                enter_and_open(namespace, open.clone()).and_then(|mut handle| visit(&mut handle));
+            match read {
+                Ok(value) => {
+                    results.insert(namespace.inode, value);
+                }
+                Err(cause) => failures.push(cause),
+            }
+        }
+        self.log_failures(&failures);
+        Outcome {
+            results: results.into_iter().collect(),
+            failed: failures.len() as u64,
+        }
+    }
+
+    /// Drops a few of the handles older than [`REFRESH_AFTER`], oldest
+    /// first, so they are reopened in this collection.
+    fn expire_some(&mut self) {
+        let mut expired: Vec<(Instant, u64)> = self
+            .open
+            .iter()
+            .filter(|(_, held)| held.opened_at.elapsed() >= REFRESH_AFTER)
+            .map(|(&inode, held)| (held.opened_at, inode))
+            .collect();
+        expired.sort_unstable();
+        let per_collection = (self.open.len() / 64).max(4);
+        for (_, inode) in expired.into_iter().take(per_collection) {
+            self.open.remove(&inode);
+        }
+    }
+
+    /// Opens handles in namespaces not held yet, while the budget allows;
+    /// returns the namespaces to read on demand.
+    fn open_new<'a, O>(
+        &mut self,
+        found: &'a [Namespace],
+        open: &O,
+        failures: &mut Vec<String>,
+    ) -> Vec<&'a Namespace>
+    where
+        O: Fn() -> Result<T, String> + Clone + Send + 'static,
+    {
+        let mut on_demand = Vec::new();
+        for namespace in found {
+            if self.open.contains_key(&namespace.inode) {
+                continue;
+            }
+            if self.open.len() >= self.max_open {
+                on_demand.push(namespace);
+                continue;
+            }
+            match enter_and_open(namespace, open.clone()) {
+                Ok(handle) => {
+                    let held = Held {
+                        handle,
+                        opened_at: Instant::now(),
+                    };
+                    self.open.insert(namespace.inode, held);
+                }
+                Err(cause) => failures.push(cause),
+            }
+        }
+        if !on_demand.is_empty() && !self.logged_budget {
+            self.logged_budget = true;
+            tracing::info!(
+                held = self.open.len(),
+                on_demand = on_demand.len(),
+                "more network namespaces than the open-file budget allows: the rest are opened on demand each collection (slower); raise LimitNOFILE to keep them all open"
+            );
+        }
+        on_demand
+    }
+
+    /// Runs `visit` on every held handle, on several threads when there
+    /// are many.
+    fn visit_held<R, V>(&mut self, visit: &V) -> Vec<(u64, Result<R, String>)>
+    where
+        R: Send,
+        V: Fn(&mut T) -> Result<R, String> + Sync,
+    {
+        let mut held: Vec<(u64, &mut T)> = self
+            .open
+            .iter_mut()
+            .map(|(&inode, held)| (inode, &mut held.handle))
+            .collect();
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_WORKERS);
+        if held.len() < PARALLEL_FROM || workers < 2 {
+            return held
+                .into_iter()
+                .map(|(inode, handle)| (inode, visit(handle)))
+                .collect();
+        }
+        let chunk = held.len().div_ceil(workers);
+        std::thread::scope(|scope| {
+            let running: Vec<_> = held
+                .chunks_mut(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter_mut()
+                            .map(|(inode, handle)| (*inode, visit(handle)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .flat_map(|worker| worker.join().unwrap_or_default())
+                .collect()
+        })
+    }
+
+    /// Logs each new cause of failure once, with how many namespaces it hit.
+    fn log_failures(&mut self, failures: &[String]) {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for cause in failures {
+            *counts.entry(cause.as_str()).or_default() += 1;
+        }
+        for (cause, namespaces) in counts {
+            if self.logged_causes.insert(cause.to_string()) {
+                tracing::warn!(
+                    cause,
+                    namespaces,
+                    "cannot read some network namespaces; their listeners are missing (unassigned_port_network_namespaces{{state=\"failed\"}} counts them; this is logged once per cause)"
+                );
+            }
+        }
     }
 }
 
+/// Enters `namespace` on a fresh thread and runs `open` there. The error
+/// names the cause only (no path), so equal causes are logged together.
 fn enter_and_open<T, O>(namespace: &Namespace, open: O) -> Result<T, String>
 where
     T: Send + 'static,
     O: Fn() -> Result<T, String> + Send + 'static,
 {
-    enter::run_in(&namespace.path, open)
-        .map_err(|err| format!("cannot enter {}: {err}", namespace.path.display()))?
+    let opened = enter::run_in(&namespace.path, open).map_err(|err| {
+        tracing::debug!(path = %namespace.path.display(), error = %err, "cannot enter a network namespace");
+        format!("cannot enter the namespace: {err}")
+    })?;
+    opened.inspect_err(|err| {
+        tracing::debug!(path = %namespace.path.display(), error = %err, "cannot open a socket inside a network namespace");
+    })
 }

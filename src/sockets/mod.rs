@@ -60,6 +60,8 @@ impl std::error::Error for SourceError {}
 #[derive(Debug, Default)]
 pub struct Collected {
     pub listeners: Vec<Listener>,
+    /// Network namespaces read, the exporter's own included.
+    pub namespaces_read: u64,
     /// Other namespaces that could not be read this time (often: they just
     /// went away).
     pub namespace_faults: u64,

@@ -1,10 +1,16 @@
 //! Linux socket source on NETLINK_SOCK_DIAG: the kernel lists only what we ask.
 //!
-//! Each collection sends four dump requests (TCP and UDP, IPv4 and IPv6).
-//! TCP asks for `idiag_states = LISTEN` alone, which makes the kernel walk
-//! only its listening hash and skip the established table entirely: this is
-//! why the cost does not grow with the host's connections. UDP asks for
-//! sockets in the CLOSE state, which for UDP means bound and unconnected.
+//! Each collection sends three dump requests per namespace. TCP asks for
+//! `idiag_states = LISTEN` alone, which makes the kernel walk only its
+//! listening hash and skip the established table entirely: this is why the
+//! cost does not grow with the host's connections. It asks with the older
+//! `TCPDIAG_GETSOCK` request, which carries no address family, so one walk
+//! of the listening hash returns IPv4 and IPv6 listeners together (the
+//! `SOCK_DIAG_BY_FAMILY` request needs one walk per family). UDP has no such
+//! request: it is asked twice (IPv4, IPv6) for sockets in the CLOSE state,
+//! which for UDP means bound and unconnected. On a dense container host
+//! these walks of the kernel's hash tables are the whole cost of a
+//! namespace, so saving one in four matters.
 //!
 //! Requests and replies are built and read by hand here rather than with
 //! netlink-packet-sock-diag: that crate decodes every reply into owned
@@ -26,12 +32,16 @@ use crate::proc_root::{ProcRoot, parse_sysctl_integer};
 use crate::registry::Transport;
 use crate::watch::WatchSet;
 use netlink_sys::{Socket, protocols::NETLINK_SOCK_DIAG};
-use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// The older TCP-only request; its dump ignores the address family.
+const TCPDIAG_GETSOCK: u16 = 18;
+/// `struct inet_diag_req`, the older request: family, lengths, ext, sockid,
+/// states, dbs.
+const COMPAT_REQUEST_LEN: usize = 60;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 0x1;
@@ -117,7 +127,7 @@ pub fn parse_messages(
                     return Ok(Progress::Done);
                 }
             }
-            SOCK_DIAG_BY_FAMILY => visit(parse_socket(payload)?),
+            SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => visit(parse_socket(payload)?),
             _ => {} // no other message types belong to a sock_diag dump
         }
         // Messages are padded to four bytes; the last may end unpadded.
@@ -150,23 +160,64 @@ fn parse_socket(payload: &[u8]) -> Result<DiagSocket, String> {
     })
 }
 
-/// Builds one dump request: nlmsghdr + inet_diag_req_v2 with a zero sockid.
-fn build_request(seq: u32, family: Family, transport: Transport, states: u32) -> [u8; 72] {
-    let mut request = [0u8; NLMSG_HEADER_LEN + REQUEST_LEN];
-    let protocol = match transport {
-        Transport::Tcp => libc::IPPROTO_TCP,
-        Transport::Udp => libc::IPPROTO_UDP,
-        Transport::Sctp => libc::IPPROTO_SCTP,
-    } as u8;
-    let total = (NLMSG_HEADER_LEN + REQUEST_LEN) as u32;
-    request[0..4].copy_from_slice(&total.to_ne_bytes());
-    request[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+/// One dump request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Query {
+    /// TCP listeners of both families, in one walk (`TCPDIAG_GETSOCK`).
+    TcpListeners,
+    /// One family of one transport in the given states
+    /// (`SOCK_DIAG_BY_FAMILY` with `inet_diag_req_v2`).
+    ByFamily {
+        family: Family,
+        transport: Transport,
+        states: u32,
+    },
+}
+
+impl Query {
+    pub fn transport(self) -> Transport {
+        match self {
+            Query::TcpListeners => Transport::Tcp,
+            Query::ByFamily { transport, .. } => transport,
+        }
+    }
+}
+
+/// The largest request: nlmsghdr + the older `inet_diag_req`.
+const MAX_REQUEST: usize = NLMSG_HEADER_LEN + COMPAT_REQUEST_LEN;
+
+/// Builds one dump request with a zero sockid; returns the buffer and how
+/// much of it is the request.
+fn build_request(seq: u32, query: Query) -> ([u8; MAX_REQUEST], usize) {
+    let mut request = [0u8; MAX_REQUEST];
+    let (kind, length) = match query {
+        Query::TcpListeners => {
+            // idiag_family stays 0: the compat dump then returns both.
+            let states_at = NLMSG_HEADER_LEN + 52;
+            request[states_at..states_at + 4].copy_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+            (TCPDIAG_GETSOCK, NLMSG_HEADER_LEN + COMPAT_REQUEST_LEN)
+        }
+        Query::ByFamily {
+            family,
+            transport,
+            states,
+        } => {
+            let protocol = match transport {
+                Transport::Tcp => libc::IPPROTO_TCP,
+                Transport::Udp => libc::IPPROTO_UDP,
+                Transport::Sctp => libc::IPPROTO_SCTP,
+            } as u8;
+            request[16] = family.raw();
+            request[17] = protocol;
+            request[20..24].copy_from_slice(&states.to_ne_bytes());
+            (SOCK_DIAG_BY_FAMILY, NLMSG_HEADER_LEN + REQUEST_LEN)
+        }
+    };
+    request[0..4].copy_from_slice(&(length as u32).to_ne_bytes());
+    request[4..6].copy_from_slice(&kind.to_ne_bytes());
     request[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     request[8..12].copy_from_slice(&seq.to_ne_bytes());
-    request[16] = family.raw();
-    request[17] = protocol;
-    request[20..24].copy_from_slice(&states.to_ne_bytes());
-    request
+    (request, length)
 }
 
 /// The reusable part: a netlink socket and its receive buffer.
@@ -196,15 +247,13 @@ impl Channel {
     /// Runs one dump to completion, calling `visit` for every socket.
     fn dump(
         &mut self,
-        family: Family,
-        transport: Transport,
-        states: u32,
+        query: Query,
         visit: &mut impl FnMut(DiagSocket),
     ) -> Result<(), SourceError> {
         self.seq = self.seq.wrapping_add(1);
-        let request = build_request(self.seq, family, transport, states);
+        let (request, length) = build_request(self.seq, query);
         self.socket
-            .send(&request, 0)
+            .send(&request[..length], 0)
             .map_err(|err| SourceError(format!("sock_diag request failed: {err}")))?;
         loop {
             let mut window = &mut self.buffer[..];
@@ -225,24 +274,40 @@ impl Channel {
     }
 }
 
-/// A namespace other than ours: its netlink channel and its sysctl file,
-/// both opened inside it and kept while it exists.
+/// A namespace other than ours: its netlink channel (one descriptor), and
+/// its `ip_unprivileged_port_start` read when the channel was opened (the
+/// namespace room reopens channels every few minutes, which refreshes it).
 struct ForeignNamespace {
     channel: Channel,
-    /// `ip_unprivileged_port_start` as seen from inside; reread each scrape.
-    unprivileged_port_start: Option<File>,
+    unprivileged_port_start: Option<i64>,
 }
 
 impl ForeignNamespace {
-    /// Runs inside the namespace (see `NamespaceSet::for_each`).
-    fn open() -> Result<ForeignNamespace, String> {
+    /// Runs inside the namespace (see `NamespaceSet::collect`).
+    fn open(procfs: &Path) -> Result<ForeignNamespace, String> {
         let channel = Channel::open().map_err(|err| err.0)?;
-        // /proc/sys/net shows the namespace of whoever opened the file.
-        let sysctl = File::open("/proc/sys/net/ipv4/ip_unprivileged_port_start").ok();
+        // /proc/sys/net shows the namespace of whoever opens the file.
+        let sysctl = std::fs::read(procfs.join("sys/net/ipv4/ip_unprivileged_port_start"))
+            .ok()
+            .and_then(|bytes| parse_sysctl_integer(&bytes));
         Ok(ForeignNamespace {
             channel,
             unprivileged_port_start: sysctl,
         })
+    }
+}
+
+/// Descriptors kept free for everything but namespace channels: HTTP
+/// connections, /proc reads, the host channel, logs.
+pub const RESERVED_FDS: u64 = 256;
+
+/// How many namespace channels may stay open under the soft open-file
+/// limit, keeping [`RESERVED_FDS`] free.
+fn channel_budget() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    match limit.current {
+        Some(soft) => usize::try_from(soft.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX),
+        None => usize::MAX,
     }
 }
 
@@ -255,6 +320,8 @@ pub struct SockDiagSource {
     others: Option<Mutex<NamespaceSet<ForeignNamespace>>>,
     /// False when the kernel has no sctp_diag: SCTP is then not asked for.
     sctp: bool,
+    /// procfs as seen from inside another namespace (its sysctls).
+    procfs: PathBuf,
 }
 
 impl SockDiagSource {
@@ -263,10 +330,13 @@ impl SockDiagSource {
     /// the exporter's own namespace only until [`Self::read_other_namespaces`].
     pub fn open() -> Result<SockDiagSource, SourceError> {
         let mut channel = Channel::open()?;
-        channel.dump(Family::V4, Transport::Tcp, 1 << TCP_LISTEN, &mut |_| {})?;
-        let sctp = channel
-            .dump(Family::V4, Transport::Sctp, 1 << TCP_LISTEN, &mut |_| {})
-            .is_ok();
+        channel.dump(Query::TcpListeners, &mut |_| {})?;
+        let sctp_probe = Query::ByFamily {
+            family: Family::V4,
+            transport: Transport::Sctp,
+            states: 1 << TCP_LISTEN,
+        };
+        let sctp = channel.dump(sctp_probe, &mut |_| {}).is_ok();
         if !sctp {
             // The failed dump may leave its error reply behind: start clean.
             channel = Channel::open()?;
@@ -278,6 +348,7 @@ impl SockDiagSource {
             host: Mutex::new(Some(channel)),
             others: None,
             sctp,
+            procfs: PathBuf::from("/proc"),
         })
     }
 
@@ -285,27 +356,32 @@ impl SockDiagSource {
     pub fn read_other_namespaces(mut self: Box<Self>, proc_root: &ProcRoot) -> Box<SockDiagSource> {
         let own = proc_root.own_net_namespace().unwrap_or(0);
         let discovery = Discovery::new(proc_root.clone(), own);
-        self.others = Some(Mutex::new(NamespaceSet::new(discovery)));
+        self.others = Some(Mutex::new(NamespaceSet::new(discovery, channel_budget())));
+        self.procfs = proc_root.procfs().to_path_buf();
         self
     }
 
-    fn queries(&self) -> Vec<(Family, Transport, u32)> {
+    fn queries(&self) -> Vec<Query> {
+        let by_family = |family, transport, state: u32| Query::ByFamily {
+            family,
+            transport,
+            states: 1 << state,
+        };
         let mut queries = vec![
-            (Family::V4, Transport::Tcp, 1 << TCP_LISTEN),
-            (Family::V6, Transport::Tcp, 1 << TCP_LISTEN),
-            (Family::V4, Transport::Udp, 1 << TCP_CLOSE),
-            (Family::V6, Transport::Udp, 1 << TCP_CLOSE),
+            Query::TcpListeners,
+            by_family(Family::V4, Transport::Udp, TCP_CLOSE),
+            by_family(Family::V6, Transport::Udp, TCP_CLOSE),
         ];
         if self.sctp {
-            queries.push((Family::V4, Transport::Sctp, 1 << TCP_LISTEN));
-            queries.push((Family::V6, Transport::Sctp, 1 << TCP_LISTEN));
+            queries.push(by_family(Family::V4, Transport::Sctp, TCP_LISTEN));
+            queries.push(by_family(Family::V6, Transport::Sctp, TCP_LISTEN));
         }
         queries
     }
 
     fn collect_host(
         &self,
-        queries: &[(Family, Transport, u32)],
+        queries: &[Query],
         watch: &WatchSet,
         out: &mut Collected,
     ) -> Result<(), SourceError> {
@@ -324,48 +400,46 @@ impl SockDiagSource {
     fn collect_others(
         &self,
         others: &Mutex<NamespaceSet<ForeignNamespace>>,
-        queries: &[(Family, Transport, u32)],
+        queries: &[Query],
         watch: &WatchSet,
         out: &mut Collected,
     ) {
         let mut others = others.lock().unwrap_or_else(|p| p.into_inner());
-        out.namespace_faults += others.for_each(ForeignNamespace::open, |entered| {
-            let inode = entered.namespace.inode;
-            let foreign = entered.handle;
-            let before = out.listeners.len();
-            let dumped = dump_all(
-                &mut foreign.channel,
-                queries,
-                watch,
-                Some(inode),
-                &mut out.listeners,
-            );
-            if let Err(err) = dumped {
-                tracing::debug!(netns = inode, error = %err, "cannot read a namespace's sockets");
-                out.listeners.truncate(before);
-                return false;
-            }
-            if let Some(value) = foreign
-                .unprivileged_port_start
-                .as_ref()
-                .and_then(read_sysctl)
-            {
+        let procfs = self.procfs.clone();
+        let outcome = others.collect(
+            move || ForeignNamespace::open(&procfs),
+            |foreign: &mut ForeignNamespace| {
+                let mut found = Vec::new();
+                dump_all(&mut foreign.channel, queries, watch, None, &mut found)
+                    .map_err(|err| err.0)?;
+                Ok((found, foreign.unprivileged_port_start))
+            },
+        );
+        out.namespaces_read += outcome.results.len() as u64;
+        out.namespace_faults += outcome.failed;
+        for (inode, (listeners, sysctl)) in outcome.results {
+            out.listeners
+                .extend(listeners.into_iter().map(|listener| Listener {
+                    netns: Some(inode),
+                    ..listener
+                }));
+            if let Some(value) = sysctl {
                 out.unprivileged_port_start.push((inode, value));
             }
-            true
-        });
+        }
     }
 }
 
 /// Runs every query on one channel, tagging listeners with `netns`.
 fn dump_all(
     channel: &mut Channel,
-    queries: &[(Family, Transport, u32)],
+    queries: &[Query],
     watch: &WatchSet,
     netns: Option<u64>,
     out: &mut Vec<Listener>,
 ) -> Result<(), SourceError> {
-    for &(family, transport, states) in queries {
+    for &query in queries {
+        let transport = query.transport();
         let mut visit = |socket: DiagSocket| {
             if watch.is_watched(transport, socket.port) {
                 out.push(Listener {
@@ -379,15 +453,9 @@ fn dump_all(
                 });
             }
         };
-        channel.dump(family, transport, states, &mut visit)?;
+        channel.dump(query, &mut visit)?;
     }
     Ok(())
-}
-
-fn read_sysctl(file: &File) -> Option<i64> {
-    let mut buffer = [0u8; 32];
-    let read = file.read_at(&mut buffer, 0).ok()?;
-    parse_sysctl_integer(&buffer[..read])
 }
 
 impl SocketSource for SockDiagSource {
@@ -406,6 +474,7 @@ impl SocketSource for SockDiagSource {
     fn collect(&self, watch: &WatchSet, out: &mut Collected) -> Result<(), SourceError> {
         let queries = self.queries();
         self.collect_host(&queries, watch, out)?;
+        out.namespaces_read += 1;
         if let Some(others) = &self.others {
             self.collect_others(others, &queries, watch, out);
         }
@@ -475,10 +544,38 @@ mod tests {
         let mut channel = Channel::open().unwrap();
         let mut found = false;
         channel
-            .dump(Family::V4, Transport::Tcp, 1 << TCP_LISTEN, &mut |s| {
+            .dump(Query::TcpListeners, &mut |s| {
                 found |= s.port == port && s.address == IpAddr::V4(Ipv4Addr::LOCALHOST)
             })
             .unwrap();
         assert!(found);
+    }
+
+    #[test]
+    fn one_tcp_dump_returns_both_families() {
+        let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let Ok(v6) = std::net::TcpListener::bind("[::1]:0") else {
+            return; // no IPv6 on this host: nothing to show
+        };
+        let wanted = [
+            (
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                v4.local_addr().unwrap().port(),
+            ),
+            (
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+                v6.local_addr().unwrap().port(),
+            ),
+        ];
+        let mut seen = Vec::new();
+        let mut channel = Channel::open().unwrap();
+        channel
+            .dump(Query::TcpListeners, &mut |s| {
+                if wanted.contains(&(s.address, s.port)) {
+                    seen.push(s.address);
+                }
+            })
+            .unwrap();
+        assert_eq!(seen.len(), 2, "{seen:?}");
     }
 }

@@ -33,6 +33,7 @@ impl SocketSource for Netstat2Source {
         let protocols = ProtocolFlags::TCP | ProtocolFlags::UDP;
         let sockets = netstat2::get_sockets_info(families, protocols)
             .map_err(|err| SourceError(format!("netstat2 could not list sockets: {err}")))?;
+        out.namespaces_read += 1;
         for socket in sockets {
             let (transport, address, port) = match &socket.protocol_socket_info {
                 ProtocolSocketInfo::Tcp(tcp) if tcp.state == TcpState::Listen => {

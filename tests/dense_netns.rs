@@ -1,0 +1,143 @@
+//! Issue 15: a dense container host. 1,200 network namespaces, each with a
+//! listener on 276/tcp, read by an exporter whose open-file limit is 1,024
+//! (soft and hard, so it cannot raise it): every listener must be reported
+//! and every scrape must answer 200. Needs root (CI is root); skips and says
+//! so otherwise.
+
+mod common;
+
+use common::{is_root, samples};
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use unassigned_port_exporter::netns::enter::run_in;
+
+const NAMESPACES: usize = 1_200;
+
+/// Namespaces made with `ip netns add`, deleted when dropped.
+struct Namespaces(Vec<String>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+struct Exporter {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Raises this test's own soft open-file limit: it holds one listener per
+/// namespace.
+fn raise_own_limit(needed: u64) -> bool {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.maximum.is_some_and(|hard| hard < needed) {
+        return false;
+    }
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        },
+    )
+    .is_ok()
+}
+
+fn start_limited_exporter() -> Exporter {
+    let port = common::free_port();
+    let child = Command::new("prlimit")
+        .arg("--nofile=1024:1024")
+        .arg(common::BINARY)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--log.level=info")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("prlimit (util-linux) starts the exporter");
+    let exporter = Exporter { child, port };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ureq::get(&format!("http://127.0.0.1:{port}/healthz"))
+        .call()
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the exporter did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    exporter
+}
+
+#[test]
+fn every_listener_of_1200_namespaces_under_a_1024_fd_limit() {
+    if !is_root() {
+        eprintln!("skipped: needs root (ip netns add, setns)");
+        return;
+    }
+    if !raise_own_limit(2 * NAMESPACES as u64 + 100) {
+        eprintln!("skipped: the hard open-file limit is too low to hold {NAMESPACES} listeners");
+        return;
+    }
+    let mut namespaces = Namespaces(Vec::new());
+    let mut held = Vec::with_capacity(NAMESPACES);
+    for n in 0..NAMESPACES {
+        let name = format!("upe-dense-{}-{n}", std::process::id());
+        let made = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(made, "ip netns add {name} failed");
+        namespaces.0.push(name.clone());
+        let path = Path::new("/run/netns").join(&name);
+        let listener = run_in(&path, || TcpListener::bind((Ipv4Addr::UNSPECIFIED, 276)))
+            .unwrap()
+            .unwrap();
+        held.push(listener);
+    }
+
+    let exporter = start_limited_exporter();
+    let me = std::process::id().to_string();
+    for round in 0..3 {
+        let response = ureq::get(&format!("http://127.0.0.1:{}/metrics", exporter.port))
+            .timeout(Duration::from_secs(30))
+            .call()
+            .unwrap_or_else(|err| panic!("scrape {round} failed: {err}"));
+        assert_eq!(response.status(), 200, "scrape {round}");
+        let text = response.into_string().unwrap();
+        let ours: f64 = samples(&text, "unassigned_port_listeners")
+            .into_iter()
+            .filter(|(labels, _)| {
+                labels.get("pid") == Some(&me)
+                    && labels.get("port").map(String::as_str) == Some("276")
+                    && labels.get("netns").is_some_and(|ns| ns != "host")
+            })
+            .map(|(_, value)| value)
+            .sum();
+        assert_eq!(
+            ours as usize, NAMESPACES,
+            "scrape {round} reported {ours} of {NAMESPACES}"
+        );
+        let failed: f64 = samples(&text, "unassigned_port_network_namespaces")
+            .into_iter()
+            .filter(|(labels, _)| labels.get("state").map(String::as_str) == Some("failed"))
+            .map(|(_, value)| value)
+            .sum();
+        assert_eq!(failed, 0.0, "scrape {round}: namespaces failed");
+    }
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", exporter.child.id()))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(fds < 1024, "the exporter holds {fds} descriptors");
+    eprintln!("exporter descriptors with {NAMESPACES} namespaces: {fds}");
+    drop(held);
+}
