@@ -18,8 +18,9 @@
 //! the receive buffer with no allocation per socket (the reply carries no
 //! attributes we use). Port filtering happens in that same pass: a listening
 //! table is small, so an INET_DIAG_REQ_BYTECODE filter would save the kernel
-//! no walking, only a few copied bytes. The netlink socket (netlink-sys) and
-//! its buffer are opened once and reused by every scrape.
+//! no walking, only a few copied bytes. The netlink socket (netlink-sys) is
+//! opened once and reused by every scrape; each dumping thread keeps one
+//! receive buffer for all the channels it reads.
 //!
 //! With `--collector.netns=all` the same queries run in every other network
 //! namespace through a channel opened inside it and kept by the namespace
@@ -220,10 +221,16 @@ fn build_request(seq: u32, query: Query) -> ([u8; MAX_REQUEST], usize) {
     (request, length)
 }
 
-/// The reusable part: a netlink socket and its receive buffer.
+thread_local! {
+    /// One receive buffer per thread that dumps, shared by every channel it
+    /// reads: a thousand namespace channels must not cost a thousand
+    /// buffers.
+    static RECEIVE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; RECEIVE_BUFFER]);
+}
+
+/// The reusable part: a netlink socket (one descriptor).
 struct Channel {
     socket: Socket,
-    buffer: Vec<u8>,
     seq: u32,
 }
 
@@ -234,14 +241,9 @@ impl Channel {
         };
         let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(refused)?;
         socket.bind_auto().map_err(refused)?;
-        // A larger kernel-side buffer keeps a big dump from being dropped;
-        // failure to grow it is harmless.
-        let _ = socket.set_rx_buf_sz(1 << 20);
-        Ok(Channel {
-            socket,
-            buffer: vec![0; RECEIVE_BUFFER],
-            seq: 0,
-        })
+        // Dumps are flow-controlled by the kernel (it fills the socket as we
+        // drain it), so the default kernel-side buffer is enough.
+        Ok(Channel { socket, seq: 0 })
     }
 
     /// Runs one dump to completion, calling `visit` for every socket.
@@ -255,14 +257,14 @@ impl Channel {
         self.socket
             .send(&request[..length], 0)
             .map_err(|err| SourceError(format!("sock_diag request failed: {err}")))?;
-        loop {
-            let mut window = &mut self.buffer[..];
+        RECEIVE.with_borrow_mut(|buffer| loop {
+            let mut window = &mut buffer[..];
             let received = self
                 .socket
                 .recv(&mut window, 0)
                 .map_err(|err| SourceError(format!("sock_diag receive failed: {err}")))?;
-            let received = received.min(self.buffer.len());
-            match parse_messages(&self.buffer[..received], &mut *visit) {
+            let received = received.min(buffer.len());
+            match parse_messages(&buffer[..received], &mut *visit) {
                 Ok(Progress::Done) => return Ok(()),
                 Ok(Progress::More) if received > 0 => {}
                 Ok(Progress::More) => {
@@ -270,7 +272,7 @@ impl Channel {
                 }
                 Err(err) => return Err(SourceError(err)),
             }
-        }
+        })
     }
 }
 
