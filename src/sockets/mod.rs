@@ -17,6 +17,7 @@ use crate::registry::Transport;
 use crate::watch::WatchSet;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// One listening socket on a watched port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +57,39 @@ impl fmt::Display for SourceError {
 
 impl std::error::Error for SourceError {}
 
+/// What the kernel's listen events tell the socket source: a generation
+/// that moves whenever a socket on a watched port starts or stops listening
+/// anywhere on the host, in any namespace, or when events were lost. While
+/// it stands still, no namespace's TCP listeners have changed, so the netlink
+/// source reuses what it last read instead of dumping every namespace again.
+/// Without a running capture there is no generation, and every collection
+/// dumps.
+#[derive(Debug, Default)]
+pub struct ListenChanges {
+    generation: AtomicU64,
+    watching: AtomicBool,
+}
+
+impl ListenChanges {
+    /// A transition into or out of LISTEN was seen (or events were lost).
+    pub fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether a capture is running; stopping counts as a change.
+    pub fn set_watching(&self, watching: bool) {
+        self.changed();
+        self.watching.store(watching, Ordering::SeqCst);
+    }
+
+    /// The current generation, or `None` when no capture runs.
+    pub fn generation(&self) -> Option<u64> {
+        self.watching
+            .load(Ordering::SeqCst)
+            .then(|| self.generation.load(Ordering::SeqCst))
+    }
+}
+
 /// What one pass over the socket tables found.
 #[derive(Debug, Default)]
 pub struct Collected {
@@ -67,6 +101,10 @@ pub struct Collected {
     pub namespace_faults: u64,
     /// `net.ipv4.ip_unprivileged_port_start` of each other namespace read.
     pub unprivileged_port_start: Vec<(u64, i64)>,
+    /// Age of the oldest UDP listing reused from an earlier collection
+    /// (dense hosts re-read other namespaces' UDP in turns); zero when every
+    /// listing is fresh.
+    pub udp_staleness: std::time::Duration,
 }
 
 /// Lists the listening sockets on watched ports.
@@ -111,6 +149,9 @@ pub struct Opened {
     pub fallback_reason: Option<String>,
     /// Which namespaces the source reads.
     pub netns_mode: Mode,
+    /// Where kernel listen events tell the source that TCP listeners
+    /// changed (netlink only).
+    pub listen_changes: Option<std::sync::Arc<ListenChanges>>,
 }
 
 /// Opens the requested backend and decides `--collector.netns` for it.
@@ -130,6 +171,7 @@ pub fn open(
         source.name(),
         proc_root,
     )?;
+    let listen_changes = source.listen_changes();
     let source = match netns_mode {
         Mode::All => read_all_namespaces(source, proc_root),
         Mode::Host => source.into_dyn(),
@@ -138,6 +180,7 @@ pub fn open(
         source,
         fallback_reason,
         netns_mode,
+        listen_changes,
     })
 }
 
@@ -154,6 +197,14 @@ impl Chosen {
             #[cfg(target_os = "linux")]
             Chosen::Netlink(_) => true,
             Chosen::Netstat2(_) => false,
+        }
+    }
+
+    fn listen_changes(&self) -> Option<std::sync::Arc<ListenChanges>> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Chosen::Netlink(source) => Some(source.listen_changes()),
+            Chosen::Netstat2(_) => None,
         }
     }
 

@@ -27,7 +27,7 @@
 //! room (`crate::netns::NamespaceSet`) until the namespace disappears. SCTP
 //! listeners are asked for when the kernel has sctp_diag (probed at start).
 
-use super::{Collected, Listener, SocketSource, SourceError};
+use super::{Collected, ListenChanges, Listener, SocketSource, SourceError};
 use crate::netns::{Discovery, NamespaceSet};
 use crate::proc_root::{ProcRoot, parse_sysctl_integer};
 use crate::registry::Transport;
@@ -35,7 +35,9 @@ use crate::watch::WatchSet;
 use netlink_sys::{Socket, protocols::NETLINK_SOCK_DIAG};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 /// The older TCP-only request; its dump ignores the address family.
@@ -276,12 +278,90 @@ impl Channel {
     }
 }
 
-/// A namespace other than ours: its netlink channel (one descriptor), and
-/// its `ip_unprivileged_port_start` read when the channel was opened (the
-/// namespace room reopens channels every few minutes, which refreshes it).
+/// A namespace other than ours: its netlink channel (one descriptor), its
+/// `ip_unprivileged_port_start` read when the channel was opened (the
+/// namespace room reopens channels every few minutes, which refreshes it),
+/// and what its last dumps found, for reuse (see the module doc).
 struct ForeignNamespace {
     channel: Channel,
     unprivileged_port_start: Option<i64>,
+    /// TCP listeners and the listen-event generation they were read at.
+    tcp: Option<(u64, Vec<Listener>)>,
+    /// UDP sockets as last read, and when.
+    udp: Option<(Instant, Vec<Listener>)>,
+    /// Collections since UDP was read; staggered at open so namespaces take
+    /// turns.
+    udp_turn: u64,
+}
+
+/// With more namespaces than this, other namespaces' UDP is re-read in
+/// turns; below it, every collection reads everything.
+pub const UDP_TURNS_FROM: usize = 256;
+/// In turns, each namespace's UDP is re-read every this many collections.
+pub const UDP_TURNS: u64 = 4;
+
+/// Staggers the UDP turns of namespaces opened together.
+static OPENED: AtomicU64 = AtomicU64::new(0);
+
+/// What one visit of a foreign namespace hands back.
+struct Visited {
+    listeners: Vec<Listener>,
+    unprivileged_port_start: Option<i64>,
+    /// When the UDP part was read, if it was reused from earlier.
+    udp_reused_since: Option<Instant>,
+}
+
+impl ForeignNamespace {
+    /// Runs `queries`, reusing the TCP listing while `generation` has not
+    /// moved and the UDP listing until this namespace's turn, when
+    /// `udp_in_turns`.
+    fn read(
+        &mut self,
+        queries: &[Query],
+        watch: &WatchSet,
+        generation: Option<u64>,
+        udp_in_turns: bool,
+    ) -> Result<Visited, SourceError> {
+        let mut listeners = Vec::new();
+        let mut udp_reused_since = None;
+        self.udp_turn += 1;
+        let udp_due = !udp_in_turns || self.udp_turn % UDP_TURNS == 0;
+        let mut fresh_udp = Vec::new();
+        for &query in queries {
+            match query.transport() {
+                Transport::Tcp => match (&self.tcp, generation) {
+                    (Some((read_at, cached)), Some(now)) if *read_at == now => {
+                        listeners.extend_from_slice(cached);
+                    }
+                    _ => {
+                        let mut found = Vec::new();
+                        dump_one(&mut self.channel, query, watch, &mut found)?;
+                        listeners.extend_from_slice(&found);
+                        self.tcp = generation.map(|now| (now, found));
+                    }
+                },
+                Transport::Udp => match &self.udp {
+                    Some((read_at, cached)) if !udp_due => {
+                        if udp_reused_since.is_none() {
+                            listeners.extend_from_slice(cached);
+                            udp_reused_since = Some(*read_at);
+                        }
+                    }
+                    _ => dump_one(&mut self.channel, query, watch, &mut fresh_udp)?,
+                },
+                Transport::Sctp => dump_one(&mut self.channel, query, watch, &mut listeners)?,
+            }
+        }
+        if udp_reused_since.is_none() {
+            listeners.extend_from_slice(&fresh_udp);
+            self.udp = Some((Instant::now(), fresh_udp));
+        }
+        Ok(Visited {
+            listeners,
+            unprivileged_port_start: self.unprivileged_port_start,
+            udp_reused_since,
+        })
+    }
 }
 
 impl ForeignNamespace {
@@ -295,6 +375,9 @@ impl ForeignNamespace {
         Ok(ForeignNamespace {
             channel,
             unprivileged_port_start: sysctl,
+            tcp: None,
+            udp: None,
+            udp_turn: OPENED.fetch_add(1, Ordering::Relaxed) % UDP_TURNS,
         })
     }
 }
@@ -324,6 +407,9 @@ pub struct SockDiagSource {
     sctp: bool,
     /// procfs as seen from inside another namespace (its sysctls).
     procfs: PathBuf,
+    /// Moves when a listen event is seen; lets unchanged namespaces skip
+    /// their TCP dump.
+    changes: Arc<ListenChanges>,
 }
 
 impl SockDiagSource {
@@ -351,6 +437,7 @@ impl SockDiagSource {
             others: None,
             sctp,
             procfs: PathBuf::from("/proc"),
+            changes: Arc::new(ListenChanges::default()),
         })
     }
 
@@ -361,6 +448,11 @@ impl SockDiagSource {
         self.others = Some(Mutex::new(NamespaceSet::new(discovery, channel_budget())));
         self.procfs = proc_root.procfs().to_path_buf();
         self
+    }
+
+    /// The generation the kernel listen events move (see [`ListenChanges`]).
+    pub fn listen_changes(&self) -> Arc<ListenChanges> {
+        Arc::clone(&self.changes)
     }
 
     fn queries(&self) -> Vec<Query> {
@@ -392,7 +484,7 @@ impl SockDiagSource {
             Some(channel) => channel,
             None => host.insert(Channel::open()?),
         };
-        let dumped = dump_all(channel, queries, watch, None, &mut out.listeners);
+        let dumped = dump_all(channel, queries, watch, &mut out.listeners);
         if dumped.is_err() {
             *host = None;
         }
@@ -408,56 +500,71 @@ impl SockDiagSource {
     ) {
         let mut others = others.lock().unwrap_or_else(|p| p.into_inner());
         let procfs = self.procfs.clone();
+        // Read before any dump: a listen after this moves it, so the next
+        // collection dumps again.
+        let generation = self.changes.generation();
+        let udp_in_turns = others.held() > UDP_TURNS_FROM;
         let outcome = others.collect(
             move || ForeignNamespace::open(&procfs),
             |foreign: &mut ForeignNamespace| {
-                let mut found = Vec::new();
-                dump_all(&mut foreign.channel, queries, watch, None, &mut found)
-                    .map_err(|err| err.0)?;
-                Ok((found, foreign.unprivileged_port_start))
+                foreign
+                    .read(queries, watch, generation, udp_in_turns)
+                    .map_err(|err| err.0)
             },
         );
         out.namespaces_read += outcome.results.len() as u64;
         out.namespace_faults += outcome.failed;
-        for (inode, (listeners, sysctl)) in outcome.results {
+        for (inode, visited) in outcome.results {
             out.listeners
-                .extend(listeners.into_iter().map(|listener| Listener {
+                .extend(visited.listeners.into_iter().map(|listener| Listener {
                     netns: Some(inode),
                     ..listener
                 }));
-            if let Some(value) = sysctl {
+            if let Some(value) = visited.unprivileged_port_start {
                 out.unprivileged_port_start.push((inode, value));
+            }
+            if let Some(since) = visited.udp_reused_since {
+                out.udp_staleness = out.udp_staleness.max(since.elapsed());
             }
         }
     }
 }
 
-/// Runs every query on one channel, tagging listeners with `netns`.
+/// Runs every query on one channel (the exporter's own namespace).
 fn dump_all(
     channel: &mut Channel,
     queries: &[Query],
     watch: &WatchSet,
-    netns: Option<u64>,
     out: &mut Vec<Listener>,
 ) -> Result<(), SourceError> {
     for &query in queries {
-        let transport = query.transport();
-        let mut visit = |socket: DiagSocket| {
-            if watch.is_watched(transport, socket.port) {
-                out.push(Listener {
-                    transport,
-                    address: socket.address,
-                    port: socket.port,
-                    inode: socket.inode,
-                    uid: socket.uid,
-                    known_pids: None,
-                    netns,
-                });
-            }
-        };
-        channel.dump(query, &mut visit)?;
+        dump_one(channel, query, watch, out)?;
     }
     Ok(())
+}
+
+/// Runs one query, keeping sockets on watched ports. `netns` is left
+/// `None`; the caller tags other namespaces' listeners.
+fn dump_one(
+    channel: &mut Channel,
+    query: Query,
+    watch: &WatchSet,
+    out: &mut Vec<Listener>,
+) -> Result<(), SourceError> {
+    let transport = query.transport();
+    channel.dump(query, &mut |socket: DiagSocket| {
+        if watch.is_watched(transport, socket.port) {
+            out.push(Listener {
+                transport,
+                address: socket.address,
+                port: socket.port,
+                inode: socket.inode,
+                uid: socket.uid,
+                known_pids: None,
+                netns: None,
+            });
+        }
+    })
 }
 
 impl SocketSource for SockDiagSource {
