@@ -325,7 +325,7 @@ impl ForeignNamespace {
         let mut listeners = Vec::new();
         let mut udp_reused_since = None;
         self.udp_turn += 1;
-        let udp_due = !udp_in_turns || self.udp_turn % UDP_TURNS == 0;
+        let udp_due = !udp_in_turns || self.udp_turn.is_multiple_of(UDP_TURNS);
         let mut fresh_udp = Vec::new();
         for &query in queries {
             match query.transport() {
