@@ -7,6 +7,7 @@
 //! [`sockets::SocketSource`], finds their processes with [`owners`], labels
 //! them with the [`watch`] set built from the IANA [`registry`].
 
+pub mod auth;
 pub mod cli;
 pub mod collector;
 pub mod http;

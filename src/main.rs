@@ -3,13 +3,13 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use unassigned_port_exporter::cli::{self, Flags, Parsed};
 use unassigned_port_exporter::collector::{self, ListenerCollector, stage};
 use unassigned_port_exporter::registry::{Registry, csv_loader};
 use unassigned_port_exporter::watch::WatchSet;
 use unassigned_port_exporter::{
-    http, info_metrics, netns, sampler, scrape, sockets, web_config, web_reload,
+    http, info_metrics, netns, sampler, sockets, web_config, web_reload,
 };
 
 /// Exit code for bad flags, files or settings.
@@ -149,15 +149,15 @@ fn run(flags: &Flags) -> Result<(), Failure> {
                 );
             }
         }
-        let app = Arc::new(http::App {
-            scraper: scrape::Scraper::new(metrics),
+        let app = http::App::new(
+            metrics,
             collector,
-            telemetry_path: flags.telemetry_path.clone(),
-            request_slots: (flags.max_requests > 0)
-                .then(|| Arc::new(Semaphore::new(flags.max_requests))),
-            max_requests: flags.max_requests,
-            web_config: Arc::clone(&web_config),
-        });
+            flags.telemetry_path.clone(),
+            flags.max_requests,
+            Arc::clone(&web_config),
+        )
+        .map_err(|message| (EXIT_BAD_INPUT, message))?;
+        let app = Arc::new(app);
         if let Some(path) = flags.web_config_file.clone() {
             tokio::spawn(web_reload::watch(path, web_config));
         }
