@@ -18,7 +18,7 @@ use crate::{http, info_metrics, sampler, web_reload};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 /// Exit code for bad flags, files or settings.
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -61,6 +61,9 @@ pub struct Extras {
 pub struct Exporter {
     /// Single-flight collection and rendering; owns the collector.
     pub scraper: Arc<Scraper>,
+    /// The registry the scraper renders beside the listeners; the HTTP side
+    /// registers its counters here.
+    pub metrics: prometheus::Registry,
     /// `--web.config.file` as loaded now; swapped whole on reload.
     pub web_config: Arc<RwLock<Arc<ActiveWebConfig>>>,
 }
@@ -115,7 +118,8 @@ impl Exporter {
                 .map_err(internal)?;
         }
         Ok(Exporter {
-            scraper: Scraper::new(collector, metrics),
+            scraper: Scraper::new(collector, metrics.clone()),
+            metrics,
             web_config: Arc::new(RwLock::new(Arc::new(ActiveWebConfig::plain()))),
         })
     }
@@ -193,14 +197,15 @@ fn raise_open_file_limit() {}
 async fn serve(flags: &Flags, exporter: Exporter) -> Result<(), Failure> {
     let listeners = bind_all(&flags.listen_addresses).await?;
     log_start(flags, &exporter, &listeners);
-    let app = Arc::new(http::App {
-        scraper: Arc::clone(&exporter.scraper),
-        telemetry_path: flags.telemetry_path.clone(),
-        request_slots: (flags.max_requests > 0)
-            .then(|| Arc::new(Semaphore::new(flags.max_requests))),
-        max_requests: flags.max_requests,
-        web_config: Arc::clone(&exporter.web_config),
-    });
+    let app = http::App::new(
+        Arc::clone(&exporter.scraper),
+        &exporter.metrics,
+        flags.telemetry_path.clone(),
+        flags.max_requests,
+        Arc::clone(&exporter.web_config),
+    )
+    .map_err(Failure::bad_input)?;
+    let app = Arc::new(app);
     if let Some(path) = flags.web_config_file.clone() {
         tokio::spawn(web_reload::watch(path, Arc::clone(&exporter.web_config)));
     }

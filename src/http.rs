@@ -1,12 +1,19 @@
 //! The HTTP face: `/metrics`, a landing page at `/`, and `/healthz`, on hyper 1.
 //!
 //! Every connection gets a header read timeout (a client that trickles
-//! headers is dropped) and, with `--web.config.file`, TLS and basic auth
-//! from the web config in force when it connected. Only GET and HEAD without
-//! a body are served, and at most `--web.max-requests` requests run at once:
-//! past that the answer is 503 straight away, so a flood cannot queue up
-//! collections.
+//! headers is dropped) and, with `--web.config.file`, TLS from the web config
+//! in force when it connected. Each request then passes, in this order: the
+//! config's `rate_limit` (429), GET or HEAD without a body (405, 413), basic
+//! auth (see [`crate::auth`]: verified credentials cost a hash lookup, others
+//! a bcrypt check on a budget of their own, 429 when it is spent, 401 when
+//! wrong), and at most `--web.max-requests` requests being served at once,
+//! no client address holding more than half of them (503 straight away past
+//! that, so a flood cannot queue up collections or crowd Prometheus out).
+//! Every refusal is counted.
 
+use crate::auth::{
+    BcryptBudget, ClientShare, Credentials, HttpCounters, PerClientLimit, Rejection,
+};
 use crate::collector::Snapshot;
 use crate::registry::Transport;
 use crate::scrape::Scraper;
@@ -18,33 +25,102 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::convert::Infallible;
 use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, SemaphorePermit, watch};
 
 /// A client must send its request headers within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Pause after a failed accept (EMFILE and friends) instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// What the handlers share.
+/// What every connection and request handler shares.
 pub struct App {
-    pub scraper: Arc<Scraper>,
-    pub telemetry_path: String,
-    /// `None` when `--web.max-requests=0` (no limit).
-    pub request_slots: Option<Arc<Semaphore>>,
-    pub max_requests: usize,
-    /// TLS, users and headers; swapped whole when the web config reloads.
-    pub web_config: Arc<RwLock<Arc<ActiveWebConfig>>>,
+    /// Collects and renders; concurrent scrapes share one collection.
+    /// `/metrics` and the landing page both go through it, and the landing
+    /// page shows the snapshot of the scrape it triggered.
+    scraper: Arc<Scraper>,
+    /// `--web.telemetry-path`: where `/metrics` is served.
+    telemetry_path: String,
+    /// `--web.max-requests`: one slot per request being served, taken after
+    /// auth (so unverified requests never hold one); `None` when the flag is
+    /// 0 (no limit).
+    request_slots: Option<RequestSlots>,
+    /// The web config in force (TLS, users, headers, rate limit); the
+    /// reload task swaps the inner `Arc` whole, and each request and new
+    /// connection reads the current one.
+    web_config: Arc<RwLock<Arc<ActiveWebConfig>>>,
+    /// The threads, queue and per-client limit for bcrypt checks of
+    /// credentials not verified before; it outlives config reloads.
+    bcrypt: BcryptBudget,
+    /// Refusals and auth failures, registered on the metric registry.
+    counters: HttpCounters,
 }
 
 impl App {
+    /// Everything the server needs, from the pieces the wiring
+    /// (`exporter.rs`) has built: registers the HTTP counters on `metrics`
+    /// (the registry the scraper renders), and starts the bcrypt threads.
+    /// `max_requests` is `--web.max-requests` (0: no limit); `web_config` is
+    /// the slot [`crate::web_reload::watch`] swaps on reload.
+    pub fn new(
+        scraper: Arc<Scraper>,
+        metrics: &prometheus::Registry,
+        telemetry_path: String,
+        max_requests: usize,
+        web_config: Arc<RwLock<Arc<ActiveWebConfig>>>,
+    ) -> Result<App, String> {
+        let counters = HttpCounters::register(metrics)
+            .map_err(|err| format!("metric setup failed: {err}"))?;
+        let bcrypt = BcryptBudget::for_this_machine()
+            .map_err(|err| format!("cannot start the bcrypt threads: {err}"))?;
+        Ok(App {
+            scraper,
+            telemetry_path,
+            request_slots: (max_requests > 0).then(|| RequestSlots::new(max_requests)),
+            web_config,
+            bcrypt,
+            counters,
+        })
+    }
+
     fn current_web_config(&self) -> Arc<ActiveWebConfig> {
         Arc::clone(&self.web_config.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// `--web.max-requests` slots: that many requests served at once in all,
+/// and no client address holding more than half of them, so one busy client
+/// (even with the right password) cannot keep Prometheus out.
+struct RequestSlots {
+    all: Semaphore,
+    per_client: PerClientLimit,
+}
+
+/// A request's slot, given back when the request is done.
+type Slot<'a> = (ClientShare, SemaphorePermit<'a>);
+
+impl RequestSlots {
+    fn new(max_requests: usize) -> RequestSlots {
+        RequestSlots {
+            all: Semaphore::new(max_requests),
+            per_client: PerClientLimit::new(max_requests.div_ceil(2)),
+        }
+    }
+
+    /// A slot for a request from `client`, if one is free to it.
+    fn take(&self, client: IpAddr) -> Option<Slot<'_>> {
+        let share = self.per_client.take(client)?;
+        let permit = self.all.try_acquire().ok()?;
+        Some((share, permit))
     }
 }
 
@@ -60,36 +136,15 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: watch::
     while tasks.join_next().await.is_some() {}
 }
 
+/// Accepts connections on one listener, each served on its own task.
 async fn accept_loop(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _peer)) => stream,
-                    Err(err) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let app = Arc::clone(&app);
-                let config = app.current_web_config();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    match config.tls.clone() {
-                        None => serve_connection(stream, app, config, watcher).await,
-                        Some(tls) => {
-                            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                            match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(stream)) => serve_connection(stream, app, config, watcher).await,
-                                Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
-                                Err(_) => tracing::debug!("TLS handshake timed out"),
-                            }
-                        }
-                    }
-                });
+            accepted = accept_next(&listener) => {
+                if let Some((stream, peer)) = accepted {
+                    tokio::spawn(serve_accepted(stream, peer, Arc::clone(&app), graceful.watcher()));
+                }
             }
             () = stop_requested(&mut shutdown) => break,
         }
@@ -103,20 +158,59 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, mut shutdown: watch::
     }
 }
 
-/// Serves HTTP/1.1 on one accepted connection (plain or TLS).
-async fn serve_connection<IO>(
-    io: IO,
-    app: Arc<App>,
-    config: Arc<ActiveWebConfig>,
-    watcher: hyper_util::server::graceful::Watcher,
-) where
+/// The next connection, or `None` after a failed accept (logged, and
+/// after a pause, so running out of descriptors does not spin).
+async fn accept_next(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
+    match listener.accept().await {
+        Ok(accepted) => Some(accepted),
+        Err(err) => {
+            tracing::warn!(error = %err, "accept failed");
+            tokio::time::sleep(ACCEPT_BACKOFF).await;
+            None
+        }
+    }
+}
+
+/// One accepted connection: the TLS handshake when the config in force asks
+/// for TLS, then HTTP.
+async fn serve_accepted(stream: TcpStream, peer: SocketAddr, app: Arc<App>, watcher: Watcher) {
+    let Some(tls) = app.current_web_config().tls.clone() else {
+        return serve_connection(stream, peer.ip(), app, watcher).await;
+    };
+    if let Some(stream) = tls_handshake(tls, stream).await {
+        serve_connection(stream, peer.ip(), app, watcher).await;
+    }
+}
+
+/// The server side of a TLS handshake, bounded like the header read.
+async fn tls_handshake(
+    tls: Arc<rustls::ServerConfig>,
+    stream: TcpStream,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on one connection (plain or TLS) from `client`.
+async fn serve_connection<IO>(io: IO, client: IpAddr, app: Arc<App>, watcher: Watcher)
+where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |request| {
         let app = Arc::clone(&app);
-        let config = Arc::clone(&config);
         async move {
-            let mut response = handle(&app, &config, request).await;
+            let config = app.current_web_config();
+            let mut response = handle(&app, &config, client, request).await;
             for (name, value) in &config.headers {
                 response.headers_mut().insert(name.clone(), value.clone());
             }
@@ -137,62 +231,34 @@ async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }
 
+/// Admits the request (rate limit, method, auth, a request slot), then
+/// routes it.
 async fn handle(
     app: &App,
-    config: &Arc<ActiveWebConfig>,
+    config: &ActiveWebConfig,
+    client: IpAddr,
     request: Request<Incoming>,
 ) -> Response<Body> {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        let mut response = text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "only GET and HEAD are served\n",
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+    if config
+        .rate_limit
+        .as_ref()
+        .is_some_and(|limit| !limit.try_take())
+    {
+        return refuse(app, Rejection::RateLimit);
     }
-    if has_body(&request) {
-        return text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request bodies are not accepted\n",
-        );
+    if let Some(refusal) = refuse_method_or_body(&request) {
+        return refusal;
+    }
+    if let Some(refusal) = authenticate(app, config, client, &request).await {
+        return refusal;
     }
     let _slot = match &app.request_slots {
         None => None,
-        Some(slots) => match Arc::clone(slots).try_acquire_owned() {
-            Ok(slot) => Some(slot),
-            Err(_) => {
-                return text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!(
-                        "too many concurrent requests (--web.max-requests={})\n",
-                        app.max_requests
-                    ),
-                );
-            }
+        Some(slots) => match slots.take(client) {
+            Some(slot) => Some(slot),
+            None => return refuse(app, Rejection::MaxRequests),
         },
     };
-    if config.requires_auth() {
-        let authorization = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(|value| value.as_bytes().to_vec());
-        let config = Arc::clone(config);
-        // bcrypt is slow on purpose: keep it off the reactor threads.
-        let allowed =
-            tokio::task::spawn_blocking(move || config.authorized(authorization.as_deref()))
-                .await
-                .unwrap_or(false);
-        if !allowed {
-            let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"unassigned_port_exporter\""),
-            );
-            return response;
-        }
-    }
     let path = request.uri().path();
     if path == app.telemetry_path {
         metrics(app, &request).await
@@ -203,6 +269,90 @@ async fn handle(
     } else {
         text(StatusCode::NOT_FOUND, "not found\n")
     }
+}
+
+/// Only GET and HEAD without a body are served.
+fn refuse_method_or_body(request: &Request<Incoming>) -> Option<Response<Body>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD are served\n",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return Some(response);
+    }
+    has_body(request).then(|| {
+        text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request bodies are not accepted\n",
+        )
+    })
+}
+
+/// Basic auth, when the config asks for it: `None` lets the request on.
+/// Credentials verified before cost a hash; others wait for a bcrypt check
+/// on the budget, or are refused at once when it is spent.
+async fn authenticate(
+    app: &App,
+    config: &ActiveWebConfig,
+    client: IpAddr,
+    request: &Request<Incoming>,
+) -> Option<Response<Body>> {
+    let auth = config.basic_auth.as_ref()?;
+    let credentials = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| Credentials::from_header(value.as_bytes()));
+    let allowed = match credentials {
+        None => false,
+        Some(credentials) if auth.is_verified(&credentials) => true,
+        Some(credentials) => match app
+            .bcrypt
+            .check(Arc::clone(auth), credentials, client)
+            .await
+        {
+            Ok(allowed) => allowed,
+            Err(_spent) => return Some(refuse(app, Rejection::AuthBudget)),
+        },
+    };
+    if allowed {
+        return None;
+    }
+    app.counters.auth_failed();
+    let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"unassigned_port_exporter\""),
+    );
+    Some(response)
+}
+
+/// Counts the refusal and says why, with the status it calls for.
+fn refuse(app: &App, rejection: Rejection) -> Response<Body> {
+    app.counters.rejected(rejection);
+    let (status, message) = match rejection {
+        Rejection::MaxRequests => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests being served at once, in all or from your address (see --web.max-requests)\n",
+        ),
+        Rejection::AuthBudget => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many password checks under way; retry later\n",
+        ),
+        Rejection::RateLimit => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limit exceeded (rate_limit in the web config)\n",
+        ),
+    };
+    let mut response = text(status, message);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
 }
 
 async fn metrics(app: &App, request: &Request<Incoming>) -> Response<Body> {

@@ -26,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod cli;
 pub mod collector;
 pub mod exporter;

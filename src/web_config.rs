@@ -1,5 +1,6 @@
-//! `--web.config.file`: TLS, basic auth and response headers, in the YAML
-//! format of Prometheus' exporter-toolkit (the file node_exporter reads).
+//! `--web.config.file`: TLS, basic auth, response headers and a rate limit,
+//! in the YAML format of Prometheus' exporter-toolkit (the file node_exporter
+//! reads).
 //!
 //! [`parse_str`] checks the YAML alone (no files touched; the fuzz target's
 //! entry point); [`load`] also reads the certificates and keys it names and
@@ -9,10 +10,11 @@
 //! Differences from the Go toolkit, all refused with a clear message rather
 //! than ignored: TLS 1.0/1.1 (rustls does not offer them), the client auth
 //! types that accept unverified client certificates (RequestClientCert,
-//! RequireAnyClientCert), and `client_allowed_sans`. `http2: true` is
-//! accepted, but only HTTP/1.1 is served.
+//! RequireAnyClientCert), `client_allowed_sans`, and `http2: true` (only
+//! HTTP/1.1 is served; `http2: false` is accepted). The toolkit's top-level
+//! `rate_limit` (`interval`, `burst`) is honoured; see [`crate::auth`].
 
-use base64::Engine;
+use crate::auth::{BasicAuth, RateLimit};
 use hyper::header::{HeaderName, HeaderValue};
 use rustls::crypto::{CryptoProvider, SupportedKxGroup, ring};
 use rustls::server::WebPkiClientVerifier;
@@ -23,6 +25,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +33,7 @@ struct RawConfig {
     tls_server_config: Option<RawTls>,
     http_server_config: Option<RawHttp>,
     basic_auth_users: Option<BTreeMap<String, String>>,
+    rate_limit: Option<RawRateLimit>,
 }
 
 #[derive(Deserialize, Default)]
@@ -54,6 +58,23 @@ struct RawTls {
 struct RawHttp {
     http2: Option<bool>,
     headers: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    /// 0 or absent turns the limit off.
+    interval: Option<RawDuration>,
+    burst: Option<u32>,
+}
+
+/// A Go duration: text with a unit ("1s", "250ms"), or a bare number (the
+/// toolkit's docs write `0` for "off").
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Text(String),
+    Number(u64),
 }
 
 /// Where a certificate or key comes from.
@@ -85,6 +106,15 @@ pub struct TlsSettings {
     pub prefer_server_cipher_suites: bool,
 }
 
+/// `rate_limit`: at most `burst` requests at once, then one per `interval`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// Above zero.
+    pub interval: Duration,
+    /// At least 1.
+    pub burst: u32,
+}
+
 /// A parsed web config file, paths still unresolved.
 #[derive(Clone, Debug, Default)]
 pub struct WebConfig {
@@ -92,6 +122,8 @@ pub struct WebConfig {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// user -> bcrypt hash
     pub users: BTreeMap<String, String>,
+    /// `None`: no rate limit.
+    pub rate_limit: Option<RateLimitSettings>,
 }
 
 /// The only headers the toolkit lets a config set.
@@ -110,54 +142,123 @@ pub fn parse_str(text: &str) -> Result<WebConfig, String> {
     } else {
         serde_norway::from_str(text).map_err(|err| format!("invalid YAML: {err}"))?
     };
-    let mut config = WebConfig::default();
-    if let Some(tls) = raw.tls_server_config {
-        config.tls = Some(parse_tls(tls)?);
+    Ok(WebConfig {
+        tls: raw.tls_server_config.map(parse_tls).transpose()?,
+        headers: parse_http(raw.http_server_config.unwrap_or_default())?,
+        users: parse_users(raw.basic_auth_users.unwrap_or_default())?,
+        rate_limit: raw.rate_limit.map(parse_rate_limit).transpose()?.flatten(),
+    })
+}
+
+/// `http_server_config`: the response headers (only the toolkit's five);
+/// `http2: true` is refused, as only HTTP/1.1 is served.
+fn parse_http(raw: RawHttp) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    if raw.http2 == Some(true) {
+        return Err(
+            "http_server_config.http2: true is not supported: this exporter serves HTTP/1.1 only (remove the line or set it to false)".into(),
+        );
     }
-    if let Some(http) = raw.http_server_config {
-        let _ = http.http2; // accepted for compatibility; HTTP/1.1 is served
-        for (name, value) in http.headers.unwrap_or_default() {
-            let allowed = ALLOWED_HEADERS
-                .iter()
-                .find(|h| h.eq_ignore_ascii_case(&name))
-                .ok_or_else(|| {
-                    format!(
-                        "http_server_config.headers: {name:?} may not be set (allowed: {})",
-                        ALLOWED_HEADERS.join(", ")
-                    )
-                })?;
-            let value = HeaderValue::from_str(&value)
-                .map_err(|_| format!("http_server_config.headers: bad value for {name}"))?;
-            config.headers.push((
-                HeaderName::from_bytes(allowed.as_bytes()).expect("valid name"),
-                value,
-            ));
-        }
+    let mut headers = Vec::new();
+    for (name, value) in raw.headers.unwrap_or_default() {
+        let allowed = ALLOWED_HEADERS
+            .iter()
+            .find(|h| h.eq_ignore_ascii_case(&name))
+            .ok_or_else(|| {
+                format!(
+                    "http_server_config.headers: {name:?} may not be set (allowed: {})",
+                    ALLOWED_HEADERS.join(", ")
+                )
+            })?;
+        let value = HeaderValue::from_str(&value)
+            .map_err(|_| format!("http_server_config.headers: bad value for {name}"))?;
+        headers.push((
+            HeaderName::from_bytes(allowed.as_bytes()).expect("valid name"),
+            value,
+        ));
     }
-    for (user, hash) in raw.basic_auth_users.unwrap_or_default() {
+    Ok(headers)
+}
+
+/// `basic_auth_users`: names without ':', each with a bcrypt hash.
+fn parse_users(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+    for (user, hash) in &raw {
         if user.contains(':') {
             return Err(format!("basic_auth_users: user name {user:?} contains ':'"));
         }
         hash.parse::<bcrypt::HashParts>().map_err(|_| {
             format!("basic_auth_users: the password of {user:?} is not a bcrypt hash")
         })?;
-        config.users.insert(user, hash);
     }
-    Ok(config)
+    Ok(raw)
 }
 
+/// `rate_limit`: `None` when `interval` is 0 or absent (off, as in the
+/// toolkit). A burst of 0 would refuse every request: that is refused.
+fn parse_rate_limit(raw: RawRateLimit) -> Result<Option<RateLimitSettings>, String> {
+    let interval = match raw.interval {
+        None | Some(RawDuration::Number(0)) => Duration::ZERO,
+        Some(RawDuration::Number(n)) => {
+            return Err(format!(
+                "rate_limit.interval: {n} has no unit: write a duration like 1s or 250ms"
+            ));
+        }
+        Some(RawDuration::Text(text)) if text.trim().is_empty() => Duration::ZERO,
+        Some(RawDuration::Text(text)) => humantime::parse_duration(text.trim()).map_err(|err| {
+            format!("rate_limit.interval: {text:?} is not a duration like 1s or 250ms: {err}")
+        })?,
+    };
+    if interval.is_zero() {
+        return Ok(None);
+    }
+    match raw.burst {
+        Some(burst) if burst >= 1 => Ok(Some(RateLimitSettings { interval, burst })),
+        _ => Err("rate_limit.burst must be at least 1 when rate_limit.interval is set".into()),
+    }
+}
+
+/// `tls_server_config`, checked step by step.
 fn parse_tls(raw: RawTls) -> Result<TlsSettings, String> {
-    let pick = |file: Option<String>, inline: Option<String>, what: &str| match (file, inline) {
+    let (client_auth, client_ca_file) = parse_client_auth(
+        raw.client_auth_type.as_deref(),
+        raw.client_ca_file,
+        raw.client_allowed_sans,
+    )?;
+    Ok(TlsSettings {
+        cert: pem_source(raw.cert_file, raw.cert, "cert")?,
+        key: pem_source(raw.key_file, raw.key, "key")?,
+        client_auth,
+        client_ca_file,
+        versions: tls_versions(raw.min_version.as_deref(), raw.max_version.as_deref())?,
+        cipher_suites: cipher_suites(raw.cipher_suites)?,
+        curves: curves(raw.curve_preferences)?,
+        prefer_server_cipher_suites: raw.prefer_server_cipher_suites.unwrap_or(true),
+    })
+}
+
+/// `WHAT_file` or inline `WHAT`: exactly one of them, not empty.
+fn pem_source(
+    file: Option<String>,
+    inline: Option<String>,
+    what: &str,
+) -> Result<PemSource, String> {
+    match (file, inline) {
         (Some(_), Some(_)) => Err(format!(
             "tls_server_config: give {what}_file or {what}, not both"
         )),
         (Some(file), None) if !file.is_empty() => Ok(PemSource::File(PathBuf::from(file))),
         (None, Some(inline)) if !inline.is_empty() => Ok(PemSource::Inline(inline)),
         _ => Err(format!("tls_server_config: {what}_file is required")),
-    };
-    let cert = pick(raw.cert_file, raw.cert, "cert")?;
-    let key = pick(raw.key_file, raw.key, "key")?;
-    let client_auth = match raw.client_auth_type.as_deref().unwrap_or("NoClientCert") {
+    }
+}
+
+/// `client_auth_type` with its `client_ca_file`: a CA exactly when client
+/// certificates are verified; the unverified types and SAN lists refused.
+fn parse_client_auth(
+    client_auth_type: Option<&str>,
+    client_ca_file: Option<String>,
+    client_allowed_sans: Option<Vec<String>>,
+) -> Result<(ClientAuth, Option<PathBuf>), String> {
+    let client_auth = match client_auth_type.unwrap_or("NoClientCert") {
         "NoClientCert" | "" => ClientAuth::NoClientCert,
         "VerifyClientCertIfGiven" => ClientAuth::VerifyClientCertIfGiven,
         "RequireAndVerifyClientCert" => ClientAuth::RequireAndVerifyClientCert,
@@ -172,10 +273,7 @@ fn parse_tls(raw: RawTls) -> Result<TlsSettings, String> {
             ));
         }
     };
-    let client_ca_file = raw
-        .client_ca_file
-        .filter(|f| !f.is_empty())
-        .map(PathBuf::from);
+    let client_ca_file = client_ca_file.filter(|f| !f.is_empty()).map(PathBuf::from);
     if client_auth != ClientAuth::NoClientCert && client_ca_file.is_none() {
         return Err(
             "tls_server_config: client_ca_file is required to verify client certificates".into(),
@@ -186,19 +284,27 @@ fn parse_tls(raw: RawTls) -> Result<TlsSettings, String> {
             "tls_server_config: client_ca_file is set but client_auth_type is NoClientCert".into(),
         );
     }
-    if raw.client_allowed_sans.is_some_and(|sans| !sans.is_empty()) {
+    if client_allowed_sans.is_some_and(|sans| !sans.is_empty()) {
         return Err(
             "tls_server_config.client_allowed_sans is not supported by this exporter".into(),
         );
     }
+    Ok((client_auth, client_ca_file))
+}
+
+/// `min_version` and `max_version` (TLS12 to TLS13 by default).
+fn tls_versions(
+    min: Option<&str>,
+    max: Option<&str>,
+) -> Result<Vec<&'static SupportedProtocolVersion>, String> {
     let version = |text: &str| match text {
         "TLS12" => Ok(12),
         "TLS13" => Ok(13),
         "TLS10" | "TLS11" => Err(format!("{text} is too old: rustls offers TLS12 and TLS13")),
         other => Err(format!("unknown TLS version {other:?}: use TLS12 or TLS13")),
     };
-    let min = version(raw.min_version.as_deref().unwrap_or("TLS12"))?;
-    let max = version(raw.max_version.as_deref().unwrap_or("TLS13"))?;
+    let min = version(min.unwrap_or("TLS12"))?;
+    let max = version(max.unwrap_or("TLS13"))?;
     if min > max {
         return Err("tls_server_config: min_version is above max_version".into());
     }
@@ -209,50 +315,46 @@ fn parse_tls(raw: RawTls) -> Result<TlsSettings, String> {
     if max >= 13 {
         versions.push(&rustls::version::TLS13);
     }
-    let cipher_suites = match raw.cipher_suites {
-        None => None,
-        Some(names) if names.is_empty() => None,
-        Some(names) => {
-            // Go's list names TLS 1.2 suites only; TLS 1.3 suites stay on.
-            let mut suites: Vec<SupportedCipherSuite> = names
-                .iter()
-                .map(|name| tls12_suite(name))
-                .collect::<Result<_, _>>()?;
-            suites.extend_from_slice(&[
-                ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
-                ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
-                ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
-            ]);
-            Some(suites)
-        }
+    Ok(versions)
+}
+
+/// `cipher_suites`: `None` (rustls' defaults) when absent or empty.
+fn cipher_suites(names: Option<Vec<String>>) -> Result<Option<Vec<SupportedCipherSuite>>, String> {
+    let Some(names) = names.filter(|names| !names.is_empty()) else {
+        return Ok(None);
     };
-    let curves = match raw.curve_preferences {
-        None => None,
-        Some(names) if names.is_empty() => None,
-        Some(names) => Some(
-            names
-                .iter()
-                .map(|name| match name.as_str() {
-                    "X25519" => Ok(ring::kx_group::X25519),
-                    "CurveP256" => Ok(ring::kx_group::SECP256R1),
-                    "CurveP384" => Ok(ring::kx_group::SECP384R1),
-                    other => Err(format!(
-                        "tls_server_config.curve_preferences: unsupported curve {other:?} (X25519, CurveP256, CurveP384)"
-                    )),
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
+    // Go's list names TLS 1.2 suites only; TLS 1.3 suites stay on.
+    let mut suites: Vec<SupportedCipherSuite> = names
+        .iter()
+        .map(|name| tls12_suite(name))
+        .collect::<Result<_, _>>()?;
+    suites.extend_from_slice(&[
+        ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
+        ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
+        ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+    ]);
+    Ok(Some(suites))
+}
+
+/// `curve_preferences`: `None` (rustls' defaults) when absent or empty.
+fn curves(
+    names: Option<Vec<String>>,
+) -> Result<Option<Vec<&'static dyn SupportedKxGroup>>, String> {
+    let Some(names) = names.filter(|names| !names.is_empty()) else {
+        return Ok(None);
     };
-    Ok(TlsSettings {
-        cert,
-        key,
-        client_auth,
-        client_ca_file,
-        versions,
-        cipher_suites,
-        curves,
-        prefer_server_cipher_suites: raw.prefer_server_cipher_suites.unwrap_or(true),
-    })
+    names
+        .iter()
+        .map(|name| match name.as_str() {
+            "X25519" => Ok(ring::kx_group::X25519),
+            "CurveP256" => Ok(ring::kx_group::SECP256R1),
+            "CurveP384" => Ok(ring::kx_group::SECP384R1),
+            other => Err(format!(
+                "tls_server_config.curve_preferences: unsupported curve {other:?} (X25519, CurveP256, CurveP384)"
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 fn tls12_suite(name: &str) -> Result<SupportedCipherSuite, String> {
@@ -277,15 +379,17 @@ fn tls12_suite(name: &str) -> Result<SupportedCipherSuite, String> {
     })
 }
 
-/// A loaded config, ready to serve with.
+/// A loaded config, ready to serve with. The server reads the one in force
+/// for every request (TLS: for every connection); a reload swaps it whole.
 pub struct ActiveWebConfig {
     /// `None`: plain HTTP.
     pub tls: Option<Arc<ServerConfig>>,
+    /// Added to every response.
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    users: BTreeMap<String, String>,
-    /// Checked when the user is unknown, so a wrong name costs as long as a
-    /// wrong password and timing does not reveal which names exist.
-    decoy_hash: String,
+    /// `None`: no basic auth. Shared with the bcrypt threads checking it.
+    pub basic_auth: Option<Arc<BasicAuth>>,
+    /// `None`: no rate limit.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl ActiveWebConfig {
@@ -294,76 +398,42 @@ impl ActiveWebConfig {
         ActiveWebConfig {
             tls: None,
             headers: Vec::new(),
-            users: BTreeMap::new(),
-            decoy_hash: String::new(),
+            basic_auth: None,
+            rate_limit: None,
         }
     }
 
     pub fn requires_auth(&self) -> bool {
-        !self.users.is_empty()
+        self.basic_auth.is_some()
     }
-
-    /// Checks an `Authorization` header value. Slow by design (bcrypt): call
-    /// it off the async reactor.
-    pub fn authorized(&self, authorization: Option<&[u8]>) -> bool {
-        if self.users.is_empty() {
-            return true;
-        }
-        let Some((user, password)) = authorization.and_then(decode_basic) else {
-            return false;
-        };
-        let (hash, known) = match self.users.get(&user) {
-            Some(hash) => (hash.as_str(), true),
-            None => (self.decoy_hash.as_str(), false),
-        };
-        bcrypt::verify(password.as_bytes(), hash).unwrap_or(false) && known
-    }
-}
-
-fn decode_basic(value: &[u8]) -> Option<(String, String)> {
-    let text = std::str::from_utf8(value).ok()?;
-    let (scheme, encoded) = text.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (user, password) = decoded.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
 }
 
 /// Reads the file, checks it, reads every certificate and key it names and
-/// builds the TLS configuration. Errors name the file and the problem.
+/// builds the TLS configuration. Errors name the file and the problem. Slow
+/// with basic auth (the decoy hash is a bcrypt hash): keep it off the async
+/// threads.
 pub fn load(path: &Path) -> Result<ActiveWebConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|err| format!("{}: cannot read: {err}", path.display()))?;
-    let config = parse_str(&text).map_err(|err| format!("{}: {err}", path.display()))?;
+    let in_file = |err: String| format!("{}: {err}", path.display());
+    let config = parse_str(&text).map_err(in_file)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let tls = match &config.tls {
         None => None,
-        Some(settings) => Some(Arc::new(
-            build_tls(settings, base).map_err(|err| format!("{}: {err}", path.display()))?,
-        )),
+        Some(settings) => Some(Arc::new(build_tls(settings, base).map_err(in_file)?)),
     };
-    let decoy_hash = if config.users.is_empty() {
-        String::new()
+    let basic_auth = if config.users.is_empty() {
+        None
     } else {
-        // Same cost as the first real hash, so both paths take as long.
-        let cost = config
-            .users
-            .values()
-            .next()
-            .and_then(|h| h.parse::<bcrypt::HashParts>().ok())
-            .map_or(bcrypt::DEFAULT_COST, |parts| parts.get_cost());
-        bcrypt::hash("decoy", cost).map_err(|err| format!("bcrypt: {err}"))?
+        Some(Arc::new(BasicAuth::new(config.users).map_err(in_file)?))
     };
     Ok(ActiveWebConfig {
         tls,
         headers: config.headers,
-        users: config.users,
-        decoy_hash,
+        basic_auth,
+        rate_limit: config
+            .rate_limit
+            .map(|limit| RateLimit::new(limit.interval, limit.burst)),
     })
 }
 
@@ -502,6 +572,18 @@ mod tests {
                 "unverified",
             ),
             ("[", "invalid YAML"),
+            ("http_server_config:\n  http2: true\n", "HTTP/1.1 only"),
+            ("rate_limit:\n  interval: 1s\n", "burst must be at least 1"),
+            (
+                "rate_limit:\n  interval: 1s\n  burst: 0\n",
+                "burst must be at least 1",
+            ),
+            (
+                "rate_limit:\n  interval: soon\n  burst: 1\n",
+                "not a duration",
+            ),
+            ("rate_limit:\n  every: 1s\n", "unknown field"),
+            ("rate_limit:\n  interval: 5\n  burst: 1\n", "has no unit"),
         ] {
             let err = parse_str(text).err().unwrap_or_default();
             assert!(err.contains(needle), "{text:?}: {err}");
@@ -509,23 +591,24 @@ mod tests {
     }
 
     #[test]
-    fn basic_auth_checks_name_and_password() {
-        let hash = bcrypt::hash("secret", 4).unwrap();
-        let config = ActiveWebConfig {
-            tls: None,
-            headers: vec![],
-            users: [("alice".to_string(), hash.clone())].into(),
-            decoy_hash: hash,
-        };
-        let header = |user: &str, pass: &str| {
-            let encoded =
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-            format!("Basic {encoded}")
-        };
-        assert!(config.authorized(Some(header("alice", "secret").as_bytes())));
-        assert!(!config.authorized(Some(header("alice", "wrong").as_bytes())));
-        assert!(!config.authorized(Some(header("mallory", "secret").as_bytes())));
-        assert!(!config.authorized(None));
-        assert!(!config.authorized(Some(b"Bearer x")));
+    fn the_toolkit_rate_limit_parses() {
+        let limit = |text: &str| parse_str(text).unwrap().rate_limit;
+        assert_eq!(
+            limit("rate_limit:\n  interval: 250ms\n  burst: 5\n"),
+            Some(RateLimitSettings {
+                interval: Duration::from_millis(250),
+                burst: 5
+            })
+        );
+        assert_eq!(
+            limit("rate_limit:\n  interval: 1m30s\n  burst: 1\n").map(|l| l.interval),
+            Some(Duration::from_secs(90))
+        );
+        // Off, as in the toolkit: no interval, or 0.
+        assert_eq!(limit("rate_limit:\n  interval: 0s\n  burst: 5\n"), None);
+        assert_eq!(limit("rate_limit:\n  interval: \"0\"\n"), None);
+        assert_eq!(limit("rate_limit:\n  interval: 0\n  burst: 0\n"), None);
+        assert_eq!(limit("rate_limit: {}\n"), None);
+        assert_eq!(limit(""), None);
     }
 }

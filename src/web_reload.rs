@@ -2,7 +2,10 @@
 //! or on SIGHUP, without dropping the listener.
 //!
 //! A file that no longer loads leaves the previous config in force and says
-//! why in the log; new connections get the new config, open ones keep theirs.
+//! why in the log. A new config applies to every request from then on
+//! (users, headers, rate limit; the cache of verified credentials starts
+//! empty) and its TLS settings to every new connection; open connections
+//! keep the TLS session they negotiated.
 
 use crate::web_config::{self, ActiveWebConfig};
 use std::path::{Path, PathBuf};
@@ -37,15 +40,19 @@ pub async fn watch(path: PathBuf, slot: Arc<RwLock<Arc<ActiveWebConfig>>>) {
         if !forced && now == seen {
             continue;
         }
-        reload(&path, &slot, forced);
+        reload(&path, &slot, forced).await;
         files = web_config::watched_files(&path);
         seen = fingerprint(&files);
     }
 }
 
-fn reload(path: &Path, slot: &RwLock<Arc<ActiveWebConfig>>, forced: bool) {
+async fn reload(path: &Path, slot: &RwLock<Arc<ActiveWebConfig>>, forced: bool) {
     let path_owned = path.to_path_buf();
-    match web_config::load(&path_owned) {
+    // Loading hashes the basic-auth decoy with bcrypt: not on a reactor thread.
+    let loaded = tokio::task::spawn_blocking(move || web_config::load(&path_owned))
+        .await
+        .unwrap_or_else(|err| Err(format!("loading stopped unexpectedly: {err}")));
+    match loaded {
         Ok(config) => {
             *slot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
             tracing::info!(file = %path.display(), on_sighup = forced, "reloaded the web config");

@@ -1,126 +1,15 @@
 //! `--web.config.file` with the real binary and a real client (curl): TLS,
-//! basic auth, client certificates, reload without dropping the listener, and
-//! refusal of bad files at start. Certificates are made by the test with the
-//! openssl command line.
+//! basic auth and its counters, client certificates, reload without dropping
+//! the listener (and forgetting verified passwords), the toolkit's
+//! `rate_limit`, and refusal of bad files at start. Certificates are made by the test with the
+//! openssl command line (`common::pki`).
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::pki::Pki;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// openssl arguments for a new unencrypted P-256 key.
-const NEW_EC_KEY: [&str; 5] = [
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-];
-
-/// A temporary folder with a CA, a server certificate for 127.0.0.1 and a
-/// client certificate, removed when dropped.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let dir = std::env::temp_dir().join(format!("upe-tls-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let pki = Pki { dir };
-        pki.self_signed("ca", "upe-test-ca");
-        // A client certificate from a CA the exporter does not trust.
-        pki.self_signed("rogue", "rogue");
-        pki.signed_by_ca("server", "subjectAltName=IP:127.0.0.1,DNS:localhost");
-        pki.signed_by_ca("client", "extendedKeyUsage=clientAuth");
-        pki
-    }
-
-    /// A new P-256 key NAME.key and a self-signed certificate NAME.crt.
-    fn self_signed(&self, name: &str, subject: &str) {
-        let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
-        let subject = format!("/CN={subject}");
-        self.openssl(
-            &[
-                &["req", "-x509"][..],
-                &NEW_EC_KEY,
-                &[
-                    "-keyout", &key, "-out", &crt, "-days", "2", "-subj", &subject,
-                ],
-            ]
-            .concat(),
-        );
-    }
-
-    /// A new key NAME.key and a certificate NAME.crt signed by ca.key, with
-    /// one X.509 extension.
-    fn signed_by_ca(&self, name: &str, extension: &str) {
-        let (key, csr, crt, ext) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.crt"),
-            format!("{name}.ext"),
-        );
-        std::fs::write(self.dir.join(&ext), format!("{extension}\n")).unwrap();
-        let subject = format!("/CN={name}");
-        self.openssl(
-            &[
-                &["req"][..],
-                &NEW_EC_KEY,
-                &["-keyout", &key, "-out", &csr, "-subj", &subject],
-            ]
-            .concat(),
-        );
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &crt,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ]);
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(&self.dir)
-            .output()
-            .expect("the openssl command line is needed (tests/run-all.sh installs it)");
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
-
-    fn write_config(&self, text: &str) -> PathBuf {
-        let path = self.dir.join("web.yml");
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// The exporter started with a web config; waits for the port to accept.
 struct Exporter {
@@ -177,6 +66,24 @@ fn curl(args: &[&str], url: &str) -> (String, String) {
     (code.trim().to_string(), headers.to_lowercase())
 }
 
+/// Runs curl; returns the body of the answer (empty when none came).
+fn curl_body(args: &[&str], url: &str) -> String {
+    let output = Command::new("curl")
+        .args(["-s", "--max-time", "10"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl is needed (tests/run-all.sh installs it)");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The value of one series in an exposition, if it is there.
+fn value_of(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 #[test]
 fn tls_with_basic_auth_needs_the_right_password() {
     let pki = Pki::new("auth");
@@ -204,6 +111,18 @@ fn tls_with_basic_auth_needs_the_right_password() {
         curl(&[&trust[..], &["-u", "prometheus:s3cret"]].concat(), &url).0,
         "200"
     );
+
+    // The three 401s above are counted; nothing was refused.
+    let text = curl_body(&[&trust[..], &["-u", "prometheus:s3cret"]].concat(), &url);
+    assert_eq!(
+        value_of(&text, "unassigned_port_http_auth_failures_total"),
+        Some(3.0),
+        "{text}"
+    );
+    for reason in ["max_requests", "auth_budget", "rate_limit"] {
+        let series = format!("unassigned_port_http_requests_rejected_total{{reason=\"{reason}\"}}");
+        assert_eq!(value_of(&text, &series), Some(0.0), "{series}");
+    }
 
     let plain = format!("http://127.0.0.1:{}/metrics", exporter.port);
     let (code, _) = curl(&[], &plain);
@@ -300,6 +219,62 @@ fn config_reloads_on_change_and_a_bad_one_keeps_the_old() {
 }
 
 #[test]
+fn a_reload_forgets_verified_passwords() {
+    let pki = Pki::new("rotate");
+    let user = |password: &str| {
+        let hash = bcrypt::hash(password, 6).unwrap();
+        format!("basic_auth_users:\n  prometheus: {hash}\n")
+    };
+    let config = pki.write_config(&user("old"));
+    let exporter = Exporter::start(&config);
+    let url = format!("http://127.0.0.1:{}/metrics", exporter.port);
+    // Verified once, so the exporter remembers it...
+    assert_eq!(curl(&["-u", "prometheus:old"], &url).0, "200");
+    assert_eq!(curl(&["-u", "prometheus:old"], &url).0, "200");
+    // ...until the password changes: the reload drops what it remembered.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&config, user("new")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while curl(&["-u", "prometheus:old"], &url).0 != "401" {
+        assert!(
+            Instant::now() < deadline,
+            "the old password still works 15 s after the change"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(curl(&["-u", "prometheus:new"], &url).0, "200");
+}
+
+#[test]
+fn the_rate_limit_answers_429_past_the_burst() {
+    let pki = Pki::new("rate");
+    let config = pki.write_config("rate_limit:\n  interval: 5s\n  burst: 2\n");
+    let exporter = Exporter::start(&config);
+    let url = |path: &str| format!("http://127.0.0.1:{}{path}", exporter.port);
+    // Exporter::start's connection test sent no request: the bucket is full.
+    assert_eq!(curl(&[], &url("/healthz")).0, "200");
+    assert_eq!(curl(&[], &url("/healthz")).0, "200");
+    let (code, headers) = curl(&[], &url("/healthz"));
+    assert_eq!(code, "429", "the third request within 5 s");
+    assert!(headers.contains("retry-after: 1"), "{headers}");
+    // A token comes back within an interval; the refusal was counted.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        let text = curl_body(&[], &url("/metrics"));
+        if text.contains("unassigned_port_") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no token came back: {text}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let refused = value_of(
+        &text,
+        "unassigned_port_http_requests_rejected_total{reason=\"rate_limit\"}",
+    );
+    assert!(refused.is_some_and(|n| n >= 1.0), "{text}");
+}
+
+#[test]
 fn bad_web_configs_stop_the_start_with_one_line() {
     let pki = Pki::new("bad");
     let cases = [
@@ -309,6 +284,11 @@ fn bad_web_configs_stop_the_start_with_one_line() {
         ),
         ("tls_server_config: [\n", "invalid YAML"),
         ("basic_auth_users:\n  bob: hunter2\n", "not a bcrypt hash"),
+        ("http_server_config:\n  http2: true\n", "HTTP/1.1 only"),
+        (
+            "rate_limit:\n  interval: 1s\n  burst: 0\n",
+            "burst must be at least 1",
+        ),
         (
             "tls_server_config:\n  cert_file: server.crt\n  key_file: missing.key\n",
             "cannot read key",

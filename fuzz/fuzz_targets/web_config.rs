@@ -5,7 +5,8 @@
 //! It must never panic. An accepted config keeps the toolkit's rules: only
 //! the allowed response headers, user names without ':', a bcrypt hash per
 //! user, at least one TLS version, a CA file whenever client certificates are
-//! verified and none when they are not, a certificate and a key.
+//! verified and none when they are not, a certificate and a key; and a rate
+//! limit, if any, with an interval above zero and a burst of at least one.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -50,6 +51,12 @@ fuzz_target!(|data: &[u8]| {
         assert!(
             hash.parse::<bcrypt::HashParts>().is_ok(),
             "hash {hash:?} let through"
+        );
+    }
+    if let Some(limit) = &config.rate_limit {
+        assert!(
+            !limit.interval.is_zero() && limit.burst >= 1,
+            "rate limit {limit:?} let through"
         );
     }
     if let Some(tls) = &config.tls {
