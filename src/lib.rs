@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod collector;
+pub mod events;
 pub mod http;
 pub mod info_metrics;
 pub mod netns;
