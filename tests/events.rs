@@ -18,8 +18,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use unassigned_port_exporter::events::{
-    DestroyEvent, DestroyReader, DestroySubscription, DestroyedProtocol, ListenCapture,
-    ListenEvent, StreamProtocol, Transition,
+    DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription, DestroyedProtocol,
+    ListenCapture, ListenEvent, StreamProtocol, Transition,
 };
 
 const PORT: u16 = 276;
@@ -176,7 +176,10 @@ fn twenty_udp_sockets_alive_5ms_give_twenty_udp_destroy_events() {
     }
     let (reader, events) = destroy_reader();
     reader
-        .add(thread_netns(), DestroySubscription::open(MAX_PORT).unwrap())
+        .add(
+            thread_netns(),
+            DestroySubscription::open(MAX_PORT, DestroyGroups::Udp).unwrap(),
+        )
         .unwrap();
     // Filtered out in the kernel: a port above the bound, a connected socket.
     let mut unwanted = HashSet::new();
@@ -256,7 +259,10 @@ fn listeners_in_ten_fresh_namespaces_are_seen_with_pid_thread_and_namespace() {
             rustix::thread::unshare(rustix::thread::UnshareFlags::NEWNET).unwrap();
             let netns = thread_netns();
             reader
-                .add(netns, DestroySubscription::open(MAX_PORT).unwrap())
+                .add(
+                    netns,
+                    DestroySubscription::open(MAX_PORT, DestroyGroups::TcpAndUdp).unwrap(),
+                )
                 .unwrap();
             drop(subscribed_tx);
             // A fresh namespace: 276 is free, and lo is down, so bind ANY.

@@ -24,12 +24,17 @@
 //! it ([`DestroySubscription::open`]), and one [`DestroyReader`] thread
 //! waits on all of them with epoll; subscriptions come and go while it runs.
 //!
-//! Every TCP connection and UDP socket the namespace frees is broadcast.
-//! A classic BPF socket filter on each subscription ([`destroy_filter`])
-//! keeps only sockets with a source port up to `max_port` and no peer
-//! (destination port 0): listeners and unconnected bound UDP sockets, the
-//! ones the exporter reports. The rest are dropped in the kernel before
-//! they are queued, so a connection storm does not wake the reader.
+//! Cost: once a group has a member in a namespace, the kernel builds a
+//! broadcast for every socket of that kind the namespace frees, on a kernel
+//! worker: about 1.5 to 2 us of kworker CPU per socket measured here
+//! (`benches/events.rs`), whatever our filter then keeps. That is why
+//! [`DestroyGroups::Udp`] exists: with the tracepoint running, TCP closes
+//! are already known, and TCP connection churn, the common storm, then
+//! costs nothing here. A classic BPF socket filter on each subscription
+//! ([`destroy_filter`]) keeps only sockets with a source port up to
+//! `max_port` and no peer (destination port 0): listeners and unconnected
+//! bound UDP sockets, the ones the exporter reports. The rest are dropped
+//! before they are queued, so a storm does not wake the reader.
 
 use socket2::{SockFilter, SockRef};
 use std::collections::HashMap;
@@ -45,12 +50,30 @@ pub const SKNLGRP_INET_TCP_DESTROY: u32 = 1;
 pub const SKNLGRP_INET_UDP_DESTROY: u32 = 2;
 pub const SKNLGRP_INET6_TCP_DESTROY: u32 = 3;
 pub const SKNLGRP_INET6_UDP_DESTROY: u32 = 4;
-const DESTROY_GROUPS: [u32; 4] = [
-    SKNLGRP_INET_TCP_DESTROY,
-    SKNLGRP_INET_UDP_DESTROY,
-    SKNLGRP_INET6_TCP_DESTROY,
-    SKNLGRP_INET6_UDP_DESTROY,
-];
+
+/// Which destroy groups a subscription joins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DestroyGroups {
+    /// UDP only: the choice while the tracepoint capture runs, which already
+    /// sees TCP listeners close. TCP connection churn then costs nothing.
+    Udp,
+    /// TCP and UDP: for when the tracepoint is unavailable.
+    TcpAndUdp,
+}
+
+impl DestroyGroups {
+    fn numbers(self) -> &'static [u32] {
+        match self {
+            DestroyGroups::Udp => &[SKNLGRP_INET_UDP_DESTROY, SKNLGRP_INET6_UDP_DESTROY],
+            DestroyGroups::TcpAndUdp => &[
+                SKNLGRP_INET_TCP_DESTROY,
+                SKNLGRP_INET_UDP_DESTROY,
+                SKNLGRP_INET6_TCP_DESTROY,
+                SKNLGRP_INET6_UDP_DESTROY,
+            ],
+        }
+    }
+}
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLMSG_HEADER_LEN: usize = 16;
@@ -204,23 +227,23 @@ pub fn destroy_filter(max_port: u16) -> [SockFilter; 6] {
     ]
 }
 
-/// A netlink socket joined to the four destroy groups in one namespace.
+/// A netlink socket joined to destroy groups in one namespace.
 pub struct DestroySubscription {
     socket: netlink_sys::Socket,
 }
 
 impl DestroySubscription {
-    /// Subscribes in the calling thread's current network namespace,
-    /// keeping only sockets on ports up to `max_port` (see
+    /// Subscribes to `groups` in the calling thread's current network
+    /// namespace, keeping only sockets on ports up to `max_port` (see
     /// [`destroy_filter`]). Call it on a thread that has entered the
     /// namespace; the subscription stays bound to it afterwards.
-    pub fn open(max_port: u16) -> io::Result<DestroySubscription> {
+    pub fn open(max_port: u16, groups: DestroyGroups) -> io::Result<DestroySubscription> {
         let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_SOCK_DIAG)?;
         // The filter goes on before any group is joined, so no unfiltered
         // message can be queued.
         SockRef::from(&socket).attach_filter(&destroy_filter(max_port))?;
         socket.bind_auto()?;
-        for group in DESTROY_GROUPS {
+        for &group in groups.numbers() {
             socket.add_membership(group)?;
         }
         socket.set_non_blocking(true)?;

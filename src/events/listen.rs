@@ -5,6 +5,8 @@
 //! (or `close()`), whatever network namespace it is in. One perf event per
 //! online CPU samples it into a small per-CPU ring buffer
 //! (`RING_PAGES_EXP`), and one thread waits on all of them with epoll.
+//! CPUs brought online after the start are not covered (restart the
+//! capture to include them); a full ring drops samples, counted as lost.
 //!
 //! The cost stays near zero when the host opens and closes thousands of
 //! connections a second: a kernel-side filter
@@ -18,6 +20,12 @@
 //! The process name and the task's network namespace are read from procfs
 //! the moment the sample is read, while the task most likely still exists:
 //! a listener that lives 5 ms is still named.
+//!
+//! Privileges, measured on Linux 6.18 with `kernel.perf_event_paranoid=2`:
+//! CAP_PERFMON (or CAP_SYS_ADMIN) for a system-wide tracepoint, and read
+//! access to tracefs, whose root is mode 0700: uid 0, or CAP_DAC_READ_SEARCH
+//! for another user. Mounting tracefs where it is absent needs CAP_SYS_ADMIN.
+//! Without them [`ListenCapture::start`] says which is missing.
 //!
 //! The perf ABI (perf_event_open, the ring buffer mmap, the filter ioctl)
 //! comes from the `perf-event-open` crate, the one maintained crate whose

@@ -7,11 +7,13 @@
 //!   one ring buffer per CPU, filtered in the kernel to transitions into or
 //!   out of LISTEN on candidate ports. Host-wide: it sees every namespace,
 //!   with the pid and tid that called `listen()`. Needs CAP_PERFMON (or
-//!   CAP_SYS_ADMIN) and tracefs. TCP, MPTCP and SCTP.
+//!   CAP_SYS_ADMIN) and a readable tracefs (uid 0 or CAP_DAC_READ_SEARCH).
+//!   TCP, MPTCP and SCTP.
 //! - [`destroy`]: sock_diag's destroy multicast groups, one subscription per
 //!   network namespace, all read by one thread. Every TCP and UDP socket
 //!   freed, UDP included (which has no listen). Needs no privilege beyond
-//!   being able to open a socket inside the namespace.
+//!   being able to open a socket inside the namespace (entering one takes
+//!   CAP_SYS_ADMIN). UDP-Lite is never broadcast; the messages carry no uid.
 //!
 //! [`counters`] turns both into Prometheus counters with bounded memory;
 //! [`tracefs`] finds tracefs and reads a tracepoint's record layout.
@@ -38,6 +40,7 @@ pub mod tracefs;
 
 pub use counters::{CaptureSource, ClosedLabels, EventCounters, OpenedLabels};
 pub use destroy::{
-    DestroyEvent, DestroyReader, DestroySubscription, DestroyedProtocol, DestroyedSocket,
+    DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription, DestroyedProtocol,
+    DestroyedSocket,
 };
 pub use listen::{CaptureUnavailable, ListenCapture, ListenEvent, StreamProtocol, Transition};

@@ -20,7 +20,7 @@ pub const TRACEFS_CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/d
 /// Finds a mounted tracefs, mounting it at `/sys/kernel/tracing` when none
 /// is and the kernel lets us. The error is one line for the log.
 pub fn find_or_mount() -> Result<PathBuf, String> {
-    if let Some(found) = find_mounted() {
+    if let Some(found) = find_mounted()? {
         return Ok(found);
     }
     let target = Path::new(TRACEFS_CANDIDATES[0]);
@@ -37,7 +37,7 @@ pub fn find_or_mount() -> Result<PathBuf, String> {
                 target.display()
             )
         })?;
-    find_mounted().ok_or_else(|| {
+    find_mounted()?.ok_or_else(|| {
         format!(
             "mounted tracefs at {} but it has no events/ directory",
             target.display()
@@ -45,12 +45,22 @@ pub fn find_or_mount() -> Result<PathBuf, String> {
     })
 }
 
-/// The first candidate that holds an `events` directory.
-pub fn find_mounted() -> Option<PathBuf> {
-    TRACEFS_CANDIDATES
-        .iter()
-        .map(PathBuf::from)
-        .find(|path| path.join("events").is_dir())
+/// The first candidate that holds an `events` directory. A tracefs we may
+/// not enter (mode 0700, owned by root) is an error, not "absent".
+pub fn find_mounted() -> Result<Option<PathBuf>, String> {
+    for candidate in TRACEFS_CANDIDATES {
+        let events = Path::new(candidate).join("events");
+        match std::fs::metadata(&events) {
+            Ok(meta) if meta.is_dir() => return Ok(Some(PathBuf::from(candidate))),
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(format!(
+                    "tracefs at {candidate} is not readable: {err} (run as root, or grant CAP_DAC_READ_SEARCH)"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
 }
 
 /// One field of a tracepoint record, as its `format` file describes it.
