@@ -341,3 +341,87 @@ fn listeners_in_ten_fresh_namespaces_are_seen_with_pid_thread_and_namespace() {
     }
     assert!(reader.namespaces().is_empty());
 }
+
+#[test]
+fn real_events_raise_the_opened_and_closed_counters() {
+    use unassigned_port_exporter::events::{ClosedLabels, EventCounters, OpenedLabels};
+    if !is_root() {
+        println!("skipped: needs root for perf tracepoints");
+        return;
+    }
+    let counters = EventCounters::new();
+    let me = tid();
+    let on_listen = counters.listen_handler(move |event| {
+        (event.tid == me && event.port == PORT).then(|| OpenedLabels {
+            port: event.port,
+            protocol: event.protocol.as_str().to_string(),
+            process: event.process.clone().unwrap_or_default(),
+            netns: "host".to_string(),
+            expected: false,
+        })
+    });
+    let capture = match ListenCapture::start(MAX_PORT, Path::new("/proc"), on_listen) {
+        Ok(capture) => capture,
+        Err(reason) => {
+            println!("skipped: tracepoint capture unavailable: {reason}");
+            return;
+        }
+    };
+    let ours = Arc::new(Mutex::new(HashSet::new()));
+    let ours_in_reader = Arc::clone(&ours);
+    let reader = DestroyReader::start(counters.destroy_handler(move |event: &DestroyEvent| {
+        ours_in_reader
+            .lock()
+            .unwrap()
+            .contains(&event.socket.cookie)
+            .then(|| ClosedLabels {
+                port: event.socket.port,
+                protocol: event.socket.protocol.as_str().to_string(),
+                user: String::new(),
+                netns: "host".to_string(),
+                expected: false,
+            })
+    }))
+    .unwrap();
+    reader
+        .add(
+            thread_netns(),
+            DestroySubscription::open(MAX_PORT, DestroyGroups::Udp).unwrap(),
+        )
+        .unwrap();
+    for _ in 0..5 {
+        let listener = bind_retrying(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)));
+        let udp = bind_retrying(|| UdpSocket::bind((Ipv4Addr::LOCALHOST, PORT)));
+        ours.lock().unwrap().insert(cookie(&udp));
+        std::thread::sleep(Duration::from_millis(5));
+        drop((listener, udp));
+    }
+    let registry = prometheus::Registry::new();
+    registry.register(Box::new(counters.clone())).unwrap();
+    let opened = format!(
+        "unassigned_port_listener_opened_total{{expected=\"false\",netns=\"host\",port=\"{PORT}\",process=\"{}\",protocol=\"tcp\"}} 5",
+        own_comm()
+    );
+    let closed = format!(
+        "unassigned_port_listener_closed_total{{expected=\"false\",netns=\"host\",port=\"{PORT}\",protocol=\"udp\",user=\"\"}} 5"
+    );
+    let deadline = Instant::now() + ARRIVAL_DEADLINE;
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        let mut out = Vec::new();
+        prometheus::Encoder::encode(
+            &prometheus::TextEncoder::new(),
+            &registry.gather(),
+            &mut out,
+        )
+        .unwrap();
+        text = String::from_utf8(out).unwrap();
+        if text.contains(&opened) && text.contains(&closed) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(text.contains(&opened), "{text}");
+    assert!(text.contains(&closed), "{text}");
+    drop((capture, reader));
+}

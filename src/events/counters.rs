@@ -154,8 +154,15 @@ struct State {
 
 type LostReader = Box<dyn Fn() -> u64 + Send + Sync>;
 
-/// The event counters and their Prometheus collector.
+/// The event counters and their Prometheus collector. A cheap handle:
+/// clones share the same counts, so one clone is registered with the
+/// Prometheus registry and others feed it from the capture threads.
+#[derive(Clone)]
 pub struct EventCounters {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     state: Mutex<State>,
     lost: Mutex<Vec<(CaptureSource, LostReader)>>,
     descs: Vec<Desc>,
@@ -175,18 +182,21 @@ impl EventCounters {
             .flat_map(|family| family.desc().into_iter().cloned())
             .collect();
         EventCounters {
-            state: Mutex::new(State {
-                opened: Table::new(),
-                closed: Table::new(),
-                status: HashMap::new(),
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    opened: Table::new(),
+                    closed: Table::new(),
+                    status: HashMap::new(),
+                }),
+                lost: Mutex::new(Vec::new()),
+                descs,
             }),
-            lost: Mutex::new(Vec::new()),
-            descs,
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
+        self.shared
+            .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -232,6 +242,7 @@ impl EventCounters {
         read: impl Fn() -> u64 + Send + Sync + 'static,
     ) {
         let mut lost = self
+            .shared
             .lost
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -255,10 +266,10 @@ impl EventCounters {
     /// `Opened` event that `label` gives labels for (`None`: not watched).
     /// Closes are counted from destroy events, which cover UDP too.
     pub fn listen_handler(
-        self: &Arc<Self>,
+        &self,
         label: impl Fn(&ListenEvent) -> Option<OpenedLabels> + Send + 'static,
     ) -> impl FnMut(ListenEvent) + Send + 'static {
-        let counters = Arc::clone(self);
+        let counters = self.clone();
         move |event: ListenEvent| {
             if event.transition == Transition::Opened
                 && let Some(labels) = label(&event)
@@ -271,10 +282,10 @@ impl EventCounters {
     /// A callback for [`super::DestroyReader::start`]: counts every destroy
     /// event that `label` gives labels for (`None`: not watched).
     pub fn destroy_handler(
-        self: &Arc<Self>,
+        &self,
         label: impl Fn(&DestroyEvent) -> Option<ClosedLabels> + Send + 'static,
     ) -> impl FnMut(DestroyEvent) + Send + 'static {
-        let counters = Arc::clone(self);
+        let counters = self.clone();
         move |event: DestroyEvent| {
             if let Some(labels) = label(&event) {
                 counters.count_closed(labels);
@@ -370,12 +381,13 @@ fn families(
 
 impl Collector for EventCounters {
     fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
+        self.shared.descs.iter().collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
         let lost: Vec<(CaptureSource, u64)> = {
             let readers = self
+                .shared
                 .lost
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -454,6 +466,33 @@ mod tests {
         assert!(text.contains("unassigned_port_event_capture_active{source=\"tracepoint\"} 1"));
         assert!(text.contains("unassigned_port_event_capture_active{source=\"destroy\"} 0"));
         assert!(text.contains("unassigned_port_event_capture_lost_total{source=\"tracepoint\"} 3"));
+    }
+
+    #[test]
+    fn listen_handler_counts_labelled_opens_only() {
+        use crate::events::listen::StreamProtocol;
+        let counters = EventCounters::new();
+        let mut handler = counters.listen_handler(|event: &ListenEvent| {
+            (event.port == 276).then(|| opened(event.port, "nc"))
+        });
+        let event = |port: u16, transition: Transition| ListenEvent {
+            transition,
+            protocol: StreamProtocol::Tcp,
+            address: std::net::Ipv4Addr::LOCALHOST.into(),
+            port,
+            pid: 1,
+            tid: 1,
+            process: None,
+            netns: None,
+            kernel_time: Duration::ZERO,
+        };
+        handler(event(276, Transition::Opened));
+        handler(event(276, Transition::Closed));
+        handler(event(8080, Transition::Opened));
+        let state = counters.lock();
+        assert_eq!(state.opened.series.len(), 1);
+        assert_eq!(state.opened.series[&opened(276, "nc")].count, 1);
+        assert!(state.closed.series.is_empty());
     }
 
     #[test]
