@@ -29,9 +29,11 @@
 //! `perf-event2` (0.7) samples tracepoints too but has no safe way to set a
 //! filter (only a raw ioctl on the fd, which would need `unsafe` here), and
 //! without the filter every connection on the host would wake us;
-//! `perf-event-open-sys` is raw bindings only. The price is the `futures`
-//! family (its async iterators, unused here): 11 small crates, no build
-//! script beyond the crate's own bindings patcher.
+//! `perf-event-open-sys` is raw bindings only. The price is 11 more small
+//! crates: the `futures` family (for its async iterators, unused here),
+//! `slab`, `arrayvec`, and `diffy` at build time (the crate patches its
+//! kernel bindings per version; feature `linux-4.1` is all we need, for the
+//! CLOCK_MONOTONIC sample clock).
 
 pub mod counters;
 pub mod destroy;
