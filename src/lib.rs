@@ -20,15 +20,20 @@
 //! - [`collector`]: one collection into a snapshot, and its metric families.
 //! - [`scrape`]: single-flight collection and text rendering.
 //! - [`sampler`]: optional background sampling between scrapes.
+//! - [`events`]: kernel listen and destroy events (zero-miss counting, Linux).
 //! - [`info_metrics`]: the `*_info` gauges and watched-port counts.
 //! - [`http`]: the hyper server (`/metrics`, landing page, `/healthz`).
 //! - [`web_config`], [`web_reload`]: TLS and basic auth, and their reloads.
+//! - [`auth`]: basic-auth checks under load (credential cache, bcrypt budget).
+//! - [`logging`]: logfmt and JSON log lines.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod cli;
 pub mod collector;
+#[cfg(target_os = "linux")]
+pub mod events;
 pub mod exporter;
 pub mod http;
 pub mod info_metrics;

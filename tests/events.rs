@@ -1,0 +1,427 @@
+//! Kernel events with real sockets: listen events from the
+//! `sock:inet_sock_set_state` tracepoint and close events from sock_diag's
+//! destroy groups, on the host and in fresh network namespaces.
+//!
+//! Needs root (perf tracepoints, unshare). Tests skip with a printed reason
+//! when not root or when the kernel offers no tracepoint capture; CI is root.
+//!
+//! Port 276 is shared with other tests on this machine, so each test counts
+//! only its own sockets: listen events by this thread's tid, destroy events
+//! by the socket cookies it recorded. A bind that finds 276 taken retries.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use unassigned_port_exporter::events::{
+    DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription, DestroyedProtocol,
+    ListenCapture, ListenEvent, StreamProtocol, Transition,
+};
+
+const PORT: u16 = 276;
+const MAX_PORT: u16 = 1023;
+/// How long events may take to arrive before a test gives up.
+const ARRIVAL_DEADLINE: Duration = Duration::from_secs(10);
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn tid() -> u32 {
+    rustix::thread::gettid().as_raw_nonzero().get() as u32
+}
+
+fn own_comm() -> String {
+    std::fs::read_to_string("/proc/self/comm")
+        .unwrap()
+        .trim_end()
+        .to_string()
+}
+
+fn thread_netns() -> u64 {
+    std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()
+}
+
+/// Retries `bind` while the port is taken (other agents use 276 too).
+fn bind_retrying<T>(mut bind: impl FnMut() -> io::Result<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match bind() {
+            Ok(socket) => return socket,
+            Err(err) if err.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(err) => panic!("bind on port {PORT} failed: {err}"),
+        }
+    }
+}
+
+/// Starts a capture that keeps this process's events, or says why not.
+fn capture() -> Option<(ListenCapture, Arc<Mutex<Vec<ListenEvent>>>)> {
+    if !is_root() {
+        println!("skipped: needs root for perf tracepoints");
+        return None;
+    }
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
+    let own_pid = std::process::id();
+    let started = ListenCapture::start(MAX_PORT, Path::new("/proc"), move |event| {
+        if event.pid == own_pid {
+            sink.lock().unwrap().push(event);
+        }
+    });
+    match started {
+        Ok(capture) => Some((capture, events)),
+        Err(reason) => {
+            println!("skipped: tracepoint capture unavailable: {reason}");
+            None
+        }
+    }
+}
+
+/// Waits until `done` holds for the collected items, or the deadline.
+fn wait_for<T: Clone>(items: &Mutex<Vec<T>>, done: impl Fn(&[T]) -> bool) -> Vec<T> {
+    let deadline = Instant::now() + ARRIVAL_DEADLINE;
+    loop {
+        let snapshot = items.lock().unwrap().clone();
+        if done(&snapshot) || Instant::now() > deadline {
+            return snapshot;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn twenty_tcp_listeners_alive_5ms_give_twenty_opened_events_with_pid_and_name() {
+    let Some((capture, events)) = capture() else {
+        return;
+    };
+    let me = tid();
+    for _ in 0..20 {
+        let listener = bind_retrying(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)));
+        std::thread::sleep(Duration::from_millis(5));
+        drop(listener);
+    }
+    let mine = |events: &[ListenEvent], transition: Transition| {
+        events
+            .iter()
+            .filter(|e| e.tid == me && e.port == PORT && e.transition == transition)
+            .count()
+    };
+    let seen = wait_for(&events, |events| {
+        mine(events, Transition::Opened) >= 20 && mine(events, Transition::Closed) >= 20
+    });
+    assert_eq!(mine(&seen, Transition::Opened), 20, "{seen:#?}");
+    assert_eq!(mine(&seen, Transition::Closed), 20);
+    let comm = own_comm();
+    for event in seen.iter().filter(|e| e.tid == me) {
+        assert_eq!(event.pid, std::process::id());
+        assert_eq!(event.protocol, StreamProtocol::Tcp);
+        assert_eq!(event.address, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(event.process.as_deref(), Some(comm.as_str()));
+        assert_eq!(event.netns, Some(thread_netns()));
+        assert!(event.kernel_time > Duration::ZERO);
+    }
+    assert_eq!(capture.lost_samples(), 0);
+}
+
+#[test]
+fn ports_above_the_bound_and_connections_never_reach_the_callback() {
+    let Some((_capture, events)) = capture() else {
+        return;
+    };
+    let me = tid();
+    // Above MAX_PORT: filtered in the kernel.
+    let high = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let high_port = high.local_addr().unwrap().port();
+    assert!(high_port > MAX_PORT);
+    // A connection to it, both ends on high ports: never LISTEN.
+    let client = std::net::TcpStream::connect(high.local_addr().unwrap()).unwrap();
+    let (server, _) = high.accept().unwrap();
+    drop((client, server, high));
+    // Then one watched listener, so we know the ring has been read past them.
+    let marker = bind_retrying(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)));
+    drop(marker);
+    let seen = wait_for(&events, |events| {
+        events
+            .iter()
+            .any(|e| e.tid == me && e.port == PORT && e.transition == Transition::Closed)
+    });
+    let mine: Vec<&ListenEvent> = seen.iter().filter(|e| e.tid == me).collect();
+    assert_eq!(mine.len(), 2, "{mine:#?}");
+    assert!(mine.iter().all(|e| e.port == PORT));
+}
+
+/// A reader with this process's destroy events, keyed as given.
+fn destroy_reader() -> (DestroyReader, Arc<Mutex<Vec<DestroyEvent>>>) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
+    let reader = DestroyReader::start(move |event| sink.lock().unwrap().push(event)).unwrap();
+    (reader, events)
+}
+
+fn cookie(socket: &impl std::os::fd::AsFd) -> u64 {
+    socket2::SockRef::from(socket).cookie().unwrap()
+}
+
+#[test]
+fn twenty_udp_sockets_alive_5ms_give_twenty_udp_destroy_events() {
+    if !is_root() {
+        println!("skipped: needs root to bind port {PORT}");
+        return;
+    }
+    let (reader, events) = destroy_reader();
+    reader
+        .add(
+            thread_netns(),
+            DestroySubscription::open(MAX_PORT, DestroyGroups::Udp).unwrap(),
+        )
+        .unwrap();
+    // Filtered out in the kernel: a port above the bound, a connected socket.
+    let mut unwanted = HashSet::new();
+    let high = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    unwanted.insert(cookie(&high));
+    drop(high);
+    let connected = bind_retrying(|| UdpSocket::bind((Ipv4Addr::LOCALHOST, PORT)));
+    connected.connect((Ipv4Addr::LOCALHOST, 9)).unwrap();
+    unwanted.insert(cookie(&connected));
+    drop(connected);
+
+    let mut wanted = HashSet::new();
+    for _ in 0..20 {
+        let socket = bind_retrying(|| UdpSocket::bind((Ipv4Addr::LOCALHOST, PORT)));
+        wanted.insert(cookie(&socket));
+        std::thread::sleep(Duration::from_millis(5));
+        drop(socket);
+    }
+    let seen = wait_for(&events, |events| {
+        events
+            .iter()
+            .filter(|e| wanted.contains(&e.socket.cookie))
+            .count()
+            >= 20
+    });
+    // Give anything that slipped through the filter time to arrive too.
+    std::thread::sleep(Duration::from_millis(200));
+    let seen_late = events.lock().unwrap().clone();
+    let mine: Vec<&DestroyEvent> = seen
+        .iter()
+        .filter(|e| wanted.contains(&e.socket.cookie))
+        .collect();
+    assert_eq!(mine.len(), 20, "{seen:#?}");
+    for event in mine {
+        assert_eq!(event.socket.protocol, DestroyedProtocol::Udp);
+        assert_eq!(event.socket.port, PORT);
+        assert_eq!(event.socket.peer_port, 0);
+        assert_eq!(event.socket.address, Ipv4Addr::LOCALHOST);
+        assert_eq!(event.netns, thread_netns());
+    }
+    assert!(
+        !seen_late
+            .iter()
+            .any(|e| unwanted.contains(&e.socket.cookie)),
+        "the filter let through a connected or high-port socket: {seen_late:#?}"
+    );
+    assert_eq!(
+        reader
+            .stats()
+            .overruns
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+/// What one namespace thread did.
+struct NamespaceRun {
+    tid: u32,
+    netns: u64,
+    udp_cookie: u64,
+}
+
+#[test]
+fn listeners_in_ten_fresh_namespaces_are_seen_with_pid_thread_and_namespace() {
+    let Some((_capture, events)) = capture() else {
+        return;
+    };
+    let (reader, destroyed) = destroy_reader();
+    let reader = Arc::new(reader);
+    let host_netns = thread_netns();
+    let mut runs = Vec::new();
+    for _ in 0..10 {
+        let (subscribed_tx, subscribed_rx) = mpsc::channel::<()>();
+        let reader = Arc::clone(&reader);
+        let thread = std::thread::spawn(move || -> NamespaceRun {
+            // Only this thread moves: the test's other threads stay put.
+            rustix::thread::unshare(rustix::thread::UnshareFlags::NEWNET).unwrap();
+            let netns = thread_netns();
+            reader
+                .add(
+                    netns,
+                    DestroySubscription::open(MAX_PORT, DestroyGroups::TcpAndUdp).unwrap(),
+                )
+                .unwrap();
+            drop(subscribed_tx);
+            // A fresh namespace: 276 is free, and lo is down, so bind ANY.
+            let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            drop(listener);
+            let udp = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT))).unwrap();
+            let udp_cookie = cookie(&udp);
+            std::thread::sleep(Duration::from_millis(20));
+            drop(udp);
+            NamespaceRun {
+                tid: tid(),
+                netns,
+                udp_cookie,
+            }
+        });
+        let _ = subscribed_rx.recv();
+        runs.push(thread.join().unwrap());
+    }
+    let tids: HashSet<u32> = runs.iter().map(|run| run.tid).collect();
+    let opened = |events: &[ListenEvent]| -> Vec<ListenEvent> {
+        events
+            .iter()
+            .filter(|e| tids.contains(&e.tid) && e.transition == Transition::Opened)
+            .cloned()
+            .collect()
+    };
+    let seen = opened(&wait_for(&events, |events| opened(events).len() >= 10));
+    assert_eq!(seen.len(), 10, "{seen:#?}");
+    for run in &runs {
+        let event = seen.iter().find(|e| e.tid == run.tid).unwrap();
+        assert_eq!(event.pid, std::process::id());
+        assert_eq!(event.port, PORT);
+        assert_eq!(
+            event.netns,
+            Some(run.netns),
+            "namespace of thread {}",
+            run.tid
+        );
+        assert_ne!(run.netns, host_netns);
+    }
+    let cookies: HashSet<u64> = runs.iter().map(|run| run.udp_cookie).collect();
+    let udp_seen = wait_for(&destroyed, |events| {
+        events
+            .iter()
+            .filter(|e| cookies.contains(&e.socket.cookie))
+            .count()
+            >= 10
+    });
+    for run in &runs {
+        let event = udp_seen
+            .iter()
+            .find(|e| e.socket.cookie == run.udp_cookie)
+            .unwrap_or_else(|| {
+                panic!("no UDP destroy from namespace {}: {udp_seen:#?}", run.netns)
+            });
+        assert_eq!(event.netns, run.netns);
+        assert_eq!(event.socket.protocol, DestroyedProtocol::Udp);
+        assert_eq!(event.socket.port, PORT);
+    }
+    // The TCP listener of each namespace was destroyed there too.
+    for run in &runs {
+        assert!(
+            udp_seen.iter().any(|e| e.netns == run.netns
+                && e.socket.protocol == DestroyedProtocol::Tcp
+                && e.socket.port == PORT),
+            "no TCP destroy from namespace {}",
+            run.netns
+        );
+    }
+    let mut subscribed = reader.namespaces();
+    subscribed.sort_unstable();
+    assert_eq!(subscribed.len(), 10);
+    for run in &runs {
+        assert!(reader.remove(run.netns));
+    }
+    assert!(reader.namespaces().is_empty());
+}
+
+#[test]
+fn real_events_raise_the_opened_and_closed_counters() {
+    use unassigned_port_exporter::events::{ClosedLabels, EventCounters, OpenedLabels};
+    if !is_root() {
+        println!("skipped: needs root for perf tracepoints");
+        return;
+    }
+    let counters = EventCounters::new();
+    let me = tid();
+    let on_listen = counters.listen_handler(move |event| {
+        (event.tid == me && event.port == PORT).then(|| OpenedLabels {
+            port: event.port,
+            protocol: event.protocol.as_str().to_string(),
+            process: event.process.clone().unwrap_or_default(),
+            netns: "host".to_string(),
+            expected: false,
+        })
+    });
+    let capture = match ListenCapture::start(MAX_PORT, Path::new("/proc"), on_listen) {
+        Ok(capture) => capture,
+        Err(reason) => {
+            println!("skipped: tracepoint capture unavailable: {reason}");
+            return;
+        }
+    };
+    let ours = Arc::new(Mutex::new(HashSet::new()));
+    let ours_in_reader = Arc::clone(&ours);
+    let reader = DestroyReader::start(counters.destroy_handler(move |event: &DestroyEvent| {
+        ours_in_reader
+            .lock()
+            .unwrap()
+            .contains(&event.socket.cookie)
+            .then(|| ClosedLabels {
+                port: event.socket.port,
+                protocol: event.socket.protocol.as_str().to_string(),
+                user: String::new(),
+                netns: "host".to_string(),
+                expected: false,
+            })
+    }))
+    .unwrap();
+    reader
+        .add(
+            thread_netns(),
+            DestroySubscription::open(MAX_PORT, DestroyGroups::Udp).unwrap(),
+        )
+        .unwrap();
+    for _ in 0..5 {
+        let listener = bind_retrying(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)));
+        let udp = bind_retrying(|| UdpSocket::bind((Ipv4Addr::LOCALHOST, PORT)));
+        ours.lock().unwrap().insert(cookie(&udp));
+        std::thread::sleep(Duration::from_millis(5));
+        drop((listener, udp));
+    }
+    let registry = prometheus::Registry::new();
+    registry.register(Box::new(counters.clone())).unwrap();
+    let opened = format!(
+        "unassigned_port_listener_opened_total{{expected=\"false\",netns=\"host\",port=\"{PORT}\",process=\"{}\",protocol=\"tcp\"}} 5",
+        own_comm()
+    );
+    let closed = format!(
+        "unassigned_port_listener_closed_total{{expected=\"false\",netns=\"host\",port=\"{PORT}\",protocol=\"udp\",user=\"\"}} 5"
+    );
+    let deadline = Instant::now() + ARRIVAL_DEADLINE;
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        let mut out = Vec::new();
+        prometheus::Encoder::encode(
+            &prometheus::TextEncoder::new(),
+            &registry.gather(),
+            &mut out,
+        )
+        .unwrap();
+        text = String::from_utf8(out).unwrap();
+        if text.contains(&opened) && text.contains(&closed) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(text.contains(&opened), "{text}");
+    assert!(text.contains(&closed), "{text}");
+    drop((capture, reader));
+}
