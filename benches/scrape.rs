@@ -261,9 +261,9 @@ fn run(plan: &Plan, smoke: bool) {
         unassigned_port_exporter::netns::discovery::discover(&root, own);
     });
     let mut remembered = unassigned_port_exporter::netns::Discovery::new(root.clone(), own);
-    remembered.namespaces();
+    remembered.namespaces(&[]);
     let discovery = time(plan.netlink_rounds, || {
-        remembered.namespaces();
+        remembered.namespaces(&[]);
     });
     for _ in 0..plan.rss_scrapes {
         exporter.scrape();

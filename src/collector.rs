@@ -11,7 +11,7 @@ use crate::netns::Mode;
 use crate::owners::{Owner, OwnerFaults, OwnerResolver, ProcessDescriber, Wanted};
 use crate::proc_root::ProcRoot;
 use crate::registry::Transport;
-use crate::sockets::{Collected, Listener, Opened, SocketSource};
+use crate::sockets::{Collected, KernelEvents, Listener, Opened, SocketSource};
 use crate::watch::WatchSet;
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
@@ -155,6 +155,8 @@ pub struct ListenerCollector {
     errors: IntCounterVec,
     /// Set once we have said that owners are hidden, so the log says it once.
     warned_denied: AtomicBool,
+    /// Recent listen() callers from kernel events: searched first for owners.
+    kernel_events: Option<Arc<KernelEvents>>,
 }
 
 impl ListenerCollector {
@@ -177,6 +179,7 @@ impl ListenerCollector {
             proc_root,
             errors,
             warned_denied: AtomicBool::new(false),
+            kernel_events: opened.kernel_events,
         }
     }
 
@@ -281,7 +284,18 @@ impl ListenerCollector {
                 uid: l.uid,
             })
             .collect();
-        let found = owners.resolver.find_pids(&wanted, faults);
+        let likely: Vec<u32> = self
+            .kernel_events
+            .as_ref()
+            .map(|events| {
+                events
+                    .recent_listeners()
+                    .into_iter()
+                    .map(|(pid, _)| pid)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let found = owners.resolver.find_pids(&wanted, &likely, faults);
         // Lowest pid first, like the fd search (see owners/mod.rs).
         let pids: Vec<Option<u32>> = listeners
             .iter()

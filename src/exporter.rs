@@ -55,6 +55,8 @@ pub struct Extras {
     pub process_metrics: bool,
     /// `--collector.sample-interval`.
     pub sample_interval: Option<Duration>,
+    /// Kernel listen and destroy events (Linux, netlink backend).
+    pub kernel_events: bool,
 }
 
 /// Everything a scrape needs, built and checked.
@@ -66,6 +68,9 @@ pub struct Exporter {
     pub metrics: prometheus::Registry,
     /// `--web.config.file` as loaded now; swapped whole on reload.
     pub web_config: Arc<RwLock<Arc<ActiveWebConfig>>>,
+    /// The kernel event sources, kept running while the exporter lives.
+    #[cfg(target_os = "linux")]
+    _events: Option<crate::events::live::LiveEvents>,
 }
 
 impl Exporter {
@@ -86,6 +91,7 @@ impl Exporter {
         let extras = Extras {
             process_metrics: true,
             sample_interval: flags.sample_interval,
+            kernel_events: true,
         };
         let mut exporter = Exporter::from_parts(watch, opened, proc_root, extras)?;
         exporter.web_config = Arc::new(RwLock::new(Arc::new(web_config)));
@@ -100,10 +106,24 @@ impl Exporter {
         proc_root: ProcRoot,
         extras: Extras,
     ) -> Result<Exporter, Failure> {
-        let collector = Arc::new(ListenerCollector::new(watch, opened, proc_root));
         let metrics = prometheus::Registry::new();
         let internal =
             |err: prometheus::Error| Failure::bad_input(format!("metric setup failed: {err}"));
+        #[cfg(target_os = "linux")]
+        let events = if extras.kernel_events {
+            let live = crate::events::live::LiveEvents::start(
+                Arc::clone(&watch),
+                &proc_root,
+                opened.kernel_events.clone(),
+            );
+            metrics
+                .register(Box::new(live.counters.clone()))
+                .map_err(internal)?;
+            Some(live)
+        } else {
+            None
+        };
+        let collector = Arc::new(ListenerCollector::new(watch, opened, proc_root));
         info_metrics::register(&metrics, &collector).map_err(internal)?;
         if let Some(interval) = extras.sample_interval {
             let sampler = sampler::Sampler::start(Arc::clone(&collector), interval);
@@ -120,6 +140,8 @@ impl Exporter {
         Ok(Exporter {
             scraper: Scraper::new(collector, metrics.clone()),
             metrics,
+            #[cfg(target_os = "linux")]
+            _events: events,
             web_config: Arc::new(RwLock::new(Arc::new(ActiveWebConfig::plain()))),
         })
     }

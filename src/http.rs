@@ -78,8 +78,8 @@ impl App {
         max_requests: usize,
         web_config: Arc<RwLock<Arc<ActiveWebConfig>>>,
     ) -> Result<App, String> {
-        let counters = HttpCounters::register(metrics)
-            .map_err(|err| format!("metric setup failed: {err}"))?;
+        let counters =
+            HttpCounters::register(metrics).map_err(|err| format!("metric setup failed: {err}"))?;
         let bcrypt = BcryptBudget::for_this_machine()
             .map_err(|err| format!("cannot start the bcrypt threads: {err}"))?;
         Ok(App {

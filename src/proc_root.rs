@@ -143,6 +143,23 @@ impl ProcRoot {
         namespace_link(&self.pid_path(pid, "ns/net"))
     }
 
+    /// The network namespace of one thread (a thread may `unshare` alone).
+    pub fn thread_net_namespace(&self, pid: u32, tid: u32) -> Option<u64> {
+        namespace_link(&self.pid_path(pid, &format!("task/{tid}/ns/net")))
+    }
+
+    /// The thread ids of a process, ascending.
+    pub fn threads(&self, pid: u32) -> Vec<u32> {
+        let Ok(entries) = std::fs::read_dir(self.pid_path(pid, "task")) else {
+            return Vec::new();
+        };
+        let mut tids: Vec<u32> = entries
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        tids.sort_unstable();
+        tids
+    }
+
     /// The exporter's own network namespace.
     pub fn own_net_namespace(&self) -> io::Result<u64> {
         let path = self.self_path("ns/net");

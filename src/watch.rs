@@ -218,13 +218,26 @@ impl WatchSet {
     fn bits(&self, transport: Transport) -> Option<&PortBits> {
         match transport {
             Transport::Tcp => Some(&self.tcp),
-            Transport::Udp => Some(&self.udp),
+            Transport::Udp | Transport::UdpLite => Some(&self.udp),
             Transport::Sctp => Some(&self.sctp),
         }
     }
 
     pub fn is_watched(&self, transport: Transport, port: u16) -> bool {
         self.bits(transport).is_some_and(|bits| bits.contains(port))
+    }
+
+    /// The highest watched port of any transport: kernel event filters pass
+    /// ports up to it.
+    pub fn max_watched_port(&self) -> u16 {
+        (0..=u16::MAX)
+            .rev()
+            .find(|&port| {
+                [&self.tcp, &self.udp, &self.sctp]
+                    .iter()
+                    .any(|b| b.contains(port))
+            })
+            .unwrap_or(0)
     }
 
     /// Number of watched ports for a transport (the `watched_ports` gauge).

@@ -106,7 +106,7 @@ fn fixture_exporter() -> Exporter {
         source: Box::new(FixedTable),
         fallback_reason: None,
         netns_mode: Mode::All,
-        listen_changes: None,
+        kernel_events: None,
     };
     let root = ProcRoot::new(fixtures().join("proc"), fixtures().join("netns"));
     Exporter::from_parts(watch, opened, root, Extras::default())

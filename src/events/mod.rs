@@ -16,7 +16,8 @@
 //!   CAP_SYS_ADMIN). UDP-Lite is never broadcast; the messages carry no uid.
 //!
 //! [`counters`] turns both into Prometheus counters with bounded memory;
-//! [`tracefs`] finds tracefs and reads a tracepoint's record layout.
+//! [`tracefs`] finds tracefs and reads a tracepoint's record layout;
+//! [`live`] runs both in the exporter and labels their events.
 //!
 //! ## Why the `perf-event-open` crate
 //!
@@ -38,6 +39,7 @@
 pub mod counters;
 pub mod destroy;
 pub mod listen;
+pub mod live;
 pub mod tracefs;
 
 pub use counters::{CaptureSource, ClosedLabels, EventCounters, OpenedLabels};

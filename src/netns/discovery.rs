@@ -11,8 +11,12 @@
 //! container's first process is a new pid, so its namespace is found at the
 //! next collection. An existing process that moves itself into a new
 //! namespace (`unshare`, `setns`) is caught by a full re-read every
-//! [`FULL_REREAD_INTERVAL`], and named namespaces by their mount, which is
-//! checked every time.
+//! [`FULL_REREAD_INTERVAL`], which also reads every thread's link (a thread
+//! may `unshare` alone), and named namespaces by their mount, which is
+//! checked every time. Between full re-reads, the kernel's listen events
+//! name the threads that just called `listen()` ([`Discovery::namespaces`]'s
+//! `hints`): their namespaces are read at once, and those threads are
+//! re-checked at every collection while they live.
 
 use crate::proc_root::ProcRoot;
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +42,9 @@ pub struct Discovery {
     namespace_of: HashMap<u32, u64>,
     /// When every link was last read afresh.
     last_full_read: Option<Instant>,
+    /// (pid, tid) -> namespace of threads whose namespace differs from
+    /// their process's: found by the full re-read or named by listen events.
+    thread_namespaces: HashMap<(u32, u32), u64>,
 }
 
 impl Discovery {
@@ -47,20 +54,26 @@ impl Discovery {
             own,
             namespace_of: HashMap::new(),
             last_full_read: None,
+            thread_namespaces: HashMap::new(),
         }
     }
 
     /// Every network namespace except the exporter's own, once each, in
-    /// inode order.
-    pub fn namespaces(&mut self) -> Vec<Namespace> {
-        if self
+    /// inode order. `hints` are (pid, tid) of threads that just called
+    /// `listen()`: their namespaces are looked at now.
+    pub fn namespaces(&mut self, hints: &[(u32, u32)]) -> Vec<Namespace> {
+        let full = self
             .last_full_read
-            .is_none_or(|at| at.elapsed() >= FULL_REREAD_INTERVAL)
-        {
+            .is_none_or(|at| at.elapsed() >= FULL_REREAD_INTERVAL);
+        if full {
             self.namespace_of.clear();
             self.last_full_read = Some(Instant::now());
         }
         self.refresh_pids();
+        if full {
+            self.read_all_threads();
+        }
+        self.refresh_threads(hints);
         let mut found: BTreeMap<u64, PathBuf> =
             self.proc_root.named_namespaces().into_iter().collect();
         // The lowest pid of each namespace opens it.
@@ -74,11 +87,53 @@ impl Discovery {
                 .entry(inode)
                 .or_insert_with(|| self.proc_root.pid_path(pid, "ns/net"));
         }
+        for (&(pid, tid), &inode) in &self.thread_namespaces {
+            found
+                .entry(inode)
+                .or_insert_with(|| self.proc_root.pid_path(pid, &format!("task/{tid}/ns/net")));
+        }
         found.remove(&self.own);
         found
             .into_iter()
             .map(|(inode, path)| Namespace { inode, path })
             .collect()
+    }
+
+    /// Reads every thread's link, keeping threads not in their process's
+    /// namespace (the full re-read; a few ms on a busy host).
+    fn read_all_threads(&mut self) {
+        self.thread_namespaces.clear();
+        for (&pid, &process_namespace) in &self.namespace_of {
+            for tid in self.proc_root.threads(pid) {
+                if tid == pid {
+                    continue;
+                }
+                if let Some(inode) = self.proc_root.thread_net_namespace(pid, tid)
+                    && inode != process_namespace
+                {
+                    self.thread_namespaces.insert((pid, tid), inode);
+                }
+            }
+        }
+    }
+
+    /// Adds the hinted threads and re-reads every remembered thread's link
+    /// (a thread that exited or went back is forgotten).
+    fn refresh_threads(&mut self, hints: &[(u32, u32)]) {
+        for &hint in hints {
+            self.thread_namespaces.entry(hint).or_insert(0);
+        }
+        let proc_root = &self.proc_root;
+        let namespace_of = &self.namespace_of;
+        self.thread_namespaces.retain(|&(pid, tid), inode| {
+            match proc_root.thread_net_namespace(pid, tid) {
+                Some(now) if Some(&now) != namespace_of.get(&pid) => {
+                    *inode = now;
+                    true
+                }
+                _ => false,
+            }
+        });
     }
 
     /// Reads the namespace link of every pid not seen before; forgets pids
@@ -98,7 +153,7 @@ impl Discovery {
 
 /// Every network namespace except `own`, read afresh (no memory).
 pub fn discover(proc_root: &ProcRoot, own: u64) -> Vec<Namespace> {
-    Discovery::new(proc_root.clone(), own).namespaces()
+    Discovery::new(proc_root.clone(), own).namespaces(&[])
 }
 
 #[cfg(test)]
@@ -110,9 +165,9 @@ mod tests {
         let root = ProcRoot::default();
         let own = root.own_net_namespace().unwrap();
         let mut discovery = Discovery::new(root.clone(), own);
-        let first = discovery.namespaces();
+        let first = discovery.namespaces(&[]);
         let inodes = |list: &[Namespace]| list.iter().map(|ns| ns.inode).collect::<Vec<_>>();
-        assert_eq!(inodes(&discovery.namespaces()), inodes(&first));
+        assert_eq!(inodes(&discovery.namespaces(&[])), inodes(&first));
         assert_eq!(inodes(&discover(&root, own)), inodes(&first));
     }
 

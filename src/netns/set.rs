@@ -76,24 +76,41 @@ impl<T: Send + 'static> NamespaceSet<T> {
         }
     }
 
-    /// Handles held now (one descriptor each, for the caller's `T`).
+    /// Changes the descriptor budget (the caller's handles may cost more
+    /// than one descriptor each).
+    pub fn set_max_open(&mut self, max_open: usize) {
+        self.max_open = max_open;
+    }
+
+    /// Handles held now.
     pub fn held(&self) -> usize {
         self.open.len()
     }
 
-    /// Discovers the namespaces, drops handles of vanished ones, opens
-    /// handles in new ones with `open` (run on a thread inside the
-    /// namespace) within the budget, and reads every namespace with `visit`.
-    /// A failed `visit` drops its handle; the next collection reopens it.
-    pub fn collect<R, O, V>(&mut self, open: O, visit: V) -> Outcome<R>
+    /// Discovers the namespaces (`hints`: see [`Discovery::namespaces`]),
+    /// drops handles of vanished ones unless `keep` says the handle still
+    /// matters (a namespace that only a listening socket holds is found by no
+    /// process, but our handle still reaches it), opens handles in new ones
+    /// with `open` (run on a thread inside the namespace, given its inode)
+    /// within the budget, and reads every namespace with `visit`. A failed
+    /// `visit` drops its handle; the next collection reopens it.
+    pub fn collect<R, O, V, K>(
+        &mut self,
+        hints: &[(u32, u32)],
+        open: O,
+        visit: V,
+        keep: K,
+    ) -> Outcome<R>
     where
         R: Send,
-        O: Fn() -> Result<T, String> + Clone + Send + 'static,
+        O: Fn(u64) -> Result<T, String> + Clone + Send + 'static,
         V: Fn(&mut T) -> Result<R, String> + Sync,
+        K: Fn(&T) -> bool,
     {
-        let found = self.discovery.namespaces();
+        let found = self.discovery.namespaces(hints);
         let live: HashSet<u64> = found.iter().map(|ns| ns.inode).collect();
-        self.open.retain(|inode, _| live.contains(inode));
+        self.open
+            .retain(|inode, held| live.contains(inode) || keep(&held.handle));
         self.expire_some();
         let mut failures: Vec<String> = Vec::new();
         let on_demand = self.open_new(&found, &open, &mut failures);
@@ -151,7 +168,7 @@ impl<T: Send + 'static> NamespaceSet<T> {
         failures: &mut Vec<String>,
     ) -> Vec<&'a Namespace>
     where
-        O: Fn() -> Result<T, String> + Clone + Send + 'static,
+        O: Fn(u64) -> Result<T, String> + Clone + Send + 'static,
     {
         let mut on_demand = Vec::new();
         for namespace in found {
@@ -247,9 +264,10 @@ impl<T: Send + 'static> NamespaceSet<T> {
 fn enter_and_open<T, O>(namespace: &Namespace, open: O) -> Result<T, String>
 where
     T: Send + 'static,
-    O: Fn() -> Result<T, String> + Send + 'static,
+    O: Fn(u64) -> Result<T, String> + Send + 'static,
 {
-    let opened = enter::run_in(&namespace.path, open).map_err(|err| {
+    let inode = namespace.inode;
+    let opened = enter::run_in(&namespace.path, move || open(inode)).map_err(|err| {
         tracing::debug!(path = %namespace.path.display(), error = %err, "cannot enter a network namespace");
         format!("cannot enter the namespace: {err}")
     })?;

@@ -83,7 +83,14 @@ impl OwnerResolver {
 
     /// Finds the pid holding each wanted inode (the lowest one, see the
     /// module doc). Inodes that cannot be placed are absent from the answer.
-    pub fn find_pids(&mut self, wanted: &[Wanted], faults: &mut OwnerFaults) -> HashMap<u64, u32> {
+    /// `likely` are pids to search first (processes that just called
+    /// `listen()`, from kernel events).
+    pub fn find_pids(
+        &mut self,
+        wanted: &[Wanted],
+        likely: &[u32],
+        faults: &mut OwnerFaults,
+    ) -> HashMap<u64, u32> {
         let now = Instant::now();
         let (mut found, missing) = self.check_remembered(wanted, now);
         if !missing.is_empty() {
@@ -92,7 +99,7 @@ impl OwnerResolver {
                 .filter(|socket| missing.contains(&socket.inode))
                 .map(|socket| socket.uid)
                 .collect();
-            for (inode, place) in self.walk(&missing, &uids, faults) {
+            for (inode, place) in self.walk(&missing, &uids, likely, faults) {
                 self.places.insert(inode, place);
                 found.insert(inode, place.0);
             }
@@ -161,20 +168,24 @@ impl OwnerResolver {
         }
     }
 
-    /// Searches /proc for the missing inodes: first the processes running as
-    /// one of `uids`, then the rest, stopping once all are found.
+    /// Searches /proc for the missing inodes: first the `likely` pids, then
+    /// the processes running as one of `uids`, then the rest, stopping once
+    /// all are found.
     fn walk(
         &self,
         missing: &HashSet<u64>,
         uids: &HashSet<u32>,
+        likely: &[u32],
         faults: &mut OwnerFaults,
     ) -> HashMap<u64, (u32, u32)> {
         let mut places = HashMap::new();
         let Ok(mut pids) = self.proc_root.pids_with_uid() else {
             return places;
         };
-        // Same-uid processes first, each group in ascending pid order.
-        pids.sort_by_key(|&(pid, uid)| (!uids.contains(&uid), pid));
+        // Likely pids, then same-uid processes, each group in ascending pid
+        // order (a likely pid is a thread group leader that called listen();
+        // a pre-fork master still sorts first among same-uid holders).
+        pids.sort_by_key(|&(pid, uid)| (!likely.contains(&pid), !uids.contains(&uid), pid));
         for (pid, _) in pids {
             match self.proc_root.socket_fds(pid) {
                 Ok(sockets) => {
@@ -217,12 +228,12 @@ mod tests {
             uid: rustix::process::geteuid().as_raw(),
         }];
         assert_eq!(
-            resolver.find_pids(&wanted, &mut faults).get(&inode),
+            resolver.find_pids(&wanted, &[], &mut faults).get(&inode),
             Some(&me)
         );
         assert_eq!(resolver.places.get(&inode).map(|p| p.0), Some(me));
         assert_eq!(
-            resolver.find_pids(&wanted, &mut faults).get(&inode),
+            resolver.find_pids(&wanted, &[], &mut faults).get(&inode),
             Some(&me)
         );
         assert_eq!(faults.unfound, 0);
@@ -236,12 +247,12 @@ mod tests {
             inode: u64::MAX,
             uid: 0,
         }];
-        assert!(resolver.find_pids(&wanted, &mut faults).is_empty());
+        assert!(resolver.find_pids(&wanted, &[], &mut faults).is_empty());
         assert_eq!(faults.unfound, 1);
         let first = resolver.unfound[&u64::MAX];
         assert_eq!(first.wait, FIRST_RETRY);
         // Searching again before the wait is over does not walk or move it.
-        resolver.find_pids(&wanted, &mut faults);
+        resolver.find_pids(&wanted, &[], &mut faults);
         assert_eq!(resolver.unfound[&u64::MAX].next_try, first.next_try);
         assert_eq!(faults.unfound, 2);
     }

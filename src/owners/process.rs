@@ -113,7 +113,7 @@ impl ProcessDescriber {
 
     /// The user's name, or the numeric uid when no passwd entry has it (a
     /// container's users are often unknown to the host).
-    fn user_name(&mut self, uid: u32) -> String {
+    pub fn user_name(&mut self, uid: u32) -> String {
         let lookup = |users: &Option<Users>| {
             users
                 .as_ref()?

@@ -26,9 +26,13 @@ pub enum Transport {
     Tcp,
     Udp,
     Sctp,
+    /// UDP-Lite (RFC 3828): IANA registers no ports for it; it shares UDP's
+    /// port numbers, so UDP's registry entries and watch set apply.
+    UdpLite,
 }
 
 impl Transport {
+    /// The transports IANA's registry lists (UDP-Lite is not one).
     pub const ALL: [Transport; 3] = [Transport::Tcp, Transport::Udp, Transport::Sctp];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +40,15 @@ impl Transport {
             Transport::Tcp => "tcp",
             Transport::Udp => "udp",
             Transport::Sctp => "sctp",
+            Transport::UdpLite => "udplite",
+        }
+    }
+
+    /// The transport whose registry entries apply to this one.
+    pub fn registered_as(self) -> Transport {
+        match self {
+            Transport::UdpLite => Transport::Udp,
+            other => other,
         }
     }
 
@@ -46,7 +59,7 @@ impl Transport {
     }
 
     fn index(self) -> usize {
-        self as usize
+        self.registered_as() as usize
     }
 }
 

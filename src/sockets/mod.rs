@@ -57,20 +57,43 @@ impl fmt::Display for SourceError {
 
 impl std::error::Error for SourceError {}
 
-/// What the kernel's listen events tell the socket source: a generation
-/// that moves whenever a socket on a watched port starts or stops listening
-/// anywhere on the host, in any namespace, or when events were lost. While
-/// it stands still, no namespace's TCP listeners have changed, so the netlink
-/// source reuses what it last read instead of dumping every namespace again.
-/// Without a running capture there is no generation, and every collection
-/// dumps.
-#[derive(Debug, Default)]
-pub struct ListenChanges {
+/// What the kernel event sources (`crate::events`) share with the socket
+/// source and the owner search, so a scrape benefits from what the events
+/// already saw:
+///
+/// - a generation that moves whenever a socket on a watched port starts or
+///   stops listening anywhere on the host, in any namespace, or when events
+///   were lost. While it stands still, no namespace's TCP listeners have
+///   changed, so the netlink source reuses what it last read instead of
+///   dumping every namespace again. Without a running capture there is no
+///   generation, and every collection dumps;
+/// - threads that just called `listen()`: namespace discovery reads their
+///   thread's namespace at once (a thread may have unshared alone), and the
+///   owner search looks at their process first;
+/// - the destroy-event reader, which each namespace channel joins (Linux).
+#[derive(Default)]
+pub struct KernelEvents {
     generation: AtomicU64,
     watching: AtomicBool,
+    /// (pid, tid) of recent listen() calls, newest last, bounded.
+    recent_listeners: std::sync::Mutex<std::collections::VecDeque<(u32, u32)>>,
+    /// Where namespace channels register their UDP destroy subscriptions.
+    #[cfg(target_os = "linux")]
+    pub destroy: std::sync::OnceLock<DestroyLink>,
 }
 
-impl ListenChanges {
+/// The destroy-event reader and how to subscribe, set once at start.
+#[cfg(target_os = "linux")]
+pub struct DestroyLink {
+    pub reader: std::sync::Arc<crate::events::DestroyReader>,
+    pub groups: crate::events::DestroyGroups,
+    pub max_port: u16,
+}
+
+/// How many recent listen() callers are remembered.
+const RECENT_LISTENERS: usize = 64;
+
+impl KernelEvents {
     /// A transition into or out of LISTEN was seen (or events were lost).
     pub fn changed(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
@@ -87,6 +110,27 @@ impl ListenChanges {
         self.watching
             .load(Ordering::SeqCst)
             .then(|| self.generation.load(Ordering::SeqCst))
+    }
+
+    /// A thread called listen() on a watched port.
+    pub fn note_listener(&self, pid: u32, tid: u32) {
+        let mut recent = self
+            .recent_listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT_LISTENERS {
+            recent.pop_front();
+        }
+        recent.push_back((pid, tid));
+    }
+
+    /// Recent listen() callers, newest first.
+    pub fn recent_listeners(&self) -> Vec<(u32, u32)> {
+        let recent = self
+            .recent_listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        recent.iter().rev().copied().collect()
     }
 }
 
@@ -151,7 +195,7 @@ pub struct Opened {
     pub netns_mode: Mode,
     /// Where kernel listen events tell the source that TCP listeners
     /// changed (netlink only).
-    pub listen_changes: Option<std::sync::Arc<ListenChanges>>,
+    pub kernel_events: Option<std::sync::Arc<KernelEvents>>,
 }
 
 /// Opens the requested backend and decides `--collector.netns` for it.
@@ -171,7 +215,7 @@ pub fn open(
         source.name(),
         proc_root,
     )?;
-    let listen_changes = source.listen_changes();
+    let kernel_events = source.kernel_events();
     let source = match netns_mode {
         Mode::All => read_all_namespaces(source, proc_root),
         Mode::Host => source.into_dyn(),
@@ -180,7 +224,7 @@ pub fn open(
         source,
         fallback_reason,
         netns_mode,
-        listen_changes,
+        kernel_events,
     })
 }
 
@@ -200,10 +244,10 @@ impl Chosen {
         }
     }
 
-    fn listen_changes(&self) -> Option<std::sync::Arc<ListenChanges>> {
+    fn kernel_events(&self) -> Option<std::sync::Arc<KernelEvents>> {
         match self {
             #[cfg(target_os = "linux")]
-            Chosen::Netlink(source) => Some(source.listen_changes()),
+            Chosen::Netlink(source) => Some(source.kernel_events()),
             Chosen::Netstat2(_) => None,
         }
     }

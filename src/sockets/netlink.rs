@@ -1,6 +1,6 @@
 //! Linux socket source on NETLINK_SOCK_DIAG: the kernel lists only what we ask.
 //!
-//! Each collection sends three dump requests per namespace. TCP asks for
+//! Each collection sends five dump requests per namespace. TCP asks for
 //! `idiag_states = LISTEN` alone, which makes the kernel walk only its
 //! listening hash and skip the established table entirely: this is why the
 //! cost does not grow with the host's connections. It asks with the older
@@ -8,7 +8,8 @@
 //! of the listening hash returns IPv4 and IPv6 listeners together (the
 //! `SOCK_DIAG_BY_FAMILY` request needs one walk per family). UDP has no such
 //! request: it is asked twice (IPv4, IPv6) for sockets in the CLOSE state,
-//! which for UDP means bound and unconnected. On a dense container host
+//! which for UDP means bound and unconnected, and UDP-Lite likewise (its own
+//! table; `lsof` and `/proc/net/udplite` show it, the UDP dumps do not). On a dense container host
 //! these walks of the kernel's hash tables are the whole cost of a
 //! namespace, so saving one in four matters.
 //!
@@ -27,7 +28,7 @@
 //! room (`crate::netns::NamespaceSet`) until the namespace disappears. SCTP
 //! listeners are asked for when the kernel has sctp_diag (probed at start).
 
-use super::{Collected, ListenChanges, Listener, SocketSource, SourceError};
+use super::{Collected, KernelEvents, Listener, SocketSource, SourceError};
 use crate::netns::{Discovery, NamespaceSet};
 use crate::proc_root::{ProcRoot, parse_sysctl_integer};
 use crate::registry::Transport;
@@ -209,6 +210,7 @@ fn build_request(seq: u32, query: Query) -> ([u8; MAX_REQUEST], usize) {
                 Transport::Tcp => libc::IPPROTO_TCP,
                 Transport::Udp => libc::IPPROTO_UDP,
                 Transport::Sctp => libc::IPPROTO_SCTP,
+                Transport::UdpLite => libc::IPPROTO_UDPLITE,
             } as u8;
             request[16] = family.raw();
             request[17] = protocol;
@@ -259,20 +261,22 @@ impl Channel {
         self.socket
             .send(&request[..length], 0)
             .map_err(|err| SourceError(format!("sock_diag request failed: {err}")))?;
-        RECEIVE.with_borrow_mut(|buffer| loop {
-            let mut window = &mut buffer[..];
-            let received = self
-                .socket
-                .recv(&mut window, 0)
-                .map_err(|err| SourceError(format!("sock_diag receive failed: {err}")))?;
-            let received = received.min(buffer.len());
-            match parse_messages(&buffer[..received], &mut *visit) {
-                Ok(Progress::Done) => return Ok(()),
-                Ok(Progress::More) if received > 0 => {}
-                Ok(Progress::More) => {
-                    return Err(SourceError("sock_diag dump ended early".to_string()));
+        RECEIVE.with_borrow_mut(|buffer| {
+            loop {
+                let mut window = &mut buffer[..];
+                let received = self
+                    .socket
+                    .recv(&mut window, 0)
+                    .map_err(|err| SourceError(format!("sock_diag receive failed: {err}")))?;
+                let received = received.min(buffer.len());
+                match parse_messages(&buffer[..received], &mut *visit) {
+                    Ok(Progress::Done) => return Ok(()),
+                    Ok(Progress::More) if received > 0 => {}
+                    Ok(Progress::More) => {
+                        return Err(SourceError("sock_diag dump ended early".to_string()));
+                    }
+                    Err(err) => return Err(SourceError(err)),
                 }
-                Err(err) => return Err(SourceError(err)),
             }
         })
     }
@@ -285,6 +289,12 @@ impl Channel {
 struct ForeignNamespace {
     channel: Channel,
     unprivileged_port_start: Option<i64>,
+    /// The UDP destroy subscription registered for this namespace (a second
+    /// descriptor), removed from the reader when the handle is dropped.
+    destroy: Option<(Arc<crate::events::DestroyReader>, u64)>,
+    /// Listeners the last read found: a namespace no process names any more
+    /// is kept while its sockets still listen.
+    last_found: usize,
     /// TCP listeners and the listen-event generation they were read at.
     tcp: Option<(u64, Vec<Listener>)>,
     /// UDP sockets as last read, and when.
@@ -340,7 +350,7 @@ impl ForeignNamespace {
                         self.tcp = generation.map(|now| (now, found));
                     }
                 },
-                Transport::Udp => match &self.udp {
+                Transport::Udp | Transport::UdpLite => match &self.udp {
                     Some((read_at, cached)) if !udp_due => {
                         if udp_reused_since.is_none() {
                             listeners.extend_from_slice(cached);
@@ -356,6 +366,7 @@ impl ForeignNamespace {
             listeners.extend_from_slice(&fresh_udp);
             self.udp = Some((Instant::now(), fresh_udp));
         }
+        self.last_found = listeners.len();
         Ok(Visited {
             listeners,
             unprivileged_port_start: self.unprivileged_port_start,
@@ -365,20 +376,37 @@ impl ForeignNamespace {
 }
 
 impl ForeignNamespace {
-    /// Runs inside the namespace (see `NamespaceSet::collect`).
-    fn open(procfs: &Path) -> Result<ForeignNamespace, String> {
+    /// Runs inside the namespace `inode` (see `NamespaceSet::collect`): the
+    /// channel, the sysctl, and the destroy subscription when events run.
+    fn open(procfs: &Path, inode: u64, events: &KernelEvents) -> Result<ForeignNamespace, String> {
         let channel = Channel::open().map_err(|err| err.0)?;
         // /proc/sys/net shows the namespace of whoever opens the file.
         let sysctl = std::fs::read(procfs.join("sys/net/ipv4/ip_unprivileged_port_start"))
             .ok()
             .and_then(|bytes| parse_sysctl_integer(&bytes));
+        let destroy = events.destroy.get().and_then(|link| {
+            let subscription =
+                crate::events::DestroySubscription::open(link.max_port, link.groups).ok()?;
+            link.reader.add(inode, subscription).ok()?;
+            Some((Arc::clone(&link.reader), inode))
+        });
         Ok(ForeignNamespace {
             channel,
             unprivileged_port_start: sysctl,
+            destroy,
+            last_found: 0,
             tcp: None,
             udp: None,
             udp_turn: OPENED.fetch_add(1, Ordering::Relaxed) % UDP_TURNS,
         })
+    }
+}
+
+impl Drop for ForeignNamespace {
+    fn drop(&mut self) {
+        if let Some((reader, inode)) = self.destroy.take() {
+            reader.remove(inode);
+        }
     }
 }
 
@@ -409,7 +437,7 @@ pub struct SockDiagSource {
     procfs: PathBuf,
     /// Moves when a listen event is seen; lets unchanged namespaces skip
     /// their TCP dump.
-    changes: Arc<ListenChanges>,
+    changes: Arc<KernelEvents>,
 }
 
 impl SockDiagSource {
@@ -437,7 +465,7 @@ impl SockDiagSource {
             others: None,
             sctp,
             procfs: PathBuf::from("/proc"),
-            changes: Arc::new(ListenChanges::default()),
+            changes: Arc::new(KernelEvents::default()),
         })
     }
 
@@ -450,8 +478,8 @@ impl SockDiagSource {
         self
     }
 
-    /// The generation the kernel listen events move (see [`ListenChanges`]).
-    pub fn listen_changes(&self) -> Arc<ListenChanges> {
+    /// The generation the kernel listen events move (see [`KernelEvents`]).
+    pub fn kernel_events(&self) -> Arc<KernelEvents> {
         Arc::clone(&self.changes)
     }
 
@@ -465,6 +493,8 @@ impl SockDiagSource {
             Query::TcpListeners,
             by_family(Family::V4, Transport::Udp, TCP_CLOSE),
             by_family(Family::V6, Transport::Udp, TCP_CLOSE),
+            by_family(Family::V4, Transport::UdpLite, TCP_CLOSE),
+            by_family(Family::V6, Transport::UdpLite, TCP_CLOSE),
         ];
         if self.sctp {
             queries.push(by_family(Family::V4, Transport::Sctp, TCP_LISTEN));
@@ -504,13 +534,24 @@ impl SockDiagSource {
         // collection dumps again.
         let generation = self.changes.generation();
         let udp_in_turns = others.held() > UDP_TURNS_FROM;
+        // With destroy events each namespace costs two descriptors.
+        let per_namespace = if self.changes.destroy.get().is_some() {
+            2
+        } else {
+            1
+        };
+        others.set_max_open(channel_budget() / per_namespace);
+        let events = Arc::clone(&self.changes);
+        let hints = self.changes.recent_listeners();
         let outcome = others.collect(
-            move || ForeignNamespace::open(&procfs),
+            &hints,
+            move |inode| ForeignNamespace::open(&procfs, inode, &events),
             |foreign: &mut ForeignNamespace| {
                 foreign
                     .read(queries, watch, generation, udp_in_turns)
                     .map_err(|err| err.0)
             },
+            |foreign| foreign.last_found > 0,
         );
         out.namespaces_read += outcome.results.len() as u64;
         out.namespace_faults += outcome.failed;
@@ -576,6 +617,7 @@ impl SocketSource for SockDiagSource {
         vec![
             (Transport::Tcp, true),
             (Transport::Udp, true),
+            (Transport::UdpLite, true),
             (Transport::Sctp, self.sctp),
         ]
     }

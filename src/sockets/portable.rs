@@ -24,6 +24,7 @@ impl SocketSource for Netstat2Source {
         vec![
             (Transport::Tcp, true),
             (Transport::Udp, true),
+            (Transport::UdpLite, false),
             (Transport::Sctp, false),
         ]
     }
