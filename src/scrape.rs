@@ -98,12 +98,10 @@ impl Scraper {
         // Label order, as the registry's own gather gives (vectors keep
         // their series in a hash map).
         for family in &mut families {
-            family.mut_metric().sort_by_cached_key(|metric| {
-                metric
-                    .get_label()
-                    .iter()
-                    .map(|pair| (pair.name().to_string(), pair.value().to_string()))
-                    .collect::<Vec<_>>()
+            family.mut_metric().sort_unstable_by(|a, b| {
+                let pairs_a = a.get_label().iter().map(|p| (p.name(), p.value()));
+                let pairs_b = b.get_label().iter().map(|p| (p.name(), p.value()));
+                pairs_a.cmp(pairs_b)
             });
         }
         families.extend(self.registry.gather());
