@@ -122,6 +122,7 @@ impl ProcRoot {
     }
 
     /// Uid and parent pid from `status`.
+    #[cfg(target_os = "linux")]
     pub fn status(&self, pid: u32) -> Option<ProcessStatus> {
         let status = procfs::process::Process::new_with_root(self.pid_path(pid, ""))
             .ok()?
@@ -131,6 +132,12 @@ impl ProcRoot {
             uid: status.ruid,
             ppid: u32::try_from(status.ppid).unwrap_or(0),
         })
+    }
+
+    /// Uid and parent pid from `status` (Linux only).
+    #[cfg(not(target_os = "linux"))]
+    pub fn status(&self, _pid: u32) -> Option<ProcessStatus> {
+        None
     }
 
     /// The text of `cgroup`.

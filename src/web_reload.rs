@@ -28,13 +28,13 @@ fn fingerprint(files: &[PathBuf]) -> Vec<Option<(u64, SystemTime)>> {
 
 /// Runs until the process ends, swapping `slot` on every good reload.
 pub async fn watch(path: PathBuf, slot: Arc<RwLock<Arc<ActiveWebConfig>>>) {
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut hangup = Hangup::listen();
     let mut files = web_config::watched_files(&path);
     let mut seen = fingerprint(&files);
     loop {
         let forced = tokio::select! {
             () = tokio::time::sleep(POLL_INTERVAL) => false,
-            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => true,
+            () = hangup.received() => true,
         };
         let now = fingerprint(&files);
         if !forced && now == seen {
@@ -43,6 +43,32 @@ pub async fn watch(path: PathBuf, slot: Arc<RwLock<Arc<ActiveWebConfig>>>) {
         reload(&path, &slot, forced).await;
         files = web_config::watched_files(&path);
         seen = fingerprint(&files);
+    }
+}
+
+/// SIGHUP where there is one (Unix); elsewhere only file changes reload.
+struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn listen() -> Hangup {
+        Hangup {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+        }
+    }
+
+    /// Resolves at the next SIGHUP; never, where there is none.
+    async fn received(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = self.signal.as_mut()
+            && signal.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending::<()>().await
     }
 }
 

@@ -39,6 +39,8 @@ pub struct ProcessDescriber {
 struct Facts {
     name: String,
     uid: Option<u32>,
+    /// Where the platform names the user directly (not Linux).
+    user: Option<String>,
 }
 
 impl ProcessDescriber {
@@ -66,7 +68,11 @@ impl ProcessDescriber {
                 );
                 continue;
             };
-            let user = facts.uid.map(|uid| self.user_name(uid)).unwrap_or_default();
+            let user = match (facts.user, facts.uid) {
+                (Some(user), _) => user,
+                (None, Some(uid)) => self.user_name(uid),
+                (None, None) => String::new(),
+            };
             let place = self
                 .proc_root
                 .cgroup(pid)
@@ -89,25 +95,32 @@ impl ProcessDescriber {
     fn facts(&self, pid: u32) -> Option<Facts> {
         let name = self.proc_root.comm(pid)?;
         let uid = self.proc_root.status(pid).map(|status| status.uid);
-        Some(Facts { name, uid })
+        Some(Facts {
+            name,
+            uid,
+            user: None,
+        })
     }
 
     #[cfg(not(target_os = "linux"))]
     fn facts(&self, pid: u32) -> Option<Facts> {
         use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
         let pid = Pid::from_u32(pid);
-        let mut system = System::new();
+        let mut system = System::new().ok()?;
         system.refresh_processes_specifics(
             ProcessesToUpdate::Some(&[pid]),
             true,
             ProcessRefreshKind::nothing().with_user(UpdateKind::Always),
         );
         let process = system.process(pid)?;
+        let user = process.user_id().and_then(|uid| {
+            let users = self.users.as_ref()?;
+            Some(users.get_user_by_id(uid)?.name().to_string())
+        });
         Some(Facts {
             name: process.name().to_string_lossy().into_owned(),
-            uid: process
-                .user_id()
-                .and_then(|uid| uid.to_string().parse().ok()),
+            uid: None,
+            user,
         })
     }
 
