@@ -123,5 +123,9 @@ fn service_main(_start_parameters: Vec<OsString>) {
         0 => ServiceExitCode::NO_ERROR,
         code => ServiceExitCode::ServiceSpecific(u32::from(code)),
     };
-    report(ServiceState::Stopped, ServiceControlAccept::empty(), exit_code);
+    report(
+        ServiceState::Stopped,
+        ServiceControlAccept::empty(),
+        exit_code,
+    );
 }
