@@ -2,7 +2,9 @@
 # tests/windows-wine.sh: the Windows build, proven on Linux. Cross-builds the
 # exporter for x86_64-pc-windows-gnu with mingw-w64, runs clippy for that
 # target, then runs the .exe under Wine and checks that it serves /metrics and
-# reports a listener on 276/tcp (and 276/udp) opened by a native Linux process.
+# reports a listener on 276/tcp (and 276/udp) opened by a native Linux process;
+# then runs the same .exe as a service under Wine's Service Control Manager
+# (sc create, start, stop; a bad flag ends it with its exit code).
 #
 #   bash tests/windows-wine.sh      (as root, on Debian 12)
 #
@@ -125,9 +127,16 @@ in_netns ip link set lo up
 
 export WINEPREFIX=$WORK/prefix WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 unset DISPLAY WAYLAND_DISPLAY
+mkdir "$WINEPREFIX"
 echo "# wineboot (new prefix)"
 in_netns timeout "$WINE_TIMEOUT" "$WINE" wineboot --init >"$WORK/wineboot.out" 2>&1 \
     || { cat "$WORK/wineboot.out"; die "wineboot failed or timed out"; }
+# Then one wineserver (and so one services.exe) for the rest of the run, until
+# `wineserver -k` in cleanup. The one wineboot left behind answers service
+# calls inconsistently (every other `sc query` misses a service just
+# created); a fresh one does not, and staying up saves seconds per call.
+in_netns timeout 30 "$WINESERVER" -k
+in_netns timeout 30 "$WINESERVER" --persistent || die "wineserver did not start"
 
 check_version() {
     in_netns timeout "$WINE_TIMEOUT" "$WINE" "$WORK/bin/unassigned_port_exporter.exe" --version \
@@ -149,7 +158,11 @@ scrape_until() {
         if scrape 2>/dev/null && grep -Eq "$1" "$WORK/metrics"; then
             return 0
         fi
-        kill -0 "$exporter_pid" 2>/dev/null || { echo "the exporter exited:"; cat "$WORK/exporter.log"; return 1; }
+        if [ -n "$exporter_pid" ] && ! kill -0 "$exporter_pid" 2>/dev/null; then
+            echo "the exporter exited:"
+            cat "$WORK/exporter.log"
+            return 1
+        fi
         sleep 0.5
     done
     echo "no match for $1 after 60 s; last scrape:"
@@ -212,6 +225,67 @@ scrape_until_gone() {
     return 1
 }
 check "the 276 series disappear once the Linux listener is closed" scrape_until_gone
+
+kill "$exporter_pid" 2>/dev/null || true
+wait "$exporter_pid" 2>/dev/null || true
+exporter_pid=
+
+# --------------------------------------------------------------------------
+# The same .exe as a Windows service, under Wine's Service Control Manager
+# --------------------------------------------------------------------------
+
+SERVICE_ADDRESS=127.0.0.1:9277
+# Wine's drive Z: is the Linux root.
+WINDOWS_EXE="Z:$(tr / '\\' <<<"$WORK/bin/unassigned_port_exporter.exe")"
+
+sc() { in_netns timeout "$WINE_TIMEOUT" "$WINE" sc "$@"; }
+
+# Waits up to 30 s until `sc query SERVICE` shows STATE NUMBER NAME and the
+# SERVICE_EXIT_CODE given.
+sc_until() {
+    local service=$1 state=$2 exit_code=$3 attempt
+    for attempt in $(seq 60); do
+        sc query "$service" >"$WORK/sc.out" 2>&1 || true
+        if grep -Eq "STATE +: $state\b" "$WORK/sc.out" &&
+            grep -Eq "SERVICE_EXIT_CODE +: $exit_code " "$WORK/sc.out"; then
+            return 0
+        fi
+        sleep 0.5
+    done
+    echo "sc query $service after 30 s (wanted STATE $state, SERVICE_EXIT_CODE $exit_code):"
+    cat "$WORK/sc.out"
+    return 1
+}
+
+check "sc create registers the .exe as a service" \
+    sc create unassigned_port_exporter binPath= "$WINDOWS_EXE --web.listen-address=$SERVICE_ADDRESS"
+
+service_serves() {
+    sc start unassigned_port_exporter >/dev/null 2>&1 || true
+    sc_until unassigned_port_exporter "4 +RUNNING" 0 || return 1
+    ADDRESS=$SERVICE_ADDRESS scrape_until '^unassigned_port_collection_success 1$'
+}
+check "sc start: the service reports RUNNING and serves /metrics" service_serves
+
+service_stops() {
+    sc stop unassigned_port_exporter >/dev/null 2>&1 || true
+    sc_until unassigned_port_exporter "1 +STOPPED" 0 || return 1
+    ! in_netns curl -fsS --max-time 5 "http://$SERVICE_ADDRESS/metrics" -o /dev/null
+}
+check "sc stop: the service reports STOPPED (exit code 0) and stops listening" service_stops
+
+service_refuses_bad_flag() {
+    sc create unassigned_port_exporter_bad \
+        binPath= "$WINDOWS_EXE --web.listen-address=not-an-address" || return 1
+    sc start unassigned_port_exporter_bad >/dev/null 2>&1 || true
+    sc_until unassigned_port_exporter_bad "1 +STOPPED" 2
+}
+check "a bad flag stops the service with SERVICE_EXIT_CODE 2" service_refuses_bad_flag
+
+delete_services() {
+    sc delete unassigned_port_exporter && sc delete unassigned_port_exporter_bad
+}
+check "sc delete removes both services" delete_services
 
 echo "windows-wine: ${passed} passed, ${failed} failed"
 ((failed == 0))
