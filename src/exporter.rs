@@ -169,6 +169,15 @@ fn load_web_config(flags: &Flags) -> Result<ActiveWebConfig, Failure> {
 
 /// The binary's whole life: check the flags, build, serve until a signal.
 pub fn run(flags: &Flags) -> Result<(), Failure> {
+    run_until(flags, std::future::pending())
+}
+
+/// [`run`], stopping also when `stop_request` resolves (a Windows service
+/// told to stop by the Service Control Manager).
+pub fn run_until(
+    flags: &Flags,
+    stop_request: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Failure> {
     // Check every listen address before anything logs or opens sockets.
     for address in &flags.listen_addresses {
         resolve(address)?;
@@ -181,7 +190,7 @@ pub fn run(flags: &Flags) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|err| Failure::cannot_listen(format!("cannot start the async runtime: {err}")))?;
-    runtime.block_on(serve(flags, exporter))
+    runtime.block_on(serve(flags, exporter, stop_request))
 }
 
 /// Raises the soft open-file limit to the hard one, as Go does for
@@ -216,7 +225,11 @@ fn raise_open_file_limit() {
 #[cfg(not(unix))]
 fn raise_open_file_limit() {}
 
-async fn serve(flags: &Flags, exporter: Exporter) -> Result<(), Failure> {
+async fn serve(
+    flags: &Flags,
+    exporter: Exporter,
+    stop_request: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Failure> {
     let listeners = bind_all(&flags.listen_addresses).await?;
     log_start(flags, &exporter, &listeners);
     let app = http::App::new(
@@ -233,7 +246,10 @@ async fn serve(flags: &Flags, exporter: Exporter) -> Result<(), Failure> {
     }
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        tokio::select! {
+            () = wait_for_signal() => {}
+            () = stop_request => {}
+        }
         tracing::info!("shutting down");
         let _ = stop.send(true);
     });

@@ -26,6 +26,8 @@
 //! - [`web_config`], [`web_reload`]: TLS and basic auth, and their reloads.
 //! - [`auth`]: basic-auth checks under load (credential cache, bcrypt budget).
 //! - [`logging`]: logfmt and JSON log lines.
+//! - `windows_service`: running under Windows' Service Control Manager
+//!   (Windows only).
 
 #![forbid(unsafe_code)]
 
@@ -48,3 +50,5 @@ pub mod sockets;
 pub mod watch;
 pub mod web_config;
 pub mod web_reload;
+#[cfg(windows)]
+pub mod windows_service;
