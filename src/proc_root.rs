@@ -192,6 +192,11 @@ impl ProcRoot {
     /// `net.ipv4.ip_unprivileged_port_start` of the exporter's namespace.
     /// `Ok(None)` where the kernel has no such setting (before 4.11).
     pub fn unprivileged_port_start(&self) -> Result<Option<i64>, String> {
+        // A Linux setting; elsewhere there is none (and under Wine "/proc"
+        // would reach the Linux host's).
+        if cfg!(not(target_os = "linux")) {
+            return Ok(None);
+        }
         let path = self.procfs.join("sys/net/ipv4/ip_unprivileged_port_start");
         match std::fs::read(&path) {
             Ok(bytes) => parse_sysctl_integer(&bytes)

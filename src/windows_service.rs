@@ -49,22 +49,31 @@ static EXIT_CODE: AtomicU8 = AtomicU8::new(0);
 
 /// If the SCM started this process, runs `serve` as the service named
 /// [`SERVICE_NAME`] and returns its exit code once the service has stopped.
-/// Returns `None` at once when the process was started from a console (or
-/// any other way): the caller then runs `serve`'s work itself.
+/// Returns `None` when the process was started from a console (or any other
+/// way), and also when the SCM refuses the connection (saying so on stderr):
+/// the caller then runs `serve`'s work itself, as a console program.
 pub fn run_if_service(serve: impl FnOnce(StopRequest) -> u8 + Send + 'static) -> Option<ExitCode> {
     *SERVE.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(serve));
     // Blocks until the service stops, or fails at once outside the SCM.
-    match service_dispatcher::start(SERVICE_NAME, ffi_service_main) {
+    let outcome = service_dispatcher::start(SERVICE_NAME, ffi_service_main);
+    SERVE.lock().unwrap_or_else(PoisonError::into_inner).take();
+    match outcome {
         Ok(()) => Some(ExitCode::from(EXIT_CODE.load(Ordering::SeqCst))),
         Err(windows_service::Error::Winapi(err))
             if err.raw_os_error() == Some(NOT_STARTED_BY_SCM) =>
         {
-            SERVE.lock().unwrap_or_else(PoisonError::into_inner).take();
             None
         }
+        // Any other refusal: run as a console program all the same. Were the
+        // SCM waiting for us, it gives up on its own; a console run must
+        // not fail because of the SCM.
         Err(err) => {
-            eprintln!("unassigned_port_exporter: cannot start as a Windows service: {err}");
-            Some(ExitCode::FAILURE)
+            let reason = match &err {
+                windows_service::Error::Winapi(os_error) => os_error.to_string(),
+                other => other.to_string(),
+            };
+            eprintln!("unassigned_port_exporter: not running as a Windows service ({reason})");
+            None
         }
     }
 }
