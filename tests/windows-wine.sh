@@ -68,6 +68,8 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+# Killed (Ctrl-C, a closed output pipe): still clean up, through EXIT.
+trap 'exit 2' INT TERM HUP PIPE
 
 check() {
     local name=$1
