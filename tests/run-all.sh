@@ -65,9 +65,8 @@ step "cargo clippy --all-targets -- -D warnings" cargo clippy --quiet --all-targ
 step "cargo test --release (unit, integration, end-to-end)" cargo test --release
 step "alert rules, Alertmanager config, dashboard" bash tests/check-rules.sh
 step "deployment manifests" bash tests/check-deploy.sh
-if [[ -f benches/scrape.rs ]]; then
-    step "benchmark (smoke mode)" cargo bench --bench scrape -- --smoke
-fi
+step "benchmarks (smoke mode): connections, namespaces, kernel events" \
+    cargo bench --bench scrape --bench netns --bench events -- --smoke
 if [[ -x tests/fuzz-smoke.sh ]]; then
     step "fuzz targets (bounded)" bash tests/fuzz-smoke.sh
 fi
