@@ -8,8 +8,14 @@
 //! against.
 
 #[cfg(target_os = "linux")]
+pub mod interfaces;
+#[cfg(target_os = "linux")]
 pub mod netlink;
 pub mod portable;
+#[cfg(target_os = "linux")]
+pub mod raw;
+#[cfg(target_os = "linux")]
+pub mod wire;
 
 use crate::netns::{self, Mode};
 use crate::proc_root::ProcRoot;

@@ -1,0 +1,356 @@
+//! Netlink framing shared by the sock_diag readers of packet and raw sockets:
+//! walking the messages of a receive buffer, walking a message's attributes,
+//! and a reusable dump channel.
+//!
+//! Hand-written for the same reason as `netlink.rs`: one pass over the
+//! receive buffer, borrowed slices, no allocation per socket. Unlike
+//! `netlink.rs` this walker hands back the payload of every
+//! `SOCK_DIAG_BY_FAMILY` message and keeps the kernel's errno when it refuses
+//! a request, so a caller can tell "this kernel has no such diag module"
+//! (`ENOENT`) from a real failure.
+
+use netlink_sys::{Socket, protocols::NETLINK_SOCK_DIAG};
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd};
+
+pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
+pub const NLMSG_ERROR: u16 = 2;
+pub const NLMSG_DONE: u16 = 3;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_DUMP: u16 = 0x300;
+pub const NLMSG_HEADER_LEN: usize = 16;
+const NLA_HEADER_LEN: usize = 4;
+const RECEIVE_BUFFER: usize = 64 * 1024;
+
+/// What went wrong with a dump.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WireError {
+    /// The kernel answered the request with this errno (positive).
+    Refused(i32),
+    /// The reply could not be read, or the socket failed.
+    Broken(String),
+}
+
+impl WireError {
+    /// True when the errno means "no diag handler for this family or
+    /// protocol" (the module is absent), as opposed to a real failure.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, WireError::Refused(code) if [libc::ENOENT, libc::EINVAL, libc::EOPNOTSUPP].contains(code))
+    }
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::Refused(code) => write!(
+                f,
+                "the kernel refused the sock_diag request: {}",
+                std::io::Error::from_raw_os_error(*code)
+            ),
+            WireError::Broken(text) => f.write_str(text),
+        }
+    }
+}
+
+/// Whether the dump continues after one receive buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    More,
+    Done,
+}
+
+/// Walks the netlink messages in `buffer`, calling `visit` with the payload
+/// of each `SOCK_DIAG_BY_FAMILY` message. Never panics on malformed input.
+pub fn walk_messages(
+    buffer: &[u8],
+    mut visit: impl FnMut(&[u8]) -> Result<(), WireError>,
+) -> Result<Progress, WireError> {
+    let mut rest = buffer;
+    while !rest.is_empty() {
+        if rest.len() < NLMSG_HEADER_LEN {
+            return Err(WireError::Broken(format!(
+                "truncated netlink header ({} bytes)",
+                rest.len()
+            )));
+        }
+        let length = u32_at(rest, 0) as usize;
+        let kind = u16::from_ne_bytes([rest[4], rest[5]]);
+        if length < NLMSG_HEADER_LEN || length > rest.len() {
+            return Err(WireError::Broken(format!(
+                "netlink message length {length} does not fit the {} bytes received",
+                rest.len()
+            )));
+        }
+        let payload = &rest[NLMSG_HEADER_LEN..length];
+        match kind {
+            // Both carry an errno: a dump that failed ends in DONE with it.
+            NLMSG_DONE | NLMSG_ERROR => {
+                let code = if payload.len() >= 4 {
+                    u32_at(payload, 0) as i32
+                } else {
+                    0
+                };
+                if code < 0 {
+                    return Err(WireError::Refused(code.wrapping_neg()));
+                }
+                if kind == NLMSG_DONE {
+                    return Ok(Progress::Done);
+                }
+            }
+            SOCK_DIAG_BY_FAMILY => visit(payload)?,
+            _ => {} // no other message types belong to a sock_diag dump
+        }
+        let advance = length.next_multiple_of(4).min(rest.len());
+        rest = &rest[advance..];
+    }
+    Ok(Progress::More)
+}
+
+/// Iterates the netlink attributes (`struct nlattr`) in `bytes`, yielding
+/// (type, payload). Stops quietly at the first attribute that does not fit:
+/// the fixed part of a message was already read, and a truncated tail
+/// cannot be trusted.
+pub fn attributes(bytes: &[u8]) -> Attributes<'_> {
+    Attributes { rest: bytes }
+}
+
+pub struct Attributes<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Attributes<'a> {
+    type Item = (u16, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.len() < NLA_HEADER_LEN {
+            return None;
+        }
+        let length = u16::from_ne_bytes([self.rest[0], self.rest[1]]) as usize;
+        // The top two bits are the nested and byte-order flags.
+        let kind = u16::from_ne_bytes([self.rest[2], self.rest[3]]) & 0x3fff;
+        if length < NLA_HEADER_LEN || length > self.rest.len() {
+            self.rest = &[];
+            return None;
+        }
+        let payload = &self.rest[NLA_HEADER_LEN..length];
+        let advance = length.next_multiple_of(4).min(self.rest.len());
+        self.rest = &self.rest[advance..];
+        Some((kind, payload))
+    }
+}
+
+/// A native-endian u32 at `at`; the caller has checked the length.
+pub fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+/// Wraps a request body in a `SOCK_DIAG_BY_FAMILY` dump header.
+pub fn dump_request(seq: u32, body: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let total = (NLMSG_HEADER_LEN + body.len()) as u32;
+    out.extend_from_slice(&total.to_ne_bytes());
+    out.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    out.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    out.extend_from_slice(&seq.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it
+    out.extend_from_slice(body);
+}
+
+/// A NETLINK_SOCK_DIAG socket and its buffers, opened in the calling
+/// thread's network namespace and reused for every dump.
+pub struct Channel {
+    socket: Socket,
+    buffer: Vec<u8>,
+    request: Vec<u8>,
+    seq: u32,
+    /// Set after a dump failed half-way: the next dump opens a fresh socket
+    /// so a stale reply cannot leak into it. Reopening happens in whatever
+    /// namespace the socket was made in, because a netlink socket keeps the
+    /// namespace it was created in only while it lives: see [`Channel::dump`].
+    poisoned: bool,
+}
+
+impl Channel {
+    pub fn open() -> Result<Channel, WireError> {
+        let refused = |err: std::io::Error| {
+            WireError::Broken(format!("cannot open a NETLINK_SOCK_DIAG socket: {err}"))
+        };
+        let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(refused)?;
+        socket.bind_auto().map_err(refused)?;
+        let _ = socket.set_rx_buf_sz(1 << 20); // harmless if refused
+        Ok(Channel {
+            socket,
+            buffer: vec![0; RECEIVE_BUFFER],
+            request: Vec::with_capacity(128),
+            seq: 0,
+            poisoned: false,
+        })
+    }
+
+    /// Sends one dump request (`body` follows the netlink header) and calls
+    /// `visit` with each socket message's payload until the dump ends.
+    ///
+    /// After a failure mid-dump the channel refuses further dumps
+    /// ([`Channel::is_poisoned`]): unread replies may still be queued, and a
+    /// fresh channel must be opened in the same namespace by the owner, which
+    /// knows how to get there.
+    pub fn dump(
+        &mut self,
+        body: &[u8],
+        mut visit: impl FnMut(&[u8]) -> Result<(), WireError>,
+    ) -> Result<(), WireError> {
+        if self.poisoned {
+            return Err(WireError::Broken(
+                "the sock_diag channel failed earlier and must be reopened".to_string(),
+            ));
+        }
+        let result = self.dump_inner(body, &mut visit);
+        // A refusal is a complete answer (the kernel sent nothing else);
+        // anything else may leave replies queued.
+        if matches!(result, Err(WireError::Broken(_))) {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    fn dump_inner(
+        &mut self,
+        body: &[u8],
+        visit: &mut impl FnMut(&[u8]) -> Result<(), WireError>,
+    ) -> Result<(), WireError> {
+        self.seq = self.seq.wrapping_add(1);
+        dump_request(self.seq, body, &mut self.request);
+        self.socket
+            .send(&self.request, 0)
+            .map_err(|err| WireError::Broken(format!("sock_diag request failed: {err}")))?;
+        loop {
+            let mut window = &mut self.buffer[..];
+            let received = self
+                .socket
+                .recv(&mut window, 0)
+                .map_err(|err| WireError::Broken(format!("sock_diag receive failed: {err}")))?;
+            let received = received.min(self.buffer.len());
+            match walk_messages(&self.buffer[..received], &mut *visit)? {
+                Progress::Done => return Ok(()),
+                Progress::More if received > 0 => {}
+                Progress::More => {
+                    return Err(WireError::Broken("sock_diag dump ended early".to_string()));
+                }
+            }
+        }
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+}
+
+impl AsFd for Channel {
+    /// The socket, e.g. for interface-name lookups in its namespace.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// One netlink message with `payload`, as the kernel would frame it.
+    pub fn message(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&((NLMSG_HEADER_LEN + payload.len()) as u32).to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(&[0; 10]);
+        out.extend_from_slice(payload);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+        out
+    }
+
+    /// One attribute, padded to four bytes.
+    pub fn attribute(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&((NLA_HEADER_LEN + payload.len()) as u16).to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(payload);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn walks_messages_and_keeps_the_errno() {
+        let mut buffer = message(SOCK_DIAG_BY_FAMILY, &[1, 2, 3, 4]);
+        buffer.extend(message(SOCK_DIAG_BY_FAMILY, &[5; 8]));
+        buffer.extend(message(NLMSG_DONE, &0i32.to_ne_bytes()));
+        let mut seen = Vec::new();
+        let progress = walk_messages(&buffer, |payload| {
+            seen.push(payload.to_vec());
+            Ok(())
+        });
+        assert_eq!(progress, Ok(Progress::Done));
+        assert_eq!(seen, vec![vec![1, 2, 3, 4], vec![5; 8]]);
+
+        let refused = message(NLMSG_ERROR, &(-libc::ENOENT).to_ne_bytes());
+        let err = walk_messages(&refused, |_| Ok(())).unwrap_err();
+        assert_eq!(err, WireError::Refused(libc::ENOENT));
+        assert!(err.is_unsupported());
+        let done_with_error = message(NLMSG_DONE, &(-libc::EPERM).to_ne_bytes());
+        let err = walk_messages(&done_with_error, |_| Ok(())).unwrap_err();
+        assert!(!err.is_unsupported());
+        // An ack (error 0) is not a failure and does not end the dump.
+        let ack = message(NLMSG_ERROR, &0i32.to_ne_bytes());
+        assert_eq!(walk_messages(&ack, |_| Ok(())), Ok(Progress::More));
+    }
+
+    #[test]
+    fn malformed_framing_is_an_error_not_a_panic() {
+        assert!(walk_messages(&[1, 2, 3], |_| Ok(())).is_err());
+        let mut lying = message(SOCK_DIAG_BY_FAMILY, &[0; 8]);
+        lying[0] = 200;
+        assert!(walk_messages(&lying, |_| Ok(())).is_err());
+        let mut short = message(SOCK_DIAG_BY_FAMILY, &[0; 8]);
+        short[0] = 3;
+        assert!(walk_messages(&short, |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn walks_attributes_and_stops_at_a_truncated_one() {
+        let mut bytes = attribute(5, &1000u32.to_ne_bytes());
+        bytes.extend(attribute(7, &[])); // an empty attribute is legal
+        bytes.extend(attribute(11, &[1]));
+        let found: Vec<(u16, Vec<u8>)> = attributes(&bytes).map(|(k, p)| (k, p.to_vec())).collect();
+        assert_eq!(
+            found,
+            vec![
+                (5, 1000u32.to_ne_bytes().to_vec()),
+                (7, vec![]),
+                (11, vec![1])
+            ]
+        );
+        let mut truncated = attribute(5, &[0; 8]);
+        truncated[0] = 40;
+        assert_eq!(attributes(&truncated).count(), 0);
+        assert_eq!(attributes(&[1, 0]).count(), 0);
+    }
+
+    #[test]
+    fn a_refused_dump_leaves_the_channel_usable() {
+        let mut channel = Channel::open().unwrap();
+        // AF_INET with protocol 254, for which no kernel has a diag handler.
+        let mut body = [0u8; 56];
+        body[0] = libc::AF_INET as u8;
+        body[1] = 254;
+        body[4..8].copy_from_slice(&u32::MAX.to_ne_bytes());
+        let err = channel.dump(&body, |_| Ok(())).unwrap_err();
+        assert!(err.is_unsupported(), "{err}");
+        assert!(!channel.is_poisoned());
+        // TCP listeners: a handler every kernel with sock_diag has.
+        body[1] = libc::IPPROTO_TCP as u8;
+        body[4..8].copy_from_slice(&(1u32 << 10).to_ne_bytes());
+        channel.dump(&body, |_| Ok(())).unwrap();
+    }
+}
