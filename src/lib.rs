@@ -37,6 +37,7 @@ pub mod collector;
 #[cfg(target_os = "linux")]
 pub mod events;
 pub mod exporter;
+pub mod exposure;
 pub mod http;
 pub mod info_metrics;
 pub mod logging;

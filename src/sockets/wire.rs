@@ -156,6 +156,20 @@ pub fn dump_request(seq: u32, body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(body);
 }
 
+/// Length of `struct inet_diag_req_v2`.
+pub const INET_DIAG_REQ_V2_LEN: usize = 56;
+
+/// An inet_diag dump request body (`struct inet_diag_req_v2`) for one
+/// address family, protocol and set of states (a bit per TCP state), with a
+/// zero socket id and no extensions.
+pub fn inet_diag_request(family: u8, protocol: u8, states: u32) -> [u8; INET_DIAG_REQ_V2_LEN] {
+    let mut body = [0u8; INET_DIAG_REQ_V2_LEN];
+    body[0] = family;
+    body[1] = protocol;
+    body[4..8].copy_from_slice(&states.to_ne_bytes());
+    body
+}
+
 /// A NETLINK_SOCK_DIAG socket and its buffers, opened in the calling
 /// thread's network namespace and reused for every dump.
 pub struct Channel {
@@ -341,16 +355,12 @@ pub mod tests {
     fn a_refused_dump_leaves_the_channel_usable() {
         let mut channel = Channel::open().unwrap();
         // AF_INET with protocol 254, for which no kernel has a diag handler.
-        let mut body = [0u8; 56];
-        body[0] = libc::AF_INET as u8;
-        body[1] = 254;
-        body[4..8].copy_from_slice(&u32::MAX.to_ne_bytes());
-        let err = channel.dump(&body, |_| Ok(())).unwrap_err();
+        let unknown = inet_diag_request(libc::AF_INET as u8, 254, u32::MAX);
+        let err = channel.dump(&unknown, |_| Ok(())).unwrap_err();
         assert!(err.is_unsupported(), "{err}");
         assert!(!channel.is_poisoned());
         // TCP listeners: a handler every kernel with sock_diag has.
-        body[1] = libc::IPPROTO_TCP as u8;
-        body[4..8].copy_from_slice(&(1u32 << 10).to_ne_bytes());
-        channel.dump(&body, |_| Ok(())).unwrap();
+        let listeners = inet_diag_request(libc::AF_INET as u8, libc::IPPROTO_TCP as u8, 1 << 10);
+        channel.dump(&listeners, |_| Ok(())).unwrap();
     }
 }

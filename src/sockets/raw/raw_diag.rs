@@ -12,9 +12,8 @@
 //! A kernel without raw_diag answers `ENOENT`; see `mod.rs` for the fallback.
 
 use super::{BpfFilter, RawKind, RawSocket};
-use crate::sockets::wire::{attributes, u32_at};
+use crate::sockets::wire::{INET_DIAG_REQ_V2_LEN, attributes, inet_diag_request, u32_at};
 
-const INET_DIAG_REQ_V2_LEN: usize = 56;
 pub const INET_DIAG_MSG_LEN: usize = 72;
 const INET_DIAG_PROTOCOL: u16 = 10;
 
@@ -25,15 +24,13 @@ pub enum IpFamily {
     V6,
 }
 
+/// Every raw socket of one family, in any state.
 pub fn request(family: IpFamily) -> [u8; INET_DIAG_REQ_V2_LEN] {
-    let mut body = [0u8; INET_DIAG_REQ_V2_LEN];
-    body[0] = match family {
+    let family = match family {
         IpFamily::V4 => libc::AF_INET,
         IpFamily::V6 => libc::AF_INET6,
-    } as u8;
-    body[1] = libc::IPPROTO_RAW as u8;
-    body[4..8].copy_from_slice(&u32::MAX.to_ne_bytes()); // every state
-    body
+    };
+    inet_diag_request(family as u8, libc::IPPROTO_RAW as u8, u32::MAX)
 }
 
 /// Parses one `SOCK_DIAG_BY_FAMILY` payload of a raw_diag dump.
