@@ -44,6 +44,7 @@ pub mod logging;
 pub mod netns;
 pub mod owners;
 pub mod proc_root;
+pub mod provenance;
 pub mod registry;
 pub mod sampler;
 pub mod scrape;
