@@ -19,7 +19,8 @@
 //!   `comm`.
 //! - `unit`: from `/proc/PID/cgroup`, the last path component that ends in
 //!   `.service` or `.scope`, on the cgroup v2 line (`0::`), else on the v1
-//!   `name=systemd` line. So `/system.slice/ssh.service` gives `ssh.service`,
+//!   `name=systemd` line (hybrid hosts may have both, with the unit on
+//!   either). So `/system.slice/ssh.service` gives `ssh.service`,
 //!   a delegated sub-cgroup `/system.slice/x.service/worker` still gives
 //!   `x.service`, a login session gives `session-3.scope`, a container
 //!   started by docker gives `docker-ID.scope`.
@@ -81,11 +82,19 @@ pub fn read_comm(procfs: &Path, pid: u32) -> Option<String> {
 
 /// The systemd unit in the text of `/proc/PID/cgroup` (see the module doc).
 pub fn systemd_unit(cgroup: &str) -> Option<&str> {
+    // In systemd's "legacy" layout the unified line exists but is just "/".
     let unified = cgroup.lines().find(|line| line.starts_with("0::"));
     let named = cgroup
         .lines()
         .find(|line| line.split(':').nth(1) == Some("name=systemd"));
-    let path = unified.or(named)?.splitn(3, ':').nth(2)?;
+    unified
+        .and_then(unit_in)
+        .or_else(|| named.and_then(unit_in))
+}
+
+/// The last `.service`/`.scope` component of one `/proc/PID/cgroup` line.
+fn unit_in(line: &str) -> Option<&str> {
+    let path = line.splitn(3, ':').nth(2)?;
     path.rsplit('/')
         .find(|part| part.ends_with(".service") || part.ends_with(".scope"))
 }
@@ -176,6 +185,8 @@ mod tests {
         );
         let v1 = "12:pids:/system.slice/cron.service\n1:name=systemd:/system.slice/cron.service\n";
         assert_eq!(systemd_unit(v1), Some("cron.service"));
+        let legacy = "1:name=systemd:/system.slice/cron.service\n0::/\n";
+        assert_eq!(systemd_unit(legacy), Some("cron.service"));
         assert_eq!(systemd_unit("0::/\n"), None);
         assert_eq!(systemd_unit("0::/kubepods/besteffort/pod1/abc\n"), None);
         assert_eq!(systemd_unit(""), None);
