@@ -3,8 +3,9 @@
 //! Every flag is documented here once and printed by `--help`. A bad value
 //! ends the program at start with one line on stderr and exit code 2.
 
+use crate::allow::{AllowFile, AllowRule};
 use crate::sockets::Backend;
-use crate::watch::{self, AllowRule, PortRange, Scope};
+use crate::watch::{self, PortRange, Scope};
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -52,11 +53,22 @@ pub struct Flags {
     #[arg(long = "watch.scope", value_name = "SCOPE", default_value = "well-known", value_parser = Scope::parse)]
     pub watch_scope: Scope,
 
-    /// An expected listener, as PORT[-LAST][/PROTO][:PROCESS] (e.g.
-    /// "276/tcp:sshd"). Matching listeners are still exported, with
-    /// expected="true", so alerts can ignore them. Repeatable.
+    /// An expected listener or packet/raw socket, as
+    /// PORT[-LAST][/PROTO][:SELECTOR[,SELECTOR...]] or packet|raw[:SELECTOR...],
+    /// where a selector is exe=PATH (glob: * ** ?), user=NAME|UID,
+    /// unit=NAME, container=ID-PREFIX, comm=NAME, or a bare process name
+    /// (comm); all selectors of a rule must match (e.g.
+    /// "276/tcp:exe=/usr/sbin/sshd,user=root", "packet:exe=/usr/sbin/dhclient").
+    /// Matching sockets are still exported, with expected="true", so alerts
+    /// can ignore them. Repeatable.
     #[arg(long = "watch.allow", value_name = "RULE", value_parser = AllowRule::parse)]
     pub watch_allow: Vec<AllowRule>,
+
+    /// A file of --watch.allow rules, one a line, # for comments; read at
+    /// start (a bad file stops the exporter) and again when it changes or on
+    /// SIGHUP (a bad edit keeps the previous rules and is logged).
+    #[arg(long = "watch.allow-file", value_name = "PATH", value_parser = AllowFile::parse_flag)]
+    pub watch_allow_file: Option<AllowFile>,
 
     /// A newer copy of IANA's service-names-port-numbers.csv to use instead
     /// of the table built into the binary.
@@ -209,6 +221,11 @@ mod tests {
             (&["--watch.ports=5-3"], "runs backwards"),
             (&["--watch.ports=abc"], "not a port number"),
             (&["--watch.allow=276:"], "empty process name"),
+            (&["--watch.allow=276:color=red"], "unknown selector"),
+            (
+                &["--watch.allow-file=/nonexistent/allow"],
+                "cannot read the allow file",
+            ),
             (&["--watch.scope=all"], "unknown scope"),
             (&["--collector.backend=magic"], "unknown backend"),
             (&["--log.level=loud"], "unknown level"),

@@ -31,6 +31,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod allow;
+pub mod allow_reload;
 pub mod auth;
 pub mod cli;
 pub mod collector;

@@ -6,11 +6,16 @@
 //! registered is as unexplained as one marked unassigned, so it is watched and
 //! labelled `iana="unregistered"`. Reserved ports (0, 1023) are not watched
 //! unless added. `--watch.scope=registered` extends the same rule to
-//! 1024-49151; `--watch.ports` adds any port; `--watch.allow` marks expected
-//! listeners, which are still exported with `expected="true"`.
+//! 1024-49151; `--watch.ports` adds any port; `--watch.allow` and
+//! `--watch.allow-file` mark expected listeners and packet/raw sockets
+//! (grammar in `allow.rs`), which are still exported with `expected="true"`.
+//! The file's rules can be replaced while the exporter runs (see
+//! `allow_reload.rs`); the flags' rules are fixed.
 
+pub use crate::allow::AllowRule;
+use crate::allow::{OwnerFacts, Subject};
 use crate::registry::{Registry, Status, Transport};
-use std::fmt;
+use std::sync::{Arc, RwLock};
 
 /// The transports the exporter collects and watches.
 pub const WATCHED_TRANSPORTS: [Transport; 3] = [Transport::Tcp, Transport::Udp, Transport::Sctp];
@@ -99,48 +104,6 @@ fn split_transport(text: &str) -> Result<(&str, Option<Transport>), String> {
     }
 }
 
-/// One `--watch.allow=PORT[/PROTO][:PROCESS]` rule: a listener it matches is
-/// expected.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AllowRule {
-    pub ports: PortRange,
-    /// Process name (as in `/proc/PID/comm`) that must hold the socket.
-    pub process: Option<String>,
-}
-
-impl AllowRule {
-    pub fn parse(text: &str) -> Result<AllowRule, String> {
-        let (ports, process) = match text.split_once(':') {
-            None => (text, None),
-            Some((_, "")) => return Err(format!("allow rule {text:?} has an empty process name")),
-            Some((ports, process)) => (ports, Some(process.to_string())),
-        };
-        Ok(AllowRule {
-            ports: parse_port_range(ports)?,
-            process,
-        })
-    }
-
-    fn matches(&self, transport: Transport, port: u16, process: &str) -> bool {
-        (self.ports.first..=self.ports.last).contains(&port)
-            && self.ports.transport.is_none_or(|t| t == transport)
-            && self.process.as_deref().is_none_or(|name| name == process)
-    }
-}
-
-impl fmt::Display for AllowRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.ports.first, self.ports.last)?;
-        if let Some(t) = self.ports.transport {
-            write!(f, "/{t}")?;
-        }
-        if let Some(p) = &self.process {
-            write!(f, ":{p}")?;
-        }
-        Ok(())
-    }
-}
-
 /// A set of ports as a 65,536-bit map: membership is one load and a mask.
 #[derive(Clone)]
 struct PortBits(Box<[u64; 1024]>);
@@ -166,7 +129,10 @@ pub struct WatchSet {
     tcp: PortBits,
     udp: PortBits,
     sctp: PortBits,
+    /// `--watch.allow` rules.
     allow: Vec<AllowRule>,
+    /// `--watch.allow-file` rules, swapped whole on reload.
+    allow_file: RwLock<Arc<Vec<AllowRule>>>,
 }
 
 impl WatchSet {
@@ -212,6 +178,7 @@ impl WatchSet {
             udp,
             sctp,
             allow,
+            allow_file: RwLock::new(Arc::new(Vec::new())),
         }
     }
 
@@ -253,11 +220,42 @@ impl WatchSet {
         &self.registry
     }
 
-    /// True when an allow rule covers this listener.
+    /// True when an allow rule covers this listener, knowing only its
+    /// owner's process name: rules with other selectors do not match.
     pub fn is_expected(&self, transport: Transport, port: u16, process: &str) -> bool {
-        self.allow
-            .iter()
-            .any(|rule| rule.matches(transport, port, process))
+        let owner = OwnerFacts {
+            comm: process,
+            ..OwnerFacts::default()
+        };
+        self.is_expected_subject(Subject::Listener(transport, port), &owner)
+    }
+
+    /// True when an allow rule (from the flags or the file) covers this
+    /// listener or packet/raw socket owned by `owner`.
+    pub fn is_expected_subject(&self, subject: Subject, owner: &OwnerFacts<'_>) -> bool {
+        self.allow.iter().any(|rule| rule.matches(subject, owner))
+            || self
+                .file_rules()
+                .iter()
+                .any(|rule| rule.matches(subject, owner))
+    }
+
+    /// Replaces the `--watch.allow-file` rules (at start and on reload).
+    pub fn set_file_rules(&self, rules: Vec<AllowRule>) {
+        *self.allow_file.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+    }
+
+    /// The `--watch.allow-file` rules in force.
+    pub fn file_rules(&self) -> Arc<Vec<AllowRule>> {
+        self.allow_file
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The `--watch.allow` rules.
+    pub fn flag_rules(&self) -> &[AllowRule] {
+        &self.allow
     }
 }
 
@@ -333,15 +331,31 @@ mod tests {
     }
 
     #[test]
-    fn allow_rules_match_port_transport_and_process() {
-        let rule = AllowRule::parse("276/tcp:sshd").unwrap();
-        assert!(rule.matches(Transport::Tcp, 276, "sshd"));
-        assert!(!rule.matches(Transport::Udp, 276, "sshd"));
-        assert!(!rule.matches(Transport::Tcp, 276, "nc"));
-        let any = AllowRule::parse("272-279").unwrap();
-        assert!(any.matches(Transport::Udp, 279, "whatever"));
-        assert!(AllowRule::parse("276:").is_err());
-        assert!(AllowRule::parse("x:sshd").is_err());
-        assert_eq!(rule.to_string(), "276-276/tcp:sshd");
+    fn flag_and_file_rules_both_count_and_the_file_rules_can_be_swapped() {
+        let flags = vec![AllowRule::parse("276/tcp:sshd").unwrap()];
+        let watch = WatchSet::new(Registry::embedded(), Scope::WellKnown, &[], flags);
+        assert!(watch.is_expected(Transport::Tcp, 276, "sshd"));
+        assert!(!watch.is_expected(Transport::Tcp, 277, "nc"));
+        let owner = OwnerFacts {
+            comm: "dhclient",
+            exe: Some("/usr/sbin/dhclient"),
+            ..OwnerFacts::default()
+        };
+        assert!(!watch.is_expected_subject(Subject::Packet, &owner));
+        watch.set_file_rules(vec![
+            AllowRule::parse("277:nc").unwrap(),
+            AllowRule::parse("packet:exe=/usr/sbin/dhclient").unwrap(),
+        ]);
+        assert!(watch.is_expected(Transport::Tcp, 277, "nc"));
+        assert!(watch.is_expected_subject(Subject::Packet, &owner));
+        watch.set_file_rules(Vec::new());
+        assert!(!watch.is_expected(Transport::Tcp, 277, "nc"));
+        assert!(
+            watch.is_expected(Transport::Tcp, 276, "sshd"),
+            "flag rules stay"
+        );
+        // Only the name is known here: an exe rule cannot match.
+        watch.set_file_rules(vec![AllowRule::parse("278:exe=/usr/bin/nc").unwrap()]);
+        assert!(!watch.is_expected(Transport::Tcp, 278, "nc"));
     }
 }

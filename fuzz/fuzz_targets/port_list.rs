@@ -2,12 +2,13 @@
 //! `--watch.allow` rule parser (both read from flags or the environment).
 //!
 //! Neither may panic. Accepted ranges never run backwards, a list has one
-//! range per comma-separated item, and an allow rule prints as text that
-//! parses back to the same rule.
+//! range per comma-separated item, and an allow rule (with its selectors)
+//! prints as text that parses back to the same rule.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use unassigned_port_exporter::watch::{AllowRule, parse_port_list};
+use unassigned_port_exporter::allow::{AllowRule, Target};
+use unassigned_port_exporter::watch::parse_port_list;
 
 fuzz_target!(|data: &[u8]| {
     // Flags and environment variables reach the parsers as UTF-8 strings.
@@ -23,12 +24,8 @@ fuzz_target!(|data: &[u8]| {
     }
 
     if let Ok(rule) = AllowRule::parse(text) {
-        assert!(
-            rule.ports.first <= rule.ports.last,
-            "{text:?} gave {rule:?}"
-        );
-        if let Some(process) = &rule.process {
-            assert!(!process.is_empty(), "{text:?} gave an empty process name");
+        if let Target::Ports(ports) = &rule.target {
+            assert!(ports.first <= ports.last, "{text:?} gave {rule:?}");
         }
         let shown = rule.to_string();
         assert_eq!(
