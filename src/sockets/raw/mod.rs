@@ -339,7 +339,7 @@ mod tests {
 
     fn inode_of(fd: &impl AsRawFd) -> u64 {
         let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
-        crate::owners::socket_inode(link.as_os_str()).unwrap()
+        crate::proc_root::socket_inode(link.as_os_str()).unwrap()
     }
 
     #[test]

@@ -1,0 +1,273 @@
+//! Issue 12 with real sockets and real processes: listeners that hide.
+//!
+//! A python3 helper process plays the intruder: it opens a packet socket
+//! with a classic BPF filter and a raw TCP socket (BPFDoor's shape), or
+//! renames itself `sshd` and listens, or listens on loopback, on every
+//! address, on `[::]` with and without `IPV6_V6ONLY`, and bound to `lo`. The
+//! tests check what the library's readers and the running exporter say
+//! about them. The helper reports its own facts (pid, socket inodes from
+//! `fstat`, its real executable) so the checks do not lean on the code under
+//! test.
+//!
+//! Packet and raw sockets need root (CI is root); the tests say so when they
+//! skip. Nothing is sent anywhere: the BPF filter drops every packet.
+
+mod common;
+
+use common::is_root;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use unassigned_port_exporter::allow::{AllowRule, OwnerFacts, Subject};
+use unassigned_port_exporter::exposure::{self, Exposure};
+use unassigned_port_exporter::provenance;
+use unassigned_port_exporter::registry::Transport;
+use unassigned_port_exporter::sockets::raw::{BpfFilter, RawKind, RawSocketReader};
+use unassigned_port_exporter::sockets::wire::{Channel, inet_diag_request};
+
+/// The helper: `python3 -c HELPER MODE`, prints one JSON line of facts, then
+/// holds its sockets until stdin closes.
+const HELPER: &str = r#"
+import ctypes, json, os, socket, struct, sys
+
+mode = sys.argv[1]
+facts = {"pid": os.getpid(), "exe": os.path.realpath(sys.executable)}
+held = []
+
+def inode(sock):
+    return os.fstat(sock.fileno()).st_ino
+
+if mode == "bpfdoor":
+    packet = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    # One classic BPF instruction: "ret #0", drop every packet.
+    program = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))
+    fprog = struct.pack("HL", 1, ctypes.addressof(program))
+    packet.setsockopt(socket.SOL_SOCKET, 26, fprog)  # SO_ATTACH_FILTER
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    plain = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0806))
+    plain.bind(("lo", 0x0806))
+    held += [packet, raw, plain, program]
+    facts.update(packet=inode(packet), raw=inode(raw), arp_on_lo=inode(plain))
+elif mode == "sshd":
+    libc = ctypes.CDLL(None)
+    libc.prctl(15, b"sshd", 0, 0, 0)  # PR_SET_NAME
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", int(sys.argv[2])))
+    listener.listen()
+    held.append(listener)
+    facts.update(port=listener.getsockname()[1], inode=inode(listener))
+elif mode == "exposure":
+    def listen(family, address, v6only=None, device=None):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        if v6only is not None:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if v6only else 0)
+        if device is not None:
+            s.setsockopt(socket.SOL_SOCKET, 25, device)  # SO_BINDTODEVICE
+        s.bind((address, 0))
+        s.listen()
+        held.append(s)
+        return {"port": s.getsockname()[1], "inode": inode(s)}
+    facts.update(
+        loopback=listen(socket.AF_INET, "127.0.0.1"),
+        any=listen(socket.AF_INET, "0.0.0.0"),
+        dual=listen(socket.AF_INET6, "::", v6only=False),
+        v6only=listen(socket.AF_INET6, "::", v6only=True),
+        on_lo=listen(socket.AF_INET, "0.0.0.0", device=b"lo"),
+    )
+print(json.dumps(facts), flush=True)
+sys.stdin.read()
+"#;
+
+/// A running helper; its sockets close when it is dropped.
+struct Helper {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    facts: Value,
+}
+
+impl Helper {
+    fn start(args: &[&str]) -> Helper {
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(HELPER)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let facts: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|err| panic!("the helper said {line:?}: {err}"));
+        let stdin = child.stdin.take();
+        Helper {
+            child,
+            stdin,
+            facts,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.facts["pid"].as_u64().unwrap() as u32
+    }
+
+    fn number(&self, path: &[&str]) -> u64 {
+        let mut value = &self.facts;
+        for key in path {
+            value = &value[*key];
+        }
+        value
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {path:?} in {}", self.facts))
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        if self.child.wait().is_err() {
+            let _ = self.child.kill();
+        }
+    }
+}
+
+#[test]
+fn a_filtered_packet_socket_and_a_raw_socket_are_listed() {
+    if !is_root() {
+        eprintln!("not root: cannot open packet and raw sockets; skipped");
+        return;
+    }
+    let helper = Helper::start(&["bpfdoor"]);
+    let mut reader = RawSocketReader::open(Path::new("/proc")).unwrap();
+    // This kernel has packet_diag but no raw_diag: both paths run here.
+    let (packet_source, raw_source) = reader.sources();
+    eprintln!("packet sockets via {packet_source}, raw sockets via {raw_source}");
+    let mut found = Vec::new();
+    reader.collect(&mut found).unwrap();
+    let by_inode = |inode: u64| {
+        found
+            .iter()
+            .find(|s| s.socket.inode == inode)
+            .unwrap_or_else(|| panic!("inode {inode} not listed in {found:?}"))
+    };
+    let packet = by_inode(helper.number(&["packet"]));
+    assert_eq!(packet.socket.kind, RawKind::Packet);
+    assert_eq!(packet.socket.protocol_label(), "all");
+    assert_eq!(packet.socket.uid, Some(0));
+    assert_eq!(packet.interface, "");
+    let expected_filter = if packet_source == "sock_diag" {
+        BpfFilter::Attached
+    } else {
+        BpfFilter::Unknown // /proc/net/packet does not say
+    };
+    assert_eq!(packet.socket.bpf_filter, expected_filter);
+    let arp = by_inode(helper.number(&["arp_on_lo"]));
+    assert_eq!(arp.socket.protocol_label(), "arp");
+    assert_eq!(arp.interface, "lo");
+    if packet_source == "sock_diag" {
+        assert_eq!(arp.socket.bpf_filter, BpfFilter::None);
+    }
+    let raw = by_inode(helper.number(&["raw"]));
+    assert_eq!(raw.socket.kind, RawKind::Raw);
+    assert_eq!(raw.socket.protocol_label(), "tcp");
+    assert_eq!(raw.socket.uid, Some(0));
+    let closed = [helper.number(&["packet"]), helper.number(&["raw"])];
+    drop(helper);
+    found.clear();
+    reader.collect(&mut found).unwrap();
+    assert!(
+        found.iter().all(|s| !closed.contains(&s.socket.inode)),
+        "the sockets closed with their process"
+    );
+}
+
+#[test]
+fn a_process_named_sshd_does_not_satisfy_exe_but_its_real_executable_does() {
+    let port = common::free_port();
+    let helper = Helper::start(&["sshd", &port.to_string()]);
+    let procfs = Path::new("/proc");
+    let pid = helper.pid();
+    let comm = provenance::read_comm(procfs, pid).unwrap();
+    assert_eq!(comm, "sshd", "the helper renamed itself");
+    let exe = provenance::read_exe(procfs, pid).expect("our own child's exe is readable");
+    assert!(!exe.deleted);
+    let real_python = helper.facts["exe"].as_str().unwrap();
+    assert_eq!(exe.path, real_python);
+    let owner = OwnerFacts {
+        comm: &comm,
+        exe: Some(&exe.path),
+        ..OwnerFacts::default()
+    };
+    let subject = Subject::Listener(Transport::Tcp, port);
+    let by_name = AllowRule::parse(&format!("{port}/tcp:sshd")).unwrap();
+    assert!(by_name.matches(subject, &owner), "comm alone is fooled");
+    assert!(by_name.trusts_comm_only());
+    let by_exe = AllowRule::parse(&format!("{port}/tcp:exe=/usr/sbin/sshd")).unwrap();
+    assert!(!by_exe.matches(subject, &owner));
+    let both = AllowRule::parse(&format!("{port}/tcp:exe=/usr/sbin/sshd,comm=sshd")).unwrap();
+    assert!(!both.matches(subject, &owner));
+    let real = AllowRule::parse(&format!("{port}/tcp:exe={real_python}")).unwrap();
+    assert!(real.matches(subject, &owner));
+    let glob = AllowRule::parse(&format!("{port}/tcp:exe=/**/python3*")).unwrap();
+    assert!(glob.matches(subject, &owner));
+}
+
+/// Every TCP listener of this namespace: (address, port) -> inet_diag payload.
+fn listening_tcp() -> HashMap<(IpAddr, u16), Vec<u8>> {
+    let mut channel = Channel::open().unwrap();
+    let mut found = HashMap::new();
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        let request = inet_diag_request(family as u8, libc::IPPROTO_TCP as u8, 1 << 10);
+        channel
+            .dump(&request, |payload| {
+                let port = u16::from_be_bytes([payload[4], payload[5]]);
+                let address = if payload[0] == libc::AF_INET as u8 {
+                    IpAddr::from(<[u8; 4]>::try_from(&payload[8..12]).unwrap())
+                } else {
+                    IpAddr::from(<[u8; 16]>::try_from(&payload[8..24]).unwrap())
+                };
+                found.insert((address, port), payload.to_vec());
+                Ok(())
+            })
+            .unwrap();
+    }
+    found
+}
+
+#[test]
+fn exposure_and_dual_stack_come_from_a_real_dump() {
+    if !is_root() {
+        eprintln!("not root: SO_BINDTODEVICE needs CAP_NET_RAW; skipped");
+        return;
+    }
+    let helper = Helper::start(&["exposure"]);
+    let table = listening_tcp();
+    let look = |name: &str, address: &str| {
+        let port = helper.number(&[name, "port"]) as u16;
+        let address: IpAddr = address.parse().unwrap();
+        let payload = table
+            .get(&(address, port))
+            .unwrap_or_else(|| panic!("{name} ({address} port {port}) not in the dump"));
+        (address, exposure::binding(payload))
+    };
+    let (address, binding) = look("loopback", "127.0.0.1");
+    assert_eq!(exposure::classify(address), Exposure::Loopback);
+    assert!(!binding.dual_stack(address));
+    let (address, binding) = look("any", "0.0.0.0");
+    assert_eq!(exposure::classify(address).as_str(), "any");
+    assert_eq!(binding.v6only, None, "IPv4 sockets carry no v6only");
+    let (dual_address, dual) = look("dual", "::");
+    let (only_address, only) = look("v6only", "::");
+    assert_eq!(exposure::classify(dual_address).as_str(), "any");
+    assert_eq!((dual.v6only, only.v6only), (Some(false), Some(true)));
+    assert!(dual.dual_stack(dual_address));
+    assert!(!only.dual_stack(only_address));
+    let (address, on_lo) = look("on_lo", "0.0.0.0");
+    assert_eq!(on_lo.ifindex, 1, "lo is interface 1");
+    assert_eq!(exposure::classify_bound(address, "lo"), Exposure::Loopback);
+}
