@@ -7,11 +7,14 @@
 //! counted in `unassigned_port_collection_errors_total` by stage and never
 //! fail the scrape: what could be read is reported.
 
+use crate::allow::Subject;
+use crate::exposure;
 use crate::netns::Mode;
 use crate::owners::{Owner, OwnerFaults, OwnerResolver, ProcessDescriber, Wanted};
 use crate::proc_root::ProcRoot;
 use crate::registry::Transport;
-use crate::sockets::{Collected, KernelEvents, Listener, Opened, SocketSource};
+use crate::sockets::raw::RawKind;
+use crate::sockets::{Collected, KernelEvents, Listener, Opened, SeenRawSocket, SocketSource};
 use crate::watch::WatchSet;
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
@@ -25,7 +28,7 @@ use std::time::{Duration, Instant};
 pub const NAMESPACE: &str = "unassigned_port";
 
 /// Label names of `unassigned_port_listeners`, in order.
-pub const LISTENER_LABELS: [&str; 12] = [
+pub const LISTENER_LABELS: [&str; 15] = [
     "port",
     "protocol",
     "family",
@@ -38,6 +41,37 @@ pub const LISTENER_LABELS: [&str; 12] = [
     "netns",
     "container_id",
     "pod_uid",
+    "exposure",
+    "dual_stack",
+    "interface",
+];
+
+/// Label names of `unassigned_port_raw_sockets`, in order.
+pub const RAW_SOCKET_LABELS: [&str; 11] = [
+    "kind",
+    "protocol",
+    "interface",
+    "bpf_filter",
+    "process",
+    "pid",
+    "user",
+    "netns",
+    "container_id",
+    "pod_uid",
+    "expected",
+];
+
+/// Label names of `unassigned_port_listener_process_info`, in order.
+pub const PROCESS_INFO_LABELS: [&str; 9] = [
+    "pid",
+    "netns",
+    "process",
+    "exe",
+    "exe_deleted",
+    "ppid",
+    "parent_process",
+    "unit",
+    "container_id",
 ];
 
 /// The `netns` label of the exporter's own network namespace.
@@ -62,7 +96,9 @@ pub mod stage {
     pub const BACKEND: &str = "backend";
     /// Another network namespace could not be entered or read.
     pub const NETNS: &str = "netns";
-    pub const ALL: [&str; 6] = [SOCKETS, OWNERS, PROCESS, SYSCTL, BACKEND, NETNS];
+    /// A namespace's packet and raw sockets could not be read.
+    pub const RAW: &str = "raw";
+    pub const ALL: [&str; 7] = [SOCKETS, OWNERS, PROCESS, SYSCTL, BACKEND, NETNS, RAW];
 }
 
 /// One series of `unassigned_port_listeners`: labels and socket count.
@@ -80,11 +116,18 @@ pub struct ListenerSeries {
     pub netns: String,
     pub container_id: String,
     pub pod_uid: String,
+    /// `exposure::Exposure` of the bound address (and interface).
+    pub exposure: &'static str,
+    /// An IPv6 socket on `::` that accepts IPv4 too: "true", "false", or
+    /// "unknown" where the backend cannot tell.
+    pub dual_stack: &'static str,
+    /// `SO_BINDTODEVICE` interface, "" for none.
+    pub interface: String,
     pub sockets: u64,
 }
 
 impl ListenerSeries {
-    pub fn label_values(&self) -> [String; 12] {
+    pub fn label_values(&self) -> [String; 15] {
         [
             self.port.to_string(),
             self.transport.to_string(),
@@ -98,8 +141,104 @@ impl ListenerSeries {
             self.netns.clone(),
             self.container_id.clone(),
             self.pod_uid.clone(),
+            self.exposure.to_string(),
+            self.dual_stack.to_string(),
+            self.interface.clone(),
         ]
     }
+}
+
+/// One series of `unassigned_port_raw_sockets`: labels and socket count.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RawSocketSeries {
+    pub kind: &'static str,
+    pub protocol: String,
+    pub interface: String,
+    pub bpf_filter: &'static str,
+    pub process: String,
+    pub pid: String,
+    pub user: String,
+    pub netns: String,
+    pub container_id: String,
+    pub pod_uid: String,
+    pub expected: bool,
+    pub sockets: u64,
+}
+
+impl RawSocketSeries {
+    pub fn label_values(&self) -> [String; 11] {
+        [
+            self.kind.to_string(),
+            self.protocol.clone(),
+            self.interface.clone(),
+            self.bpf_filter.to_string(),
+            self.process.clone(),
+            self.pid.clone(),
+            self.user.clone(),
+            self.netns.clone(),
+            self.container_id.clone(),
+            self.pod_uid.clone(),
+            self.expected.to_string(),
+        ]
+    }
+}
+
+/// One series of `unassigned_port_listener_process_info`: a process that
+/// owns a reported listener or packet/raw socket.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ProcessInfoSeries {
+    pub pid: u32,
+    /// Namespace of the first socket it was found owning.
+    pub netns: String,
+    pub process: String,
+    pub exe: String,
+    pub exe_deleted: bool,
+    pub ppid: String,
+    pub parent_process: String,
+    pub unit: String,
+    pub container_id: String,
+}
+
+impl ProcessInfoSeries {
+    fn new(pid: u32, netns: String, owner: &Owner) -> ProcessInfoSeries {
+        let exe = owner.provenance.exe.as_ref();
+        ProcessInfoSeries {
+            pid,
+            netns,
+            process: owner.process.clone(),
+            exe: exe.map(|exe| exe.path.clone()).unwrap_or_default(),
+            exe_deleted: exe.is_some_and(|exe| exe.deleted),
+            ppid: owner
+                .provenance
+                .ppid
+                .map(|ppid| ppid.to_string())
+                .unwrap_or_default(),
+            parent_process: owner.provenance.parent_process.clone(),
+            unit: owner.provenance.unit.clone(),
+            container_id: owner.place.container_id.clone(),
+        }
+    }
+
+    pub fn label_values(&self) -> [String; 9] {
+        [
+            self.pid.to_string(),
+            self.netns.clone(),
+            self.process.clone(),
+            self.exe.clone(),
+            self.exe_deleted.to_string(),
+            self.ppid.clone(),
+            self.parent_process.clone(),
+            self.unit.clone(),
+            self.container_id.clone(),
+        ]
+    }
+}
+
+/// What [`ListenerCollector`]'s labelling produced.
+struct Labelled {
+    listeners: Vec<ListenerSeries>,
+    raw_sockets: Vec<RawSocketSeries>,
+    processes: Vec<ProcessInfoSeries>,
 }
 
 /// The result of one collection.
@@ -107,6 +246,10 @@ impl ListenerSeries {
 pub struct Snapshot {
     /// Sorted by transport, port, then the other labels.
     pub listeners: Vec<ListenerSeries>,
+    /// Packet and raw sockets, sorted by kind, protocol, then the rest.
+    pub raw_sockets: Vec<RawSocketSeries>,
+    /// One per process owning a listener or packet/raw socket, by pid.
+    pub processes: Vec<ProcessInfoSeries>,
     pub duration: Duration,
     /// False when the socket table could not be read at all.
     pub success: bool,
@@ -126,6 +269,7 @@ struct Faults {
     sockets: u64,
     netns: u64,
     sysctl: u64,
+    raw: u64,
     owners: OwnerFaults,
 }
 
@@ -222,7 +366,8 @@ impl ListenerCollector {
             }
         };
         faults.netns = collected.namespace_faults;
-        let listeners = self.label(&collected.listeners, &mut faults.owners);
+        faults.raw = collected.raw_faults;
+        let labelled = self.label(&collected, &mut faults.owners);
         let mut unprivileged_port_start = Vec::new();
         match self.proc_root.unprivileged_port_start() {
             Ok(Some(value)) => unprivileged_port_start.push((HOST_NETNS.to_string(), value)),
@@ -239,7 +384,9 @@ impl ListenerCollector {
                 .map(|&(inode, value)| (netns_label(Some(inode)), value)),
         );
         let snapshot = Snapshot {
-            listeners,
+            listeners: labelled.listeners,
+            raw_sockets: labelled.raw_sockets,
+            processes: labelled.processes,
             duration: started.elapsed(),
             success,
             unprivileged_port_start,
@@ -250,30 +397,73 @@ impl ListenerCollector {
         (snapshot, faults)
     }
 
-    /// Finds each listener's owner and turns listeners into counted series.
-    fn label(&self, listeners: &[Listener], faults: &mut OwnerFaults) -> Vec<ListenerSeries> {
-        let (pids, described) = self.find_owners(listeners, faults);
-        let mut counted: BTreeMap<ListenerSeries, u64> = BTreeMap::new();
+    /// Finds the owner of every listener and packet/raw socket, and turns
+    /// them into counted series, plus one info series per owning process.
+    fn label(&self, collected: &Collected, faults: &mut OwnerFaults) -> Labelled {
+        let (listener_pids, raw_pids, described) =
+            self.find_owners(&collected.listeners, &collected.raw_sockets, faults);
         let nobody = Owner::default();
-        for (listener, pid) in listeners.iter().zip(pids) {
-            let owner = pid.and_then(|pid| described.get(&pid)).unwrap_or(&nobody);
-            *counted.entry(self.series(listener, owner)).or_default() += 1;
+        let owner_of =
+            |pid: Option<u32>| pid.and_then(|pid| described.get(&pid)).unwrap_or(&nobody);
+        // pid -> netns label of the first socket it owns.
+        let mut owning: BTreeMap<u32, String> = BTreeMap::new();
+        let mut listeners: BTreeMap<ListenerSeries, u64> = BTreeMap::new();
+        for (listener, pid) in collected.listeners.iter().zip(listener_pids) {
+            if let Some(pid) = pid {
+                owning
+                    .entry(pid)
+                    .or_insert_with(|| netns_label(listener.netns));
+            }
+            *listeners
+                .entry(self.series(listener, owner_of(pid)))
+                .or_default() += 1;
         }
-        counted
+        let mut raw_sockets: BTreeMap<RawSocketSeries, u64> = BTreeMap::new();
+        for (seen, pid) in collected.raw_sockets.iter().zip(raw_pids) {
+            if let Some(pid) = pid {
+                owning.entry(pid).or_insert_with(|| netns_label(seen.netns));
+            }
+            *raw_sockets
+                .entry(self.raw_series(seen, owner_of(pid)))
+                .or_default() += 1;
+        }
+        let processes = owning
             .into_iter()
-            .map(|(mut series, sockets)| {
-                series.sockets = sockets;
-                series
+            .filter_map(|(pid, netns)| {
+                let owner = described.get(&pid)?;
+                // A process that vanished before it was described has no facts.
+                (!owner.process.is_empty()).then(|| ProcessInfoSeries::new(pid, netns, owner))
             })
-            .collect()
+            .collect();
+        Labelled {
+            listeners: listeners
+                .into_iter()
+                .map(|(mut series, sockets)| {
+                    series.sockets = sockets;
+                    series
+                })
+                .collect(),
+            raw_sockets: raw_sockets
+                .into_iter()
+                .map(|(mut series, sockets)| {
+                    series.sockets = sockets;
+                    series
+                })
+                .collect(),
+            processes,
+        }
     }
 
-    /// The pid of each listener (in order) and the description of each pid.
+    /// The pid of each listener and of each packet/raw socket (in order),
+    /// and the description of each pid. One search for all inodes: the
+    /// resolver forgets places of inodes it is not asked about.
+    #[allow(clippy::type_complexity)]
     fn find_owners(
         &self,
         listeners: &[Listener],
+        raw_sockets: &[SeenRawSocket],
         faults: &mut OwnerFaults,
-    ) -> (Vec<Option<u32>>, HashMap<u32, Owner>) {
+    ) -> (Vec<Option<u32>>, Vec<Option<u32>>, HashMap<u32, Owner>) {
         let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
         // Backends that already know the pids (netstat2) skip the fd search.
         let wanted: Vec<Wanted> = listeners
@@ -283,6 +473,10 @@ impl ListenerCollector {
                 inode: l.inode,
                 uid: l.uid,
             })
+            .chain(raw_sockets.iter().map(|seen| Wanted {
+                inode: seen.found.socket.inode,
+                uid: seen.found.socket.uid.unwrap_or(0),
+            }))
             .collect();
         let likely: Vec<u32> = self
             .kernel_events
@@ -297,23 +491,54 @@ impl ListenerCollector {
             .unwrap_or_default();
         let found = owners.resolver.find_pids(&wanted, &likely, faults);
         // Lowest pid first, like the fd search (see owners/mod.rs).
-        let pids: Vec<Option<u32>> = listeners
+        let listener_pids: Vec<Option<u32>> = listeners
             .iter()
             .map(|listener| match &listener.known_pids {
                 Some(pids) => pids.first().copied(),
                 None => found.get(&listener.inode).copied(),
             })
             .collect();
+        let raw_pids: Vec<Option<u32>> = raw_sockets
+            .iter()
+            .map(|seen| found.get(&seen.found.socket.inode).copied())
+            .collect();
         // netstat2 finding no pid is the same fault as an unplaced inode.
         faults.unfound += listeners
             .iter()
             .filter(|l| l.known_pids.as_ref().is_some_and(Vec::is_empty))
             .count() as u64;
-        let mut unique: Vec<u32> = pids.iter().flatten().copied().collect();
+        let mut unique: Vec<u32> = listener_pids
+            .iter()
+            .chain(&raw_pids)
+            .flatten()
+            .copied()
+            .collect();
         unique.sort_unstable();
         unique.dedup();
         let described = owners.describer.describe(&unique, faults);
-        (pids, described)
+        (listener_pids, raw_pids, described)
+    }
+
+    fn raw_series(&self, seen: &SeenRawSocket, owner: &Owner) -> RawSocketSeries {
+        let socket = &seen.found.socket;
+        let subject = match socket.kind {
+            RawKind::Packet => Subject::Packet,
+            RawKind::Raw => Subject::Raw,
+        };
+        RawSocketSeries {
+            kind: socket.kind.as_str(),
+            protocol: socket.protocol_label().into_owned(),
+            interface: seen.found.interface.clone(),
+            bpf_filter: socket.bpf_filter.as_str(),
+            process: owner.process.clone(),
+            pid: owner.pid.map(|p| p.to_string()).unwrap_or_default(),
+            user: owner.user.clone(),
+            netns: netns_label(seen.netns),
+            container_id: owner.place.container_id.clone(),
+            pod_uid: owner.place.pod_uid.clone(),
+            expected: self.watch.is_expected_subject(subject, &owner.facts()),
+            sockets: 0,
+        }
     }
 
     fn series(&self, listener: &Listener, owner: &Owner) -> ListenerSeries {
@@ -329,12 +554,16 @@ impl ListenerCollector {
                 .watch
                 .iana_status(listener.transport, listener.port)
                 .as_str(),
-            expected: self
-                .watch
-                .is_expected(listener.transport, listener.port, &owner.process),
+            expected: self.watch.is_expected_subject(
+                Subject::Listener(listener.transport, listener.port),
+                &owner.facts(),
+            ),
             netns: netns_label(listener.netns),
             container_id: owner.place.container_id.clone(),
             pod_uid: owner.place.pod_uid.clone(),
+            exposure: exposure::classify_bound(listener.address, &listener.interface).as_str(),
+            dual_stack: listener.binding.dual_stack_label(listener.address),
+            interface: listener.interface.clone(),
             sockets: 0,
         }
     }
@@ -350,6 +579,7 @@ impl ListenerCollector {
         self.count_error(stage::SOCKETS, faults.sockets);
         self.count_error(stage::NETNS, faults.netns);
         self.count_error(stage::SYSCTL, faults.sysctl);
+        self.count_error(stage::RAW, faults.raw);
         let owners = &faults.owners;
         self.count_error(stage::OWNERS, owners.unfound);
         self.count_error(stage::PROCESS, owners.vanished);
@@ -384,6 +614,22 @@ impl ListenerCollector {
                 .set(series.sockets as f64);
         }
         let mut families = listeners.collect();
+        let raw_sockets = raw_sockets_vec();
+        for series in &snapshot.raw_sockets {
+            let values = series.label_values();
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            raw_sockets
+                .with_label_values(&values)
+                .set(series.sockets as f64);
+        }
+        families.extend(raw_sockets.collect());
+        let processes = process_info_vec();
+        for series in &snapshot.processes {
+            let values = series.label_values();
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            processes.with_label_values(&values).set(1.0);
+        }
+        families.extend(processes.collect());
         let single = |opts: Opts, value: f64| {
             let gauge = GaugeVec::new(opts, &[]).unwrap();
             gauge.with_label_values::<&str>(&[]).set(value);
@@ -435,6 +681,30 @@ fn listeners_vec() -> GaugeVec {
         )
         .namespace(NAMESPACE),
         &LISTENER_LABELS,
+    )
+    .unwrap()
+}
+
+fn raw_sockets_vec() -> GaugeVec {
+    GaugeVec::new(
+        Opts::new(
+            "raw_sockets",
+            "Packet (AF_PACKET) and raw IP sockets, which listen without a port, by kind, protocol, BPF filter and owner.",
+        )
+        .namespace(NAMESPACE),
+        &RAW_SOCKET_LABELS,
+    )
+    .unwrap()
+}
+
+fn process_info_vec() -> GaugeVec {
+    GaugeVec::new(
+        Opts::new(
+            "listener_process_info",
+            "Always 1, one per process owning a reported listener or packet/raw socket; labels say its executable (and whether it was deleted), parent and systemd unit.",
+        )
+        .namespace(NAMESPACE),
+        &PROCESS_INFO_LABELS,
     )
     .unwrap()
 }

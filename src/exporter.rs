@@ -14,7 +14,7 @@ use crate::scrape::Scraper;
 use crate::sockets::{self, Opened};
 use crate::watch::WatchSet;
 use crate::web_config::{self, ActiveWebConfig};
-use crate::{http, info_metrics, sampler, web_reload};
+use crate::{allow, allow_reload, http, info_metrics, sampler, web_reload};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -71,6 +71,8 @@ pub struct Exporter {
     /// The kernel event sources, kept running while the exporter lives.
     #[cfg(target_os = "linux")]
     _events: Option<crate::events::live::LiveEvents>,
+    /// The watch set; its `--watch.allow-file` rules are swapped on reload.
+    pub watch: Arc<WatchSet>,
 }
 
 impl Exporter {
@@ -84,6 +86,11 @@ impl Exporter {
             &flags.extra_ports(),
             flags.watch_allow.clone(),
         ));
+        allow::warn_about_comm_only(watch.flag_rules(), "--watch.allow");
+        if let Some(file) = &flags.watch_allow_file {
+            allow::warn_about_comm_only(&file.rules, &file.path.display().to_string());
+            watch.set_file_rules(file.rules.clone());
+        }
         let web_config = load_web_config(flags)?;
         let proc_root = ProcRoot::new(flags.procfs.clone(), flags.netns_path.clone());
         let opened =
@@ -123,7 +130,11 @@ impl Exporter {
         } else {
             None
         };
-        let collector = Arc::new(ListenerCollector::new(watch, opened, proc_root));
+        let collector = Arc::new(ListenerCollector::new(
+            Arc::clone(&watch),
+            opened,
+            proc_root,
+        ));
         info_metrics::register(&metrics, &collector).map_err(internal)?;
         if let Some(interval) = extras.sample_interval {
             let sampler = sampler::Sampler::start(Arc::clone(&collector), interval);
@@ -143,6 +154,7 @@ impl Exporter {
             #[cfg(target_os = "linux")]
             _events: events,
             web_config: Arc::new(RwLock::new(Arc::new(ActiveWebConfig::plain()))),
+            watch,
         })
     }
 
@@ -243,6 +255,12 @@ async fn serve(
     let app = Arc::new(app);
     if let Some(path) = flags.web_config_file.clone() {
         tokio::spawn(web_reload::watch(path, Arc::clone(&exporter.web_config)));
+    }
+    if let Some(file) = &flags.watch_allow_file {
+        tokio::spawn(allow_reload::watch(
+            file.path.clone(),
+            Arc::clone(&exporter.watch),
+        ));
     }
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {

@@ -115,12 +115,25 @@ pub struct Binding {
 }
 
 impl Binding {
-    /// The `dual_stack` label: true for an IPv6 socket on `::` that also
-    /// accepts IPv4 (`IPV6_V6ONLY` off). Every other socket is single-stack:
-    /// an IPv4 one, an IPv6 one with `IPV6_V6ONLY`, and one bound to a
-    /// specific address (which fixes the family it accepts).
-    pub fn dual_stack(&self, address: IpAddr) -> bool {
-        matches!(address, IpAddr::V6(v6) if v6.is_unspecified()) && self.v6only == Some(false)
+    /// Whether an IPv6 socket on `::` also accepts IPv4 (`IPV6_V6ONLY`
+    /// off). Every other socket is single-stack: an IPv4 one, an IPv6 one
+    /// with `IPV6_V6ONLY`, and one bound to a specific address (which fixes
+    /// the family it accepts). `None` for a socket on `::` whose v6only
+    /// setting the backend could not see (netstat2).
+    pub fn dual_stack(&self, address: IpAddr) -> Option<bool> {
+        match address {
+            IpAddr::V6(v6) if v6.is_unspecified() => self.v6only.map(|only| !only),
+            _ => Some(false),
+        }
+    }
+
+    /// The `dual_stack` label: "true", "false" or "unknown".
+    pub fn dual_stack_label(&self, address: IpAddr) -> &'static str {
+        match self.dual_stack(address) {
+            Some(true) => "true",
+            Some(false) => "false",
+            None => "unknown",
+        }
     }
 }
 
@@ -276,9 +289,14 @@ mod tests {
         assert_eq!(binding(&[0; 10]), Binding::default());
         let unspecified: IpAddr = "::".parse().unwrap();
         let specific: IpAddr = "2001:db8::1".parse().unwrap();
-        assert!(binding(&dual).dual_stack(unspecified));
-        assert!(!binding(&only).dual_stack(unspecified));
-        assert!(!binding(&dual).dual_stack(specific));
-        assert!(!binding(&v4).dual_stack("0.0.0.0".parse().unwrap()));
+        assert_eq!(binding(&dual).dual_stack(unspecified), Some(true));
+        assert_eq!(binding(&only).dual_stack(unspecified), Some(false));
+        assert_eq!(binding(&dual).dual_stack(specific), Some(false));
+        assert_eq!(
+            binding(&v4).dual_stack("0.0.0.0".parse().unwrap()),
+            Some(false)
+        );
+        assert_eq!(Binding::default().dual_stack_label(unspecified), "unknown");
+        assert_eq!(binding(&dual).dual_stack_label(unspecified), "true");
     }
 }

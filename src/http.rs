@@ -474,10 +474,11 @@ fn render_landing(app: &App, snapshot: Option<&Snapshot>) -> String {
     let listeners = snapshot.map_or(&[][..], |s| &s.listeners[..]);
     for l in listeners {
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             l.port,
             l.transport,
             escape(&l.address),
+            l.exposure,
             escape(&l.netns),
             escape(&l.container_id.chars().take(12).collect::<String>()),
             escape(&l.process),
@@ -489,7 +490,26 @@ fn render_landing(app: &App, snapshot: Option<&Snapshot>) -> String {
         ));
     }
     if rows.is_empty() {
-        rows.push_str("<tr><td colspan=\"11\">No listeners on watched ports.</td></tr>\n");
+        rows.push_str("<tr><td colspan=\"12\">No listeners on watched ports.</td></tr>\n");
+    }
+    let mut raw_rows = String::new();
+    for r in snapshot.map_or(&[][..], |s| &s.raw_sockets[..]) {
+        raw_rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            r.kind,
+            escape(&r.protocol),
+            escape(&r.interface),
+            if r.bpf_filter == "true" { "<strong>true</strong>" } else { r.bpf_filter },
+            escape(&r.netns),
+            escape(&r.process),
+            escape(&r.pid),
+            escape(&r.user),
+            if r.expected { "yes" } else { "<strong>no</strong>" },
+            r.sockets,
+        ));
+    }
+    if raw_rows.is_empty() {
+        raw_rows.push_str("<tr><td colspan=\"10\">No packet or raw sockets.</td></tr>\n");
     }
     let status = match snapshot {
         Some(s) if s.success => format!(
@@ -525,8 +545,12 @@ Version {version}.</p>
 Socket backend: {backend}; {status}.</p>
 <h2>Listeners now</h2>
 <table>
-<tr><th>port</th><th>protocol</th><th>address</th><th>netns</th><th>container</th><th>process</th><th>pid</th><th>user</th><th>iana</th><th>expected</th><th>sockets</th></tr>
+<tr><th>port</th><th>protocol</th><th>address</th><th>exposure</th><th>netns</th><th>container</th><th>process</th><th>pid</th><th>user</th><th>iana</th><th>expected</th><th>sockets</th></tr>
 {rows}</table>
+<h2>Packet and raw sockets now</h2>
+<table>
+<tr><th>kind</th><th>protocol</th><th>interface</th><th>bpf filter</th><th>netns</th><th>process</th><th>pid</th><th>user</th><th>expected</th><th>sockets</th></tr>
+{raw_rows}</table>
 </body>
 </html>
 "#,

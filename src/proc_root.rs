@@ -140,6 +140,14 @@ impl ProcRoot {
         None
     }
 
+    /// The target of the `exe` link: the executable and whether it was
+    /// deleted. `None` for kernel threads, processes we may not inspect and
+    /// processes that exited.
+    pub fn exe(&self, pid: u32) -> Option<crate::provenance::Exe> {
+        let target = std::fs::read_link(self.pid_path(pid, "exe")).ok()?;
+        Some(crate::provenance::parse_exe_link(target.as_os_str()))
+    }
+
     /// The text of `cgroup`.
     pub fn cgroup(&self, pid: u32) -> Option<String> {
         std::fs::read_to_string(self.pid_path(pid, "cgroup")).ok()

@@ -3,9 +3,8 @@
 //! facts a triage needs and that a process cannot set for itself the way it
 //! sets its name (`comm`).
 //!
-//! Every read takes the procfs root (`--path.procfs`) and one pid, and the
-//! parsing is done by pure functions over the file contents, so the /proc
-//! access layer can call them on text it read itself.
+//! Reads go through [`ProcRoot`] (`--path.procfs`, fixture trees); the
+//! parsing is done by pure functions over link targets and file text.
 //!
 //! - `exe`: the target of `/proc/PID/exe`. The kernel appends " (deleted)"
 //!   when the file was unlinked after the process started (a package upgrade
@@ -14,9 +13,8 @@
 //!   namespace names it, so a container's binary shows its in-container
 //!   path. Reading it needs ptrace access to the process (root, or
 //!   CAP_SYS_PTRACE); kernel threads have none.
-//! - `ppid` from `/proc/PID/stat` (parsed after the last `)`, since a comm
-//!   may contain spaces and parentheses), `parent_process` from the parent's
-//!   `comm`.
+//! - `ppid` from `/proc/PID/status` (read by the owner description already),
+//!   `parent_process` from the parent's `comm`.
 //! - `unit`: from `/proc/PID/cgroup`, the last path component that ends in
 //!   `.service` or `.scope`, on the cgroup v2 line (`0::`), else on the v1
 //!   `name=systemd` line (hybrid hosts may have both, with the unit on
@@ -25,8 +23,8 @@
 //!   `x.service`, a login session gives `session-3.scope`, a container
 //!   started by docker gives `docker-ID.scope`.
 
+use crate::proc_root::ProcRoot;
 use std::ffi::OsStr;
-use std::path::Path;
 
 const DELETED_SUFFIX: &str = " (deleted)";
 
@@ -54,32 +52,6 @@ pub fn parse_exe_link(target: &OsStr) -> Exe {
     }
 }
 
-/// `{procfs}/PID/exe`; `None` for kernel threads, processes we may not
-/// inspect, and processes that exited.
-pub fn read_exe(procfs: &Path, pid: u32) -> Option<Exe> {
-    let target = std::fs::read_link(procfs.join(pid.to_string()).join("exe")).ok()?;
-    Some(parse_exe_link(target.as_os_str()))
-}
-
-/// The parent pid from the text of `/proc/PID/stat`.
-pub fn parse_ppid(stat: &str) -> Option<u32> {
-    let (_, after_comm) = stat.rsplit_once(')')?;
-    let mut fields = after_comm.split_ascii_whitespace();
-    let _state = fields.next()?;
-    fields.next()?.parse().ok()
-}
-
-pub fn read_ppid(procfs: &Path, pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(procfs.join(pid.to_string()).join("stat")).ok()?;
-    parse_ppid(&stat)
-}
-
-/// `/proc/PID/comm` without its newline.
-pub fn read_comm(procfs: &Path, pid: u32) -> Option<String> {
-    let comm = std::fs::read_to_string(procfs.join(pid.to_string()).join("comm")).ok()?;
-    Some(comm.trim_end_matches('\n').to_string())
-}
-
 /// The systemd unit in the text of `/proc/PID/cgroup` (see the module doc).
 pub fn systemd_unit(cgroup: &str) -> Option<&str> {
     // In systemd's "legacy" layout the unified line exists but is just "/".
@@ -99,11 +71,6 @@ fn unit_in(line: &str) -> Option<&str> {
         .find(|part| part.ends_with(".service") || part.ends_with(".scope"))
 }
 
-pub fn read_unit(procfs: &Path, pid: u32) -> Option<String> {
-    let cgroup = std::fs::read_to_string(procfs.join(pid.to_string()).join("cgroup")).ok()?;
-    systemd_unit(&cgroup).map(str::to_string)
-}
-
 /// Everything above for one pid; missing facts are empty.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Provenance {
@@ -115,23 +82,35 @@ pub struct Provenance {
     pub unit: String,
 }
 
-/// Reads the provenance of `pid`: five small files, no directory walk.
-pub fn read(procfs: &Path, pid: u32) -> Provenance {
-    let ppid = read_ppid(procfs, pid);
-    Provenance {
-        exe: read_exe(procfs, pid),
-        ppid,
-        parent_process: ppid
-            .filter(|&ppid| ppid != 0)
-            .and_then(|ppid| read_comm(procfs, ppid))
-            .unwrap_or_default(),
-        unit: read_unit(procfs, pid).unwrap_or_default(),
+impl Provenance {
+    /// Completes what the caller already read (`ppid` from `status`, the
+    /// `cgroup` text) with the exe link and the parent's comm: one readlink
+    /// and one small read.
+    pub fn read(
+        proc_root: &ProcRoot,
+        pid: u32,
+        ppid: Option<u32>,
+        cgroup: Option<&str>,
+    ) -> Provenance {
+        Provenance {
+            exe: proc_root.exe(pid),
+            ppid,
+            parent_process: ppid
+                .filter(|&ppid| ppid != 0)
+                .and_then(|ppid| proc_root.comm(ppid))
+                .unwrap_or_default(),
+            unit: cgroup
+                .and_then(systemd_unit)
+                .unwrap_or_default()
+                .to_string(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
     use std::process::{Command, Stdio};
 
     #[test]
@@ -152,15 +131,6 @@ mod tests {
         );
         let memfd = parse_exe_link(OsStr::new("/memfd: (deleted)"));
         assert_eq!((memfd.path.as_str(), memfd.deleted), ("/memfd:", true));
-    }
-
-    #[test]
-    fn ppid_is_read_after_the_last_parenthesis() {
-        let stat = "4242 (evil) S (x) S 17 4242 4242 0 -1 4194560 107 0 0 0 0 0 0 0 20 0 1 0";
-        assert_eq!(parse_ppid(stat), Some(17));
-        assert_eq!(parse_ppid("1 (systemd) S 0 1 1 0"), Some(0));
-        assert_eq!(parse_ppid("garbage"), None);
-        assert_eq!(parse_ppid("1 (a) S"), None);
     }
 
     #[test]
@@ -199,24 +169,23 @@ mod tests {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let procfs = Path::new("/proc");
-        let found = read(procfs, child.id());
+        let root = ProcRoot::default();
+        let me = std::process::id();
+        let pid = child.id();
+        let ppid = root.status(pid).map(|status| status.ppid);
+        let found = Provenance::read(&root, pid, ppid, root.cgroup(pid).as_deref());
         let _ = child.kill();
         let _ = child.wait();
-        assert_eq!(found.ppid, Some(std::process::id()));
-        assert_eq!(
-            found.parent_process,
-            read_comm(procfs, std::process::id()).unwrap()
-        );
+        assert_eq!(found.ppid, Some(me));
+        assert_eq!(found.parent_process, root.comm(me).unwrap());
         let exe = found.exe.expect("our own child's exe is readable");
         assert!(!exe.deleted);
         let sleep = which("sleep");
         assert_eq!(Path::new(&exe.path), std::fs::canonicalize(sleep).unwrap());
         // Whatever unit we run in (if any), the child shares it.
-        assert_eq!(
-            found.unit,
-            read_unit(procfs, std::process::id()).unwrap_or_default()
-        );
+        let ours = root.cgroup(me);
+        let ours = ours.as_deref().and_then(systemd_unit).unwrap_or_default();
+        assert_eq!(found.unit, ours);
     }
 
     #[test]
@@ -228,7 +197,7 @@ mod tests {
         let expected = std::fs::canonicalize(&copy).unwrap();
         let mut child = spawn_retrying(&copy);
         std::fs::remove_file(&copy).unwrap();
-        let exe = read_exe(Path::new("/proc"), child.id());
+        let exe = ProcRoot::default().exe(child.id());
         let _ = child.kill();
         let _ = child.wait();
         let _ = std::fs::remove_dir(&dir);

@@ -220,9 +220,10 @@ impl WatchSet {
         &self.registry
     }
 
-    /// True when an allow rule covers this listener, knowing only its
-    /// owner's process name: rules with other selectors do not match.
-    pub fn is_expected(&self, transport: Transport, port: u16, process: &str) -> bool {
+    /// Tests' shorthand: an allow rule covers this listener, knowing only
+    /// its owner's process name (rules with other selectors do not match).
+    #[cfg(test)]
+    pub(crate) fn is_expected(&self, transport: Transport, port: u16, process: &str) -> bool {
         let owner = OwnerFacts {
             comm: process,
             ..OwnerFacts::default()

@@ -11,17 +11,27 @@
 //! The procfs tree holds a pre-fork server (nginx: master 210 as root,
 //! workers 211 and 212 as www-data, all holding socket 50001 and the master
 //! also a SO_REUSEPORT sibling 50006), a process running as a uid with no
-//! passwd entry (340), and a Kubernetes container process in another network
-//! namespace (500). Socket 50004 is held by nobody in the tree.
+//! passwd entry whose executable was deleted (340, which also holds a
+//! filtered packet socket and a raw TCP socket: a passive backdoor), a
+//! Kubernetes container process in another network namespace (500), and a
+//! DHCP client with its filtered packet socket (600). Sockets 50004 and
+//! 50013 are held by nobody in the tree. The packet and raw sockets come
+//! from the tree's `self/net/{packet,raw,raw6}`; `/proc` does not say which
+//! has a BPF filter, so the table marks 50010 and 50012 as packet_diag
+//! would.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use unassigned_port_exporter::exporter::{Exporter, Extras};
+use unassigned_port_exporter::exposure::Binding;
 use unassigned_port_exporter::netns::Mode;
 use unassigned_port_exporter::proc_root::ProcRoot;
 use unassigned_port_exporter::registry::{Registry, Transport};
-use unassigned_port_exporter::sockets::{Collected, Listener, Opened, SocketSource, SourceError};
+use unassigned_port_exporter::sockets::raw::{BpfFilter, NamedRawSocket, proc_net};
+use unassigned_port_exporter::sockets::{
+    Collected, Listener, Opened, SeenRawSocket, SocketSource, SourceError,
+};
 use unassigned_port_exporter::watch::{AllowRule, Scope, WatchSet};
 
 const CONTAINER_NETNS: u64 = 4026532500;
@@ -38,7 +48,40 @@ fn listener(transport: Transport, address: IpAddr, port: u16, inode: u64, uid: u
         uid,
         known_pids: None,
         netns: None,
+        binding: Binding::default(),
+        interface: String::new(),
     }
+}
+
+/// The tree's packet and raw sockets, as the netlink source would report
+/// them (interface names as this fixture host has them).
+fn raw_sockets() -> Vec<SeenRawSocket> {
+    let net = fixtures().join("proc/self/net");
+    let mut parsed = Vec::new();
+    proc_net::parse_packet(&std::fs::read(net.join("packet")).unwrap(), &mut parsed).unwrap();
+    for table in ["raw", "raw6"] {
+        proc_net::parse_raw(&std::fs::read(net.join(table)).unwrap(), &mut parsed).unwrap();
+    }
+    parsed
+        .into_iter()
+        .map(|mut socket| {
+            if [50010, 50012].contains(&socket.inode) {
+                socket.bpf_filter = BpfFilter::Attached;
+            }
+            let interface = match socket.ifindex {
+                Some(0) => "",
+                Some(2) => "eth0",
+                _ => "unknown",
+            };
+            SeenRawSocket {
+                found: NamedRawSocket {
+                    socket,
+                    interface: interface.to_string(),
+                },
+                netns: None,
+            }
+        })
+        .collect()
 }
 
 impl SocketSource for FixedTable {
@@ -51,13 +94,19 @@ impl SocketSource for FixedTable {
         let table = [
             listener(Transport::Tcp, any4, 276, 50001, 0),
             listener(Transport::Tcp, any4, 276, 50006, 0),
-            listener(
-                Transport::Udp,
-                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-                276,
-                50002,
-                4242,
-            ),
+            Listener {
+                binding: Binding {
+                    v6only: Some(false),
+                    ifindex: 0,
+                },
+                ..listener(
+                    Transport::Udp,
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                    276,
+                    50002,
+                    4242,
+                )
+            },
             Listener {
                 netns: Some(CONTAINER_NETNS),
                 ..listener(Transport::Tcp, any4, 277, 50003, 0)
@@ -78,6 +127,7 @@ impl SocketSource for FixedTable {
                 .filter(|l| watch.is_watched(l.transport, l.port)),
         );
         out.unprivileged_port_start.push((CONTAINER_NETNS, 0));
+        out.raw_sockets.extend(raw_sockets());
         out.namespaces_read = 2; // the host's and the container's
         Ok(())
     }
@@ -100,7 +150,10 @@ fn fixture_exporter() -> Exporter {
         Registry::embedded(),
         Scope::WellKnown,
         &[],
-        vec![AllowRule::parse("276/tcp:nginx").unwrap()],
+        vec![
+            AllowRule::parse("276/tcp:nginx").unwrap(),
+            AllowRule::parse("packet:exe=/usr/sbin/dhclient,unit=ifup@eth0.service").unwrap(),
+        ],
     ));
     let opened = Opened {
         source: Box::new(FixedTable),
@@ -196,8 +249,73 @@ fn owners_come_from_the_fixture_tree() {
     assert_eq!(container.netns, CONTAINER_NETNS.to_string());
     assert!(container.container_id.starts_with("4f1c2e8a9b7d"));
     assert_eq!(container.pod_uid, "0d4b4a6f-cb1b-4bd9-9f9b-2c8a8e9b3c2e");
+    // Exposure: 0.0.0.0 is "any", 127.0.0.1 loopback, :: dual-stack.
+    assert_eq!((nginx.exposure, nginx.dual_stack), ("any", "false"));
+    assert_eq!((udp.exposure, udp.dual_stack), ("any", "true"));
+    assert_eq!(by_port(278).exposure, "loopback");
     // Nobody holds 50004: empty owner labels.
     let orphan = by_port(278);
     assert_eq!((orphan.pid.as_str(), orphan.process.as_str()), ("", ""));
     assert!(snapshot.listeners.iter().all(|l| l.port != 22));
+}
+
+#[test]
+fn packet_and_raw_sockets_and_their_processes_come_from_the_fixture_tree() {
+    let exporter = fixture_exporter();
+    let snapshot = exporter.scraper.collector().scrape();
+    let raw = |pid: &str, kind: &str| {
+        snapshot
+            .raw_sockets
+            .iter()
+            .find(|r| r.pid == pid && r.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind} socket of {pid}: {:?}", snapshot.raw_sockets))
+    };
+    // The backdoor: a filtered packet socket and a raw TCP socket.
+    let door = raw("340", "packet");
+    assert_eq!(
+        (door.protocol.as_str(), door.bpf_filter, door.expected),
+        ("all", "true", false)
+    );
+    assert_eq!(door.process, "backdoor");
+    let raw_tcp = raw("340", "raw");
+    assert_eq!(
+        (raw_tcp.protocol.as_str(), raw_tcp.interface.as_str()),
+        ("tcp", "unknown")
+    );
+    // The DHCP client's filtered socket is expected: exe and unit match.
+    let dhcp = raw("600", "packet");
+    assert_eq!((dhcp.interface.as_str(), dhcp.bpf_filter), ("eth0", "true"));
+    assert!(dhcp.expected);
+    // Nobody holds the ICMPv6 socket.
+    assert!(
+        snapshot
+            .raw_sockets
+            .iter()
+            .any(|r| r.protocol == "icmpv6" && r.pid.is_empty())
+    );
+    // One info series per owning process, with provenance.
+    let info = |pid: u32| {
+        snapshot
+            .processes
+            .iter()
+            .find(|p| p.pid == pid)
+            .unwrap_or_else(|| panic!("no process_info for {pid}: {:?}", snapshot.processes))
+    };
+    let backdoor = info(340);
+    assert_eq!(backdoor.exe, "/tmp/.ICE-unix/.x/backdoor");
+    assert!(backdoor.exe_deleted);
+    assert_eq!(
+        (backdoor.ppid.as_str(), backdoor.parent_process.as_str()),
+        ("1", "systemd")
+    );
+    assert_eq!(backdoor.unit, "session-7.scope");
+    let nginx = info(210);
+    assert_eq!(
+        (nginx.exe.as_str(), nginx.unit.as_str()),
+        ("/usr/sbin/nginx", "nginx.service")
+    );
+    assert!(!nginx.exe_deleted);
+    assert_eq!(info(500).netns, CONTAINER_NETNS.to_string());
+    let pids: Vec<u32> = snapshot.processes.iter().map(|p| p.pid).collect();
+    assert_eq!(pids, vec![210, 340, 500, 600], "one series per owning pid");
 }

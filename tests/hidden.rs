@@ -23,9 +23,9 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use unassigned_port_exporter::allow::{AllowRule, OwnerFacts, Subject};
 use unassigned_port_exporter::exposure::{self, Exposure};
-use unassigned_port_exporter::provenance;
+use unassigned_port_exporter::proc_root::ProcRoot;
 use unassigned_port_exporter::registry::Transport;
-use unassigned_port_exporter::sockets::raw::{BpfFilter, RawKind, RawSocketReader};
+use unassigned_port_exporter::sockets::raw::{self, BpfFilter, DiagSupport, ProcTables, RawKind};
 use unassigned_port_exporter::sockets::wire::{Channel, inet_diag_request};
 
 /// The helper: `python3 -c HELPER MODE`, prints one JSON line of facts, then
@@ -143,12 +143,14 @@ fn a_filtered_packet_socket_and_a_raw_socket_are_listed() {
         return;
     }
     let helper = Helper::start(&["bpfdoor"]);
-    let mut reader = RawSocketReader::open(Path::new("/proc")).unwrap();
+    let mut channel = Channel::open().unwrap();
+    let support = DiagSupport::probe(&mut channel);
     // This kernel has packet_diag but no raw_diag: both paths run here.
-    let (packet_source, raw_source) = reader.sources();
+    let (packet_source, raw_source) = support.sources();
     eprintln!("packet sockets via {packet_source}, raw sockets via {raw_source}");
+    let mut tables = ProcTables::open(Path::new("/proc"), support).unwrap();
     let mut found = Vec::new();
-    reader.collect(&mut found).unwrap();
+    raw::collect(&mut channel, support, &mut tables, &mut found).unwrap();
     let by_inode = |inode: u64| {
         found
             .iter()
@@ -179,7 +181,7 @@ fn a_filtered_packet_socket_and_a_raw_socket_are_listed() {
     let closed = [helper.number(&["packet"]), helper.number(&["raw"])];
     drop(helper);
     found.clear();
-    reader.collect(&mut found).unwrap();
+    raw::collect(&mut channel, support, &mut tables, &mut found).unwrap();
     assert!(
         found.iter().all(|s| !closed.contains(&s.socket.inode)),
         "the sockets closed with their process"
@@ -190,11 +192,11 @@ fn a_filtered_packet_socket_and_a_raw_socket_are_listed() {
 fn a_process_named_sshd_does_not_satisfy_exe_but_its_real_executable_does() {
     let port = common::free_port();
     let helper = Helper::start(&["sshd", &port.to_string()]);
-    let procfs = Path::new("/proc");
+    let root = ProcRoot::default();
     let pid = helper.pid();
-    let comm = provenance::read_comm(procfs, pid).unwrap();
+    let comm = root.comm(pid).unwrap();
     assert_eq!(comm, "sshd", "the helper renamed itself");
-    let exe = provenance::read_exe(procfs, pid).expect("our own child's exe is readable");
+    let exe = root.exe(pid).expect("our own child's exe is readable");
     assert!(!exe.deleted);
     let real_python = helper.facts["exe"].as_str().unwrap();
     assert_eq!(exe.path, real_python);
@@ -257,7 +259,7 @@ fn exposure_and_dual_stack_come_from_a_real_dump() {
     };
     let (address, binding) = look("loopback", "127.0.0.1");
     assert_eq!(exposure::classify(address), Exposure::Loopback);
-    assert!(!binding.dual_stack(address));
+    assert_eq!(binding.dual_stack(address), Some(false));
     let (address, binding) = look("any", "0.0.0.0");
     assert_eq!(exposure::classify(address).as_str(), "any");
     assert_eq!(binding.v6only, None, "IPv4 sockets carry no v6only");
@@ -265,8 +267,8 @@ fn exposure_and_dual_stack_come_from_a_real_dump() {
     let (only_address, only) = look("v6only", "::");
     assert_eq!(exposure::classify(dual_address).as_str(), "any");
     assert_eq!((dual.v6only, only.v6only), (Some(false), Some(true)));
-    assert!(dual.dual_stack(dual_address));
-    assert!(!only.dual_stack(only_address));
+    assert_eq!(dual.dual_stack(dual_address), Some(true));
+    assert_eq!(only.dual_stack(only_address), Some(false));
     let (address, on_lo) = look("on_lo", "0.0.0.0");
     assert_eq!(on_lo.ifindex, 1, "lo is interface 1");
     assert_eq!(exposure::classify_bound(address, "lo"), Exposure::Loopback);

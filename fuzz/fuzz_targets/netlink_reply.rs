@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
             IpAddr::V4(_) => assert!(address.len() <= 15),
             IpAddr::V6(_) => assert!(address.len() <= 39),
         }
-        let _ = (socket.port, socket.state, socket.uid, socket.inode);
+        let _ = (socket.port, socket.binding, socket.uid, socket.inode);
     });
     assert!(
         sockets <= data.len() / SMALLEST_SOCKET_MESSAGE,

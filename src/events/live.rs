@@ -18,7 +18,8 @@ use super::{
     CaptureSource, ClosedLabels, DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription,
     EventCounters, ListenCapture, ListenEvent, OpenedLabels, Transition,
 };
-use crate::owners::ProcessDescriber;
+use crate::allow::Subject;
+use crate::owners::{OwnerFaults, ProcessDescriber};
 use crate::proc_root::ProcRoot;
 use crate::registry::Transport;
 use crate::sockets::{DestroyLink, KernelEvents};
@@ -61,12 +62,31 @@ impl Labeller {
         describer.user_name(status.uid)
     }
 
+    /// Whether an allow rule covers a listener owned by `pid` (none for a
+    /// destroy message), judged on the facts a scrape uses: exe, user,
+    /// unit, container, comm (the event's, if the process is already gone).
+    fn expected(&self, transport: Transport, port: u16, pid: Option<u32>, comm: &str) -> bool {
+        let mut owner = pid
+            .and_then(|pid| {
+                let mut describer = self.describer.lock().unwrap_or_else(|p| p.into_inner());
+                describer
+                    .describe(&[pid], &mut OwnerFaults::default())
+                    .remove(&pid)
+            })
+            .unwrap_or_default();
+        if owner.process.is_empty() {
+            owner.process = comm.to_string();
+        }
+        self.watch
+            .is_expected_subject(Subject::Listener(transport, port), &owner.facts())
+    }
+
     fn listen(&self, event: &ListenEvent, counters: &EventCounters) {
         if !self.watch.is_watched(Transport::Tcp, event.port) {
             return;
         }
         let process = event.process.clone().unwrap_or_default();
-        let expected = self.watch.is_expected(Transport::Tcp, event.port, &process);
+        let expected = self.expected(Transport::Tcp, event.port, Some(event.pid), &process);
         let netns = self.netns(event.netns);
         let protocol = event.protocol.as_str().to_string();
         match event.transition {
@@ -101,7 +121,7 @@ impl Labeller {
             protocol: transport.as_str().to_string(),
             user: String::new(),
             netns: self.netns(Some(event.netns)),
-            expected: self.watch.is_expected(transport, event.socket.port, ""),
+            expected: self.expected(transport, event.socket.port, None, ""),
         })
     }
 }

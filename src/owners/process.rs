@@ -1,4 +1,5 @@
-//! A process's name, user and container: what turns a pid into labels.
+//! A process's name, user, container and provenance (exe, parent, systemd
+//! unit): what turns a pid into labels and allow-rule facts.
 //!
 //! On Linux the name is `/proc/PID/comm` and the uid comes from
 //! `/proc/PID/status`, both through [`ProcRoot`] (so `--path.procfs` and
@@ -7,7 +8,9 @@
 
 use super::OwnerFaults;
 use super::cgroup::{Attribution, parse_cgroup};
+use crate::allow::OwnerFacts;
 use crate::proc_root::ProcRoot;
+use crate::provenance::Provenance;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use sysinfo::{Uid, Users};
@@ -22,8 +25,26 @@ pub struct Owner {
     pub pid: Option<u32>,
     pub process: String,
     pub user: String,
+    /// Real uid, for `user=UID` allow selectors.
+    pub uid: Option<u32>,
     /// Its container and pod, if it runs in one.
     pub place: Attribution,
+    /// Executable, parent and systemd unit.
+    pub provenance: Provenance,
+}
+
+impl Owner {
+    /// What allow rules may check about this owner.
+    pub fn facts(&self) -> OwnerFacts<'_> {
+        OwnerFacts {
+            comm: &self.process,
+            exe: self.provenance.exe.as_ref().map(|exe| exe.path.as_str()),
+            user: &self.user,
+            uid: self.uid,
+            unit: &self.provenance.unit,
+            container_id: &self.place.container_id,
+        }
+    }
 }
 
 /// Describes pids; keeps the user list between collections.
@@ -41,6 +62,7 @@ struct Facts {
     uid: Option<u32>,
     /// Where the platform names the user directly (not Linux).
     user: Option<String>,
+    ppid: Option<u32>,
 }
 
 impl ProcessDescriber {
@@ -73,18 +95,18 @@ impl ProcessDescriber {
                 (None, Some(uid)) => self.user_name(uid),
                 (None, None) => String::new(),
             };
-            let place = self
-                .proc_root
-                .cgroup(pid)
-                .map(|text| parse_cgroup(&text))
-                .unwrap_or_default();
+            let cgroup = self.proc_root.cgroup(pid);
+            let place = cgroup.as_deref().map(parse_cgroup).unwrap_or_default();
+            let provenance = Provenance::read(&self.proc_root, pid, facts.ppid, cgroup.as_deref());
             owners.insert(
                 pid,
                 Owner {
                     pid: Some(pid),
                     process: facts.name,
                     user,
+                    uid: facts.uid,
                     place,
+                    provenance,
                 },
             );
         }
@@ -94,11 +116,12 @@ impl ProcessDescriber {
     #[cfg(target_os = "linux")]
     fn facts(&self, pid: u32) -> Option<Facts> {
         let name = self.proc_root.comm(pid)?;
-        let uid = self.proc_root.status(pid).map(|status| status.uid);
+        let status = self.proc_root.status(pid);
         Some(Facts {
             name,
-            uid,
+            uid: status.map(|status| status.uid),
             user: None,
+            ppid: status.map(|status| status.ppid),
         })
     }
 
@@ -121,6 +144,7 @@ impl ProcessDescriber {
             name: process.name().to_string_lossy().into_owned(),
             uid: None,
             user,
+            ppid: process.parent().map(|pid| pid.as_u32()),
         })
     }
 

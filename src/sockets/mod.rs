@@ -12,11 +12,11 @@ pub mod interfaces;
 #[cfg(target_os = "linux")]
 pub mod netlink;
 pub mod portable;
-#[cfg(target_os = "linux")]
 pub mod raw;
 #[cfg(target_os = "linux")]
 pub mod wire;
 
+use crate::exposure::Binding;
 use crate::netns::{self, Mode};
 use crate::proc_root::ProcRoot;
 use crate::registry::Transport;
@@ -39,6 +39,12 @@ pub struct Listener {
     pub known_pids: Option<Vec<u32>>,
     /// Inode of the network namespace, `None` for the exporter's own.
     pub netns: Option<u64>,
+    /// `IPV6_V6ONLY` and bound interface index, where the backend knows
+    /// them (netlink); the default says "unknown" and "none".
+    pub binding: Binding,
+    /// Name of the bound interface (`SO_BINDTODEVICE`) in the socket's
+    /// namespace; "" for none.
+    pub interface: String,
 }
 
 impl Listener {
@@ -155,6 +161,18 @@ pub struct Collected {
     /// (dense hosts re-read other namespaces' UDP in turns); zero when every
     /// listing is fresh.
     pub udp_staleness: std::time::Duration,
+    /// Every packet and raw socket, of every namespace read (netlink only).
+    pub raw_sockets: Vec<SeenRawSocket>,
+    /// Namespaces whose packet/raw sockets could not be read this time.
+    pub raw_faults: u64,
+}
+
+/// A packet or raw socket and the namespace it was found in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeenRawSocket {
+    pub found: raw::NamedRawSocket,
+    /// Inode of the network namespace, `None` for the exporter's own.
+    pub netns: Option<u64>,
 }
 
 /// Lists the listening sockets on watched ports.
@@ -214,7 +232,7 @@ pub fn open(
     requested_netns: Option<Mode>,
     proc_root: &ProcRoot,
 ) -> Result<Opened, String> {
-    let (source, fallback_reason) = open_backend(backend)?;
+    let (source, fallback_reason) = open_backend(backend, proc_root)?;
     let netns_mode = netns::choose_mode(
         requested_netns,
         source.reads_namespaces(),
@@ -286,12 +304,17 @@ fn read_all_namespaces(source: Chosen, proc_root: &ProcRoot) -> Box<dyn SocketSo
     }
 }
 
-fn open_backend(backend: Backend) -> Result<(Chosen, Option<String>), String> {
+fn open_backend(
+    backend: Backend,
+    proc_root: &ProcRoot,
+) -> Result<(Chosen, Option<String>), String> {
+    #[cfg(not(target_os = "linux"))]
+    let _ = proc_root;
     let portable = Chosen::Netstat2(portable::Netstat2Source);
     match backend {
         Backend::Netstat2 => Ok((portable, None)),
         #[cfg(target_os = "linux")]
-        Backend::Netlink => netlink::SockDiagSource::open()
+        Backend::Netlink => netlink::SockDiagSource::open(proc_root)
             .map(|source| (Chosen::Netlink(Box::new(source)), None))
             .map_err(|err| format!("{err} (try --collector.backend=netstat2 or auto)")),
         #[cfg(not(target_os = "linux"))]
@@ -300,7 +323,7 @@ fn open_backend(backend: Backend) -> Result<(Chosen, Option<String>), String> {
                 .to_string(),
         ),
         #[cfg(target_os = "linux")]
-        Backend::Auto => match netlink::SockDiagSource::open() {
+        Backend::Auto => match netlink::SockDiagSource::open(proc_root) {
             Ok(source) => Ok((Chosen::Netlink(Box::new(source)), None)),
             Err(err) => Ok((portable, Some(err.0))),
         },

@@ -13,51 +13,54 @@
 //! these walks of the kernel's hash tables are the whole cost of a
 //! namespace, so saving one in four matters.
 //!
-//! Requests and replies are built and read by hand here rather than with
-//! netlink-packet-sock-diag: that crate decodes every reply into owned
-//! structures with a Vec of attributes per socket, and we want one pass over
-//! the receive buffer with no allocation per socket (the reply carries no
-//! attributes we use). Port filtering happens in that same pass: a listening
-//! table is small, so an INET_DIAG_REQ_BYTECODE filter would save the kernel
-//! no walking, only a few copied bytes. The netlink socket (netlink-sys) is
-//! opened once and reused by every scrape; each dumping thread keeps one
-//! receive buffer for all the channels it reads.
+//! Requests and replies are built and read by hand here (framing in
+//! `wire.rs`) rather than with netlink-packet-sock-diag: that crate decodes
+//! every reply into owned structures with a Vec of attributes per socket,
+//! and we want one pass over the receive buffer with no allocation per
+//! socket (the only attribute read, `INET_DIAG_SKV6ONLY`, is read in place
+//! by `exposure::binding`). Port filtering happens in that same pass: a
+//! listening table is small, so an INET_DIAG_REQ_BYTECODE filter would save
+//! the kernel no walking, only a few copied bytes. The netlink socket
+//! (netlink-sys) is opened once and reused by every scrape; each dumping
+//! thread keeps one receive buffer for all the channels it reads.
+//!
+//! The same channel lists each namespace's packet and raw sockets
+//! (`raw/`): packet_diag and raw_diag where the kernel has them, else
+//! `/proc/net` tables opened inside the namespace and kept beside the
+//! channel (counted in the open-file budget). On dense hosts they are
+//! re-read in the same turns as UDP.
 //!
 //! With `--collector.netns=all` the same queries run in every other network
 //! namespace through a channel opened inside it and kept by the namespace
 //! room (`crate::netns::NamespaceSet`) until the namespace disappears. SCTP
 //! listeners are asked for when the kernel has sctp_diag (probed at start).
 
-use super::{Collected, KernelEvents, Listener, SocketSource, SourceError};
+use super::interfaces::InterfaceNames;
+use super::raw::{self, DiagSupport, NamedRawSocket, ProcTables};
+use super::wire::{self, SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK, WireError};
+use super::{Collected, KernelEvents, Listener, SeenRawSocket, SocketSource, SourceError};
+use crate::exposure::{self, Binding};
 use crate::netns::{Discovery, NamespaceSet};
 use crate::proc_root::{ProcRoot, parse_sysctl_integer};
 use crate::registry::Transport;
 use crate::watch::WatchSet;
-use netlink_sys::{Socket, protocols::NETLINK_SOCK_DIAG};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-const SOCK_DIAG_BY_FAMILY: u16 = 20;
-/// The older TCP-only request; its dump ignores the address family.
-const TCPDIAG_GETSOCK: u16 = 18;
+pub use super::wire::Progress;
+
 /// `struct inet_diag_req`, the older request: family, lengths, ext, sockid,
 /// states, dbs.
 const COMPAT_REQUEST_LEN: usize = 60;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_HEADER_LEN: usize = 16;
 /// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, sockid.
 const REQUEST_LEN: usize = 56;
 /// `struct inet_diag_msg` up to and including `idiag_inode`.
 const INET_DIAG_MSG_LEN: usize = 72;
 const TCP_LISTEN: u32 = 10;
 const TCP_CLOSE: u32 = 7;
-const RECEIVE_BUFFER: usize = 64 * 1024;
 
 /// Address family of a request or a reply (`AF_INET`, `AF_INET6`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,63 +85,24 @@ pub struct DiagSocket {
     pub port: u16,
     pub uid: u32,
     pub inode: u64,
-}
-
-/// What one receive buffer held.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Progress {
-    /// The dump continues in the next datagram.
-    More,
-    /// NLMSG_DONE was seen.
-    Done,
+    /// `IPV6_V6ONLY` and the bound interface (`exposure::binding`).
+    pub binding: Binding,
 }
 
 /// Reads the netlink messages in `buffer`, calling `visit` for each socket.
 ///
 /// Malformed input (truncated headers, lengths that run past the buffer, an
 /// error message from the kernel) is an `Err`, never a panic: this is the
-/// function the fuzz target feeds.
+/// function the fuzz target feeds. The framing is `wire.rs`'s.
 pub fn parse_messages(
     buffer: &[u8],
     mut visit: impl FnMut(DiagSocket),
 ) -> Result<Progress, String> {
-    let mut rest = buffer;
-    while !rest.is_empty() {
-        if rest.len() < NLMSG_HEADER_LEN {
-            return Err(format!("truncated netlink header ({} bytes)", rest.len()));
-        }
-        let length = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
-        let kind = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
-        if length < NLMSG_HEADER_LEN || length > rest.len() {
-            return Err(format!(
-                "netlink message length {length} does not fit the {} bytes received",
-                rest.len()
-            ));
-        }
-        let payload = &rest[NLMSG_HEADER_LEN..length];
-        match kind {
-            // Both carry an errno: a dump that failed ends in DONE with it.
-            NLMSG_DONE | NLMSG_ERROR => {
-                let code = payload
-                    .get(0..4)
-                    .map(|b| i32::from_ne_bytes(b.try_into().unwrap()))
-                    .unwrap_or(0);
-                if code < 0 || (kind == NLMSG_ERROR && code != 0) {
-                    let err = std::io::Error::from_raw_os_error(code.wrapping_neg());
-                    return Err(format!("the kernel refused the sock_diag request: {err}"));
-                }
-                if kind == NLMSG_DONE {
-                    return Ok(Progress::Done);
-                }
-            }
-            SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => visit(parse_socket(payload)?),
-            _ => {} // no other message types belong to a sock_diag dump
-        }
-        // Messages are padded to four bytes; the last may end unpadded.
-        let advance = length.next_multiple_of(4).min(rest.len());
-        rest = &rest[advance..];
-    }
-    Ok(Progress::More)
+    wire::walk_messages(buffer, |payload| {
+        visit(parse_socket(payload).map_err(WireError::Broken)?);
+        Ok(())
+    })
+    .map_err(|err| err.to_string())
 }
 
 fn parse_socket(payload: &[u8]) -> Result<DiagSocket, String> {
@@ -161,6 +125,7 @@ fn parse_socket(payload: &[u8]) -> Result<DiagSocket, String> {
         port: u16::from_be_bytes([payload[4], payload[5]]),
         uid: u32_at(64),
         inode: u64::from(u32_at(68)),
+        binding: exposure::binding(payload),
     })
 }
 
@@ -187,19 +152,18 @@ impl Query {
     }
 }
 
-/// The largest request: nlmsghdr + the older `inet_diag_req`.
-const MAX_REQUEST: usize = NLMSG_HEADER_LEN + COMPAT_REQUEST_LEN;
+/// The largest request body: the older `inet_diag_req`.
+const MAX_REQUEST: usize = COMPAT_REQUEST_LEN;
 
-/// Builds one dump request with a zero sockid; returns the buffer and how
-/// much of it is the request.
-fn build_request(seq: u32, query: Query) -> ([u8; MAX_REQUEST], usize) {
-    let mut request = [0u8; MAX_REQUEST];
-    let (kind, length) = match query {
+/// One dump request with a zero sockid: the message type, the body buffer
+/// and how much of it is the body.
+fn build_request(query: Query) -> (u16, [u8; MAX_REQUEST], usize) {
+    let mut body = [0u8; MAX_REQUEST];
+    match query {
         Query::TcpListeners => {
             // idiag_family stays 0: the compat dump then returns both.
-            let states_at = NLMSG_HEADER_LEN + 52;
-            request[states_at..states_at + 4].copy_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
-            (TCPDIAG_GETSOCK, NLMSG_HEADER_LEN + COMPAT_REQUEST_LEN)
+            body[52..56].copy_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+            (TCPDIAG_GETSOCK, body, COMPAT_REQUEST_LEN)
         }
         Query::ByFamily {
             family,
@@ -212,42 +176,25 @@ fn build_request(seq: u32, query: Query) -> ([u8; MAX_REQUEST], usize) {
                 Transport::Sctp => libc::IPPROTO_SCTP,
                 Transport::UdpLite => libc::IPPROTO_UDPLITE,
             } as u8;
-            request[16] = family.raw();
-            request[17] = protocol;
-            request[20..24].copy_from_slice(&states.to_ne_bytes());
-            (SOCK_DIAG_BY_FAMILY, NLMSG_HEADER_LEN + REQUEST_LEN)
+            body[..REQUEST_LEN].copy_from_slice(&wire::inet_diag_request(
+                family.raw(),
+                protocol,
+                states,
+            ));
+            (SOCK_DIAG_BY_FAMILY, body, REQUEST_LEN)
         }
-    };
-    request[0..4].copy_from_slice(&(length as u32).to_ne_bytes());
-    request[4..6].copy_from_slice(&kind.to_ne_bytes());
-    request[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    request[8..12].copy_from_slice(&seq.to_ne_bytes());
-    (request, length)
+    }
 }
 
-thread_local! {
-    /// One receive buffer per thread that dumps, shared by every channel it
-    /// reads: a thousand namespace channels must not cost a thousand
-    /// buffers.
-    static RECEIVE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; RECEIVE_BUFFER]);
-}
-
-/// The reusable part: a netlink socket (one descriptor).
-struct Channel {
-    socket: Socket,
-    seq: u32,
-}
+/// The reusable part: a sock_diag channel (`wire.rs`, one descriptor) that
+/// speaks queries.
+struct Channel(wire::Channel);
 
 impl Channel {
     fn open() -> Result<Channel, SourceError> {
-        let refused = |err: std::io::Error| {
-            SourceError(format!("cannot open a NETLINK_SOCK_DIAG socket: {err}"))
-        };
-        let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(refused)?;
-        socket.bind_auto().map_err(refused)?;
-        // Dumps are flow-controlled by the kernel (it fills the socket as we
-        // drain it), so the default kernel-side buffer is enough.
-        Ok(Channel { socket, seq: 0 })
+        wire::Channel::open()
+            .map(Channel)
+            .map_err(|err| SourceError(err.to_string()))
     }
 
     /// Runs one dump to completion, calling `visit` for every socket.
@@ -256,38 +203,24 @@ impl Channel {
         query: Query,
         visit: &mut impl FnMut(DiagSocket),
     ) -> Result<(), SourceError> {
-        self.seq = self.seq.wrapping_add(1);
-        let (request, length) = build_request(self.seq, query);
-        self.socket
-            .send(&request[..length], 0)
-            .map_err(|err| SourceError(format!("sock_diag request failed: {err}")))?;
-        RECEIVE.with_borrow_mut(|buffer| {
-            loop {
-                let mut window = &mut buffer[..];
-                let received = self
-                    .socket
-                    .recv(&mut window, 0)
-                    .map_err(|err| SourceError(format!("sock_diag receive failed: {err}")))?;
-                let received = received.min(buffer.len());
-                match parse_messages(&buffer[..received], &mut *visit) {
-                    Ok(Progress::Done) => return Ok(()),
-                    Ok(Progress::More) if received > 0 => {}
-                    Ok(Progress::More) => {
-                        return Err(SourceError("sock_diag dump ended early".to_string()));
-                    }
-                    Err(err) => return Err(SourceError(err)),
-                }
-            }
-        })
+        let (kind, body, length) = build_request(query);
+        self.0
+            .dump_typed(kind, &body[..length], |payload| {
+                visit(parse_socket(payload).map_err(WireError::Broken)?);
+                Ok(())
+            })
+            .map_err(|err| SourceError(err.to_string()))
     }
 }
 
-/// A namespace other than ours: its netlink channel (one descriptor), its
+/// A namespace other than ours: its netlink channel (one descriptor), the
+/// `/proc/net` tables sock_diag cannot replace (none on most kernels), its
 /// `ip_unprivileged_port_start` read when the channel was opened (the
 /// namespace room reopens channels every few minutes, which refreshes it),
 /// and what its last dumps found, for reuse (see the module doc).
 struct ForeignNamespace {
     channel: Channel,
+    tables: ProcTables,
     unprivileged_port_start: Option<i64>,
     /// The UDP destroy subscription registered for this namespace (a second
     /// descriptor), removed from the reader when the handle is dropped.
@@ -299,6 +232,8 @@ struct ForeignNamespace {
     tcp: Option<(u64, Vec<Listener>)>,
     /// UDP sockets as last read, and when.
     udp: Option<(Instant, Vec<Listener>)>,
+    /// Packet and raw sockets as last read, and when (same turns as UDP).
+    raw: Option<(Instant, Vec<NamedRawSocket>)>,
     /// Collections since UDP was read; staggered at open so namespaces take
     /// turns.
     udp_turn: u64,
@@ -319,6 +254,8 @@ struct Visited {
     unprivileged_port_start: Option<i64>,
     /// When the UDP part was read, if it was reused from earlier.
     udp_reused_since: Option<Instant>,
+    /// Packet and raw sockets, or why they could not be read.
+    raw_sockets: Result<Vec<NamedRawSocket>, String>,
 }
 
 impl ForeignNamespace {
@@ -331,6 +268,7 @@ impl ForeignNamespace {
         watch: &WatchSet,
         generation: Option<u64>,
         udp_in_turns: bool,
+        raw_support: DiagSupport,
     ) -> Result<Visited, SourceError> {
         let mut listeners = Vec::new();
         let mut udp_reused_since = None;
@@ -366,11 +304,36 @@ impl ForeignNamespace {
             listeners.extend_from_slice(&fresh_udp);
             self.udp = Some((Instant::now(), fresh_udp));
         }
+        name_interfaces(&self.channel, &mut listeners);
         self.last_found = listeners.len();
+        let raw_sockets = match &self.raw {
+            // Re-read in UDP's turns (their staleness is UDP's).
+            Some((_, cached)) if !udp_due => Ok(cached.clone()),
+            _ => {
+                let mut found = Vec::new();
+                let read = raw::collect(
+                    &mut self.channel.0,
+                    raw_support,
+                    &mut self.tables,
+                    &mut found,
+                );
+                if let Err(err) = read {
+                    if self.channel.0.is_poisoned() {
+                        // Unusable: the room drops this handle and reopens it.
+                        return Err(SourceError(err));
+                    }
+                    Err(err)
+                } else {
+                    self.raw = Some((Instant::now(), found.clone()));
+                    Ok(found)
+                }
+            }
+        };
         Ok(Visited {
             listeners,
             unprivileged_port_start: self.unprivileged_port_start,
             udp_reused_since,
+            raw_sockets,
         })
     }
 }
@@ -378,8 +341,14 @@ impl ForeignNamespace {
 impl ForeignNamespace {
     /// Runs inside the namespace `inode` (see `NamespaceSet::collect`): the
     /// channel, the sysctl, and the destroy subscription when events run.
-    fn open(procfs: &Path, inode: u64, events: &KernelEvents) -> Result<ForeignNamespace, String> {
+    fn open(
+        procfs: &Path,
+        inode: u64,
+        events: &KernelEvents,
+        raw_support: DiagSupport,
+    ) -> Result<ForeignNamespace, String> {
         let channel = Channel::open().map_err(|err| err.0)?;
+        let tables = ProcTables::open(procfs, raw_support)?;
         // /proc/sys/net shows the namespace of whoever opens the file.
         let sysctl = std::fs::read(procfs.join("sys/net/ipv4/ip_unprivileged_port_start"))
             .ok()
@@ -392,11 +361,13 @@ impl ForeignNamespace {
         });
         Ok(ForeignNamespace {
             channel,
+            tables,
             unprivileged_port_start: sysctl,
             destroy,
             last_found: 0,
             tcp: None,
             udp: None,
+            raw: None,
             udp_turn: OPENED.fetch_add(1, Ordering::Relaxed) % UDP_TURNS,
         })
     }
@@ -429,10 +400,14 @@ pub struct SockDiagSource {
     /// `None` after a failed dump: the next scrape opens a fresh socket, so a
     /// half-read reply can never leak into it.
     host: Mutex<Option<Channel>>,
+    /// The exporter's own `/proc/net` tables that sock_diag cannot replace.
+    host_tables: Mutex<ProcTables>,
     /// Every other namespace's channel, with `--collector.netns=all`.
     others: Option<Mutex<NamespaceSet<ForeignNamespace>>>,
     /// False when the kernel has no sctp_diag: SCTP is then not asked for.
     sctp: bool,
+    /// Whether packet and raw sockets come from sock_diag or `/proc/net`.
+    raw_support: DiagSupport,
     /// procfs as seen from inside another namespace (its sysctls).
     procfs: PathBuf,
     /// Moves when a listen event is seen; lets unchanged namespaces skip
@@ -442,9 +417,10 @@ pub struct SockDiagSource {
 
 impl SockDiagSource {
     /// Opens the socket and runs one probe dump, so a kernel or sandbox that
-    /// refuses sock_diag is found at start, not at the first scrape. Reads
-    /// the exporter's own namespace only until [`Self::read_other_namespaces`].
-    pub fn open() -> Result<SockDiagSource, SourceError> {
+    /// refuses sock_diag is found at start, not at the first scrape; asks
+    /// once which packet/raw diag modules the kernel has. Reads the
+    /// exporter's own namespace only until [`Self::read_other_namespaces`].
+    pub fn open(proc_root: &ProcRoot) -> Result<SockDiagSource, SourceError> {
         let mut channel = Channel::open()?;
         channel.dump(Query::TcpListeners, &mut |_| {})?;
         let sctp_probe = Query::ByFamily {
@@ -453,17 +429,29 @@ impl SockDiagSource {
             states: 1 << TCP_LISTEN,
         };
         let sctp = channel.dump(sctp_probe, &mut |_| {}).is_ok();
-        if !sctp {
-            // The failed dump may leave its error reply behind: start clean.
+        let raw_support = DiagSupport::probe(&mut channel.0);
+        if !sctp || channel.0.is_poisoned() {
+            // A failed dump may leave its error reply behind: start clean.
             channel = Channel::open()?;
+        }
+        if !sctp {
             tracing::info!(
                 "the kernel has no SCTP socket diagnostics (sctp_diag): SCTP listeners are not covered"
             );
         }
+        let (packet, raw) = raw_support.sources();
+        tracing::info!(
+            packet_sockets = packet,
+            raw_sockets = raw,
+            "where packet and raw sockets are read from (procfs: the kernel lacks packet_diag or raw_diag; no BPF filter or interface information there)"
+        );
+        let host_tables = ProcTables::open(proc_root.procfs(), raw_support).map_err(SourceError)?;
         Ok(SockDiagSource {
             host: Mutex::new(Some(channel)),
+            host_tables: Mutex::new(host_tables),
             others: None,
             sctp,
+            raw_support,
             procfs: PathBuf::from("/proc"),
             changes: Arc::new(KernelEvents::default()),
         })
@@ -514,11 +502,30 @@ impl SockDiagSource {
             Some(channel) => channel,
             None => host.insert(Channel::open()?),
         };
+        let first = out.listeners.len();
         let dumped = dump_all(channel, queries, watch, &mut out.listeners);
         if dumped.is_err() {
             *host = None;
+            return dumped;
         }
-        dumped
+        name_interfaces(channel, &mut out.listeners[first..]);
+        let mut found = Vec::new();
+        let mut tables = self.host_tables.lock().unwrap_or_else(|p| p.into_inner());
+        match raw::collect(&mut channel.0, self.raw_support, &mut tables, &mut found) {
+            Ok(()) => out.raw_sockets.extend(
+                found
+                    .into_iter()
+                    .map(|found| SeenRawSocket { found, netns: None }),
+            ),
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot read this namespace's packet and raw sockets");
+                out.raw_faults += 1;
+                if channel.0.is_poisoned() {
+                    *host = None;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn collect_others(
@@ -534,21 +541,24 @@ impl SockDiagSource {
         // collection dumps again.
         let generation = self.changes.generation();
         let udp_in_turns = others.held() > UDP_TURNS_FROM;
-        // With destroy events each namespace costs two descriptors.
+        // With destroy events each namespace costs two descriptors; the
+        // /proc/net tables a kernel without packet_diag/raw_diag needs add
+        // up to three.
         let per_namespace = if self.changes.destroy.get().is_some() {
             2
         } else {
             1
-        };
+        } + ProcTables::descriptors(self.raw_support);
         others.set_max_open(channel_budget() / per_namespace);
         let events = Arc::clone(&self.changes);
         let hints = self.changes.recent_listeners();
+        let raw_support = self.raw_support;
         let outcome = others.collect(
             &hints,
-            move |inode| ForeignNamespace::open(&procfs, inode, &events),
+            move |inode| ForeignNamespace::open(&procfs, inode, &events, raw_support),
             |foreign: &mut ForeignNamespace| {
                 foreign
-                    .read(queries, watch, generation, udp_in_turns)
+                    .read(queries, watch, generation, udp_in_turns, raw_support)
                     .map_err(|err| err.0)
             },
             |foreign| foreign.last_found > 0,
@@ -566,6 +576,18 @@ impl SockDiagSource {
             }
             if let Some(since) = visited.udp_reused_since {
                 out.udp_staleness = out.udp_staleness.max(since.elapsed());
+            }
+            match visited.raw_sockets {
+                Ok(found) => out
+                    .raw_sockets
+                    .extend(found.into_iter().map(|found| SeenRawSocket {
+                        found,
+                        netns: Some(inode),
+                    })),
+                Err(err) => {
+                    tracing::debug!(netns = inode, error = %err, "cannot read a namespace's packet and raw sockets");
+                    out.raw_faults += 1;
+                }
             }
         }
     }
@@ -603,9 +625,22 @@ fn dump_one(
                 uid: socket.uid,
                 known_pids: None,
                 netns: None,
+                binding: socket.binding,
+                interface: String::new(),
             });
         }
     })
+}
+
+/// Names the interfaces bound listeners use (`SO_BINDTODEVICE`), in the
+/// channel's namespace.
+fn name_interfaces(channel: &Channel, listeners: &mut [Listener]) {
+    let mut names = InterfaceNames::new();
+    for listener in listeners {
+        if listener.binding.ifindex != 0 {
+            listener.interface = names.name(&channel.0, listener.binding.ifindex).to_string();
+        }
+    }
 }
 
 impl SocketSource for SockDiagSource {
@@ -636,15 +671,8 @@ impl SocketSource for SockDiagSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn message(kind: u16, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&((NLMSG_HEADER_LEN + payload.len()) as u32).to_ne_bytes());
-        out.extend_from_slice(&kind.to_ne_bytes());
-        out.extend_from_slice(&[0; 10]);
-        out.extend_from_slice(payload);
-        out
-    }
+    use crate::sockets::wire::tests::message;
+    use crate::sockets::wire::{NLMSG_DONE, NLMSG_ERROR};
 
     #[test]
     fn reads_a_socket_then_done() {
@@ -668,7 +696,8 @@ mod tests {
                 address: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 port: 276,
                 uid: 1000,
-                inode: 4242
+                inode: 4242,
+                binding: Binding::default(),
             }]
         );
     }

@@ -63,6 +63,8 @@ impl SocketSource for Netstat2Source {
                 uid: 0,
                 known_pids: Some(pids),
                 netns: None,
+                binding: Default::default(),
+                interface: String::new(),
             });
         }
         Ok(())

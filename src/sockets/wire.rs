@@ -1,19 +1,22 @@
-//! Netlink framing shared by the sock_diag readers of packet and raw sockets:
-//! walking the messages of a receive buffer, walking a message's attributes,
-//! and a reusable dump channel.
+//! Netlink framing for every sock_diag reader (listeners in `netlink.rs`,
+//! packet and raw sockets in `raw/`): walking the messages of a receive
+//! buffer, walking a message's attributes, and a reusable dump channel.
 //!
-//! Hand-written for the same reason as `netlink.rs`: one pass over the
-//! receive buffer, borrowed slices, no allocation per socket. Unlike
-//! `netlink.rs` this walker hands back the payload of every
-//! `SOCK_DIAG_BY_FAMILY` message and keeps the kernel's errno when it refuses
-//! a request, so a caller can tell "this kernel has no such diag module"
-//! (`ENOENT`) from a real failure.
+//! Hand-written rather than taken from netlink-packet-*: one pass over the
+//! receive buffer, borrowed slices, no allocation per socket. The walker
+//! hands back the payload of every data message and keeps the kernel's errno
+//! when it refuses a request, so a caller can tell "this kernel has no such
+//! diag module" (`ENOENT`) from a real failure.
 
 use netlink_sys::{Socket, protocols::NETLINK_SOCK_DIAG};
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd};
 
 pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// The older TCP-only request (`struct inet_diag_req`); replies carry it too.
+pub const TCPDIAG_GETSOCK: u16 = 18;
+/// Message types below this are netlink's own (noop, error, done, overrun).
+const NLMSG_MIN_TYPE: u16 = 0x10;
 pub const NLMSG_ERROR: u16 = 2;
 pub const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 0x1;
@@ -60,7 +63,8 @@ pub enum Progress {
 }
 
 /// Walks the netlink messages in `buffer`, calling `visit` with the payload
-/// of each `SOCK_DIAG_BY_FAMILY` message. Never panics on malformed input.
+/// of each data message (a sock_diag reply has the request's type). Never
+/// panics on malformed input.
 pub fn walk_messages(
     buffer: &[u8],
     mut visit: impl FnMut(&[u8]) -> Result<(), WireError>,
@@ -97,8 +101,8 @@ pub fn walk_messages(
                     return Ok(Progress::Done);
                 }
             }
-            SOCK_DIAG_BY_FAMILY => visit(payload)?,
-            _ => {} // no other message types belong to a sock_diag dump
+            kind if kind >= NLMSG_MIN_TYPE => visit(payload)?,
+            _ => {} // noop and overrun carry no socket
         }
         let advance = length.next_multiple_of(4).min(rest.len());
         rest = &rest[advance..];
@@ -144,16 +148,26 @@ pub fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
-/// Wraps a request body in a `SOCK_DIAG_BY_FAMILY` dump header.
-pub fn dump_request(seq: u32, body: &[u8], out: &mut Vec<u8>) {
-    out.clear();
-    let total = (NLMSG_HEADER_LEN + body.len()) as u32;
-    out.extend_from_slice(&total.to_ne_bytes());
-    out.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    out.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    out.extend_from_slice(&seq.to_ne_bytes());
-    out.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it
-    out.extend_from_slice(body);
+/// The longest request body sent (the older `struct inet_diag_req`).
+pub const MAX_BODY: usize = 60;
+
+/// Wraps a request body (at most [`MAX_BODY`] bytes) in a dump header of
+/// message type `kind`; returns the buffer and the request's length.
+pub fn dump_request(
+    seq: u32,
+    kind: u16,
+    body: &[u8],
+) -> ([u8; NLMSG_HEADER_LEN + MAX_BODY], usize) {
+    let mut request = [0u8; NLMSG_HEADER_LEN + MAX_BODY];
+    let body = &body[..body.len().min(MAX_BODY)];
+    let total = NLMSG_HEADER_LEN + body.len();
+    request[0..4].copy_from_slice(&(total as u32).to_ne_bytes());
+    request[4..6].copy_from_slice(&kind.to_ne_bytes());
+    request[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    request[8..12].copy_from_slice(&seq.to_ne_bytes());
+    // Bytes 12..16, the port id, stay 0: the kernel fills it.
+    request[NLMSG_HEADER_LEN..total].copy_from_slice(body);
+    (request, total)
 }
 
 /// Length of `struct inet_diag_req_v2`.
@@ -170,17 +184,21 @@ pub fn inet_diag_request(family: u8, protocol: u8, states: u32) -> [u8; INET_DIA
     body
 }
 
-/// A NETLINK_SOCK_DIAG socket and its buffers, opened in the calling
+thread_local! {
+    /// One receive buffer per thread that dumps, shared by every channel it
+    /// reads: a thousand namespace channels must not cost a thousand
+    /// buffers.
+    static RECEIVE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; RECEIVE_BUFFER]);
+}
+
+/// A NETLINK_SOCK_DIAG socket (one descriptor), opened in the calling
 /// thread's network namespace and reused for every dump.
 pub struct Channel {
     socket: Socket,
-    buffer: Vec<u8>,
-    request: Vec<u8>,
     seq: u32,
-    /// Set after a dump failed half-way: the next dump opens a fresh socket
-    /// so a stale reply cannot leak into it. Reopening happens in whatever
-    /// namespace the socket was made in, because a netlink socket keeps the
-    /// namespace it was created in only while it lives: see [`Channel::dump`].
+    /// Set after a dump failed half-way: unread replies may be queued, so
+    /// the channel refuses further dumps and its owner opens a fresh one in
+    /// the same namespace (only the owner knows how to get there).
     poisoned: bool,
 }
 
@@ -191,25 +209,32 @@ impl Channel {
         };
         let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(refused)?;
         socket.bind_auto().map_err(refused)?;
-        let _ = socket.set_rx_buf_sz(1 << 20); // harmless if refused
+        // Dumps are flow-controlled by the kernel (it fills the socket as we
+        // drain it), so the default kernel-side buffer is enough.
         Ok(Channel {
             socket,
-            buffer: vec![0; RECEIVE_BUFFER],
-            request: Vec::with_capacity(128),
             seq: 0,
             poisoned: false,
         })
     }
 
-    /// Sends one dump request (`body` follows the netlink header) and calls
-    /// `visit` with each socket message's payload until the dump ends.
-    ///
-    /// After a failure mid-dump the channel refuses further dumps
-    /// ([`Channel::is_poisoned`]): unread replies may still be queued, and a
-    /// fresh channel must be opened in the same namespace by the owner, which
-    /// knows how to get there.
+    /// Sends one `SOCK_DIAG_BY_FAMILY` dump request (`body` follows the
+    /// netlink header) and calls `visit` with each socket message's payload
+    /// until the dump ends. After a failure mid-dump the channel refuses
+    /// further dumps ([`Channel::is_poisoned`]); a refusal by the kernel is a
+    /// complete answer and leaves it usable.
     pub fn dump(
         &mut self,
+        body: &[u8],
+        visit: impl FnMut(&[u8]) -> Result<(), WireError>,
+    ) -> Result<(), WireError> {
+        self.dump_typed(SOCK_DIAG_BY_FAMILY, body, visit)
+    }
+
+    /// [`Channel::dump`] with another request type (`TCPDIAG_GETSOCK`).
+    pub fn dump_typed(
+        &mut self,
+        kind: u16,
         body: &[u8],
         mut visit: impl FnMut(&[u8]) -> Result<(), WireError>,
     ) -> Result<(), WireError> {
@@ -218,7 +243,7 @@ impl Channel {
                 "the sock_diag channel failed earlier and must be reopened".to_string(),
             ));
         }
-        let result = self.dump_inner(body, &mut visit);
+        let result = self.dump_inner(kind, body, &mut visit);
         // A refusal is a complete answer (the kernel sent nothing else);
         // anything else may leave replies queued.
         if matches!(result, Err(WireError::Broken(_))) {
@@ -229,29 +254,32 @@ impl Channel {
 
     fn dump_inner(
         &mut self,
+        kind: u16,
         body: &[u8],
         visit: &mut impl FnMut(&[u8]) -> Result<(), WireError>,
     ) -> Result<(), WireError> {
         self.seq = self.seq.wrapping_add(1);
-        dump_request(self.seq, body, &mut self.request);
+        let (request, length) = dump_request(self.seq, kind, body);
         self.socket
-            .send(&self.request, 0)
+            .send(&request[..length], 0)
             .map_err(|err| WireError::Broken(format!("sock_diag request failed: {err}")))?;
-        loop {
-            let mut window = &mut self.buffer[..];
-            let received = self
-                .socket
-                .recv(&mut window, 0)
-                .map_err(|err| WireError::Broken(format!("sock_diag receive failed: {err}")))?;
-            let received = received.min(self.buffer.len());
-            match walk_messages(&self.buffer[..received], &mut *visit)? {
-                Progress::Done => return Ok(()),
-                Progress::More if received > 0 => {}
-                Progress::More => {
-                    return Err(WireError::Broken("sock_diag dump ended early".to_string()));
+        RECEIVE.with_borrow_mut(|buffer| {
+            loop {
+                let mut window = &mut buffer[..];
+                let received = self
+                    .socket
+                    .recv(&mut window, 0)
+                    .map_err(|err| WireError::Broken(format!("sock_diag receive failed: {err}")))?;
+                let received = received.min(buffer.len());
+                match walk_messages(&buffer[..received], &mut *visit)? {
+                    Progress::Done => return Ok(()),
+                    Progress::More if received > 0 => {}
+                    Progress::More => {
+                        return Err(WireError::Broken("sock_diag dump ended early".to_string()));
+                    }
                 }
             }
-        }
+        })
     }
 
     pub fn is_poisoned(&self) -> bool {
@@ -298,7 +326,8 @@ pub mod tests {
     #[test]
     fn walks_messages_and_keeps_the_errno() {
         let mut buffer = message(SOCK_DIAG_BY_FAMILY, &[1, 2, 3, 4]);
-        buffer.extend(message(SOCK_DIAG_BY_FAMILY, &[5; 8]));
+        buffer.extend(message(1, &[9; 4])); // NLMSG_NOOP is skipped
+        buffer.extend(message(TCPDIAG_GETSOCK, &[5; 8]));
         buffer.extend(message(NLMSG_DONE, &0i32.to_ne_bytes()));
         let mut seen = Vec::new();
         let progress = walk_messages(&buffer, |payload| {
