@@ -9,12 +9,15 @@
 //! `fstat`, its real executable) so the checks do not lean on the code under
 //! test.
 //!
-//! Packet and raw sockets need root (CI is root); the tests say so when they
-//! skip. Nothing is sent anywhere: the BPF filter drops every packet.
+//! The first tests check the library's parts (readers, allow rules,
+//! exposure) directly; the `exporter_*` tests run the real binary and read
+//! its exposition. Packet and raw sockets need root (CI is root); the tests
+//! say so when they skip. Nothing is sent anywhere: the BPF filter drops
+//! every packet.
 
 mod common;
 
-use common::is_root;
+use common::{Exporter, is_root, samples, scrape_until};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -51,9 +54,10 @@ if mode == "bpfdoor":
     plain.bind(("lo", 0x0806))
     held += [packet, raw, plain, program]
     facts.update(packet=inode(packet), raw=inode(raw), arp_on_lo=inode(plain))
-elif mode == "sshd":
-    libc = ctypes.CDLL(None)
-    libc.prctl(15, b"sshd", 0, 0, 0)  # PR_SET_NAME
+elif mode in ("sshd", "listen"):
+    if mode == "sshd":
+        libc = ctypes.CDLL(None)
+        libc.prctl(15, b"sshd", 0, 0, 0)  # PR_SET_NAME
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", int(sys.argv[2])))
     listener.listen()
@@ -90,7 +94,12 @@ struct Helper {
 
 impl Helper {
     fn start(args: &[&str]) -> Helper {
-        let mut child = Command::new("python3")
+        Helper::start_with(Command::new("python3"), args)
+    }
+
+    /// Runs the helper with a given interpreter command (a copied binary).
+    fn start_with(mut command: Command, args: &[&str]) -> Helper {
+        let mut child = command
             .arg("-c")
             .arg(HELPER)
             .args(args)
@@ -114,6 +123,10 @@ impl Helper {
 
     fn pid(&self) -> u32 {
         self.facts["pid"].as_u64().unwrap() as u32
+    }
+
+    fn exe(&self) -> &str {
+        self.facts["exe"].as_str().unwrap()
     }
 
     fn number(&self, path: &[&str]) -> u64 {
@@ -272,4 +285,254 @@ fn exposure_and_dual_stack_come_from_a_real_dump() {
     let (address, on_lo) = look("on_lo", "0.0.0.0");
     assert_eq!(on_lo.ifindex, 1, "lo is interface 1");
     assert_eq!(exposure::classify_bound(address, "lo"), Exposure::Loopback);
+}
+
+/// The comm of `pid`, read straight from /proc.
+fn comm_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap()
+        .trim_end()
+        .to_string()
+}
+
+/// The one sample of `name` whose labels include all of `wanted`, if any.
+fn find(text: &str, name: &str, wanted: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+    samples(text, name)
+        .into_iter()
+        .map(|(labels, _)| labels)
+        .find(|labels| {
+            wanted
+                .iter()
+                .all(|(key, value)| labels.get(*key).map(String::as_str) == Some(*value))
+        })
+        .map(|labels| labels.into_iter().collect())
+}
+
+#[test]
+fn exporter_reports_a_passive_backdoor_with_its_owner_and_provenance() {
+    if !is_root() {
+        eprintln!("not root: cannot open packet and raw sockets; skipped");
+        return;
+    }
+    let helper = Helper::start(&["bpfdoor"]);
+    let pid = helper.pid().to_string();
+    let allow_python = format!("--watch.allow=packet:exe={}", helper.exe());
+    let exporter = Exporter::start(&["--collector.netns=host", &allow_python]);
+    let comm = comm_of(helper.pid());
+    let text = scrape_until(&exporter, "the helper's packet and raw sockets", |text| {
+        find(
+            text,
+            "unassigned_port_raw_sockets",
+            &[("pid", &pid), ("kind", "raw")],
+        )
+        .is_some()
+    });
+    let packet = find(
+        &text,
+        "unassigned_port_raw_sockets",
+        &[("pid", &pid), ("kind", "packet"), ("protocol", "all")],
+    )
+    .expect("the filtered packet socket");
+    assert_eq!(
+        packet["bpf_filter"], "true",
+        "packet_diag shows the filter to root"
+    );
+    assert_eq!(packet["process"], comm);
+    assert_eq!(packet["user"], "root");
+    assert_eq!(packet["interface"], "");
+    assert_eq!(
+        packet["expected"], "true",
+        "packet:exe=<its python> allows it"
+    );
+    let raw = find(
+        &text,
+        "unassigned_port_raw_sockets",
+        &[("pid", &pid), ("kind", "raw")],
+    )
+    .unwrap();
+    assert_eq!(
+        (raw["protocol"].as_str(), raw["expected"].as_str()),
+        ("tcp", "false")
+    );
+    let info = find(
+        &text,
+        "unassigned_port_listener_process_info",
+        &[("pid", &pid)],
+    )
+    .expect("one info series for the owning process");
+    assert_eq!(info["exe"], helper.exe());
+    assert_eq!(info["exe_deleted"], "false");
+    assert_eq!(info["ppid"], std::process::id().to_string());
+    assert_eq!(info["parent_process"], common::own_process_name());
+    assert_eq!(
+        samples(&text, "unassigned_port_listener_process_info")
+            .iter()
+            .filter(|(labels, _)| labels["pid"] == pid)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn exporter_judges_a_renamed_sshd_by_its_executable_and_reloads_the_allow_file() {
+    let port = common::free_port();
+    let helper = Helper::start(&["sshd", &port.to_string()]);
+    let dir = std::env::temp_dir().join(format!("hidden-allow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("allow.rules");
+    let write_rules = |text: &str| {
+        let next = dir.join("allow.rules.new");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, &file).unwrap(); // as config management does
+    };
+    write_rules(&format!(
+        "# only the real sshd\n{port}/tcp:exe=/usr/sbin/sshd\n"
+    ));
+    let watch_flag = format!("--watch.ports={port}");
+    let file_flag = format!("--watch.allow-file={}", file.display());
+    let exporter = Exporter::start(&["--collector.netns=host", &watch_flag, &file_flag]);
+    let port_text = port.to_string();
+    let listener = |text: &str| find(text, "unassigned_port_listeners", &[("port", &port_text)]);
+    let text = scrape_until(&exporter, "the sshd impostor", |text| {
+        listener(text).is_some()
+    });
+    let series = listener(&text).unwrap();
+    assert_eq!(series["process"], "sshd");
+    assert_eq!(series["expected"], "false", "the name sshd is not enough");
+    assert_eq!(
+        (series["exposure"].as_str(), series["dual_stack"].as_str()),
+        ("loopback", "false")
+    );
+    // Allow its real executable, and say so with SIGHUP.
+    write_rules(&format!("{port}/tcp:exe={},user=root\n", helper.exe()));
+    let hangup = Command::new("kill")
+        .args(["-HUP", &exporter.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hangup.success());
+    scrape_until(&exporter, "the reloaded rule to match", |text| {
+        listener(text).is_some_and(|series| series["expected"] == "true")
+    });
+    // A broken edit keeps the rules in force (the reload logs why).
+    write_rules("this is not a rule\n");
+    std::thread::sleep(std::time::Duration::from_secs(3)); // past one poll
+    let series = listener(&exporter.scrape()).unwrap();
+    assert_eq!(series["expected"], "true");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn exporter_labels_exposure_dual_stack_and_interface() {
+    if !is_root() {
+        eprintln!("not root: SO_BINDTODEVICE needs CAP_NET_RAW; skipped");
+        return;
+    }
+    let helper = Helper::start(&["exposure"]);
+    let names = ["loopback", "any", "dual", "v6only", "on_lo"];
+    let ports: Vec<String> = names
+        .iter()
+        .map(|name| helper.number(&[name, "port"]).to_string())
+        .collect();
+    let exporter = Exporter::start(&[
+        "--collector.netns=host",
+        &format!("--watch.ports={}", ports.join(",")),
+    ]);
+    let text = scrape_until(&exporter, "five listeners", |text| {
+        ports
+            .iter()
+            .all(|port| find(text, "unassigned_port_listeners", &[("port", port)]).is_some())
+    });
+    let labels = |port: &str| {
+        let series = find(&text, "unassigned_port_listeners", &[("port", port)]).unwrap();
+        (
+            series["exposure"].clone(),
+            series["dual_stack"].clone(),
+            series["interface"].clone(),
+        )
+    };
+    let expect = |exposure: &str, dual: &str, interface: &str| {
+        (
+            exposure.to_string(),
+            dual.to_string(),
+            interface.to_string(),
+        )
+    };
+    assert_eq!(labels(&ports[0]), expect("loopback", "false", ""));
+    assert_eq!(labels(&ports[1]), expect("any", "false", ""));
+    assert_eq!(labels(&ports[2]), expect("any", "true", ""));
+    assert_eq!(labels(&ports[3]), expect("any", "false", ""));
+    assert_eq!(labels(&ports[4]), expect("loopback", "false", "lo"));
+}
+
+#[test]
+fn exporter_flags_a_listener_whose_executable_was_deleted() {
+    // A copy of the python interpreter, started, then deleted.
+    let prefix = Command::new("python3")
+        .args(["-c", "import sys; print(sys.prefix)"])
+        .output()
+        .unwrap();
+    let prefix = String::from_utf8(prefix.stdout).unwrap().trim().to_string();
+    let real = Helper::start(&["listen", "0"]).exe().to_string();
+    let dir = std::env::temp_dir().join(format!("hidden-deleted-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("python-copy");
+    std::fs::copy(&real, &copy).unwrap();
+    let port = common::free_port();
+    let mut command = Command::new(&copy);
+    command.env("PYTHONHOME", &prefix);
+    let helper = Helper::start_with(command, &["listen", &port.to_string()]);
+    std::fs::remove_file(&copy).unwrap();
+    let pid = helper.pid().to_string();
+    let exporter = Exporter::start(&["--collector.netns=host", &format!("--watch.ports={port}")]);
+    let text = scrape_until(&exporter, "the deleted binary's listener", |text| {
+        find(
+            text,
+            "unassigned_port_listener_process_info",
+            &[("pid", &pid)],
+        )
+        .is_some()
+    });
+    let info = find(
+        &text,
+        "unassigned_port_listener_process_info",
+        &[("pid", &pid)],
+    )
+    .unwrap();
+    assert_eq!(info["exe_deleted"], "true");
+    assert_eq!(
+        info["exe"],
+        helper.exe(),
+        "the path it ran from, without the suffix"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn exporter_warns_at_start_about_rules_that_trust_the_name_only() {
+    let mut child = Command::new(common::BINARY)
+        .args([
+            format!("--web.listen-address=127.0.0.1:{}", common::free_port()),
+            "--collector.netns=host".to_string(),
+            "--watch.allow=276/tcp:sshd".to_string(),
+            "--watch.allow=277/tcp:exe=/usr/sbin/sshd".to_string(),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut warning = None;
+    for line in stderr.lines().map_while(Result::ok).take(20) {
+        if line.contains("any process can give itself that name") {
+            warning = Some(line);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let warning = warning.expect("a warning about the comm-only rule");
+    assert!(warning.contains("276-276/tcp:comm=sshd"), "{warning}");
+    assert!(
+        !warning.contains("277"),
+        "the exe rule is not named: {warning}"
+    );
 }
