@@ -1,4 +1,4 @@
-//! Re-reads `--watch.allow-file` when it changes, or on SIGHUP, like
+//! Re-reads `--watch.allow-file` when it changes, or on SIGHUP (Unix), like
 //! `web_reload.rs` does for the web config.
 //!
 //! A file that no longer parses leaves the previous rules in force and says
@@ -8,6 +8,7 @@
 
 use crate::allow::{self, AllowFile};
 use crate::watch::WatchSet;
+use crate::web_reload::Hangup;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,12 +16,16 @@ use std::time::{Duration, SystemTime};
 /// How often the file is checked for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Size, modification time and inode: an editor that replaces the file by
-/// renaming a new one over it changes the inode even within one second.
+/// Size, modification time and (on Unix) inode: an editor that replaces the
+/// file by renaming a new one over it changes the inode even within one
+/// second.
 fn fingerprint(path: &Path) -> Option<(u64, SystemTime, u64)> {
-    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.len(), meta.modified().ok()?, meta.ino()))
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((meta.len(), meta.modified().ok()?, inode))
 }
 
 /// Runs until the process ends, checking every [`POLL_INTERVAL`]; spawn it.
@@ -38,12 +43,11 @@ pub fn watch_every(
 ) -> impl std::future::Future<Output = ()> {
     let mut seen = fingerprint(&path);
     async move {
-        let mut hangup =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut hangup = Hangup::listen();
         loop {
             let forced = tokio::select! {
                 () = tokio::time::sleep(interval) => false,
-                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => true,
+                () = hangup.received() => true,
             };
             let now = fingerprint(&path);
             if !forced && now == seen {

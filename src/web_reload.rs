@@ -47,13 +47,14 @@ pub async fn watch(path: PathBuf, slot: Arc<RwLock<Arc<ActiveWebConfig>>>) {
 }
 
 /// SIGHUP where there is one (Unix); elsewhere only file changes reload.
-struct Hangup {
+/// The allow file's watcher (`allow_reload.rs`) uses it too.
+pub(crate) struct Hangup {
     #[cfg(unix)]
     signal: Option<tokio::signal::unix::Signal>,
 }
 
 impl Hangup {
-    fn listen() -> Hangup {
+    pub(crate) fn listen() -> Hangup {
         Hangup {
             #[cfg(unix)]
             signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
@@ -61,7 +62,7 @@ impl Hangup {
     }
 
     /// Resolves at the next SIGHUP; never, where there is none.
-    async fn received(&mut self) {
+    pub(crate) async fn received(&mut self) {
         #[cfg(unix)]
         if let Some(signal) = self.signal.as_mut()
             && signal.recv().await.is_some()
