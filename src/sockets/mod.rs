@@ -6,6 +6,12 @@
 //! every socket and walks /proc for owners: slower, but it runs on other
 //! operating systems and serves as the reference the netlink path is tested
 //! against.
+//!
+//! The netlink backend also lists every packet and raw IP socket
+//! ([`raw`]), through the same channels, and reads how each listener is
+//! bound (`IPV6_V6ONLY`, `SO_BINDTODEVICE`; see `crate::exposure`).
+//! [`wire`] is the netlink framing both use; [`interfaces`] names bound
+//! interfaces inside each namespace.
 
 #[cfg(target_os = "linux")]
 pub mod interfaces;
