@@ -8,10 +8,10 @@
 //! of the listening hash returns IPv4 and IPv6 listeners together (the
 //! `SOCK_DIAG_BY_FAMILY` request needs one walk per family). UDP has no such
 //! request: it is asked twice (IPv4, IPv6) for sockets in the CLOSE state,
-//! which for UDP means bound and unconnected, and UDP-Lite likewise (its own
-//! table; `lsof` and `/proc/net/udplite` show it, the UDP dumps do not). On a dense container host
-//! these walks of the kernel's hash tables are the whole cost of a
-//! namespace, so saving one in four matters.
+//! which for UDP means bound and unconnected, and UDP-Lite likewise (its
+//! own table; `lsof` and `/proc/net/udplite` show it, the UDP dumps do
+//! not). On a dense container host these walks of the kernel's hash tables
+//! are most of a namespace's cost, so one TCP walk instead of two matters.
 //!
 //! Requests and replies are built and read by hand here (framing in
 //! `wire.rs`) rather than with netlink-packet-sock-diag: that crate decodes
