@@ -143,9 +143,9 @@ pub use from_sock_diag::binding;
 #[cfg(target_os = "linux")]
 mod from_sock_diag {
     use super::Binding;
+    pub use crate::sockets::wire::INET_DIAG_MSG_LEN;
     use crate::sockets::wire::{attributes, u32_at};
 
-    pub const INET_DIAG_MSG_LEN: usize = 72;
     pub const INET_DIAG_SKV6ONLY: u16 = 11;
     /// Offset of `id.idiag_if` in `struct inet_diag_msg`.
     pub const IDIAG_IF_AT: usize = 40;

@@ -39,7 +39,7 @@
 use socket2::{SockFilter, SockRef};
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -75,12 +75,7 @@ impl DestroyGroups {
     }
 }
 
-const SOCK_DIAG_BY_FAMILY: u16 = 20;
-const NLMSG_HEADER_LEN: usize = 16;
-/// `struct inet_diag_msg`, whose attributes follow.
-const INET_DIAG_MSG_LEN: usize = 72;
-/// `INET_DIAG_PROTOCOL` attribute type: the socket's protocol as a u8.
-const INET_DIAG_PROTOCOL: u16 = 10;
+use crate::sockets::wire::{self, INET_DIAG_PROTOCOL, NLMSG_HEADER_LEN, WireError};
 /// Kernel-side receive buffer of a subscription: room for thousands of
 /// filtered messages if the reader is slow.
 const RECEIVE_BUFFER_BYTES: usize = 256 * 1024;
@@ -144,65 +139,28 @@ pub fn parse_destroy_messages(
     buffer: &[u8],
     mut visit: impl FnMut(DestroyedSocket),
 ) -> Result<(), String> {
-    let mut rest = buffer;
-    while !rest.is_empty() {
-        if rest.len() < NLMSG_HEADER_LEN {
-            return Err(format!("truncated netlink header ({} bytes)", rest.len()));
-        }
-        let length = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
-        let kind = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
-        if length < NLMSG_HEADER_LEN || length > rest.len() {
-            return Err(format!(
-                "netlink message length {length} does not fit the {} bytes received",
-                rest.len()
-            ));
-        }
-        if kind == SOCK_DIAG_BY_FAMILY {
-            visit(parse_destroyed_socket(&rest[NLMSG_HEADER_LEN..length])?);
-        }
-        let advance = length.next_multiple_of(4).min(rest.len());
-        rest = &rest[advance..];
-    }
-    Ok(())
+    wire::walk_messages(buffer, |payload| {
+        visit(parse_destroyed_socket(payload).map_err(WireError::Broken)?);
+        Ok(())
+    })
+    .map(|_| ())
+    .map_err(|err| err.to_string())
 }
 
 fn parse_destroyed_socket(payload: &[u8]) -> Result<DestroyedSocket, String> {
-    if payload.len() < INET_DIAG_MSG_LEN {
-        return Err(format!("short inet_diag_msg ({} bytes)", payload.len()));
-    }
-    let source = &payload[8..24];
-    let address = match payload[0] {
-        f if f == libc::AF_INET as u8 => {
-            IpAddr::V4(Ipv4Addr::new(source[0], source[1], source[2], source[3]))
-        }
-        f if f == libc::AF_INET6 as u8 => {
-            IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(source).unwrap()))
-        }
-        other => return Err(format!("unexpected address family {other}")),
-    };
-    let u32_at = |at: usize| u32::from_ne_bytes(payload[at..at + 4].try_into().unwrap());
-    let cookie = u64::from(u32_at(44)) | (u64::from(u32_at(48)) << 32);
-    // Attributes: { u16 len, u16 type, value } padded to 4 bytes.
-    let mut protocol = 0u8;
-    let mut attributes = &payload[INET_DIAG_MSG_LEN..];
-    while attributes.len() >= 4 {
-        let length = u16::from_ne_bytes([attributes[0], attributes[1]]) as usize;
-        let kind = u16::from_ne_bytes([attributes[2], attributes[3]]);
-        if length < 4 || length > attributes.len() {
-            break;
-        }
-        if kind == INET_DIAG_PROTOCOL && length >= 5 {
-            protocol = attributes[4];
-        }
-        attributes = &attributes[length.next_multiple_of(4).min(attributes.len())..];
-    }
+    let msg = wire::inet_diag_msg(payload)?;
+    let protocol = wire::attributes(msg.attributes)
+        .filter(|(kind, value)| *kind == INET_DIAG_PROTOCOL && !value.is_empty())
+        .map(|(_, value)| value[0])
+        .last()
+        .unwrap_or(0);
     Ok(DestroyedSocket {
         protocol: DestroyedProtocol::from_number(protocol),
-        address,
-        port: u16::from_be_bytes([payload[4], payload[5]]),
-        peer_port: u16::from_be_bytes([payload[6], payload[7]]),
-        state: payload[1],
-        cookie,
+        address: msg.address,
+        port: msg.port,
+        peer_port: msg.peer_port,
+        state: msg.state,
+        cookie: msg.cookie,
     })
 }
 
@@ -453,6 +411,8 @@ fn drain(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sockets::wire::{INET_DIAG_MSG_LEN, SOCK_DIAG_BY_FAMILY};
+    use std::net::Ipv4Addr;
 
     fn message(family: u8, sport: u16, dport: u16, protocol: Option<u8>) -> Vec<u8> {
         let mut payload = vec![0u8; INET_DIAG_MSG_LEN];

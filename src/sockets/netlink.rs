@@ -44,7 +44,7 @@ use crate::netns::{Discovery, NamespaceSet};
 use crate::proc_root::{ProcRoot, parse_sysctl_integer};
 use crate::registry::Transport;
 use crate::watch::WatchSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,7 +58,6 @@ const COMPAT_REQUEST_LEN: usize = 60;
 /// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, sockid.
 const REQUEST_LEN: usize = 56;
 /// `struct inet_diag_msg` up to and including `idiag_inode`.
-const INET_DIAG_MSG_LEN: usize = 72;
 const TCP_LISTEN: u32 = 10;
 const TCP_CLOSE: u32 = 7;
 
@@ -106,25 +105,12 @@ pub fn parse_messages(
 }
 
 fn parse_socket(payload: &[u8]) -> Result<DiagSocket, String> {
-    if payload.len() < INET_DIAG_MSG_LEN {
-        return Err(format!("short inet_diag_msg ({} bytes)", payload.len()));
-    }
-    let u32_at = |at: usize| u32::from_ne_bytes(payload[at..at + 4].try_into().unwrap());
-    let source = &payload[8..24];
-    let address = match payload[0] {
-        f if f == libc::AF_INET as u8 => {
-            IpAddr::V4(Ipv4Addr::new(source[0], source[1], source[2], source[3]))
-        }
-        f if f == libc::AF_INET6 as u8 => {
-            IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(source).unwrap()))
-        }
-        other => return Err(format!("unexpected address family {other}")),
-    };
+    let msg = wire::inet_diag_msg(payload)?;
     Ok(DiagSocket {
-        address,
-        port: u16::from_be_bytes([payload[4], payload[5]]),
-        uid: u32_at(64),
-        inode: u64::from(u32_at(68)),
+        address: msg.address,
+        port: msg.port,
+        uid: msg.uid,
+        inode: u64::from(msg.inode),
         binding: exposure::binding(payload),
     })
 }
@@ -671,8 +657,10 @@ impl SocketSource for SockDiagSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sockets::wire::INET_DIAG_MSG_LEN;
     use crate::sockets::wire::tests::message;
     use crate::sockets::wire::{NLMSG_DONE, NLMSG_ERROR};
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]
     fn reads_a_socket_then_done() {

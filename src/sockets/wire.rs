@@ -10,6 +10,7 @@
 
 use netlink_sys::{Socket, protocols::NETLINK_SOCK_DIAG};
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, BorrowedFd};
 
 pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -141,6 +142,57 @@ impl<'a> Iterator for Attributes<'a> {
         self.rest = &self.rest[advance..];
         Some((kind, payload))
     }
+}
+
+/// `struct inet_diag_msg` up to and including `idiag_inode`; attributes
+/// follow it.
+pub const INET_DIAG_MSG_LEN: usize = 72;
+/// `INET_DIAG_PROTOCOL` attribute: the socket's protocol as a u8.
+pub const INET_DIAG_PROTOCOL: u16 = 10;
+
+/// The fixed part of one `struct inet_diag_msg` (dump replies and destroy
+/// broadcasts alike), read in place. Attributes are in `attributes`.
+#[derive(Clone, Copy, Debug)]
+pub struct InetDiagMsg<'a> {
+    pub state: u8,
+    pub address: IpAddr,
+    pub port: u16,
+    pub peer_port: u16,
+    pub cookie: u64,
+    pub uid: u32,
+    pub inode: u32,
+    /// The attributes after the fixed part (see [`attributes`]).
+    pub attributes: &'a [u8],
+}
+
+/// Reads an IPv4 or IPv6 `inet_diag_msg`; anything shorter, or of another
+/// family, is an error.
+pub fn inet_diag_msg(payload: &[u8]) -> Result<InetDiagMsg<'_>, String> {
+    if payload.len() < INET_DIAG_MSG_LEN {
+        return Err(format!("short inet_diag_msg ({} bytes)", payload.len()));
+    }
+    let source = &payload[8..24];
+    let address = match payload[0] {
+        f if f == libc::AF_INET as u8 => {
+            IpAddr::V4(Ipv4Addr::new(source[0], source[1], source[2], source[3]))
+        }
+        f if f == libc::AF_INET6 as u8 => {
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(source);
+            IpAddr::V6(Ipv6Addr::from(octets))
+        }
+        other => return Err(format!("unexpected address family {other}")),
+    };
+    Ok(InetDiagMsg {
+        state: payload[1],
+        address,
+        port: u16::from_be_bytes([payload[4], payload[5]]),
+        peer_port: u16::from_be_bytes([payload[6], payload[7]]),
+        cookie: u64::from(u32_at(payload, 44)) | (u64::from(u32_at(payload, 48)) << 32),
+        uid: u32_at(payload, 64),
+        inode: u32_at(payload, 68),
+        attributes: &payload[INET_DIAG_MSG_LEN..],
+    })
 }
 
 /// A native-endian u32 at `at`; the caller has checked the length.

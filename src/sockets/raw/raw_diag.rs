@@ -12,10 +12,10 @@
 //! A kernel without raw_diag answers `ENOENT`; see `mod.rs` for the fallback.
 
 use super::{BpfFilter, RawKind, RawSocket};
-use crate::sockets::wire::{INET_DIAG_REQ_V2_LEN, attributes, inet_diag_request, u32_at};
-
-pub const INET_DIAG_MSG_LEN: usize = 72;
-const INET_DIAG_PROTOCOL: u16 = 10;
+pub use crate::sockets::wire::INET_DIAG_MSG_LEN;
+use crate::sockets::wire::{
+    INET_DIAG_PROTOCOL, INET_DIAG_REQ_V2_LEN, attributes, inet_diag_request, u32_at,
+};
 
 /// Which raw table to dump.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
