@@ -1,5 +1,5 @@
 //! Re-reads `--watch.allow-file` when it changes, or on SIGHUP (Unix), like
-//! `web_reload.rs` does for the web config.
+//! `web_reload.rs` does for the web config (both wait on `file_watch.rs`).
 //!
 //! A file that no longer parses leaves the previous rules in force and says
 //! why in the log (with FILE:LINE); a good one replaces the file's rules in
@@ -7,26 +7,14 @@
 //! one. Rules given with `--watch.allow` are not touched.
 
 use crate::allow::{self, AllowFile};
+use crate::file_watch::FileWatch;
 use crate::watch::WatchSet;
-use crate::web_reload::Hangup;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// How often the file is checked for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
-
-/// Size, modification time and (on Unix) inode: an editor that replaces the
-/// file by renaming a new one over it changes the inode even within one
-/// second.
-fn fingerprint(path: &Path) -> Option<(u64, SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-    #[cfg(not(unix))]
-    let inode = 0;
-    Some((meta.len(), meta.modified().ok()?, inode))
-}
 
 /// Runs until the process ends, checking every [`POLL_INTERVAL`]; spawn it.
 pub fn watch(path: PathBuf, watch: Arc<WatchSet>) -> impl std::future::Future<Output = ()> {
@@ -41,20 +29,12 @@ pub fn watch_every(
     watch: Arc<WatchSet>,
     interval: Duration,
 ) -> impl std::future::Future<Output = ()> {
-    let mut seen = fingerprint(&path);
+    let files = [path];
+    let mut changes = FileWatch::new(&files, interval);
     async move {
-        let mut hangup = Hangup::listen();
         loop {
-            let forced = tokio::select! {
-                () = tokio::time::sleep(interval) => false,
-                () = hangup.received() => true,
-            };
-            let now = fingerprint(&path);
-            if !forced && now == seen {
-                continue;
-            }
-            seen = now;
-            reload(&path, &watch, forced);
+            let forced = changes.changed(&files).await;
+            reload(&files[0], &watch, forced);
         }
     }
 }

@@ -24,6 +24,7 @@
 //! - [`info_metrics`]: the `*_info` gauges and watched-port counts.
 //! - [`http`]: the hyper server (`/metrics`, landing page, `/healthz`).
 //! - [`web_config`], [`web_reload`]: TLS and basic auth, and their reloads.
+//! - [`file_watch`]: the change-or-SIGHUP wait behind every reload.
 //! - [`auth`]: basic-auth checks under load (credential cache, bcrypt budget).
 //! - [`logging`]: logfmt and JSON log lines.
 //! - `windows_service`: running under Windows' Service Control Manager
@@ -40,6 +41,7 @@ pub mod collector;
 pub mod events;
 pub mod exporter;
 pub mod exposure;
+pub mod file_watch;
 pub mod http;
 pub mod info_metrics;
 pub mod logging;

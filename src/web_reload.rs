@@ -7,69 +7,25 @@
 //! empty) and its TLS settings to every new connection; open connections
 //! keep the TLS session they negotiated.
 
+use crate::file_watch::FileWatch;
 use crate::web_config::{self, ActiveWebConfig};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// How often the files are checked for changes.
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Size and modification time of each file, to notice edits cheaply.
-fn fingerprint(files: &[PathBuf]) -> Vec<Option<(u64, SystemTime)>> {
-    files
-        .iter()
-        .map(|file| {
-            let meta = std::fs::metadata(file).ok()?;
-            Some((meta.len(), meta.modified().ok()?))
-        })
-        .collect()
-}
-
 /// Runs until the process ends, swapping `slot` on every good reload.
 pub async fn watch(path: PathBuf, slot: Arc<RwLock<Arc<ActiveWebConfig>>>) {
-    let mut hangup = Hangup::listen();
     let mut files = web_config::watched_files(&path);
-    let mut seen = fingerprint(&files);
+    let mut changes = FileWatch::new(&files, POLL_INTERVAL);
     loop {
-        let forced = tokio::select! {
-            () = tokio::time::sleep(POLL_INTERVAL) => false,
-            () = hangup.received() => true,
-        };
-        let now = fingerprint(&files);
-        if !forced && now == seen {
-            continue;
-        }
+        let forced = changes.changed(&files).await;
         reload(&path, &slot, forced).await;
+        // The new config may name other certificates.
         files = web_config::watched_files(&path);
-        seen = fingerprint(&files);
-    }
-}
-
-/// SIGHUP where there is one (Unix); elsewhere only file changes reload.
-/// The allow file's watcher (`allow_reload.rs`) uses it too.
-pub(crate) struct Hangup {
-    #[cfg(unix)]
-    signal: Option<tokio::signal::unix::Signal>,
-}
-
-impl Hangup {
-    pub(crate) fn listen() -> Hangup {
-        Hangup {
-            #[cfg(unix)]
-            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
-        }
-    }
-
-    /// Resolves at the next SIGHUP; never, where there is none.
-    pub(crate) async fn received(&mut self) {
-        #[cfg(unix)]
-        if let Some(signal) = self.signal.as_mut()
-            && signal.recv().await.is_some()
-        {
-            return;
-        }
-        std::future::pending::<()>().await
+        changes.note(&files);
     }
 }
 
