@@ -12,11 +12,15 @@
 //!
 //! `-- --smoke` uses 0 and 20 namespaces and fewer scrapes, for CI.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use unassigned_port_exporter::netns::enter::run_in;
+
+mod common;
+
+use common::RunningExporter;
 
 const ROLE: &str = "UPE_NETNS_BENCH_ROLE";
 const PORT: u16 = 276;
@@ -112,66 +116,6 @@ impl Drop for Namespaces {
     }
 }
 
-struct Exporter {
-    child: Child,
-    port: u16,
-}
-
-impl Exporter {
-    fn start() -> Exporter {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_unassigned_port_exporter"))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "exporter did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Exporter { child, port }
-    }
-
-    fn scrape(&self) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        response
-    }
-
-    fn fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-
-    fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap();
-        kib / 1024.0
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Listeners on 276 that a scrape reported in namespaces other than the host's.
 fn namespaced_listeners(text: &str) -> usize {
     text.lines()
@@ -214,7 +158,7 @@ fn run(counts: &[usize], scrapes: usize) {
     let mut last = String::new();
     for &count in counts {
         namespaces.grow_to(count);
-        let exporter = Exporter::start();
+        let exporter = RunningExporter::start(&[]);
         exporter.scrape(); // the first collection enters every namespace
         let mut times = Vec::with_capacity(scrapes);
         let mut collections = Vec::with_capacity(scrapes);

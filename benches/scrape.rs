@@ -13,7 +13,7 @@
 //! in well under a minute, for CI. Figures, not assertions: this machine is
 //! shared and noisy; compare ratios from one run.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -25,6 +25,10 @@ use unassigned_port_exporter::proc_root::ProcRoot;
 use unassigned_port_exporter::registry::{Registry, Transport};
 use unassigned_port_exporter::sockets::{self, Backend};
 use unassigned_port_exporter::watch::{Scope, WatchSet, parse_port_list};
+
+mod common;
+
+use common::RunningExporter;
 
 const ROLE: &str = "UPE_BENCH_ROLE";
 const CONNECTIONS_PER_HOLDER: usize = 9_000;
@@ -268,7 +272,7 @@ fn run(plan: &Plan, smoke: bool) {
     for _ in 0..plan.rss_scrapes {
         exporter.scrape();
     }
-    let rss_mib = exporter.peak_rss_kib() as f64 / 1024.0;
+    let rss_mib = exporter.peak_rss_mib();
 
     println!();
     println!(
@@ -409,56 +413,11 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The real exporter binary, scraped over a kept-alive HTTP connection.
-struct RunningExporter {
-    child: Child,
-    port: u16,
-}
-
-impl RunningExporter {
-    fn scrape(&self) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        response
-    }
-
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
-}
-
-impl Drop for RunningExporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_exporter(extra: &[unassigned_port_exporter::watch::PortRange]) -> RunningExporter {
-    let port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_unassigned_port_exporter"));
-    command
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--log.level=warn");
-    if let Some(range) = extra.first() {
-        command.arg(format!("--watch.ports={}", range.first));
-    }
-    let child = command.spawn().unwrap();
-    let exporter = RunningExporter { child, port };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "exporter did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    exporter
+    let flags: Vec<String> = extra
+        .first()
+        .map(|range| format!("--watch.ports={}", range.first))
+        .into_iter()
+        .collect();
+    RunningExporter::start(&flags)
 }

@@ -1,0 +1,77 @@
+//! Shared by the benchmarks: the real exporter binary on a loopback port,
+//! scraped over HTTP, with its descriptors and peak memory read from /proc.
+
+#![allow(dead_code)] // each benchmark uses a different part of this
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// The exporter binary, killed when dropped.
+pub struct RunningExporter {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl RunningExporter {
+    /// Starts the binary with `extra` flags (and warnings-only logs) and
+    /// waits until it accepts connections.
+    pub fn start(extra: &[String]) -> RunningExporter {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_unassigned_port_exporter"))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .args(extra)
+            .spawn()
+            .unwrap();
+        let exporter = RunningExporter { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "exporter did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        exporter
+    }
+
+    /// One `/metrics` request; panics unless it answers 200.
+    pub fn scrape(&self) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        response
+    }
+
+    /// Open file descriptors now.
+    pub fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Peak resident memory (VmHWM) in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kib / 1024.0
+    }
+}
+
+impl Drop for RunningExporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
