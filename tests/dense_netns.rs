@@ -6,11 +6,11 @@
 
 mod common;
 
-use common::{is_root, samples};
+use common::{Exporter, is_root, samples};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 use unassigned_port_exporter::netns::enter::run_in;
 
 const NAMESPACES: usize = 1_200;
@@ -23,18 +23,6 @@ impl Drop for Namespaces {
         for name in &self.0 {
             let _ = Command::new("ip").args(["netns", "del", name]).status();
         }
-    }
-}
-
-struct Exporter {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -54,28 +42,6 @@ fn raise_own_limit(needed: u64) -> bool {
         },
     )
     .is_ok()
-}
-
-fn start_limited_exporter() -> Exporter {
-    let port = common::free_port();
-    let child = Command::new("prlimit")
-        .arg("--nofile=1024:1024")
-        .arg(common::BINARY)
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--log.level=info")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("prlimit (util-linux) starts the exporter");
-    let exporter = Exporter { child, port };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while ureq::get(&format!("http://127.0.0.1:{port}/healthz"))
-        .call()
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "the exporter did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    exporter
 }
 
 #[test]
@@ -105,7 +71,7 @@ fn every_listener_of_1200_namespaces_under_a_1024_fd_limit() {
         held.push(listener);
     }
 
-    let exporter = start_limited_exporter();
+    let exporter = Exporter::start_under(&["prlimit", "--nofile=1024:1024"], &["--log.level=info"]);
     let me = std::process::id().to_string();
     for round in 0..3 {
         let response = ureq::get(&format!("http://127.0.0.1:{}/metrics", exporter.port))

@@ -20,8 +20,22 @@ pub struct Exporter {
 
 impl Exporter {
     pub fn start(extra_args: &[&str]) -> Exporter {
+        Exporter::start_under(&[], extra_args)
+    }
+
+    /// Starts the binary through a wrapper command (e.g. `prlimit
+    /// --nofile=1024:1024`); an empty `wrapper` runs it directly.
+    pub fn start_under(wrapper: &[&str], extra_args: &[&str]) -> Exporter {
         let port = free_port();
-        let child = Command::new(BINARY)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(BINARY);
+                command
+            }
+            None => Command::new(BINARY),
+        };
+        let child = command
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .args(extra_args)
             .stdout(Stdio::null())
