@@ -33,8 +33,8 @@ CRATE_VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 SYSTEMD_EXPOSURE_MAX=30
 
 WORK=$(mktemp -d)
-passed=0
-failed=0
+# shellcheck source=tests/lib/checks.sh
+source tests/lib/checks.sh # the script runs from the checkout root
 export DEBIAN_FRONTEND=noninteractive
 
 die() { printf 'deb-roundtrip: %s\n' "$*" >&2; exit 2; }
@@ -50,19 +50,6 @@ cleanup() {
 trap cleanup EXIT
 # Killed (Ctrl-C, a closed output pipe): still clean up, through EXIT.
 trap 'exit 2' INT TERM HUP PIPE
-
-check() {
-    local name=$1
-    shift
-    if "$@" >"$WORK/check.out" 2>&1; then
-        passed=$((passed + 1))
-        echo "ok - $name"
-    else
-        failed=$((failed + 1))
-        echo "FAIL - $name"
-        sed 's/^/    /' "$WORK/check.out"
-    fi
-}
 
 # --------------------------------------------------------------------------
 # Setup

@@ -46,8 +46,8 @@ WINE_TIMEOUT=180
 NETNS=upe-wine-$$
 
 WORK=$(mktemp -d)
-passed=0
-failed=0
+# shellcheck source=tests/lib/checks.sh
+source tests/lib/checks.sh # the script runs from the checkout root
 listener_pid=
 exporter_pid=
 export DEBIAN_FRONTEND=noninteractive
@@ -70,19 +70,6 @@ cleanup() {
 trap cleanup EXIT
 # Killed (Ctrl-C, a closed output pipe): still clean up, through EXIT.
 trap 'exit 2' INT TERM HUP PIPE
-
-check() {
-    local name=$1
-    shift
-    if "$@" >"$WORK/check.out" 2>&1; then
-        passed=$((passed + 1))
-        echo "ok - $name"
-    else
-        failed=$((failed + 1))
-        echo "FAIL - $name"
-        sed 's/^/    /' "$WORK/check.out"
-    fi
-}
 
 # --------------------------------------------------------------------------
 # Setup
