@@ -30,7 +30,6 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,7 +67,7 @@ fn flood_seconds() -> u64 {
 
 /// The exporter with TLS and one basic-auth user, killed when dropped.
 struct Exporter {
-    child: Child,
+    running: common::Exporter,
     address: SocketAddr,
     /// Trusts the test CA that signed the exporter's certificate.
     tls: Arc<rustls::ClientConfig>,
@@ -82,18 +81,8 @@ impl Exporter {
         let config = pki.write_config(&format!(
             "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  {USER}: {hash}\n"
         ));
-        let port = common::free_port();
-        let child = Command::new(common::BINARY)
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!("--web.config.file={}", config.display()))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start the exporter binary");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the exporter did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let running = common::Exporter::start_with_web_config(&config);
+        let port = running.port;
         let ca = std::fs::read(pki.path("ca.crt")).unwrap();
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(&ca) {
@@ -106,7 +95,7 @@ impl Exporter {
             .with_root_certificates(roots)
             .with_no_client_auth();
         Exporter {
-            child,
+            running,
             address: SocketAddr::from(([127, 0, 0, 1], port)),
             tls: Arc::new(tls),
             _pki: pki,
@@ -114,14 +103,7 @@ impl Exporter {
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.running.child.id()
     }
 }
 

@@ -6,41 +6,10 @@
 
 mod common;
 
+use common::Exporter;
 use common::pki::Pki;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// The exporter started with a web config; waits for the port to accept.
-struct Exporter {
-    child: Child,
-    port: u16,
-}
-
-impl Exporter {
-    fn start(config: &Path) -> Exporter {
-        let port = common::free_port();
-        let child = Command::new(common::BINARY)
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!("--web.config.file={}", config.display()))
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "exporter did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Exporter { child, port }
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs curl; returns the HTTP status ("000" when no HTTP answer came) and
 /// the response headers.
@@ -91,7 +60,7 @@ fn tls_with_basic_auth_needs_the_right_password() {
     let config = pki.write_config(&format!(
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prometheus: {hash}\n"
     ));
-    let exporter = Exporter::start(&config);
+    let exporter = Exporter::start_with_web_config(&config);
     let url = format!("https://127.0.0.1:{}/metrics", exporter.port);
     let ca = pki.path("ca.crt");
     let trust = ["--cacert", ca.as_str()];
@@ -137,7 +106,7 @@ fn required_client_certificates_are_enforced() {
     let config = pki.write_config(
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
     );
-    let exporter = Exporter::start(&config);
+    let exporter = Exporter::start_with_web_config(&config);
     let url = format!("https://127.0.0.1:{}/metrics", exporter.port);
     let (ca, cert, key) = (
         pki.path("ca.crt"),
@@ -171,7 +140,7 @@ fn required_client_certificates_are_enforced() {
 fn config_reloads_on_change_and_a_bad_one_keeps_the_old() {
     let pki = Pki::new("reload");
     let config = pki.write_config("http_server_config:\n  headers:\n    X-Frame-Options: deny\n");
-    let exporter = Exporter::start(&config);
+    let exporter = Exporter::start_with_web_config(&config);
     let url = format!("http://127.0.0.1:{}/healthz", exporter.port);
     assert!(curl(&[], &url).1.contains("x-frame-options: deny"));
 
@@ -226,7 +195,7 @@ fn a_reload_forgets_verified_passwords() {
         format!("basic_auth_users:\n  prometheus: {hash}\n")
     };
     let config = pki.write_config(&user("old"));
-    let exporter = Exporter::start(&config);
+    let exporter = Exporter::start_with_web_config(&config);
     let url = format!("http://127.0.0.1:{}/metrics", exporter.port);
     // Verified once, so the exporter remembers it...
     assert_eq!(curl(&["-u", "prometheus:old"], &url).0, "200");
@@ -249,7 +218,7 @@ fn a_reload_forgets_verified_passwords() {
 fn the_rate_limit_answers_429_past_the_burst() {
     let pki = Pki::new("rate");
     let config = pki.write_config("rate_limit:\n  interval: 5s\n  burst: 2\n");
-    let exporter = Exporter::start(&config);
+    let exporter = Exporter::start_with_web_config(&config);
     let url = |path: &str| format!("http://127.0.0.1:{}{path}", exporter.port);
     // Exporter::start's connection test sent no request: the bucket is full.
     assert_eq!(curl(&[], &url("/healthz")).0, "200");

@@ -26,6 +26,26 @@ impl Exporter {
     /// Starts the binary through a wrapper command (e.g. `prlimit
     /// --nofile=1024:1024`); an empty `wrapper` runs it directly.
     pub fn start_under(wrapper: &[&str], extra_args: &[&str]) -> Exporter {
+        let exporter = Exporter::spawn(wrapper, extra_args);
+        exporter.wait_ready();
+        exporter
+    }
+
+    /// Starts the binary with `--web.config.file=CONFIG` and waits until its
+    /// port accepts connections (with TLS or basic auth a plain `/healthz`
+    /// may not answer 200).
+    pub fn start_with_web_config(config: &std::path::Path) -> Exporter {
+        let flag = format!("--web.config.file={}", config.display());
+        let exporter = Exporter::spawn(&[], &[flag.as_str()]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", exporter.port)).is_err() {
+            assert!(Instant::now() < deadline, "the exporter did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        exporter
+    }
+
+    fn spawn(wrapper: &[&str], extra_args: &[&str]) -> Exporter {
         let port = free_port();
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -42,9 +62,7 @@ impl Exporter {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the exporter binary");
-        let exporter = Exporter { child, port };
-        exporter.wait_ready();
-        exporter
+        Exporter { child, port }
     }
 
     pub fn url(&self, path: &str) -> String {
