@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Instant;
-use unassigned_port_exporter::netns::enter::run_in;
+use unassigned_port_exporter::kernel::netns::enter::run_in;
 
 mod common;
 

@@ -19,12 +19,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use unassigned_port_exporter::collector::ListenerCollector;
+use unassigned_port_exporter::collect::collector::ListenerCollector;
 use unassigned_port_exporter::exporter::{Exporter, Extras};
-use unassigned_port_exporter::proc_root::ProcRoot;
-use unassigned_port_exporter::registry::{Registry, Transport};
+use unassigned_port_exporter::kernel::procfs::ProcRoot;
+use unassigned_port_exporter::policy::registry::{Registry, Transport};
+use unassigned_port_exporter::policy::watch::{Scope, WatchSet, parse_port_list};
 use unassigned_port_exporter::sockets::{self, Backend};
-use unassigned_port_exporter::watch::{Scope, WatchSet, parse_port_list};
 
 mod common;
 
@@ -262,9 +262,9 @@ fn run(plan: &Plan, smoke: bool) {
     let root = ProcRoot::default();
     let own = root.own_net_namespace().unwrap_or(0);
     let full_discovery = time(plan.netstat2_rounds * 5, || {
-        unassigned_port_exporter::netns::discovery::discover(&root, own);
+        unassigned_port_exporter::kernel::netns::discovery::discover(&root, own);
     });
-    let mut remembered = unassigned_port_exporter::netns::Discovery::new(root.clone(), own);
+    let mut remembered = unassigned_port_exporter::kernel::netns::Discovery::new(root.clone(), own);
     remembered.namespaces(&[]);
     let discovery = time(plan.netlink_rounds, || {
         remembered.namespaces(&[]);
@@ -295,7 +295,7 @@ fn run(plan: &Plan, smoke: bool) {
     println!(
         "namespace discovery for {processes} processes: p50 {:.3} ms reading every /proc/PID/ns/net (done every {} s), {:.3} ms reading only new pids (every other collection)",
         full_discovery.0,
-        unassigned_port_exporter::netns::discovery::FULL_REREAD_INTERVAL.as_secs(),
+        unassigned_port_exporter::kernel::netns::discovery::FULL_REREAD_INTERVAL.as_secs(),
         discovery.0
     );
     if let Some((before, after, count)) = namespace_cost {
@@ -369,7 +369,7 @@ fn measure_namespaces(plan: &Plan, watch: &Arc<WatchSet>) -> Option<(f64, f64, u
         }
         made.0.push(name.clone());
         let path = PathBuf::from("/run/netns").join(&name);
-        let listener = unassigned_port_exporter::netns::enter::run_in(&path, || {
+        let listener = unassigned_port_exporter::kernel::netns::enter::run_in(&path, || {
             TcpListener::bind((Ipv4Addr::UNSPECIFIED, NS_PORT))
         })
         .ok()?
@@ -413,7 +413,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_exporter(extra: &[unassigned_port_exporter::watch::PortRange]) -> RunningExporter {
+fn start_exporter(extra: &[unassigned_port_exporter::policy::watch::PortRange]) -> RunningExporter {
     let flags: Vec<String> = extra
         .first()
         .map(|range| format!("--watch.ports={}", range.first))

@@ -3,9 +3,9 @@
 //! Every flag is documented here once and printed by `--help`. A bad value
 //! ends the program at start with one line on stderr and exit code 2.
 
-use crate::allow::{AllowFile, AllowRule};
+use crate::policy::allow::{AllowFile, AllowRule};
+use crate::policy::watch::{self, PortRange, Scope};
 use crate::sockets::Backend;
-use crate::watch::{self, PortRange, Scope};
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -84,8 +84,8 @@ pub struct Flags {
     /// /proc/*/ns/net and /run/netns; the default when the exporter may enter
     /// namespaces, which needs CAP_SYS_ADMIN) or "host" (its own only; the
     /// default otherwise). Only the netlink backend reads other namespaces.
-    #[arg(long = "collector.netns", value_name = "MODE", value_parser = crate::netns::Mode::parse)]
-    pub netns: Option<crate::netns::Mode>,
+    #[arg(long = "collector.netns", value_name = "MODE", value_parser = crate::kernel::netns::Mode::parse)]
+    pub netns: Option<crate::kernel::netns::Mode>,
 
     /// Also sample the socket table in the background at this interval (e.g.
     /// "1s"), counting listeners seen between scrapes in

@@ -7,14 +7,17 @@
 //! runtime, the listeners, web-config reloads and signals.
 
 use crate::cli::Flags;
-use crate::collector::ListenerCollector;
-use crate::proc_root::ProcRoot;
-use crate::registry::{Registry, Transport, csv_loader};
-use crate::scrape::Scraper;
+use crate::collect::collector::ListenerCollector;
+use crate::collect::sampler;
+use crate::collect::scrape::Scraper;
+use crate::kernel::procfs::ProcRoot;
+use crate::metrics::info as info_metrics;
+use crate::policy::allow::{self, reload as allow_reload};
+use crate::policy::registry::{Registry, Transport, csv_loader};
+use crate::policy::watch::WatchSet;
 use crate::sockets::{self, Opened};
-use crate::watch::WatchSet;
-use crate::web_config::{self, ActiveWebConfig};
-use crate::{allow, allow_reload, http, info_metrics, sampler, web_reload};
+use crate::web::config::{self, ActiveWebConfig};
+use crate::web::{reload as web_reload, server as http};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -175,7 +178,7 @@ fn load_registry(flags: &Flags) -> Result<Registry, Failure> {
 fn load_web_config(flags: &Flags) -> Result<ActiveWebConfig, Failure> {
     match &flags.web_config_file {
         None => Ok(ActiveWebConfig::plain()),
-        Some(path) => web_config::load(path).map_err(Failure::bad_input),
+        Some(path) => config::load(path).map_err(Failure::bad_input),
     }
 }
 

@@ -11,7 +11,9 @@ fn main() -> ExitCode {
     // Started by the Service Control Manager: serve as a service, until it
     // says stop. Started from a console: returns None at once.
     #[cfg(windows)]
-    if let Some(code) = unassigned_port_exporter::windows_service::run_if_service(exporter_main) {
+    if let Some(code) =
+        unassigned_port_exporter::platform::windows_service::run_if_service(exporter_main)
+    {
         return code;
     }
     ExitCode::from(exporter_main(std::future::pending()))

@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use unassigned_port_exporter::netns::enter::run_in;
+use unassigned_port_exporter::kernel::netns::enter::run_in;
 
 const NAMESPACES: usize = 1_200;
 

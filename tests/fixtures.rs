@@ -24,15 +24,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use unassigned_port_exporter::exporter::{Exporter, Extras};
-use unassigned_port_exporter::exposure::Binding;
-use unassigned_port_exporter::netns::Mode;
-use unassigned_port_exporter::proc_root::ProcRoot;
-use unassigned_port_exporter::registry::{Registry, Transport};
-use unassigned_port_exporter::sockets::raw::{BpfFilter, NamedRawSocket, proc_net};
+use unassigned_port_exporter::kernel::netns::Mode;
+use unassigned_port_exporter::kernel::procfs::ProcRoot;
+use unassigned_port_exporter::kernel::sock_diag::raw::{BpfFilter, NamedRawSocket, proc_net};
+use unassigned_port_exporter::policy::exposure::Binding;
+use unassigned_port_exporter::policy::registry::{Registry, Transport};
+use unassigned_port_exporter::policy::watch::{AllowRule, Scope, WatchSet};
 use unassigned_port_exporter::sockets::{
     Collected, Listener, Opened, SeenRawSocket, SocketSource, SourceError,
 };
-use unassigned_port_exporter::watch::{AllowRule, Scope, WatchSet};
 
 const CONTAINER_NETNS: u64 = 4026532500;
 

@@ -24,12 +24,14 @@ use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use unassigned_port_exporter::allow::{AllowRule, OwnerFacts, Subject};
-use unassigned_port_exporter::exposure::{self, Exposure};
-use unassigned_port_exporter::proc_root::ProcRoot;
-use unassigned_port_exporter::registry::Transport;
-use unassigned_port_exporter::sockets::raw::{self, BpfFilter, DiagSupport, ProcTables, RawKind};
-use unassigned_port_exporter::sockets::wire::{Channel, inet_diag_request};
+use unassigned_port_exporter::kernel::procfs::ProcRoot;
+use unassigned_port_exporter::kernel::sock_diag::raw::{
+    self, BpfFilter, DiagSupport, ProcTables, RawKind,
+};
+use unassigned_port_exporter::kernel::sock_diag::wire::{Channel, inet_diag_request};
+use unassigned_port_exporter::policy::allow::{AllowRule, OwnerFacts, Subject};
+use unassigned_port_exporter::policy::exposure::{self, Exposure};
+use unassigned_port_exporter::policy::registry::Transport;
 
 /// The helper: `python3 -c HELPER MODE`, prints one JSON line of facts, then
 /// holds its sockets until stdin closes.

@@ -3,8 +3,10 @@
 //! right. Everything here reads the checkout only, so nothing skips.
 
 use std::path::PathBuf;
-use unassigned_port_exporter::registry::{Registry, Status, Transport, csv_loader, generate};
-use unassigned_port_exporter::watch::{Scope, WatchSet};
+use unassigned_port_exporter::policy::registry::{
+    Registry, Status, Transport, csv_loader, generate,
+};
+use unassigned_port_exporter::policy::watch::{Scope, WatchSet};
 
 fn committed_csv() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/iana/service-names-port-numbers.csv")
@@ -16,10 +18,10 @@ fn committed_registry() -> Registry {
 
 #[test]
 fn committed_table_is_current() {
-    let committed = include_str!("../src/registry/iana_table.rs");
+    let committed = include_str!("../src/policy/registry/iana_table.rs");
     assert!(
         generate::render(&committed_registry()) == committed,
-        "src/registry/iana_table.rs is stale: run `{}`",
+        "src/policy/registry/iana_table.rs is stale: run `{}`",
         generate::REGENERATE_COMMAND
     );
 }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use unassigned_port_exporter::netns;
+use unassigned_port_exporter::kernel::netns;
 
 static FIXED_PORTS: Mutex<()> = Mutex::new(());
 

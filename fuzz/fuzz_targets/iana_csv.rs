@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use unassigned_port_exporter::registry::{Status, Transport, csv_loader};
+use unassigned_port_exporter::policy::registry::{Status, Transport, csv_loader};
 
 /// Ports probed on every accepted registry, whatever its runs.
 const PROBES: [u16; 9] = [0, 1, 272, 276, 1023, 1024, 49151, 49152, 65535];

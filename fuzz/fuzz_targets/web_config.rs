@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use unassigned_port_exporter::web_config::{ClientAuth, PemSource, parse_str};
+use unassigned_port_exporter::web::config::{ClientAuth, PemSource, parse_str};
 
 const ALLOWED_HEADERS: [&str; 5] = [
     "strict-transport-security",

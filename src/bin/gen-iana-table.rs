@@ -1,4 +1,4 @@
-//! Regenerates `src/registry/iana_table.rs` from IANA's CSV.
+//! Regenerates `src/policy/registry/iana_table.rs` from IANA's CSV.
 //!
 //! Usage: `cargo run --release --bin gen-iana-table [-- PATH/TO/service-names-port-numbers.csv]`.
 //! Without a path it reads the snapshot committed in `data/iana/`; to move to
@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use unassigned_port_exporter::registry::{csv_loader, generate};
+use unassigned_port_exporter::policy::registry::{csv_loader, generate};
 
 /// The committed snapshot, relative to the checkout.
 const COMMITTED_CSV: &str = "data/iana/service-names-port-numbers.csv";
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let target = checkout.join("src/registry/iana_table.rs");
+    let target = checkout.join("src/policy/registry/iana_table.rs");
     if let Err(err) = std::fs::write(&target, generate::render(&registry)) {
         eprintln!("gen-iana-table: cannot write {}: {err}", target.display());
         return ExitCode::from(1);

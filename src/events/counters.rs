@@ -22,9 +22,9 @@
 //! a counter reset. At about 200 bytes a series, the worst case is near
 //! 4 MB.
 
-use super::destroy::DestroyEvent;
-use super::listen::{ListenEvent, Transition};
-use crate::collector::NAMESPACE;
+use crate::collect::collector::NAMESPACE;
+use crate::kernel::events::destroy::DestroyEvent;
+use crate::kernel::events::listen::{ListenEvent, Transition};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
@@ -470,7 +470,7 @@ mod tests {
 
     #[test]
     fn listen_handler_counts_labelled_opens_only() {
-        use crate::events::listen::StreamProtocol;
+        use crate::kernel::events::listen::StreamProtocol;
         let counters = EventCounters::new();
         let mut handler = counters.listen_handler(|event: &ListenEvent| {
             (event.port == 276).then(|| opened(event.port, "nc"))

@@ -18,12 +18,12 @@ use super::{
     CaptureSource, ClosedLabels, DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription,
     EventCounters, ListenCapture, ListenEvent, OpenedLabels, Transition,
 };
-use crate::allow::Subject;
+use crate::kernel::procfs::ProcRoot;
 use crate::owners::{OwnerFaults, ProcessDescriber};
-use crate::proc_root::ProcRoot;
-use crate::registry::Transport;
+use crate::policy::allow::Subject;
+use crate::policy::registry::Transport;
+use crate::policy::watch::WatchSet;
 use crate::sockets::{DestroyLink, KernelEvents};
-use crate::watch::WatchSet;
 use std::sync::{Arc, Mutex};
 
 /// The running event sources; dropping it stops them.
@@ -50,7 +50,7 @@ impl Labeller {
     fn netns(&self, inode: Option<u64>) -> String {
         match inode {
             Some(inode) if inode != self.own_netns => inode.to_string(),
-            _ => crate::collector::HOST_NETNS.to_string(),
+            _ => crate::collect::collector::HOST_NETNS.to_string(),
         }
     }
 

@@ -2,49 +2,16 @@
 //! not from snapshots, so one that lives 5 ms in a fresh namespace between
 //! two scrapes is still counted.
 //!
-//! Two sources, one per kind of event:
-//! - [`listen`]: `sock:inet_sock_set_state` sampled with perf_event_open,
-//!   one ring buffer per CPU, filtered in the kernel to transitions into or
-//!   out of LISTEN on candidate ports. Host-wide: it sees every namespace,
-//!   with the pid and tid that called `listen()`. Needs CAP_PERFMON (or
-//!   CAP_SYS_ADMIN) and a readable tracefs (uid 0 or CAP_DAC_READ_SEARCH).
-//!   TCP, MPTCP and SCTP.
-//! - [`destroy`]: sock_diag's destroy multicast groups, one subscription per
-//!   network namespace, all read by one thread. Every TCP and UDP socket
-//!   freed, UDP included (which has no listen). Needs no privilege beyond
-//!   being able to open a socket inside the namespace (entering one takes
-//!   CAP_SYS_ADMIN). UDP-Lite is never broadcast; the messages carry no uid.
-//!
-//! [`counters`] turns both into Prometheus counters with bounded memory;
-//! [`tracefs`] finds tracefs and reads a tracepoint's record layout;
-//! [`live`] runs both in the exporter and labels their events.
-//!
-//! ## Why the `perf-event-open` crate
-//!
-//! The crate forbids `unsafe`, and the perf ABI needs three unsafe things:
-//! the syscall, the mmap of the ring buffer with its lock-free head/tail
-//! protocol, and the `PERF_EVENT_IOC_SET_FILTER` ioctl. Of the maintained
-//! crates, `perf-event-open` (0.7) wraps all three in a safe API
-//! (`Counter::new` with a `Tracepoint { id }`, `Counter::sampler`,
-//! `Counter::with_ftrace_filter`) and parses sample and lost records.
-//! `perf-event2` (0.7) samples tracepoints too but has no safe way to set a
-//! filter (only a raw ioctl on the fd, which would need `unsafe` here), and
-//! without the filter every connection on the host would wake us;
-//! `perf-event-open-sys` is raw bindings only. The price is 11 more small
-//! crates: the `futures` family (for its async iterators, unused here),
-//! `slab`, `arrayvec`, and `diffy` at build time (the crate patches its
-//! kernel bindings per version; feature `linux-4.1` is all we need, for the
-//! CLOCK_MONOTONIC sample clock).
+//! The readers live in `crate::kernel::events`; this room turns what they
+//! report into labelled counters: [`live`] starts the readers in a running
+//! exporter and labels their events through `crate::model`; [`counters`]
+//! keeps the counters in a bounded series table.
 
 pub mod counters;
-pub mod destroy;
-pub mod listen;
 pub mod live;
-pub mod tracefs;
 
-pub use counters::{CaptureSource, ClosedLabels, EventCounters, OpenedLabels};
-pub use destroy::{
-    DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription, DestroyedProtocol,
-    DestroyedSocket,
+pub use crate::kernel::events::{
+    CaptureUnavailable, DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription,
+    DestroyedProtocol, DestroyedSocket, ListenCapture, ListenEvent, StreamProtocol, Transition,
 };
-pub use listen::{CaptureUnavailable, ListenCapture, ListenEvent, StreamProtocol, Transition};
+pub use counters::{CaptureSource, ClosedLabels, EventCounters, OpenedLabels};

@@ -25,11 +25,12 @@
 
 pub mod cgroup;
 pub mod process;
+pub mod provenance;
 
 pub use cgroup::Attribution;
 pub use process::{Owner, ProcessDescriber};
 
-use crate::proc_root::ProcRoot;
+use crate::kernel::procfs::ProcRoot;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 

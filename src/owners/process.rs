@@ -8,9 +8,9 @@
 
 use super::OwnerFaults;
 use super::cgroup::{Attribution, parse_cgroup};
-use crate::allow::OwnerFacts;
-use crate::proc_root::ProcRoot;
-use crate::provenance::Provenance;
+use crate::kernel::procfs::ProcRoot;
+use crate::owners::provenance::Provenance;
+use crate::policy::allow::OwnerFacts;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use sysinfo::{Uid, Users};

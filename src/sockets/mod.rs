@@ -9,24 +9,20 @@
 //!
 //! The netlink backend also lists every packet and raw IP socket
 //! ([`raw`]), through the same channels, and reads how each listener is
-//! bound (`IPV6_V6ONLY`, `SO_BINDTODEVICE`; see `crate::exposure`).
+//! bound (`IPV6_V6ONLY`, `SO_BINDTODEVICE`; see `crate::policy::exposure`).
 //! [`wire`] is the netlink framing both use; [`interfaces`] names bound
 //! interfaces inside each namespace.
 
 #[cfg(target_os = "linux")]
-pub mod interfaces;
-#[cfg(target_os = "linux")]
 pub mod netlink;
-pub mod portable;
-pub mod raw;
-#[cfg(target_os = "linux")]
-pub mod wire;
+pub mod netstat2;
 
-use crate::exposure::Binding;
-use crate::netns::{self, Mode};
-use crate::proc_root::ProcRoot;
-use crate::registry::Transport;
-use crate::watch::WatchSet;
+use crate::kernel::netns::{self, Mode};
+use crate::kernel::procfs::ProcRoot;
+use crate::kernel::sock_diag::raw;
+use crate::policy::exposure::Binding;
+use crate::policy::registry::Transport;
+use crate::policy::watch::WatchSet;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -262,7 +258,7 @@ pub fn open(
 enum Chosen {
     #[cfg(target_os = "linux")]
     Netlink(Box<netlink::SockDiagSource>),
-    Netstat2(portable::Netstat2Source),
+    Netstat2(netstat2::Netstat2Source),
 }
 
 impl Chosen {
@@ -316,7 +312,7 @@ fn open_backend(
 ) -> Result<(Chosen, Option<String>), String> {
     #[cfg(not(target_os = "linux"))]
     let _ = proc_root;
-    let portable = Chosen::Netstat2(portable::Netstat2Source);
+    let portable = Chosen::Netstat2(netstat2::Netstat2Source);
     match backend {
         Backend::Netstat2 => Ok((portable, None)),
         #[cfg(target_os = "linux")]

@@ -32,25 +32,25 @@
 //!
 //! With `--collector.netns=all` the same queries run in every other network
 //! namespace through a channel opened inside it and kept by the namespace
-//! room (`crate::netns::NamespaceSet`) until the namespace disappears. SCTP
+//! room (`crate::kernel::netns::NamespaceSet`) until the namespace disappears. SCTP
 //! listeners are asked for when the kernel has sctp_diag (probed at start).
 
-use super::interfaces::InterfaceNames;
-use super::raw::{self, DiagSupport, NamedRawSocket, ProcTables};
-use super::wire::{self, SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK, WireError};
 use super::{Collected, KernelEvents, Listener, SeenRawSocket, SocketSource, SourceError};
-use crate::exposure::{self, Binding};
-use crate::netns::{Discovery, NamespaceSet};
-use crate::proc_root::{ProcRoot, parse_sysctl_integer};
-use crate::registry::Transport;
-use crate::watch::WatchSet;
+use crate::kernel::netns::{Discovery, NamespaceSet};
+use crate::kernel::procfs::{ProcRoot, parse_sysctl_integer};
+use crate::kernel::sock_diag::interfaces::InterfaceNames;
+use crate::kernel::sock_diag::raw::{self, DiagSupport, NamedRawSocket, ProcTables};
+use crate::kernel::sock_diag::wire::{self, SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK, WireError};
+use crate::policy::exposure::{self, Binding};
+use crate::policy::registry::Transport;
+use crate::policy::watch::WatchSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub use super::wire::Progress;
+pub use crate::kernel::sock_diag::wire::Progress;
 
 /// `struct inet_diag_req`, the older request: family, lengths, ext, sockid,
 /// states, dbs.
@@ -657,9 +657,9 @@ impl SocketSource for SockDiagSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sockets::wire::INET_DIAG_MSG_LEN;
-    use crate::sockets::wire::tests::message;
-    use crate::sockets::wire::{NLMSG_DONE, NLMSG_ERROR};
+    use crate::kernel::sock_diag::wire::INET_DIAG_MSG_LEN;
+    use crate::kernel::sock_diag::wire::tests::message;
+    use crate::kernel::sock_diag::wire::{NLMSG_DONE, NLMSG_ERROR};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]

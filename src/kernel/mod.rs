@@ -1,0 +1,14 @@
+//! Kernel readers: what the operating system says, decoded and returned as
+//! values. They read; they never label (labels are `crate::model`'s).
+//!
+//! - [`sock_diag`]: NETLINK_SOCK_DIAG framing, interface names, packet and
+//!   raw sockets (the listener dumps themselves are `crate::sockets::netlink`).
+//! - [`procfs`]: the one way into `/proc` (`--path.procfs`, `--path.netns`).
+//! - [`netns`]: network namespaces: discovery, entering, per-namespace handles.
+//! - [`events`]: the listen tracepoint and the destroy groups (Linux).
+
+#[cfg(target_os = "linux")]
+pub mod events;
+pub mod netns;
+pub mod procfs;
+pub mod sock_diag;

@@ -1,0 +1,304 @@
+//! The one way into `/proc` and `/run/netns`: every reader of process and
+//! kernel facts goes through [`ProcRoot`], so `--path.procfs` and
+//! `--path.netns` steer all of them (node_exporter's `collector/paths.go` is
+//! the model) and a fixture tree can stand in for the live system in tests.
+//!
+//! Most facts are read with the `procfs` crate (already compiled in through
+//! prometheus' `process` feature). Two hot paths are read by hand:
+//!
+//! - the fd walk ([`ProcRoot::socket_fds`], [`ProcRoot::fd_socket_inode`]):
+//!   `procfs`'s fd iterator opens, readlinks, stats and closes every fd
+//!   (four syscalls); placing socket owners needs the link target only, so
+//!   this is one `readlink` per fd. On a host with 300 processes that walk
+//!   is most of a cold collection.
+//! - namespace links (`ns/net`, read for every pid by discovery): one
+//!   `readlink` instead of `procfs`'s read of all eight namespace links.
+//!
+//! Links are parsed from their text (`socket:[N]`, `net:[N]`), never
+//! followed, which is also what lets a fixture tree of dangling symlinks
+//! stand in for `/proc`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// `--path.procfs` and `--path.netns`, and the readers that use them.
+#[derive(Clone, Debug)]
+pub struct ProcRoot {
+    /// The procfs mount (`/proc`, or the host's `/proc` mounted elsewhere in
+    /// a container, or a fixture tree).
+    procfs: PathBuf,
+    /// Where `ip netns add` bind-mounts named namespaces (`/run/netns`).
+    netns_dir: PathBuf,
+}
+
+/// The facts about a process that its `status` file holds and we use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessStatus {
+    /// Real uid.
+    pub uid: u32,
+    /// Parent pid.
+    pub ppid: u32,
+}
+
+impl Default for ProcRoot {
+    fn default() -> ProcRoot {
+        ProcRoot::new(PathBuf::from("/proc"), PathBuf::from("/run/netns"))
+    }
+}
+
+impl ProcRoot {
+    pub fn new(procfs: PathBuf, netns_dir: PathBuf) -> ProcRoot {
+        ProcRoot { procfs, netns_dir }
+    }
+
+    /// The procfs mount point.
+    pub fn procfs(&self) -> &Path {
+        &self.procfs
+    }
+
+    /// `{procfs}/{pid}/{rest}`.
+    pub fn pid_path(&self, pid: u32, rest: &str) -> PathBuf {
+        let mut path = self.procfs.join(pid.to_string());
+        if !rest.is_empty() {
+            path.push(rest);
+        }
+        path
+    }
+
+    /// `{procfs}/self/{rest}`: the exporter's own view.
+    pub fn self_path(&self, rest: &str) -> PathBuf {
+        self.procfs.join("self").join(rest)
+    }
+
+    /// Every pid, ascending, with the uid that owns its `/proc` folder
+    /// (the process's effective uid; a hint for owner searches).
+    pub fn pids_with_uid(&self) -> io::Result<Vec<(u32, u32)>> {
+        let mut pids: Vec<(u32, u32)> = std::fs::read_dir(&self.procfs)?
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let pid = entry.file_name().to_str()?.parse().ok()?;
+                Some((pid, owner_uid(&entry.metadata().ok()?)))
+            })
+            .collect();
+        pids.sort_unstable();
+        Ok(pids)
+    }
+
+    /// Every pid, ascending.
+    pub fn pids(&self) -> io::Result<Vec<u32>> {
+        let mut pids: Vec<u32> = std::fs::read_dir(&self.procfs)?
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        pids.sort_unstable();
+        Ok(pids)
+    }
+
+    /// The (fd, socket inode) pairs of a process. `PermissionDenied` means
+    /// its fd table is hidden from us; other errors mostly mean it exited.
+    pub fn socket_fds(&self, pid: u32) -> io::Result<Vec<(u32, u64)>> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(self.pid_path(pid, "fd"))?.flatten() {
+            let Ok(target) = std::fs::read_link(entry.path()) else {
+                continue; // closed while we looked
+            };
+            let fd = entry.file_name().to_str().and_then(|n| n.parse().ok());
+            if let (Some(fd), Some(inode)) = (fd, socket_inode(target.as_os_str())) {
+                found.push((fd, inode));
+            }
+        }
+        Ok(found)
+    }
+
+    /// The socket inode behind one fd, if it is (still) a socket.
+    pub fn fd_socket_inode(&self, pid: u32, fd: u32) -> Option<u64> {
+        let target = std::fs::read_link(self.pid_path(pid, &format!("fd/{fd}"))).ok()?;
+        socket_inode(target.as_os_str())
+    }
+
+    /// `comm`: the name a process gives itself (15 bytes at most).
+    pub fn comm(&self, pid: u32) -> Option<String> {
+        let text = std::fs::read_to_string(self.pid_path(pid, "comm")).ok()?;
+        Some(text.trim_end_matches('\n').to_string())
+    }
+
+    /// Uid and parent pid from `status`.
+    #[cfg(target_os = "linux")]
+    pub fn status(&self, pid: u32) -> Option<ProcessStatus> {
+        let status = procfs::process::Process::new_with_root(self.pid_path(pid, ""))
+            .ok()?
+            .status()
+            .ok()?;
+        Some(ProcessStatus {
+            uid: status.ruid,
+            ppid: u32::try_from(status.ppid).unwrap_or(0),
+        })
+    }
+
+    /// Uid and parent pid from `status` (Linux only).
+    #[cfg(not(target_os = "linux"))]
+    pub fn status(&self, _pid: u32) -> Option<ProcessStatus> {
+        None
+    }
+
+    /// The target of the `exe` link: the executable and whether it was
+    /// deleted. `None` for kernel threads, processes we may not inspect and
+    /// processes that exited.
+    pub fn exe(&self, pid: u32) -> Option<crate::owners::provenance::Exe> {
+        let target = std::fs::read_link(self.pid_path(pid, "exe")).ok()?;
+        Some(crate::owners::provenance::parse_exe_link(
+            target.as_os_str(),
+        ))
+    }
+
+    /// The text of `cgroup`.
+    pub fn cgroup(&self, pid: u32) -> Option<String> {
+        std::fs::read_to_string(self.pid_path(pid, "cgroup")).ok()
+    }
+
+    /// The network namespace a process's main thread is in: one readlink.
+    pub fn net_namespace(&self, pid: u32) -> Option<u64> {
+        namespace_link(&self.pid_path(pid, "ns/net"))
+    }
+
+    /// The network namespace of one thread (a thread may `unshare` alone).
+    pub fn thread_net_namespace(&self, pid: u32, tid: u32) -> Option<u64> {
+        namespace_link(&self.pid_path(pid, &format!("task/{tid}/ns/net")))
+    }
+
+    /// The thread ids of a process, ascending.
+    pub fn threads(&self, pid: u32) -> Vec<u32> {
+        let Ok(entries) = std::fs::read_dir(self.pid_path(pid, "task")) else {
+            return Vec::new();
+        };
+        let mut tids: Vec<u32> = entries
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        tids.sort_unstable();
+        tids
+    }
+
+    /// The exporter's own network namespace.
+    pub fn own_net_namespace(&self) -> io::Result<u64> {
+        let path = self.self_path("ns/net");
+        namespace_link(&path)
+            .ok_or_else(|| io::Error::other(format!("cannot read {}", path.display())))
+    }
+
+    /// Named namespaces bind-mounted under `--path.netns`, as (inode, path).
+    /// These may hold no process at all.
+    pub fn named_namespaces(&self) -> Vec<(u64, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(&self.netns_dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| {
+                let path = entry.path();
+                Some((file_inode(&path)?, path))
+            })
+            .collect()
+    }
+
+    /// `net.ipv4.ip_unprivileged_port_start` of the exporter's namespace.
+    /// `Ok(None)` where the kernel has no such setting (before 4.11).
+    pub fn unprivileged_port_start(&self) -> Result<Option<i64>, String> {
+        // A Linux setting; elsewhere there is none (and under Wine "/proc"
+        // would reach the Linux host's).
+        if cfg!(not(target_os = "linux")) {
+            return Ok(None);
+        }
+        let path = self.procfs.join("sys/net/ipv4/ip_unprivileged_port_start");
+        match std::fs::read(&path) {
+            Ok(bytes) => parse_sysctl_integer(&bytes)
+                .map(Some)
+                .ok_or_else(|| format!("{} does not hold an integer", path.display())),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(format!("cannot read {}: {err}", path.display())),
+        }
+    }
+}
+
+/// The one parser for integer sysctls: ASCII digits, a newline, maybe
+/// surrounding space.
+pub fn parse_sysctl_integer(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+}
+
+/// The inode of a `socket:[12345]` link target.
+pub fn socket_inode(target: &std::ffi::OsStr) -> Option<u64> {
+    bracketed_inode(target.to_str()?, "socket:[")
+}
+
+/// The inode of a `net:[4026531840]` namespace link at `path`.
+fn namespace_link(path: &Path) -> Option<u64> {
+    let target = std::fs::read_link(path).ok()?;
+    bracketed_inode(target.to_str()?, "net:[")
+}
+
+fn bracketed_inode(text: &str, prefix: &str) -> Option<u64> {
+    text.strip_prefix(prefix)?.strip_suffix(']')?.parse().ok()
+}
+
+#[cfg(unix)]
+fn owner_uid(metadata: &std::fs::Metadata) -> u32 {
+    std::os::unix::fs::MetadataExt::uid(metadata)
+}
+
+#[cfg(not(unix))]
+fn owner_uid(_metadata: &std::fs::Metadata) -> u32 {
+    0
+}
+
+/// A bind-mounted namespace file's inode (the mount shows the nsfs inode).
+#[cfg(unix)]
+fn file_inode(path: &Path) -> Option<u64> {
+    Some(std::os::unix::fs::MetadataExt::ino(
+        &std::fs::metadata(path).ok()?,
+    ))
+}
+
+#[cfg(not(unix))]
+fn file_inode(_path: &Path) -> Option<u64> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_links_and_sysctls() {
+        assert_eq!(socket_inode("socket:[4242]".as_ref()), Some(4242));
+        assert_eq!(socket_inode("pipe:[4242]".as_ref()), None);
+        assert_eq!(socket_inode("socket:[x]".as_ref()), None);
+        assert_eq!(
+            bracketed_inode("net:[4026531840]", "net:["),
+            Some(4026531840)
+        );
+        assert_eq!(parse_sysctl_integer(b"1024\n"), Some(1024));
+        assert_eq!(parse_sysctl_integer(b" 0 "), Some(0));
+        assert_eq!(parse_sysctl_integer(b"ten"), None);
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let root = ProcRoot::default();
+        let me = std::process::id();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fds = root.socket_fds(me).unwrap();
+        let inode = fds
+            .iter()
+            .find(|(fd, _)| *fd == std::os::fd::AsRawFd::as_raw_fd(&listener) as u32)
+            .map(|&(_, inode)| inode)
+            .expect("the listener's fd is a socket");
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&listener) as u32;
+        assert_eq!(root.fd_socket_inode(me, fd), Some(inode));
+        assert!(root.comm(me).is_some_and(|name| !name.is_empty()));
+        assert_eq!(
+            root.status(me).map(|s| s.uid),
+            Some(rustix::process::getuid().as_raw())
+        );
+        assert_eq!(root.net_namespace(me), root.own_net_namespace().ok());
+        assert!(root.pids().unwrap().contains(&me));
+    }
+}

@@ -1,0 +1,6 @@
+//! Metric families: what the exporter writes into the exposition, rendered
+//! from values the other rooms hand over. Nothing here collects.
+//!
+//! - [`info`]: the `*_info` gauges and watched-port counts.
+
+pub mod info;

@@ -1,0 +1,1 @@
+//! The model: what a listener, a raw socket and a listener event are called.

@@ -1,0 +1,526 @@
+//! Allow rules: which listeners and which packet/raw sockets the operator
+//! expects, matched on facts a process cannot choose for itself.
+//!
+//! Grammar (`--watch.allow`, and one rule a line in `--watch.allow-file`):
+//!
+//! ```text
+//! RULE     = TARGET [ ":" SELECTOR { "," SELECTOR } ]
+//! TARGET   = PORT [ "-" LAST ] [ "/" ( "tcp" | "udp" | "sctp" ) ]
+//!          | "packet" | "raw"
+//! SELECTOR = "exe=" PATH-GLOB     resolved /proc/PID/exe (see allow/glob.rs)
+//!          | "user=" NAME | UID   owning user
+//!          | "unit=" NAME         systemd unit from the cgroup (ssh.service)
+//!          | "container=" HEX     container id prefix
+//!          | "comm=" NAME         process name (/proc/PID/comm)
+//!          | NAME                 same as comm=NAME (the original grammar)
+//! ```
+//!
+//! Every selector of a rule must match; a rule without selectors matches any
+//! owner; a listener or socket is expected when any rule matches. A selector
+//! kind may appear once per rule (write two rules for alternatives). Values
+//! cannot contain commas. A fact the exporter could not read (no exe for a
+//! process it may not inspect, no owner at all) never matches.
+//!
+//! `comm` is the 15-character name a process gives itself with
+//! `prctl(PR_SET_NAME)`: a rule that checks nothing else is accepted, and
+//! [`AllowRule::trusts_comm_only`] lets the exporter warn at start that any
+//! process can claim it. `exe=` matches the executable's path even when the
+//! file was replaced or deleted after start (a package upgrade does that);
+//! the deleted state has its own label and alert.
+//!
+//! In a file, `#` starts a comment (at the start of a line, or after
+//! whitespace) and blank lines are skipped; errors name `FILE:LINE`.
+
+mod glob;
+pub mod reload;
+
+pub use glob::Glob;
+
+use crate::policy::registry::Transport;
+use crate::policy::watch::{PortRange, parse_port_range};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// What a rule applies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Ports(PortRange),
+    /// `AF_PACKET` sockets.
+    Packet,
+    /// Raw IP sockets.
+    Raw,
+}
+
+/// One condition on the owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    Exe(Glob),
+    /// A user name, or a uid when all digits.
+    User(String),
+    Unit(String),
+    /// Lower-case hex prefix of the container id.
+    Container(String),
+    Comm(String),
+}
+
+impl Selector {
+    fn key(&self) -> &'static str {
+        match self {
+            Selector::Exe(_) => "exe",
+            Selector::User(_) => "user",
+            Selector::Unit(_) => "unit",
+            Selector::Container(_) => "container",
+            Selector::Comm(_) => "comm",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Selector, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("empty selector (a stray comma?)".to_string());
+        }
+        let Some((key, value)) = text.split_once('=') else {
+            return Ok(Selector::Comm(text.to_string())); // a bare process name
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(format!("selector {key}= has an empty value"));
+        }
+        match key.trim() {
+            "exe" if value.starts_with('/') => Ok(Selector::Exe(Glob::new(value))),
+            "exe" => Err(format!("exe={value}: the path must be absolute")),
+            "user" => Ok(Selector::User(value.to_string())),
+            "unit" if value.contains('/') => Err(format!(
+                "unit={value}: a unit name has no '/' (e.g. unit=ssh.service)"
+            )),
+            "unit" => Ok(Selector::Unit(value.to_string())),
+            "container" if value.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(Selector::Container(value.to_ascii_lowercase()))
+            }
+            "container" => Err(format!(
+                "container={value}: a container id prefix is hexadecimal"
+            )),
+            "comm" => Ok(Selector::Comm(value.to_string())),
+            other => Err(format!(
+                "unknown selector {other:?}: use exe=, user=, unit=, container= or comm="
+            )),
+        }
+    }
+
+    fn matches(&self, owner: &OwnerFacts<'_>) -> bool {
+        match self {
+            Selector::Exe(glob) => owner.exe.is_some_and(|exe| glob.is_match(exe)),
+            Selector::User(wanted) => match wanted.parse::<u32>() {
+                Ok(uid) => {
+                    owner.uid == Some(uid) || (!owner.user.is_empty() && owner.user == wanted)
+                }
+                Err(_) => !owner.user.is_empty() && owner.user == wanted,
+            },
+            Selector::Unit(unit) => owner.unit == unit,
+            Selector::Container(prefix) => {
+                !owner.container_id.is_empty() && owner.container_id.starts_with(prefix.as_str())
+            }
+            Selector::Comm(name) => !owner.comm.is_empty() && owner.comm == name,
+        }
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Selector::Exe(glob) => write!(f, "exe={glob}"),
+            Selector::User(v) | Selector::Unit(v) | Selector::Container(v) | Selector::Comm(v) => {
+                write!(f, "{}={v}", self.key())
+            }
+        }
+    }
+}
+
+/// What the exporter knows about a socket's owning process. Empty strings
+/// and `None` mean "not known", which no selector matches.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OwnerFacts<'a> {
+    /// `/proc/PID/comm` (the `process` label).
+    pub comm: &'a str,
+    /// Resolved `/proc/PID/exe`, without the " (deleted)" suffix.
+    pub exe: Option<&'a str>,
+    /// User name, or the uid as text when no passwd entry has it.
+    pub user: &'a str,
+    pub uid: Option<u32>,
+    /// systemd unit, e.g. `ssh.service`.
+    pub unit: &'a str,
+    pub container_id: &'a str,
+}
+
+/// What is being judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject {
+    Listener(Transport, u16),
+    Packet,
+    Raw,
+}
+
+/// One allow rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowRule {
+    pub target: Target,
+    pub selectors: Vec<Selector>,
+}
+
+impl AllowRule {
+    pub fn parse(text: &str) -> Result<AllowRule, String> {
+        let text = text.trim();
+        let (target, selectors) = match text.split_once(':') {
+            None => (text, None),
+            Some((target, selectors)) => (target, Some(selectors)),
+        };
+        let target = match target.trim() {
+            "packet" => Target::Packet,
+            "raw" => Target::Raw,
+            other if other.starts_with("packet/") || other.starts_with("raw/") => {
+                return Err(format!(
+                    "{other:?}: packet and raw rules take no /PROTO; use \"packet\" or \"raw\""
+                ));
+            }
+            other => Target::Ports(parse_port_range(other)?),
+        };
+        let mut parsed: Vec<Selector> = Vec::new();
+        if let Some(selectors) = selectors {
+            if selectors.trim().is_empty() {
+                return Err(format!("allow rule {text:?} has an empty process name"));
+            }
+            for piece in selectors.split(',') {
+                let selector = Selector::parse(piece)?;
+                if parsed.iter().any(|s| s.key() == selector.key()) {
+                    return Err(format!(
+                        "selector {}= appears twice; all selectors of a rule must match, so write one rule per alternative",
+                        selector.key()
+                    ));
+                }
+                parsed.push(selector);
+            }
+        }
+        Ok(AllowRule {
+            target,
+            selectors: parsed,
+        })
+    }
+
+    /// True when the rule covers `subject` owned by `owner`.
+    pub fn matches(&self, subject: Subject, owner: &OwnerFacts<'_>) -> bool {
+        let target = match (&self.target, subject) {
+            (Target::Ports(range), Subject::Listener(transport, port)) => {
+                (range.first..=range.last).contains(&port)
+                    && range.transport.is_none_or(|t| t == transport)
+            }
+            (Target::Packet, Subject::Packet) | (Target::Raw, Subject::Raw) => true,
+            _ => false,
+        };
+        target && self.selectors.iter().all(|s| s.matches(owner))
+    }
+
+    /// True when the rule's only conditions are on `comm`, which any
+    /// process sets for itself.
+    pub fn trusts_comm_only(&self) -> bool {
+        !self.selectors.is_empty()
+            && self
+                .selectors
+                .iter()
+                .all(|s| matches!(s, Selector::Comm(_)))
+    }
+}
+
+impl fmt::Display for AllowRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.target {
+            Target::Packet => f.write_str("packet")?,
+            Target::Raw => f.write_str("raw")?,
+            Target::Ports(range) => {
+                write!(f, "{}-{}", range.first, range.last)?;
+                if let Some(t) = range.transport {
+                    write!(f, "/{t}")?;
+                }
+            }
+        }
+        for (i, selector) in self.selectors.iter().enumerate() {
+            f.write_str(if i == 0 { ":" } else { "," })?;
+            write!(f, "{selector}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses allow rules one per line; `origin` names the file in errors
+/// (`origin:LINE: message`).
+pub fn parse_rules(text: &str, origin: &str) -> Result<Vec<AllowRule>, String> {
+    let mut rules = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = strip_comment(line).trim();
+        if line.is_empty() {
+            continue;
+        }
+        let rule =
+            AllowRule::parse(line).map_err(|err| format!("{origin}:{}: {err}", index + 1))?;
+        rules.push(rule);
+    }
+    Ok(rules)
+}
+
+/// The line up to a `#` that starts it or follows whitespace.
+fn strip_comment(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    for (at, &byte) in bytes.iter().enumerate() {
+        if byte == b'#' && (at == 0 || bytes[at - 1].is_ascii_whitespace()) {
+            return &line[..at];
+        }
+    }
+    line
+}
+
+/// `--watch.allow-file`: the path, and the rules it held when last read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowFile {
+    pub path: PathBuf,
+    pub rules: Vec<AllowRule>,
+}
+
+impl AllowFile {
+    /// Reads and parses the file; one line of error naming the file.
+    pub fn load(path: &Path) -> Result<AllowFile, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| format!("cannot read the allow file {}: {err}", path.display()))?;
+        Ok(AllowFile {
+            path: path.to_path_buf(),
+            rules: parse_rules(&text, &path.display().to_string())?,
+        })
+    }
+
+    /// For clap: `--watch.allow-file=PATH` is read and checked at start.
+    pub fn parse_flag(text: &str) -> Result<AllowFile, String> {
+        AllowFile::load(Path::new(text))
+    }
+}
+
+/// Logs one warning naming the rules that only check `comm`, if any.
+pub fn warn_about_comm_only(rules: &[AllowRule], origin: &str) {
+    let named: Vec<String> = rules
+        .iter()
+        .filter(|rule| rule.trusts_comm_only())
+        .map(ToString::to_string)
+        .collect();
+    if !named.is_empty() {
+        tracing::warn!(
+            rules = %named.join(" "),
+            origin,
+            "allow rules that check only the process name (comm): any process can give itself that name; add exe=, user=, unit= or container="
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner<'a>(comm: &'a str, exe: &'a str) -> OwnerFacts<'a> {
+        OwnerFacts {
+            comm,
+            exe: Some(exe),
+            user: "root",
+            uid: Some(0),
+            unit: "ssh.service",
+            container_id: "4f1c2e8a9b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e",
+        }
+    }
+
+    const TCP_276: Subject = Subject::Listener(Transport::Tcp, 276);
+
+    #[test]
+    fn the_original_grammar_keeps_its_meaning() {
+        let rule = AllowRule::parse("276/tcp:sshd").unwrap();
+        assert!(rule.matches(TCP_276, &owner("sshd", "/anything")));
+        assert!(!rule.matches(Subject::Listener(Transport::Udp, 276), &owner("sshd", "/x")));
+        assert!(!rule.matches(TCP_276, &owner("nc", "/usr/bin/nc")));
+        assert!(rule.trusts_comm_only());
+        let any = AllowRule::parse("272-279").unwrap();
+        assert!(any.matches(
+            Subject::Listener(Transport::Udp, 279),
+            &OwnerFacts::default()
+        ));
+        assert!(!any.trusts_comm_only());
+        assert_eq!(rule.to_string(), "276-276/tcp:comm=sshd");
+        assert!(
+            AllowRule::parse("276:")
+                .unwrap_err()
+                .contains("empty process name")
+        );
+        assert!(
+            AllowRule::parse("x:sshd")
+                .unwrap_err()
+                .contains("not a port number")
+        );
+    }
+
+    #[test]
+    fn a_renamed_process_does_not_satisfy_exe() {
+        let rule = AllowRule::parse("276/tcp:exe=/usr/sbin/sshd").unwrap();
+        let impostor = owner("sshd", "/usr/bin/python3.11");
+        assert!(!rule.matches(TCP_276, &impostor));
+        assert!(rule.matches(TCP_276, &owner("sshd", "/usr/sbin/sshd")));
+        assert!(!rule.trusts_comm_only());
+        // No readable exe: no match, whatever the name.
+        let hidden = OwnerFacts {
+            exe: None,
+            ..owner("sshd", "")
+        };
+        assert!(!rule.matches(TCP_276, &hidden));
+    }
+
+    #[test]
+    fn every_selector_must_match() {
+        let rule = AllowRule::parse(
+            "276/tcp:exe=/usr/sbin/*,user=root,unit=ssh.service,container=4F1C,comm=sshd",
+        )
+        .unwrap();
+        let good = owner("sshd", "/usr/sbin/sshd");
+        assert!(rule.matches(TCP_276, &good));
+        for spoiled in [
+            OwnerFacts {
+                user: "nobody",
+                uid: Some(65534),
+                ..good
+            },
+            OwnerFacts {
+                unit: "evil.service",
+                ..good
+            },
+            OwnerFacts {
+                container_id: "",
+                ..good
+            },
+            OwnerFacts {
+                container_id: "ab",
+                ..good
+            },
+            OwnerFacts { comm: "nc", ..good },
+            OwnerFacts {
+                exe: Some("/usr/sbin/x/sshd"),
+                ..good
+            },
+        ] {
+            assert!(!rule.matches(TCP_276, &spoiled), "{spoiled:?}");
+        }
+    }
+
+    #[test]
+    fn users_match_by_name_or_uid() {
+        let by_uid = AllowRule::parse("276:user=0").unwrap();
+        let by_name = AllowRule::parse("276:user=root").unwrap();
+        let good = owner("x", "/x");
+        assert!(by_uid.matches(TCP_276, &good));
+        assert!(by_name.matches(TCP_276, &good));
+        // A container user with no passwd entry is labelled by number.
+        let numeric = OwnerFacts {
+            user: "1000",
+            uid: None,
+            ..good
+        };
+        assert!(
+            AllowRule::parse("276:user=1000")
+                .unwrap()
+                .matches(TCP_276, &numeric)
+        );
+        assert!(!by_name.matches(
+            TCP_276,
+            &OwnerFacts {
+                user: "",
+                uid: None,
+                ..good
+            }
+        ));
+    }
+
+    #[test]
+    fn packet_and_raw_rules_apply_to_their_kind_only() {
+        let dhcp = AllowRule::parse("packet:exe=/usr/sbin/dhclient").unwrap();
+        let facts = owner("dhclient", "/usr/sbin/dhclient");
+        assert!(dhcp.matches(Subject::Packet, &facts));
+        assert!(!dhcp.matches(Subject::Raw, &facts));
+        assert!(!dhcp.matches(TCP_276, &facts));
+        let raw = AllowRule::parse("raw").unwrap();
+        assert!(raw.matches(Subject::Raw, &OwnerFacts::default()));
+        assert!(
+            !AllowRule::parse("276")
+                .unwrap()
+                .matches(Subject::Raw, &facts)
+        );
+        assert!(
+            AllowRule::parse("packet/arp")
+                .unwrap_err()
+                .contains("no /PROTO")
+        );
+        assert_eq!(dhcp.to_string(), "packet:exe=/usr/sbin/dhclient");
+    }
+
+    #[test]
+    fn bad_rules_say_what_is_wrong() {
+        for (text, expected) in [
+            ("276:exe=sshd", "must be absolute"),
+            ("276:exe=", "empty value"),
+            ("276:unit=a/b", "no '/'"),
+            ("276:container=xyz", "hexadecimal"),
+            ("276:color=red", "unknown selector \"color\""),
+            ("276:sshd,,user=root", "empty selector"),
+            ("276:user=root,user=admin", "appears twice"),
+            ("276:sshd,comm=nc", "appears twice"),
+            ("70000:sshd", "out of range"),
+        ] {
+            let err = AllowRule::parse(text).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn rules_print_as_text_that_parses_back() {
+        for text in [
+            "276",
+            "272-279/udp:sshd",
+            " 276/tcp : exe=/opt/**/bin/x , user=1000 ",
+            "raw:unit=lldpd.service,container=AB12",
+            "packet:comm=a=b",
+        ] {
+            let rule = AllowRule::parse(text).unwrap();
+            assert_eq!(
+                AllowRule::parse(&rule.to_string()),
+                Ok(rule.clone()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn files_hold_one_rule_a_line_with_comments() {
+        let text = "\
+# managed by config management
+276/tcp:exe=/usr/sbin/sshd   # the old ssh port
+
+packet:exe=/usr/sbin/dhclient
+  raw:unit=lldpd.service
+";
+        let rules = parse_rules(text, "/etc/allow").unwrap();
+        assert_eq!(rules.len(), 3);
+        assert_eq!(rules[0].to_string(), "276-276/tcp:exe=/usr/sbin/sshd");
+        let err = parse_rules("276\n\n277:color=red\n", "/etc/allow").unwrap_err();
+        assert!(err.starts_with("/etc/allow:3: unknown selector"), "{err}");
+        assert_eq!(strip_comment("276:exe=/opt/a#b"), "276:exe=/opt/a#b");
+    }
+
+    #[test]
+    fn an_unreadable_file_is_one_clear_line() {
+        let err = AllowFile::load(Path::new("/nonexistent/allow")).unwrap_err();
+        assert!(
+            err.starts_with("cannot read the allow file /nonexistent/allow"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1);
+    }
+}

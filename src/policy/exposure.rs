@@ -1,0 +1,302 @@
+//! Who can reach a listener: its bound address classified, whether an IPv6
+//! socket on `[::]` also accepts IPv4, and whether it is tied to one
+//! interface.
+//!
+//! `exposure` label values, from the bound address alone:
+//!
+//! - `any`: `0.0.0.0` or `::` (and `::ffff:0.0.0.0`): every address the host
+//!   has, now or later.
+//! - `loopback`: `127.0.0.0/8`, `::1`; also any address when the socket is
+//!   bound to the `lo` interface (`SO_BINDTODEVICE`), since nothing else can
+//!   then reach it.
+//! - `link-local`: `169.254.0.0/16`, `fe80::/10`, and the link-scoped
+//!   multicast groups (`224.0.0.0/24`, `ff02::/16`) and limited broadcast.
+//! - `private`: RFC 1918 (`10/8`, `172.16/12`, `192.168/16`), shared address
+//!   space `100.64.0.0/10` (carrier-grade NAT: not routed on the internet,
+//!   but reachable by the carrier's other customers, so as exposed as an
+//!   RFC 1918 network), unique local `fc00::/7` and the deprecated site-local
+//!   `fec0::/10`.
+//! - `public`: everything else. Deliberately the default: an address this
+//!   code does not recognise is treated as reachable.
+//!
+//! IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are classified by their
+//! IPv4 part.
+//!
+//! Dual stack: an `AF_INET6` socket bound to `::` accepts IPv4 too unless
+//! `IPV6_V6ONLY` is set. sock_diag says which with the `INET_DIAG_SKV6ONLY`
+//! attribute (sent for listening TCP and unconnected UDP sockets, which is
+//! every listener); [`binding`] reads it, and the bound interface
+//! (`idiag_if`, set by `SO_BINDTODEVICE`), from an `inet_diag_msg` payload.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// The `exposure` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Exposure {
+    Loopback,
+    LinkLocal,
+    Private,
+    Public,
+    Any,
+}
+
+impl Exposure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exposure::Loopback => "loopback",
+            Exposure::LinkLocal => "link-local",
+            Exposure::Private => "private",
+            Exposure::Public => "public",
+            Exposure::Any => "any",
+        }
+    }
+}
+
+/// Classifies a bound address (see the module doc).
+pub fn classify(address: IpAddr) -> Exposure {
+    match address {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => classify_v4(v4),
+            None => classify_v6(v6),
+        },
+    }
+}
+
+/// Classifies a bound address together with the interface the socket is
+/// bound to ("" for none): binding to `lo` makes any address loopback-only.
+pub fn classify_bound(address: IpAddr, interface: &str) -> Exposure {
+    if interface == "lo" {
+        return Exposure::Loopback;
+    }
+    classify(address)
+}
+
+fn classify_v4(address: Ipv4Addr) -> Exposure {
+    let [a, b, c, _] = address.octets();
+    if address.is_unspecified() {
+        Exposure::Any
+    } else if address.is_loopback() {
+        Exposure::Loopback
+    } else if address.is_link_local() || (a == 224 && b == 0 && c == 0) || address.is_broadcast() {
+        Exposure::LinkLocal
+    } else if address.is_private() || (a == 100 && (64..128).contains(&b)) {
+        Exposure::Private
+    } else {
+        Exposure::Public
+    }
+}
+
+fn classify_v6(address: Ipv6Addr) -> Exposure {
+    let first = address.segments()[0];
+    if address.is_unspecified() {
+        Exposure::Any
+    } else if address.is_loopback() || first & 0xff0f == 0xff01 {
+        // ff01::/16 and the other interface-local multicast scopes never
+        // leave the host.
+        Exposure::Loopback
+    } else if first & 0xffc0 == 0xfe80 || first & 0xff0f == 0xff02 {
+        Exposure::LinkLocal
+    } else if first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfec0 {
+        Exposure::Private
+    } else {
+        Exposure::Public
+    }
+}
+
+/// What sock_diag says about how a listener is bound, beyond its address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Binding {
+    /// `IPV6_V6ONLY` of an IPv6 listener; `None` for IPv4 sockets, or when
+    /// the kernel sent no `INET_DIAG_SKV6ONLY` (before Linux 3.13).
+    pub v6only: Option<bool>,
+    /// Interface index the socket is bound to (`SO_BINDTODEVICE`), 0 for none.
+    pub ifindex: u32,
+}
+
+impl Binding {
+    /// Whether an IPv6 socket on `::` also accepts IPv4 (`IPV6_V6ONLY`
+    /// off). Every other socket is single-stack: an IPv4 one, an IPv6 one
+    /// with `IPV6_V6ONLY`, and one bound to a specific address (which fixes
+    /// the family it accepts). `None` for a socket on `::` whose v6only
+    /// setting the backend could not see (netstat2).
+    pub fn dual_stack(&self, address: IpAddr) -> Option<bool> {
+        match address {
+            IpAddr::V6(v6) if v6.is_unspecified() => self.v6only.map(|only| !only),
+            _ => Some(false),
+        }
+    }
+
+    /// The `dual_stack` label: "true", "false" or "unknown".
+    pub fn dual_stack_label(&self, address: IpAddr) -> &'static str {
+        match self.dual_stack(address) {
+            Some(true) => "true",
+            Some(false) => "false",
+            None => "unknown",
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+pub use from_sock_diag::binding;
+
+#[cfg(target_os = "linux")]
+mod from_sock_diag {
+    use super::Binding;
+    pub use crate::kernel::sock_diag::wire::INET_DIAG_MSG_LEN;
+    use crate::kernel::sock_diag::wire::{attributes, u32_at};
+
+    pub const INET_DIAG_SKV6ONLY: u16 = 11;
+    /// Offset of `id.idiag_if` in `struct inet_diag_msg`.
+    pub const IDIAG_IF_AT: usize = 40;
+
+    /// Reads [`Binding`] from one `SOCK_DIAG_BY_FAMILY` payload of an
+    /// inet_diag dump (the 72-byte `inet_diag_msg` and the attributes after
+    /// it). A payload shorter than the message gives the default (the
+    /// caller's own parse reports that as an error).
+    pub fn binding(payload: &[u8]) -> Binding {
+        if payload.len() < INET_DIAG_MSG_LEN {
+            return Binding::default();
+        }
+        let mut found = Binding {
+            v6only: None,
+            ifindex: u32_at(payload, IDIAG_IF_AT),
+        };
+        for (kind, value) in attributes(&payload[INET_DIAG_MSG_LEN..]) {
+            if kind == INET_DIAG_SKV6ONLY && !value.is_empty() {
+                found.v6only = Some(value[0] != 0);
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_os = "linux")]
+    use crate::kernel::sock_diag::wire::tests::attribute;
+    #[cfg(target_os = "linux")]
+    use from_sock_diag::{IDIAG_IF_AT, INET_DIAG_MSG_LEN, INET_DIAG_SKV6ONLY};
+
+    fn class(text: &str) -> &'static str {
+        classify(text.parse().unwrap()).as_str()
+    }
+
+    #[test]
+    fn classifies_ipv4() {
+        for (address, expected) in [
+            ("0.0.0.0", "any"),
+            ("127.0.0.1", "loopback"),
+            ("127.8.9.10", "loopback"),
+            ("169.254.1.1", "link-local"),
+            ("224.0.0.251", "link-local"),
+            ("255.255.255.255", "link-local"),
+            ("10.1.2.3", "private"),
+            ("172.16.0.1", "private"),
+            ("172.31.255.255", "private"),
+            ("192.168.1.1", "private"),
+            ("100.64.0.1", "private"),
+            ("100.127.255.255", "private"),
+            ("100.128.0.1", "public"),
+            ("172.32.0.1", "public"),
+            ("8.8.8.8", "public"),
+            ("239.1.2.3", "public"),
+        ] {
+            assert_eq!(class(address), expected, "{address}");
+        }
+    }
+
+    #[test]
+    fn classifies_ipv6_and_mapped_ipv4_by_its_ipv4_part() {
+        for (address, expected) in [
+            ("::", "any"),
+            ("::1", "loopback"),
+            ("ff01::1", "loopback"),
+            ("fe80::1", "link-local"),
+            ("febf::1", "link-local"),
+            ("ff02::fb", "link-local"),
+            ("fd00::1", "private"),
+            ("fc12::1", "private"),
+            ("fec0::1", "private"),
+            ("2001:db8::1", "public"),
+            ("ff0e::1", "public"),
+            ("::ffff:127.0.0.1", "loopback"),
+            ("::ffff:0.0.0.0", "any"),
+            ("::ffff:10.0.0.1", "private"),
+            ("::ffff:1.1.1.1", "public"),
+        ] {
+            assert_eq!(class(address), expected, "{address}");
+        }
+    }
+
+    #[test]
+    fn binding_to_lo_is_loopback_whatever_the_address() {
+        let any: IpAddr = "0.0.0.0".parse().unwrap();
+        assert_eq!(classify_bound(any, "lo"), Exposure::Loopback);
+        assert_eq!(classify_bound(any, "eth0"), Exposure::Any);
+        assert_eq!(classify_bound(any, ""), Exposure::Any);
+    }
+
+    #[cfg(target_os = "linux")]
+    fn message(family: i32, ifindex: u32, attrs: &[Vec<u8>]) -> Vec<u8> {
+        let mut msg = vec![0u8; INET_DIAG_MSG_LEN];
+        msg[0] = family as u8;
+        msg[1] = 10; // TCP_LISTEN
+        msg[IDIAG_IF_AT..IDIAG_IF_AT + 4].copy_from_slice(&ifindex.to_ne_bytes());
+        for attr in attrs {
+            msg.extend_from_slice(attr);
+        }
+        msg
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn reads_v6only_and_the_bound_interface() {
+        let shutdown = attribute(8, &[0]);
+        let dual = message(
+            libc::AF_INET6,
+            0,
+            &[shutdown.clone(), attribute(INET_DIAG_SKV6ONLY, &[0])],
+        );
+        let only = message(
+            libc::AF_INET6,
+            2,
+            &[shutdown.clone(), attribute(INET_DIAG_SKV6ONLY, &[1])],
+        );
+        let v4 = message(libc::AF_INET, 0, &[shutdown]);
+        assert_eq!(
+            binding(&dual),
+            Binding {
+                v6only: Some(false),
+                ifindex: 0
+            }
+        );
+        assert_eq!(
+            binding(&only),
+            Binding {
+                v6only: Some(true),
+                ifindex: 2
+            }
+        );
+        assert_eq!(
+            binding(&v4),
+            Binding {
+                v6only: None,
+                ifindex: 0
+            }
+        );
+        assert_eq!(binding(&[0; 10]), Binding::default());
+        let unspecified: IpAddr = "::".parse().unwrap();
+        let specific: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(binding(&dual).dual_stack(unspecified), Some(true));
+        assert_eq!(binding(&only).dual_stack(unspecified), Some(false));
+        assert_eq!(binding(&dual).dual_stack(specific), Some(false));
+        assert_eq!(
+            binding(&v4).dual_stack("0.0.0.0".parse().unwrap()),
+            Some(false)
+        );
+        assert_eq!(Binding::default().dual_stack_label(unspecified), "unknown");
+        assert_eq!(binding(&dual).dual_stack_label(unspecified), "true");
+    }
+}

@@ -1,0 +1,362 @@
+//! The watch set: which (port, transport) pairs the exporter reports, and
+//! which listeners on them the operator expects.
+//!
+//! By default every port in 0-1023 that IANA lists as Unassigned, plus the
+//! pairs IANA has no row for at all (716/tcp, 1008/tcp): a port nobody
+//! registered is as unexplained as one marked unassigned, so it is watched and
+//! labelled `iana="unregistered"`. Reserved ports (0, 1023) are not watched
+//! unless added. `--watch.scope=registered` extends the same rule to
+//! 1024-49151; `--watch.ports` adds any port; `--watch.allow` and
+//! `--watch.allow-file` mark expected listeners and packet/raw sockets
+//! (grammar in `allow.rs`), which are still exported with `expected="true"`.
+//! The file's rules can be replaced while the exporter runs (see
+//! `allow_reload.rs`); the flags' rules are fixed.
+
+pub use crate::policy::allow::AllowRule;
+use crate::policy::allow::{OwnerFacts, Subject};
+use crate::policy::registry::{Registry, Status, Transport};
+use std::sync::{Arc, RwLock};
+
+/// The transports the exporter collects and watches.
+pub const WATCHED_TRANSPORTS: [Transport; 3] = [Transport::Tcp, Transport::Udp, Transport::Sctp];
+
+/// How far the IANA-derived part of the watch set reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// 0-1023: ports IANA hands out only through IETF review.
+    WellKnown,
+    /// 0-49151: well-known plus IANA's registered range.
+    Registered,
+}
+
+impl Scope {
+    pub fn parse(text: &str) -> Result<Scope, String> {
+        match text {
+            "well-known" => Ok(Scope::WellKnown),
+            "registered" => Ok(Scope::Registered),
+            other => Err(format!(
+                "unknown scope {other:?}: use \"well-known\" or \"registered\""
+            )),
+        }
+    }
+
+    fn last_port(self) -> u16 {
+        match self {
+            Scope::WellKnown => 1023,
+            Scope::Registered => 49151,
+        }
+    }
+}
+
+/// An inclusive port range from `--watch.ports`, optionally for one transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+    /// `None` means every watched transport.
+    pub transport: Option<Transport>,
+}
+
+/// Parses one `PORT`, `FIRST-LAST`, optionally followed by `/tcp`, `/udp` or `/sctp`.
+pub fn parse_port_range(text: &str) -> Result<PortRange, String> {
+    let text = text.trim();
+    let (ports, transport) = split_transport(text)?;
+    let port = |part: &str| -> Result<u16, String> {
+        let part = part.trim();
+        match part.parse::<u32>() {
+            Ok(n) if n <= 65535 => Ok(n as u16),
+            Ok(_) => Err(format!("port {part} is out of range (0-65535)")),
+            Err(_) => Err(format!("{part:?} is not a port number")),
+        }
+    };
+    let (first, last) = match ports.split_once('-') {
+        None => {
+            let p = port(ports)?;
+            (p, p)
+        }
+        Some((a, b)) => (port(a)?, port(b)?),
+    };
+    if first > last {
+        return Err(format!("port range {ports:?} runs backwards"));
+    }
+    Ok(PortRange {
+        first,
+        last,
+        transport,
+    })
+}
+
+/// Parses a comma-separated list such as `276,8000-8100,53/udp`.
+pub fn parse_port_list(text: &str) -> Result<Vec<PortRange>, String> {
+    if text.trim().is_empty() {
+        return Err("empty port list".to_string());
+    }
+    text.split(',').map(parse_port_range).collect()
+}
+
+fn split_transport(text: &str) -> Result<(&str, Option<Transport>), String> {
+    match text.split_once('/') {
+        None => Ok((text, None)),
+        Some((ports, name)) => match Transport::parse(name) {
+            Some(t) if WATCHED_TRANSPORTS.contains(&t) => Ok((ports, Some(t))),
+            _ => Err(format!("unknown transport {name:?}: use tcp, udp or sctp")),
+        },
+    }
+}
+
+/// A set of ports as a 65,536-bit map: membership is one load and a mask.
+#[derive(Clone)]
+struct PortBits(Box<[u64; 1024]>);
+
+impl PortBits {
+    fn new() -> PortBits {
+        PortBits(Box::new([0; 1024]))
+    }
+    fn insert(&mut self, port: u16) {
+        self.0[port as usize / 64] |= 1 << (port % 64);
+    }
+    fn contains(&self, port: u16) -> bool {
+        self.0[port as usize / 64] & (1 << (port % 64)) != 0
+    }
+    fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+}
+
+/// Everything the collector needs to decide what to report and how to label it.
+pub struct WatchSet {
+    registry: Registry,
+    tcp: PortBits,
+    udp: PortBits,
+    sctp: PortBits,
+    /// `--watch.allow` rules.
+    allow: Vec<AllowRule>,
+    /// `--watch.allow-file` rules, swapped whole on reload.
+    allow_file: RwLock<Arc<Vec<AllowRule>>>,
+}
+
+impl WatchSet {
+    pub fn new(
+        registry: Registry,
+        scope: Scope,
+        extra: &[PortRange],
+        allow: Vec<AllowRule>,
+    ) -> WatchSet {
+        let mut tcp = PortBits::new();
+        let mut udp = PortBits::new();
+        let mut sctp = PortBits::new();
+        for port in 0..=scope.last_port() {
+            for (transport, bits) in [
+                (Transport::Tcp, &mut tcp),
+                (Transport::Udp, &mut udp),
+                (Transport::Sctp, &mut sctp),
+            ] {
+                if matches!(
+                    registry.status(transport, port),
+                    Status::Unassigned | Status::Unregistered
+                ) {
+                    bits.insert(port);
+                }
+            }
+        }
+        for range in extra {
+            for port in range.first..=range.last {
+                if range.transport.is_none_or(|t| t == Transport::Tcp) {
+                    tcp.insert(port);
+                }
+                if range.transport.is_none_or(|t| t == Transport::Udp) {
+                    udp.insert(port);
+                }
+                if range.transport.is_none_or(|t| t == Transport::Sctp) {
+                    sctp.insert(port);
+                }
+            }
+        }
+        WatchSet {
+            registry,
+            tcp,
+            udp,
+            sctp,
+            allow,
+            allow_file: RwLock::new(Arc::new(Vec::new())),
+        }
+    }
+
+    fn bits(&self, transport: Transport) -> Option<&PortBits> {
+        match transport {
+            Transport::Tcp => Some(&self.tcp),
+            Transport::Udp | Transport::UdpLite => Some(&self.udp),
+            Transport::Sctp => Some(&self.sctp),
+        }
+    }
+
+    pub fn is_watched(&self, transport: Transport, port: u16) -> bool {
+        self.bits(transport).is_some_and(|bits| bits.contains(port))
+    }
+
+    /// The highest watched port of any transport: kernel event filters pass
+    /// ports up to it.
+    pub fn max_watched_port(&self) -> u16 {
+        (0..=u16::MAX)
+            .rev()
+            .find(|&port| {
+                [&self.tcp, &self.udp, &self.sctp]
+                    .iter()
+                    .any(|b| b.contains(port))
+            })
+            .unwrap_or(0)
+    }
+
+    /// Number of watched ports for a transport (the `watched_ports` gauge).
+    pub fn count(&self, transport: Transport) -> usize {
+        self.bits(transport).map_or(0, PortBits::len)
+    }
+
+    pub fn iana_status(&self, transport: Transport, port: u16) -> Status {
+        self.registry.status(transport, port)
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Tests' shorthand: an allow rule covers this listener, knowing only
+    /// its owner's process name (rules with other selectors do not match).
+    #[cfg(test)]
+    pub(crate) fn is_expected(&self, transport: Transport, port: u16, process: &str) -> bool {
+        let owner = OwnerFacts {
+            comm: process,
+            ..OwnerFacts::default()
+        };
+        self.is_expected_subject(Subject::Listener(transport, port), &owner)
+    }
+
+    /// True when an allow rule (from the flags or the file) covers this
+    /// listener or packet/raw socket owned by `owner`.
+    pub fn is_expected_subject(&self, subject: Subject, owner: &OwnerFacts<'_>) -> bool {
+        self.allow.iter().any(|rule| rule.matches(subject, owner))
+            || self
+                .file_rules()
+                .iter()
+                .any(|rule| rule.matches(subject, owner))
+    }
+
+    /// Replaces the `--watch.allow-file` rules (at start and on reload).
+    pub fn set_file_rules(&self, rules: Vec<AllowRule>) {
+        *self.allow_file.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+    }
+
+    /// The `--watch.allow-file` rules in force.
+    pub fn file_rules(&self) -> Arc<Vec<AllowRule>> {
+        self.allow_file
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The `--watch.allow` rules.
+    pub fn flag_rules(&self) -> &[AllowRule] {
+        &self.allow
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_set_holds_the_unassigned_well_known_ports() {
+        let watch = WatchSet::new(Registry::embedded(), Scope::WellKnown, &[], vec![]);
+        assert_eq!(
+            watch.count(Transport::Tcp),
+            283,
+            "281 unassigned + 716, 1008"
+        );
+        assert_eq!(watch.count(Transport::Udp), 281);
+        // IANA registers few SCTP ports: most well-known ones have no row.
+        assert!(watch.count(Transport::Sctp) > 900);
+        for port in 272..=279 {
+            assert!(watch.is_watched(Transport::Tcp, port));
+            assert!(watch.is_watched(Transport::Udp, port));
+        }
+        assert!(watch.is_watched(Transport::Tcp, 716));
+        assert!(!watch.is_watched(Transport::Tcp, 22));
+        assert!(
+            !watch.is_watched(Transport::Tcp, 0),
+            "reserved is not watched"
+        );
+        assert!(!watch.is_watched(Transport::Tcp, 1024 + 3));
+    }
+
+    #[test]
+    fn registered_scope_and_extra_ports_extend_the_set() {
+        let extra = parse_port_list("22,8000-8001/udp").unwrap();
+        let watch = WatchSet::new(Registry::embedded(), Scope::Registered, &extra, vec![]);
+        assert!(watch.is_watched(Transport::Tcp, 22));
+        assert!(watch.is_watched(Transport::Udp, 8001));
+        assert!(watch.count(Transport::Tcp) > 40_000);
+    }
+
+    #[test]
+    fn port_lists_reject_bad_input_clearly() {
+        assert_eq!(
+            parse_port_list("70000").unwrap_err(),
+            "port 70000 is out of range (0-65535)"
+        );
+        assert_eq!(
+            parse_port_list("5-3").unwrap_err(),
+            "port range \"5-3\" runs backwards"
+        );
+        assert_eq!(
+            parse_port_list("abc").unwrap_err(),
+            "\"abc\" is not a port number"
+        );
+        assert!(parse_port_list("").is_err());
+        assert!(parse_port_list("1,").is_err());
+        assert!(parse_port_list("53/quic").unwrap_err().contains("quic"));
+        assert_eq!(
+            parse_port_list("276, 8000-8100").unwrap(),
+            vec![
+                PortRange {
+                    first: 276,
+                    last: 276,
+                    transport: None
+                },
+                PortRange {
+                    first: 8000,
+                    last: 8100,
+                    transport: None
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn flag_and_file_rules_both_count_and_the_file_rules_can_be_swapped() {
+        let flags = vec![AllowRule::parse("276/tcp:sshd").unwrap()];
+        let watch = WatchSet::new(Registry::embedded(), Scope::WellKnown, &[], flags);
+        assert!(watch.is_expected(Transport::Tcp, 276, "sshd"));
+        assert!(!watch.is_expected(Transport::Tcp, 277, "nc"));
+        let owner = OwnerFacts {
+            comm: "dhclient",
+            exe: Some("/usr/sbin/dhclient"),
+            ..OwnerFacts::default()
+        };
+        assert!(!watch.is_expected_subject(Subject::Packet, &owner));
+        watch.set_file_rules(vec![
+            AllowRule::parse("277:nc").unwrap(),
+            AllowRule::parse("packet:exe=/usr/sbin/dhclient").unwrap(),
+        ]);
+        assert!(watch.is_expected(Transport::Tcp, 277, "nc"));
+        assert!(watch.is_expected_subject(Subject::Packet, &owner));
+        watch.set_file_rules(Vec::new());
+        assert!(!watch.is_expected(Transport::Tcp, 277, "nc"));
+        assert!(
+            watch.is_expected(Transport::Tcp, 276, "sshd"),
+            "flag rules stay"
+        );
+        // Only the name is known here: an exe rule cannot match.
+        watch.set_file_rules(vec![AllowRule::parse("278:exe=/usr/bin/nc").unwrap()]);
+        assert!(!watch.is_expected(Transport::Tcp, 278, "nc"));
+    }
+}
