@@ -120,6 +120,14 @@ impl SocketSource for FixedTable {
                 50004,
                 0,
             ),
+            // IANA writes 114 "unassigned" in lower case: watched all the same.
+            listener(
+                Transport::Tcp,
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                114,
+                50008,
+                0,
+            ),
             // Port 22 is assigned and not watched: it must not appear.
             listener(Transport::Tcp, any4, 22, 50007, 0),
         ];
@@ -258,6 +266,7 @@ fn owners_come_from_the_fixture_tree() {
     let orphan = by_port(278);
     assert_eq!((orphan.pid.as_str(), orphan.process.as_str()), ("", ""));
     assert!(snapshot.listeners.iter().all(|l| l.port != 22));
+    assert_eq!(by_port(114).iana, "unassigned");
 }
 
 #[test]
