@@ -2,7 +2,7 @@
 
 use crate::collect::collector::ListenerCollector;
 use crate::model::NAMESPACE;
-use crate::policy::watch::WATCHED_TRANSPORTS;
+use crate::policy::ports::WATCHED_TRANSPORTS;
 use prometheus::{IntGaugeVec, Opts, Registry};
 
 /// Registers the start-time gauges on `registry`, describing how
