@@ -11,16 +11,16 @@ use crate::kernel::netns::Mode;
 use crate::kernel::procfs::ProcRoot;
 use crate::model::{
     HOST_NETNS, Judge, ListenerSeries, NAMESPACE, NetnsNamer, ProcessInfoSeries, RawSocketSeries,
+    Snapshot,
 };
 use crate::owners::{Owner, OwnerFaults, OwnerResolver, ProcessDescriber, Wanted};
-use crate::policy::registry::Transport;
 use crate::sockets::{ChangeHints, Collected, Listener, Opened, SeenRawSocket, SocketSource};
 use prometheus::{IntCounterVec, Opts};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Stages of `unassigned_port_collection_errors_total`.
 pub mod stage {
@@ -46,32 +46,6 @@ struct Labelled {
     listeners: Vec<ListenerSeries>,
     raw_sockets: Vec<RawSocketSeries>,
     processes: Vec<ProcessInfoSeries>,
-}
-
-/// The result of one collection.
-#[derive(Clone, Debug)]
-pub struct Snapshot {
-    /// Sorted by transport, port, then the other labels.
-    pub listeners: Vec<ListenerSeries>,
-    /// Packet and raw sockets, sorted by kind, protocol, then the rest.
-    pub raw_sockets: Vec<RawSocketSeries>,
-    /// One per process owning a listener or packet/raw socket, by pid.
-    pub processes: Vec<ProcessInfoSeries>,
-    pub duration: Duration,
-    /// False when the socket table could not be read at all.
-    pub success: bool,
-    /// (netns label, value) for each namespace whose sysctl was read.
-    pub unprivileged_port_start: Vec<(String, i64)>,
-    /// Network namespaces read (the exporter's own included) and those that
-    /// could not be read, in this collection.
-    pub namespaces_read: u64,
-    pub namespaces_failed: u64,
-    /// Age of the oldest UDP listing reused from an earlier collection.
-    pub udp_staleness: Duration,
-    /// Which transports the source could see.
-    pub coverage: Vec<(Transport, bool)>,
-    /// Which namespaces were read (host only, or all).
-    pub netns_mode: Mode,
 }
 
 /// Faults of one collection, counted by the scrape path only.

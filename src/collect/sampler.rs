@@ -11,8 +11,9 @@
 //! cost. Samples take the collector's quiet path: they neither count
 //! collection errors nor change what the next scrape reports.
 
-use crate::collect::collector::{ListenerCollector, Snapshot};
+use crate::collect::collector::ListenerCollector;
 use crate::metrics::series_table::{MAX_SERIES, RETENTION, SeriesTable};
+use crate::model::Snapshot;
 use crate::model::{NAMESPACE, SightingLabels};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;

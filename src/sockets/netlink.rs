@@ -18,7 +18,7 @@
 //! every reply into owned structures with a Vec of attributes per socket,
 //! and we want one pass over the receive buffer with no allocation per
 //! socket (the only attribute read, `INET_DIAG_SKV6ONLY`, is read in place
-//! by `exposure::binding`). Port filtering happens in that same pass: a
+//! by `kernel::sock_diag::binding`). Port filtering happens in that same pass: a
 //! listening table is small, so an INET_DIAG_REQ_BYTECODE filter would save
 //! the kernel no walking, only a few copied bytes. The netlink socket
 //! (netlink-sys) is opened once and reused by every scrape; each dumping
@@ -41,10 +41,11 @@ use super::{
 use crate::kernel::netns::NamespaceObserver;
 use crate::kernel::netns::{Discovery, NamespaceSet};
 use crate::kernel::procfs::{ProcRoot, parse_sysctl_integer};
+use crate::kernel::sock_diag::binding;
 use crate::kernel::sock_diag::interfaces::InterfaceNames;
 use crate::kernel::sock_diag::raw::{self, DiagSupport, NamedRawSocket, ProcTables};
 use crate::kernel::sock_diag::wire::{self, SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK, WireError};
-use crate::policy::exposure::{self, Binding};
+use crate::policy::exposure::Binding;
 use crate::policy::registry::Transport;
 use crate::policy::watch::WatchSet;
 use std::net::IpAddr;
@@ -87,7 +88,7 @@ pub struct DiagSocket {
     pub port: u16,
     pub uid: u32,
     pub inode: u64,
-    /// `IPV6_V6ONLY` and the bound interface (`exposure::binding`).
+    /// `IPV6_V6ONLY` and the bound interface (`kernel::sock_diag::binding`).
     pub binding: Binding,
 }
 
@@ -114,7 +115,7 @@ fn parse_socket(payload: &[u8]) -> Result<DiagSocket, String> {
         port: msg.port,
         uid: msg.uid,
         inode: u64::from(msg.inode),
-        binding: exposure::binding(payload),
+        binding: binding::binding(payload),
     })
 }
 
