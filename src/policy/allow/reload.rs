@@ -1,5 +1,5 @@
 //! Re-reads `--watch.allow-file` when it changes, or on SIGHUP (Unix), like
-//! `web_reload.rs` does for the web config (both wait on `file_watch.rs`).
+//! `web/reload.rs` does for the web config (both wait on `file_watch.rs`).
 //!
 //! A file that no longer parses leaves the previous rules in force and says
 //! why in the log (with FILE:LINE); a good one replaces the file's rules in
