@@ -1,4 +1,4 @@
-//! Netlink framing for every sock_diag reader (listeners in `netlink.rs`,
+//! Netlink framing for every sock_diag reader (listeners in `crate::sockets::netlink`,
 //! packet and raw sockets in `raw/`): walking the messages of a receive
 //! buffer, walking a message's attributes, and a reusable dump channel.
 //!
