@@ -9,9 +9,11 @@
 
 use crate::kernel::netns::Mode;
 use crate::kernel::procfs::ProcRoot;
+use crate::collect::rpc::RpcPrograms;
 use crate::kernel::sock_diag::raw::RawKind;
+use crate::model::{Holder, rpc};
 use crate::owners::{Owner, OwnerFaults, OwnerResolver, ProcessDescriber, Wanted};
-use crate::policy::allow::Subject;
+use crate::policy::allow::{OwnerFacts, SocketFacts, Subject};
 use crate::policy::exposure;
 use crate::policy::registry::Transport;
 use crate::policy::watch::WatchSet;
@@ -28,7 +30,7 @@ use std::time::{Duration, Instant};
 pub const NAMESPACE: &str = "unassigned_port";
 
 /// Label names of `unassigned_port_listeners`, in order.
-pub const LISTENER_LABELS: [&str; 15] = [
+pub const LISTENER_LABELS: [&str; 16] = [
     "port",
     "protocol",
     "family",
@@ -44,7 +46,11 @@ pub const LISTENER_LABELS: [&str; 15] = [
     "exposure",
     "dual_stack",
     "interface",
+    "holder",
 ];
+
+/// Label names of `unassigned_port_rpc_program_info`, in order.
+pub const RPC_PROGRAM_LABELS: [&str; 6] = ["port", "protocol", "netns", "program", "name", "version"];
 
 /// Label names of `unassigned_port_raw_sockets`, in order.
 pub const RAW_SOCKET_LABELS: [&str; 11] = [
@@ -123,11 +129,38 @@ pub struct ListenerSeries {
     pub dual_stack: &'static str,
     /// `SO_BINDTODEVICE` interface, "" for none.
     pub interface: String,
+    /// Whether a process holds the socket (`model/holder.rs`).
+    pub holder: Holder,
     pub sockets: u64,
 }
 
+/// One series of `unassigned_port_rpc_program_info`: an RPC program version
+/// registered with the rpcbind of a reported listener's namespace on that
+/// listener's port and protocol.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RpcProgramSeries {
+    pub port: u16,
+    pub protocol: Transport,
+    pub netns: String,
+    pub program: u32,
+    pub version: u32,
+}
+
+impl RpcProgramSeries {
+    pub fn label_values(&self) -> [String; 6] {
+        [
+            self.port.to_string(),
+            self.protocol.to_string(),
+            self.netns.clone(),
+            self.program.to_string(),
+            rpc::label(self.program),
+            self.version.to_string(),
+        ]
+    }
+}
+
 impl ListenerSeries {
-    pub fn label_values(&self) -> [String; 15] {
+    pub fn label_values(&self) -> [String; 16] {
         [
             self.port.to_string(),
             self.transport.to_string(),
@@ -144,6 +177,7 @@ impl ListenerSeries {
             self.exposure.to_string(),
             self.dual_stack.to_string(),
             self.interface.clone(),
+            self.holder.as_str().to_string(),
         ]
     }
 }
@@ -237,6 +271,7 @@ impl ProcessInfoSeries {
 /// What [`ListenerCollector`]'s labelling produced.
 struct Labelled {
     listeners: Vec<ListenerSeries>,
+    rpc_programs: Vec<RpcProgramSeries>,
     raw_sockets: Vec<RawSocketSeries>,
     processes: Vec<ProcessInfoSeries>,
 }
@@ -250,6 +285,8 @@ pub struct Snapshot {
     pub raw_sockets: Vec<RawSocketSeries>,
     /// One per process owning a listener or packet/raw socket, by pid.
     pub processes: Vec<ProcessInfoSeries>,
+    /// RPC registrations on reported listeners' ports, sorted.
+    pub rpc_programs: Vec<RpcProgramSeries>,
     pub duration: Duration,
     /// False when the socket table could not be read at all.
     pub success: bool,
@@ -301,6 +338,8 @@ pub struct ListenerCollector {
     warned_denied: AtomicBool,
     /// Recent listen() callers from kernel events: searched first for owners.
     kernel_events: Option<Arc<KernelEvents>>,
+    /// RPC registrations per namespace, refreshed off the scrape path.
+    rpc: RpcPrograms,
 }
 
 impl ListenerCollector {
@@ -320,6 +359,7 @@ impl ListenerCollector {
                 resolver: OwnerResolver::new(proc_root.clone()),
                 describer: ProcessDescriber::new(proc_root.clone()),
             }),
+            rpc: RpcPrograms::new(proc_root.clone()),
             proc_root,
             errors,
             warned_denied: AtomicBool::new(false),
@@ -387,6 +427,7 @@ impl ListenerCollector {
             listeners: labelled.listeners,
             raw_sockets: labelled.raw_sockets,
             processes: labelled.processes,
+            rpc_programs: labelled.rpc_programs,
             duration: started.elapsed(),
             success,
             unprivileged_port_start,
@@ -400,24 +441,36 @@ impl ListenerCollector {
     /// Finds the owner of every listener and packet/raw socket, and turns
     /// them into counted series, plus one info series per owning process.
     fn label(&self, collected: &Collected, faults: &mut OwnerFaults) -> Labelled {
-        let (listener_pids, raw_pids, described) =
+        let (listener_pids, holders, raw_pids, described) =
             self.find_owners(&collected.listeners, &collected.raw_sockets, faults);
+        let registered = self.rpc.view(&collected.listeners, &listener_pids);
+        let mut rpc_programs: Vec<RpcProgramSeries> = Vec::new();
         let nobody = Owner::default();
         let owner_of =
             |pid: Option<u32>| pid.and_then(|pid| described.get(&pid)).unwrap_or(&nobody);
         // pid -> netns label of the first socket it owns.
         let mut owning: BTreeMap<u32, String> = BTreeMap::new();
         let mut listeners: BTreeMap<ListenerSeries, u64> = BTreeMap::new();
-        for (listener, pid) in collected.listeners.iter().zip(listener_pids) {
+        for ((listener, pid), holder) in collected.listeners.iter().zip(listener_pids).zip(holders) {
             if let Some(pid) = pid {
                 owning
                     .entry(pid)
                     .or_insert_with(|| netns_label(listener.netns));
             }
+            let programs = registered.programs(listener);
+            rpc_programs.extend(registered.registrations(listener).map(|r| RpcProgramSeries {
+                port: listener.port,
+                protocol: r.transport,
+                netns: netns_label(listener.netns),
+                program: r.program,
+                version: r.version,
+            }));
             *listeners
-                .entry(self.series(listener, owner_of(pid)))
+                .entry(self.series(listener, owner_of(pid), holder, &programs))
                 .or_default() += 1;
         }
+        rpc_programs.sort();
+        rpc_programs.dedup();
         let mut raw_sockets: BTreeMap<RawSocketSeries, u64> = BTreeMap::new();
         for (seen, pid) in collected.raw_sockets.iter().zip(raw_pids) {
             if let Some(pid) = pid {
@@ -436,6 +489,7 @@ impl ListenerCollector {
             })
             .collect();
         Labelled {
+            rpc_programs,
             listeners: listeners
                 .into_iter()
                 .map(|(mut series, sockets)| {
@@ -454,8 +508,8 @@ impl ListenerCollector {
         }
     }
 
-    /// The pid of each listener and of each packet/raw socket (in order),
-    /// and the description of each pid. One search for all inodes: the
+    /// The pid and holder of each listener, the pid of each packet/raw
+    /// socket (in order), and the description of each pid. One search for all inodes: the
     /// resolver forgets places of inodes it is not asked about.
     #[allow(clippy::type_complexity)]
     fn find_owners(
@@ -463,7 +517,7 @@ impl ListenerCollector {
         listeners: &[Listener],
         raw_sockets: &[SeenRawSocket],
         faults: &mut OwnerFaults,
-    ) -> (Vec<Option<u32>>, Vec<Option<u32>>, HashMap<u32, Owner>) {
+    ) -> (Vec<Option<u32>>, Vec<Holder>, Vec<Option<u32>>, HashMap<u32, Owner>) {
         let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
         // Backends that already know the pids (netstat2) skip the fd search.
         let wanted: Vec<Wanted> = listeners
@@ -498,6 +552,15 @@ impl ListenerCollector {
                 None => found.get(&listener.inode).copied(),
             })
             .collect();
+        let holders: Vec<Holder> = listeners
+            .iter()
+            .zip(&listener_pids)
+            .map(|(listener, pid)| match &listener.known_pids {
+                Some(_) if pid.is_some() => Holder::Process,
+                Some(_) => Holder::Unknown,
+                None => owners.resolver.holder(listener.inode, pid.is_some()),
+            })
+            .collect();
         let raw_pids: Vec<Option<u32>> = raw_sockets
             .iter()
             .map(|seen| found.get(&seen.found.socket.inode).copied())
@@ -516,7 +579,7 @@ impl ListenerCollector {
         unique.sort_unstable();
         unique.dedup();
         let described = owners.describer.describe(&unique, faults);
-        (listener_pids, raw_pids, described)
+        (listener_pids, holders, raw_pids, described)
     }
 
     fn raw_series(&self, seen: &SeenRawSocket, owner: &Owner) -> RawSocketSeries {
@@ -541,7 +604,22 @@ impl ListenerCollector {
         }
     }
 
-    fn series(&self, listener: &Listener, owner: &Owner) -> ListenerSeries {
+    fn series(
+        &self,
+        listener: &Listener,
+        owner: &Owner,
+        holder: Holder,
+        rpc_programs: &[u32],
+    ) -> ListenerSeries {
+        let exposure = exposure::classify_bound(listener.address, &listener.interface);
+        let facts = OwnerFacts {
+            socket: SocketFacts {
+                exposure: Some(exposure),
+                holder: Some(holder),
+                rpc_programs,
+            },
+            ..owner.facts()
+        };
         ListenerSeries {
             transport: listener.transport,
             port: listener.port,
@@ -554,16 +632,16 @@ impl ListenerCollector {
                 .watch
                 .iana_status(listener.transport, listener.port)
                 .as_str(),
-            expected: self.watch.is_expected_subject(
-                Subject::Listener(listener.transport, listener.port),
-                &owner.facts(),
-            ),
+            expected: self
+                .watch
+                .is_expected_subject(Subject::Listener(listener.transport, listener.port), &facts),
             netns: netns_label(listener.netns),
             container_id: owner.place.container_id.clone(),
             pod_uid: owner.place.pod_uid.clone(),
-            exposure: exposure::classify_bound(listener.address, &listener.interface).as_str(),
+            exposure: exposure.as_str(),
             dual_stack: listener.binding.dual_stack_label(listener.address),
             interface: listener.interface.clone(),
+            holder,
             sockets: 0,
         }
     }
@@ -630,6 +708,13 @@ impl ListenerCollector {
             processes.with_label_values(&values).set(1.0);
         }
         families.extend(processes.collect());
+        let rpc_programs = rpc_program_info_vec();
+        for series in &snapshot.rpc_programs {
+            let values = series.label_values();
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            rpc_programs.with_label_values(&values).set(1.0);
+        }
+        families.extend(rpc_programs.collect());
         let single = |opts: Opts, value: f64| {
             let gauge = GaugeVec::new(opts, &[]).unwrap();
             gauge.with_label_values::<&str>(&[]).set(value);
@@ -705,6 +790,18 @@ fn process_info_vec() -> GaugeVec {
         )
         .namespace(NAMESPACE),
         &PROCESS_INFO_LABELS,
+    )
+    .unwrap()
+}
+
+fn rpc_program_info_vec() -> GaugeVec {
+    GaugeVec::new(
+        Opts::new(
+            "rpc_program_info",
+            "Always 1, one per ONC RPC program version registered with the rpcbind of a reported listener's network namespace on that listener's port and protocol (what rpcinfo -p shows); join on netns, port and protocol.",
+        )
+        .namespace(NAMESPACE),
+        &RPC_PROGRAM_LABELS,
     )
     .unwrap()
 }

@@ -4,7 +4,9 @@
 //! - [`collector`]: one collection into a snapshot.
 //! - [`scrape`]: single-flight collection for the HTTP side.
 //! - [`sampler`]: optional background sampling between scrapes.
+//! - [`rpc`]: RPC registrations per namespace, refreshed off the scrape path.
 
 pub mod collector;
+pub mod rpc;
 pub mod sampler;
 pub mod scrape;
