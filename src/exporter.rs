@@ -92,6 +92,7 @@ impl Exporter {
         allow::warn_about_comm_only(watch.flag_rules(), "--watch.allow");
         for (slot, file) in flags.watch_allow_files.iter().enumerate() {
             allow::warn_about_comm_only(&file.rules, &file.path.display().to_string());
+            tracing::info!(file = %file.path.display(), rules = file.rules.len(), "loaded the allow file");
             watch.set_file_rules(slot, file.rules.clone());
         }
         let web_config = load_web_config(flags)?;
