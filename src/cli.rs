@@ -271,7 +271,11 @@ mod tests {
         ]) else {
             panic!()
         };
-        let counts: Vec<usize> = flags.watch_allow_files.iter().map(|f| f.rules.len()).collect();
+        let counts: Vec<usize> = flags
+            .watch_allow_files
+            .iter()
+            .map(|f| f.rules.len())
+            .collect();
         assert_eq!(counts, [1, 2]);
         let _ = std::fs::remove_dir_all(&dir);
         let Parsed::Print(text) = parse(["x", "--watch.print-default-allow"]) else {

@@ -130,14 +130,17 @@ impl RpcPrograms {
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut asked: Vec<Netns> = Vec::new();
         for (i, listener) in listeners.iter().enumerate() {
-            let entry = state.entries.entry(listener.netns).or_insert_with(|| Entry {
-                fetched_at: None,
-                registrations: Arc::default(),
-                due: now,
-                recheck: false,
-                wanted_at: now,
-                pids: Vec::new(),
-            });
+            let entry = state
+                .entries
+                .entry(listener.netns)
+                .or_insert_with(|| Entry {
+                    fetched_at: None,
+                    registrations: Arc::default(),
+                    due: now,
+                    recheck: false,
+                    wanted_at: now,
+                    pids: Vec::new(),
+                });
             entry.wanted_at = now;
             if let Some(Some(pid)) = pids.get(i)
                 && !entry.pids.contains(pid)
@@ -148,7 +151,10 @@ impl RpcPrograms {
                 }
             }
             let new = !state.known_sockets.contains(&listener.inode);
-            let entry = state.entries.get_mut(&listener.netns).expect("just inserted");
+            let entry = state
+                .entries
+                .get_mut(&listener.netns)
+                .expect("just inserted");
             if new || entry.fetched_at.is_none() {
                 entry.due = now;
                 entry.recheck = true;

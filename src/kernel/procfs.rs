@@ -323,9 +323,9 @@ mod tests {
         );
         assert_eq!(root.net_namespace(me), root.own_net_namespace().ok());
         assert!(root.pids().unwrap().contains(&me));
-        if std::fs::read_link("/proc/self/ns/pid").is_ok_and(|link| {
-            link.to_str() == Some(&format!("pid:[{INITIAL_PID_NAMESPACE}]"))
-        }) {
+        if std::fs::read_link("/proc/self/ns/pid")
+            .is_ok_and(|link| link.to_str() == Some(&format!("pid:[{INITIAL_PID_NAMESPACE}]")))
+        {
             assert!(root.shows_every_process());
         }
     }

@@ -94,15 +94,9 @@ fn remaining(deadline: Instant) -> io::Result<Duration> {
 /// A record-marked CALL of DUMP with no credentials.
 fn call_message(xid: u32, version: u32) -> Vec<u8> {
     let words = [
-        xid,
-        CALL,
-        2, // RPC protocol version
-        PORTMAPPER,
-        version,
-        DUMP,
-        0, // credentials: AUTH_NONE, empty
-        0,
-        0, // verifier: AUTH_NONE, empty
+        xid, CALL, 2, // RPC protocol version
+        PORTMAPPER, version, DUMP, 0, // credentials: AUTH_NONE, empty
+        0, 0, // verifier: AUTH_NONE, empty
         0,
     ];
     let mut message = Vec::with_capacity(4 + words.len() * 4);
@@ -214,33 +208,36 @@ fn parse_reply(reply: &[u8], xid: u32, version: u32) -> io::Result<Vec<Registrat
     let mut registrations = Vec::new();
     while xdr.u32()? == 1 {
         let entry = if version == 2 {
-            let (program, version, protocol, port) = (xdr.u32()?, xdr.u32()?, xdr.u32()?, xdr.u32()?);
+            let (program, version, protocol, port) =
+                (xdr.u32()?, xdr.u32()?, xdr.u32()?, xdr.u32()?);
             let transport = match protocol {
                 6 => Some(Transport::Tcp),
                 17 => Some(Transport::Udp),
                 _ => None,
             };
-            transport.zip(u16::try_from(port).ok()).map(|(transport, port)| Registration {
-                program,
-                version,
-                transport,
-                ipv6: false,
-                port,
-            })
+            transport
+                .zip(u16::try_from(port).ok())
+                .map(|(transport, port)| Registration {
+                    program,
+                    version,
+                    transport,
+                    ipv6: false,
+                    port,
+                })
         } else {
             let (program, version) = (xdr.u32()?, xdr.u32()?);
             let netid = String::from_utf8_lossy(xdr.opaque()?).into_owned();
             let address = String::from_utf8_lossy(xdr.opaque()?).into_owned();
             xdr.opaque()?; // owner
-            parse_netid(&netid).zip(universal_port(&address)).map(
-                |((transport, ipv6), port)| Registration {
+            parse_netid(&netid)
+                .zip(universal_port(&address))
+                .map(|((transport, ipv6), port)| Registration {
                     program,
                     version,
                     transport,
                     ipv6,
                     port,
-                },
-            )
+                })
         };
         registrations.extend(entry);
     }
@@ -294,7 +291,10 @@ mod tests {
         let message = call_message(7, 3);
         assert_eq!(message.len(), 44);
         assert_eq!(&message[..4], &(LAST_FRAGMENT | 40).to_be_bytes());
-        assert_eq!(&message[4..28], &words(&[7, CALL, 2, PORTMAPPER, 3, DUMP])[..]);
+        assert_eq!(
+            &message[4..28],
+            &words(&[7, CALL, 2, PORTMAPPER, 3, DUMP])[..]
+        );
     }
 
     #[test]
@@ -356,7 +356,10 @@ mod tests {
         assert!(parse_reply(&words(&[8, REPLY]), 7, 3).is_err(), "wrong xid");
         let mut cut = words(&HEADER);
         cut.extend(words(&[1, 100024, 1, 400]));
-        assert!(parse_reply(&cut, 7, 3).is_err(), "a string longer than the reply");
+        assert!(
+            parse_reply(&cut, 7, 3).is_err(),
+            "a string longer than the reply"
+        );
         assert!(parse_reply(&words(&HEADER), 7, 3).is_err(), "no list end");
         assert_eq!(universal_port("127.0.0.1.0.111"), Some(111));
         assert_eq!(universal_port("1.300"), None);

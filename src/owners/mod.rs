@@ -356,7 +356,10 @@ mod tests {
             return true;
         }
         let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
-        assert!(!ci, "CI: reading every process's fds needs root in the initial pid namespace");
+        assert!(
+            !ci,
+            "CI: reading every process's fds needs root in the initial pid namespace"
+        );
         eprintln!("skipped: needs root in the initial pid namespace");
         false
     }
@@ -368,7 +371,13 @@ mod tests {
         let mut control = SendAncillaryBuffer::new(&mut space);
         let fds = [fd];
         assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
-        sendmsg(via, &[std::io::IoSlice::new(b"x")], &mut control, SendFlags::empty()).unwrap();
+        sendmsg(
+            via,
+            &[std::io::IoSlice::new(b"x")],
+            &mut control,
+            SendFlags::empty(),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -383,14 +392,21 @@ mod tests {
         let inode = root
             .fd_socket_inode(me, listener.as_raw_fd() as u32)
             .unwrap();
-        let (sender, _receiver) =
-            socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
-                .unwrap();
+        let (sender, _receiver) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
         let mut resolver = OwnerResolver::new(root);
         let wanted = [Wanted { inode, uid: 0 }];
         let mut faults = OwnerFaults::default();
         let found = resolver.find_pids(&wanted, &[], &mut faults);
-        assert_eq!(resolver.holder(inode, found.contains_key(&inode)), Holder::Process);
+        assert_eq!(
+            resolver.holder(inode, found.contains_key(&inode)),
+            Holder::Process
+        );
         {
             use std::os::fd::AsFd;
             park(&sender, listener.as_fd());

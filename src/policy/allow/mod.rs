@@ -576,15 +576,13 @@ mod tests {
         };
         assert!(!statd.matches(udp_800, &public));
         let impostor = owner("rpc.statd", "/usr/bin/python3.11");
-        assert!(
-            !statd.matches(
-                udp_800,
-                &OwnerFacts {
-                    socket: real.socket,
-                    ..impostor
-                }
-            )
-        );
+        assert!(!statd.matches(
+            udp_800,
+            &OwnerFacts {
+                socket: real.socket,
+                ..impostor
+            }
+        ));
         assert_eq!(
             kernel.to_string(),
             "512-65535:holder=none,rpc=nlockmgr",

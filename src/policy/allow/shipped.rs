@@ -69,11 +69,21 @@ mod tests {
     fn statd_is_let_through_only_as_itself_on_loopback() {
         let rules = rules();
         let udp = Subject::Listener(Transport::Udp, 1005);
-        assert!(expected(&rules, udp, &statd(Exposure::Loopback, "/usr/sbin/rpc.statd")));
+        assert!(expected(
+            &rules,
+            udp,
+            &statd(Exposure::Loopback, "/usr/sbin/rpc.statd")
+        ));
         for (what, facts) in [
             ("a copy", statd(Exposure::Loopback, "/tmp/rpc.statd")),
-            ("python renamed", statd(Exposure::Loopback, "/usr/bin/python3.11")),
-            ("a public address", statd(Exposure::Public, "/usr/sbin/rpc.statd")),
+            (
+                "python renamed",
+                statd(Exposure::Loopback, "/usr/bin/python3.11"),
+            ),
+            (
+                "a public address",
+                statd(Exposure::Public, "/usr/sbin/rpc.statd"),
+            ),
             ("every address", statd(Exposure::Any, "/usr/sbin/rpc.statd")),
             (
                 "another user",
@@ -101,7 +111,11 @@ mod tests {
             },
             ..statd(Exposure::Any, "/usr/sbin/rpc.statd")
         };
-        assert!(expected(&rules, Subject::Listener(Transport::Tcp, 40000), &registered));
+        assert!(expected(
+            &rules,
+            Subject::Listener(Transport::Tcp, 40000),
+            &registered
+        ));
     }
 
     #[test]
