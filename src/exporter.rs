@@ -181,7 +181,13 @@ impl Exporter {
         metrics
             .register(Box::new(collector.errors()))
             .map_err(internal)?;
-        info_metrics::register(&metrics, &collector).map_err(internal)?;
+        info_metrics::register(
+            &metrics,
+            &watch,
+            collector.backend_name(),
+            collector.netns_mode(),
+        )
+        .map_err(internal)?;
         if let Some(interval) = extras.sample_interval {
             let sampler = sampler::Sampler::start(Arc::clone(&collector), interval);
             metrics.register(Box::new(sampler)).map_err(internal)?;

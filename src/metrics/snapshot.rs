@@ -3,8 +3,8 @@
 //! namespaces, sysctls). Rendered from the [`Snapshot`] value alone: the
 //! label names come from the model's label sets, never written here again.
 
-use crate::collect::collector::Snapshot;
 use crate::kernel::netns::Mode;
+use crate::model::Snapshot;
 use crate::model::{
     ListenerSeries, NAMESPACE, ProcessInfoSeries, RawSocketSeries, RpcProgramSeries,
 };

@@ -11,8 +11,8 @@
 //! that, so a flood cannot queue up collections or crowd Prometheus out).
 //! Every refusal is counted.
 
-use crate::collect::collector::Snapshot;
 use crate::collect::scrape::Scraper;
+use crate::model::Snapshot;
 use crate::policy::registry::Transport;
 use crate::web::auth::{
     BcryptBudget, ClientShare, Credentials, HttpCounters, PerClientLimit, Rejection,

@@ -52,8 +52,8 @@ pub use glob::Glob;
 
 use crate::model::{Holder, rpc};
 use crate::policy::exposure::Exposure;
+use crate::policy::ports::{PortRange, parse_port_range};
 use crate::policy::registry::Transport;
-use crate::policy::watch::{PortRange, parse_port_range};
 use std::fmt;
 use std::path::{Path, PathBuf};
 

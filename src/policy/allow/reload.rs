@@ -8,15 +8,12 @@
 //! touched: each file has its own watcher and its own slot (its position
 //! among the flags).
 
-use crate::file_watch::FileWatch;
+use crate::file_watch::{FileWatch, POLL_INTERVAL};
 use crate::policy::allow::{self, AllowFile};
 use crate::policy::watch::WatchSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How often the file is checked for changes.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs until the process ends, checking every [`POLL_INTERVAL`]; spawn it
 /// once per file (`slot`: the file's position among the flags).
