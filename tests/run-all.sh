@@ -65,8 +65,8 @@ step "cargo clippy --all-targets -- -D warnings" cargo clippy --quiet --all-targ
 step "cargo test --release (unit, integration, end-to-end)" cargo test --release
 step "alert rules, Alertmanager config, dashboard" bash tests/check-rules.sh
 step "deployment manifests" bash tests/check-deploy.sh
-step "benchmarks (smoke mode): connections, namespaces, kernel events" \
-    cargo bench --bench scrape --bench netns --bench events -- --smoke
+step "benchmarks (smoke mode): connections, namespaces, kernel events, listeners" \
+    cargo bench --bench scrape --bench netns --bench events --bench listeners -- --smoke
 if [[ -x tests/fuzz-smoke.sh ]]; then
     step "fuzz targets (bounded)" bash tests/fuzz-smoke.sh
 fi
