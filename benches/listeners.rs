@@ -104,7 +104,10 @@ fn watched_tcp_ports() -> Vec<u16> {
 fn place(ports: &[u16], index: usize) -> (Ipv4Addr, u16) {
     let host = FIRST_HOST as usize + index / ports.len();
     assert!(host <= LAST_HOST as usize, "listener {index} does not fit");
-    (Ipv4Addr::new(127, 0, 0, host as u8), ports[index % ports.len()])
+    (
+        Ipv4Addr::new(127, 0, 0, host as u8),
+        ports[index % ports.len()],
+    )
 }
 
 /// Child role: bind listeners `UPE_FROM..UPE_TO`, say how many were bound,
@@ -205,7 +208,11 @@ fn ss_listeners() -> usize {
         .stderr(Stdio::null())
         .output()
         .expect("ss (iproute2) must be installed");
-    output.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count()
+    output
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count()
 }
 
 /// Listener series on our addresses in one plain exposition.

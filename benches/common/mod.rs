@@ -55,7 +55,11 @@ impl RunningExporter {
     /// came gzip-encoded. Panics unless it answers 200.
     pub fn scrape_body(&self, gzip: bool) -> (Vec<u8>, bool) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        let accept = if gzip { "Accept-Encoding: gzip\r\n" } else { "" };
+        let accept = if gzip {
+            "Accept-Encoding: gzip\r\n"
+        } else {
+            ""
+        };
         let request =
             format!("GET /metrics HTTP/1.1\r\nHost: bench\r\n{accept}Connection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).unwrap();

@@ -6,13 +6,20 @@
 //! tokio's blocking pool: it reads /proc and netlink synchronously.
 //!
 //! The flow is one way: the [`ListenerCollector`] returns a snapshot, the
-//! snapshot becomes metric families beside the other registered collectors
-//! (info gauges, sampler, process metrics), and the result carries both the
-//! text and the snapshot, so the landing page shows exactly what `/metrics`
-//! said.
+//! snapshot's families are written (`crate::metrics::snapshot`) beside the
+//! other registered collectors (info gauges, sampler, process metrics), all
+//! in name order into one buffer, and the result carries both the text and
+//! the snapshot, so the landing page shows exactly what `/metrics` said.
+//!
+//! Memory: a scrape holds the snapshot (one value per series, shared by
+//! `Arc` with the landing page) and the text; nothing per series outlives
+//! the scrape. The text buffer is sized from the previous scrape's, so it
+//! is allocated once, not grown.
 
 use crate::collect::collector::{ListenerCollector, Snapshot};
-use prometheus::{Encoder, Registry, TextEncoder};
+use crate::metrics::text::{Gathered, write_sorted};
+use prometheus::Registry;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -22,7 +29,7 @@ pub struct Scrape {
     /// The exposition text.
     pub text: Vec<u8>,
     /// What the listener collection found.
-    pub snapshot: Snapshot,
+    pub snapshot: Arc<Snapshot>,
 }
 
 /// A scrape, or why it failed.
@@ -36,6 +43,8 @@ pub struct Scraper {
     registry: Registry,
     /// Receiver of the collection under way, if one is.
     in_flight: Mutex<Option<watch::Receiver<Option<Rendered>>>>,
+    /// Length of the last exposition: the next one's buffer capacity.
+    last_len: AtomicUsize,
 }
 
 impl Scraper {
@@ -44,6 +53,7 @@ impl Scraper {
             collector,
             registry,
             in_flight: Mutex::new(None),
+            last_len: AtomicUsize::new(16 * 1024),
         })
     }
 
@@ -91,25 +101,14 @@ impl Scraper {
     /// Collects and encodes synchronously (the blocking half of a scrape;
     /// also what tests and benchmarks call directly).
     pub fn render(&self) -> Rendered {
-        let snapshot = self.collector.scrape();
-        let mut families = self.collector.families(&snapshot);
-        // Series exist only for what is there: no listeners, no family.
-        families.retain(|family| !family.get_metric().is_empty());
-        // Label order, as the registry's own gather gives (vectors keep
-        // their series in a hash map).
-        for family in &mut families {
-            family.mut_metric().sort_unstable_by(|a, b| {
-                let pairs_a = a.get_label().iter().map(|p| (p.name(), p.value()));
-                let pairs_b = b.get_label().iter().map(|p| (p.name(), p.value()));
-                pairs_a.cmp(pairs_b)
-            });
-        }
-        families.extend(self.registry.gather());
-        families.sort_by(|a, b| a.name().cmp(b.name()));
-        let mut text = Vec::with_capacity(16 * 1024);
-        TextEncoder::new()
-            .encode(&families, &mut text)
-            .map_err(|err| format!("cannot encode metrics: {err}"))?;
+        let snapshot = Arc::new(self.collector.scrape());
+        let listeners = self.collector.snapshot_families(&snapshot);
+        let errors = Gathered(self.collector.error_families());
+        let registered = Gathered(self.registry.gather());
+        let last_len = self.last_len.load(Ordering::Relaxed);
+        let mut text = Vec::with_capacity(last_len + last_len / 8);
+        write_sorted(&[&listeners, &errors, &registered], &mut text);
+        self.last_len.store(text.len(), Ordering::Relaxed);
         Ok(Arc::new(Scrape { text, snapshot }))
     }
 }
