@@ -7,8 +7,8 @@
 //!
 //! The flow is one way: the [`ListenerCollector`] returns a snapshot, the
 //! snapshot's families are written (`crate::metrics::snapshot`) beside the
-//! other registered collectors (info gauges, sampler, process metrics), all
-//! in name order into one buffer, and the result carries both the text and
+//! other registered collectors (collection errors, info gauges, events,
+//! sampler, process metrics), all in name order into one buffer, and the result carries both the text and
 //! the snapshot, so the landing page shows exactly what `/metrics` said.
 //!
 //! Memory: a scrape holds the snapshot (one value per series, shared by
@@ -17,6 +17,7 @@
 //! is allocated once, not grown.
 
 use crate::collect::collector::{ListenerCollector, Snapshot};
+use crate::metrics::snapshot::SnapshotFamilies;
 use crate::metrics::text::{Gathered, write_sorted};
 use prometheus::Registry;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -102,12 +103,11 @@ impl Scraper {
     /// also what tests and benchmarks call directly).
     pub fn render(&self) -> Rendered {
         let snapshot = Arc::new(self.collector.scrape());
-        let listeners = self.collector.snapshot_families(&snapshot);
-        let errors = Gathered(self.collector.error_families());
+        let listeners = SnapshotFamilies(&snapshot);
         let registered = Gathered(self.registry.gather());
         let last_len = self.last_len.load(Ordering::Relaxed);
         let mut text = Vec::with_capacity(last_len + last_len / 8);
-        write_sorted(&[&listeners, &errors, &registered], &mut text);
+        write_sorted(&[&listeners, &registered], &mut text);
         self.last_len.store(text.len(), Ordering::Relaxed);
         Ok(Arc::new(Scrape { text, snapshot }))
     }

@@ -3,10 +3,13 @@
 //!
 //! - [`text`]: the exposition writer and [`text::Render`], the one interface
 //!   of the metric rooms.
-//! - [`snapshot`]: the families of one collection (listeners, packet/raw
-//!   sockets, processes, the collection's gauges).
 //! - [`info`]: the `*_info` gauges and watched-port counts.
+//! - [`snapshot`]: the families of one collection (listeners, raw sockets,
+//!   processes, collection health), from the snapshot value alone.
+//! - [`series_table`]: the one bounded table behind every series kept
+//!   between scrapes (event counters, sampler sightings).
 
 pub mod info;
+pub mod series_table;
 pub mod snapshot;
 pub mod text;

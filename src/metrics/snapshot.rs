@@ -1,6 +1,8 @@
-//! The families of one collection (listeners, packet/raw sockets, owning
-//! processes, the collection's own gauges), written from the snapshot
-//! straight into the exposition through [`crate::metrics::text`].
+//! The families of one collection: listeners, packet/raw sockets, owning
+//! processes, and how the collection went (duration, success, coverage,
+//! namespaces, sysctls). Written from the [`Snapshot`] value alone, straight
+//! into the exposition through [`crate::metrics::text`]; the label names
+//! and their order come from the model's label sets, never written here.
 //!
 //! Series come in the snapshot's order (the model's: protocol, port, then
 //! the other labels for listeners; kind and protocol for packet/raw sockets;
@@ -9,109 +11,11 @@
 //! namespace or protocol) come sorted by label value as the prometheus
 //! registry would give them.
 
-use crate::collect::collector::{
-    ListenerSeries, NAMESPACE, ProcessInfoSeries, RawSocketSeries, Snapshot,
-};
-use crate::metrics::text::{Family, Kind, Render, Series, SeriesLabels};
-use crate::policy::registry::Transport;
+use crate::collect::collector::Snapshot;
+use crate::kernel::netns::Mode;
+use crate::metrics::text::{Family, Kind, Render};
+use crate::model::NAMESPACE;
 use std::borrow::Cow;
-
-impl SeriesLabels for ListenerSeries {
-    const SORTED_NAMES: &'static [&'static str] = &[
-        "address",
-        "container_id",
-        "dual_stack",
-        "expected",
-        "exposure",
-        "family",
-        "iana",
-        "interface",
-        "netns",
-        "pid",
-        "pod_uid",
-        "port",
-        "process",
-        "protocol",
-        "user",
-    ];
-
-    fn write_labels(&self, series: &mut Series<'_>) {
-        series
-            .label("address", &self.address)
-            .label("container_id", &self.container_id)
-            .label("dual_stack", self.dual_stack)
-            .label_bool("expected", self.expected)
-            .label("exposure", self.exposure)
-            .label("family", self.family)
-            .label("iana", self.iana)
-            .label("interface", &self.interface)
-            .label("netns", &self.netns)
-            .label("pid", &self.pid)
-            .label("pod_uid", &self.pod_uid)
-            .label_u64("port", u64::from(self.port))
-            .label("process", &self.process)
-            .label("protocol", self.transport.as_str())
-            .label("user", &self.user);
-    }
-}
-
-impl SeriesLabels for RawSocketSeries {
-    const SORTED_NAMES: &'static [&'static str] = &[
-        "bpf_filter",
-        "container_id",
-        "expected",
-        "interface",
-        "kind",
-        "netns",
-        "pid",
-        "pod_uid",
-        "process",
-        "protocol",
-        "user",
-    ];
-
-    fn write_labels(&self, series: &mut Series<'_>) {
-        series
-            .label("bpf_filter", self.bpf_filter)
-            .label("container_id", &self.container_id)
-            .label_bool("expected", self.expected)
-            .label("interface", &self.interface)
-            .label("kind", self.kind)
-            .label("netns", &self.netns)
-            .label("pid", &self.pid)
-            .label("pod_uid", &self.pod_uid)
-            .label("process", &self.process)
-            .label("protocol", &self.protocol)
-            .label("user", &self.user);
-    }
-}
-
-impl SeriesLabels for ProcessInfoSeries {
-    const SORTED_NAMES: &'static [&'static str] = &[
-        "container_id",
-        "exe",
-        "exe_deleted",
-        "netns",
-        "parent_process",
-        "pid",
-        "ppid",
-        "process",
-        "unit",
-    ];
-
-    fn write_labels(&self, series: &mut Series<'_>) {
-        series
-            .label("container_id", &self.container_id)
-            .label("exe", &self.exe)
-            .label_bool("exe_deleted", self.exe_deleted)
-            .label("netns", &self.netns)
-            .label("parent_process", &self.parent_process)
-            .label_u64("pid", u64::from(self.pid))
-            .label("ppid", &self.ppid)
-            .label("process", &self.process)
-            .label("unit", &self.unit);
-    }
-}
 
 /// Full family names, in the order [`SnapshotFamilies`] numbers them.
 const NAMES: [&str; 9] = [
@@ -126,14 +30,8 @@ const NAMES: [&str; 9] = [
     "unassigned_port_network_namespace_udp_staleness_seconds",
 ];
 
-/// One snapshot's families, with what the collector knows beside it.
-pub struct SnapshotFamilies<'a> {
-    pub snapshot: &'a Snapshot,
-    /// Which transports the socket source can see.
-    pub coverage: Vec<(Transport, bool)>,
-    /// `--collector.netns=all`: the UDP staleness gauge is written.
-    pub all_namespaces: bool,
-}
+/// One snapshot's families.
+pub struct SnapshotFamilies<'a>(pub &'a Snapshot);
 
 impl Render for SnapshotFamilies<'_> {
     fn family_names(&self) -> Vec<Cow<'_, str>> {
@@ -142,7 +40,7 @@ impl Render for SnapshotFamilies<'_> {
     }
 
     fn render(&self, index: usize, out: &mut Vec<u8>) {
-        let snapshot = self.snapshot;
+        let snapshot = self.0;
         let name = NAMES[index];
         match index {
             0 => {
@@ -208,7 +106,7 @@ impl Render for SnapshotFamilies<'_> {
                 }
             }
             6 => {
-                let mut rows: Vec<(&str, bool)> = self
+                let mut rows: Vec<(&str, bool)> = snapshot
                     .coverage
                     .iter()
                     .map(|(transport, covered)| (transport.as_str(), *covered))
@@ -244,7 +142,7 @@ impl Render for SnapshotFamilies<'_> {
                 }
             }
             _ => {
-                if self.all_namespaces {
+                if snapshot.netns_mode == Mode::All {
                     Family::new(
                         out,
                         name,
@@ -261,37 +159,44 @@ impl Render for SnapshotFamilies<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::collector::{LISTENER_LABELS, PROCESS_INFO_LABELS, RAW_SOCKET_LABELS};
+    use crate::model::labels::SortedLabels;
+    use crate::model::{ListenerSeries, ProcessInfoSeries, Protocol, RawSocketSeries};
     use prometheus::{Encoder, GaugeVec, Opts, Registry};
+    use std::borrow::Cow;
 
-    /// The label names a writer emits, in the order it emits them.
-    fn written_names(labels: &impl SeriesLabels) -> Vec<String> {
-        let mut out = Vec::new();
-        Family::new(&mut out, "t", "h", Kind::Gauge).labelled(labels, 1);
-        let line = String::from_utf8(out).unwrap();
-        let line = line.lines().nth(2).unwrap();
-        let inner = &line[line.find('{').unwrap() + 1..line.rfind('}').unwrap()];
-        // Values in these tests hold no `,` or `=`.
-        inner
-            .split(',')
-            .map(|pair| pair.split('=').next().unwrap().to_string())
-            .collect()
+    /// The prometheus crate's exposition of one series, and ours.
+    fn both(
+        labels: &impl SortedLabels,
+        names: &[&str],
+        values: &[Cow<'_, str>],
+    ) -> (String, String) {
+        let gauge = GaugeVec::new(Opts::new("t", "help \\ text\n"), names).unwrap();
+        let values: Vec<&str> = values.iter().map(|v| v.as_ref()).collect();
+        gauge.with_label_values(&values).set(3.0);
+        let registry = Registry::new();
+        registry.register(Box::new(gauge)).unwrap();
+        let mut theirs = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&registry.gather(), &mut theirs)
+            .unwrap();
+        let mut ours = Vec::new();
+        Family::new(&mut ours, "t", "help \\ text\n", Kind::Gauge).labelled(labels, 3);
+        (
+            String::from_utf8(ours).unwrap(),
+            String::from_utf8(theirs).unwrap(),
+        )
     }
 
-    fn check_names<T: SeriesLabels>(labels: &T, declared: &[&str]) {
-        let mut sorted: Vec<&str> = declared.to_vec();
-        sorted.sort_unstable();
-        assert_eq!(T::SORTED_NAMES, sorted.as_slice());
-        assert_eq!(written_names(labels), sorted);
-    }
+    const ODD: &str = "py \"x\"\\\nthon é";
 
-    fn listener() -> ListenerSeries {
-        ListenerSeries {
-            transport: Transport::Tcp,
+    #[test]
+    fn a_listener_is_written_as_the_prometheus_crate_writes_it() {
+        let series = ListenerSeries {
             port: 276,
+            protocol: Protocol::Tcp,
             family: "ipv4",
             address: "127.0.0.2".into(),
-            process: "py \"x\"\\\nthon".into(),
+            process: ODD.into(),
             pid: "42".into(),
             user: "root".into(),
             iana: "unassigned",
@@ -302,67 +207,42 @@ mod tests {
             exposure: "loopback",
             dual_stack: "false",
             interface: String::new(),
-            sockets: 2,
-        }
+            sockets: 3,
+        };
+        let (ours, theirs) = both(&series, ListenerSeries::LABELS, &series.label_values());
+        assert_eq!(ours, theirs);
     }
 
     #[test]
-    fn every_label_is_written_once_in_name_order() {
-        let mut plain = listener();
-        plain.process = "python3".into();
-        check_names(&plain, &LISTENER_LABELS);
+    fn raw_sockets_and_processes_are_written_as_the_prometheus_crate_writes_them() {
         let raw = RawSocketSeries {
             kind: "packet",
             protocol: "all".into(),
             interface: "eth0".into(),
             bpf_filter: "true",
-            process: "p".into(),
+            process: ODD.into(),
             pid: "1".into(),
             user: "u".into(),
-            netns: "host".into(),
+            netns: "4026532500".into(),
             container_id: "c".into(),
             pod_uid: "d".into(),
             expected: true,
-            sockets: 1,
+            sockets: 3,
         };
-        check_names(&raw, &RAW_SOCKET_LABELS);
+        let (ours, theirs) = both(&raw, RawSocketSeries::LABELS, &raw.label_values());
+        assert_eq!(ours, theirs);
         let process = ProcessInfoSeries {
-            pid: 7,
+            pid: 4_000_000,
             netns: "host".into(),
             process: "p".into(),
-            exe: "/bin/p".into(),
-            exe_deleted: false,
+            exe: "/tmp/a \"b\" (deleted)".into(),
+            exe_deleted: true,
             ppid: "1".into(),
             parent_process: "init".into(),
             unit: "u.service".into(),
             container_id: String::new(),
         };
-        check_names(&process, &PROCESS_INFO_LABELS);
-    }
-
-    #[test]
-    fn a_listener_line_is_what_the_prometheus_crate_writes() {
-        let series = listener();
-        let gauge = GaugeVec::new(
-            Opts::new("listeners", NAMES[0].trim_start_matches("unassigned_port_"))
-                .namespace(NAMESPACE),
-            &LISTENER_LABELS,
-        )
-        .unwrap();
-        let values = series.label_values();
-        let values: Vec<&str> = values.iter().map(String::as_str).collect();
-        gauge.with_label_values(&values).set(2.0);
-        let registry = Registry::new();
-        registry.register(Box::new(gauge)).unwrap();
-        let mut theirs = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&registry.gather(), &mut theirs)
-            .unwrap();
-        let mut ours = Vec::new();
-        Family::new(&mut ours, NAMES[0], "listeners", Kind::Gauge).labelled(&series, 2);
-        assert_eq!(
-            String::from_utf8(ours).unwrap(),
-            String::from_utf8(theirs).unwrap()
-        );
+        let (ours, theirs) = both(&process, ProcessInfoSeries::LABELS, &process.label_values());
+        assert_eq!(ours, theirs);
     }
 }

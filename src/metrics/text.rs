@@ -8,7 +8,7 @@
 //! three quarters of a scrape (malloc/free, memcmp, memmove, `Vec::clone`)
 //! and 200 MB of short-lived objects, for output that is only text. Here a
 //! series is written directly: its label names are fixed and sorted once (at
-//! compile time, by the series type: [`SeriesLabels`]), each value is
+//! compile time, by the model's `label_set!`: [`SortedLabels`]), each value is
 //! escaped as it is copied (no intermediate string), and numbers are
 //! formatted into the buffer. `prometheus-client` was weighed: its encoder
 //! also writes without a protobuf step, but it keeps a registry of metric
@@ -30,6 +30,7 @@
 //! families of every room in name order, as the prometheus registry orders
 //! them, so rooms never sort or copy each other's output.
 
+use crate::model::labels::{LabelRef, SortedLabels};
 use prometheus::Encoder;
 use prometheus::proto::MetricFamily;
 use std::borrow::Cow;
@@ -76,14 +77,6 @@ pub fn write_sorted(rooms: &[&dyn Render], out: &mut Vec<u8>) {
     }
 }
 
-/// The labels of one series type, written in label-name order.
-pub trait SeriesLabels {
-    /// Label names, sorted (what [`SeriesLabels::write_labels`] writes).
-    const SORTED_NAMES: &'static [&'static str];
-    /// Writes every label of this series, in [`Self::SORTED_NAMES`] order.
-    fn write_labels(&self, series: &mut Series<'_>);
-}
-
 /// Writes one family: its header at the first series, then series lines.
 pub struct Family<'a> {
     out: &'a mut Vec<u8>,
@@ -125,10 +118,18 @@ impl<'a> Family<'a> {
         }
     }
 
-    /// One series with the labels of `labels` and an integer value.
-    pub fn labelled(&mut self, labels: &impl SeriesLabels, value: u64) {
+    /// One series with the labels of a model label set (in name order)
+    /// and an integer value.
+    pub fn labelled(&mut self, labels: &impl SortedLabels, value: u64) {
         let mut series = self.series();
-        labels.write_labels(&mut series);
+        labels.for_each_sorted(|name, value| match value {
+            LabelRef::Text(text) => {
+                series.label(name, text);
+            }
+            LabelRef::Number(number) => {
+                series.label_u64(name, number);
+            }
+        });
         series.value_u64(value);
     }
 
