@@ -235,25 +235,29 @@ impl ListenerCollector {
             |pid: Option<u32>| pid.and_then(|pid| described.get(&pid)).unwrap_or(&nobody);
         // pid -> netns label of the first socket it owns.
         let mut owning: BTreeMap<u32, String> = BTreeMap::new();
-        let mut listeners: BTreeMap<ListenerSeries, u64> = BTreeMap::new();
+        // One series per socket, sorted, then equal label sets merged into
+        // one counted series: in place, no tree of nodes beside the vector.
+        let mut listeners = Vec::with_capacity(collected.listeners.len());
         for (listener, pid) in collected.listeners.iter().zip(listener_pids) {
             if let Some(pid) = pid {
                 owning
                     .entry(pid)
                     .or_insert_with(|| self.namer.label(listener.netns));
             }
-            let series = ListenerSeries::new(listener, owner_of(pid), &self.judge, &self.namer);
-            *listeners.entry(series).or_default() += 1;
+            let mut series = ListenerSeries::new(listener, owner_of(pid), &self.judge, &self.namer);
+            series.sockets = 1;
+            listeners.push(series);
         }
-        let mut raw_sockets: BTreeMap<RawSocketSeries, u64> = BTreeMap::new();
+        let mut raw_sockets = Vec::with_capacity(collected.raw_sockets.len());
         for (seen, pid) in collected.raw_sockets.iter().zip(raw_pids) {
             if let Some(pid) = pid {
                 owning
                     .entry(pid)
                     .or_insert_with(|| self.namer.label(seen.netns));
             }
-            let series = RawSocketSeries::new(seen, owner_of(pid), &self.judge, &self.namer);
-            *raw_sockets.entry(series).or_default() += 1;
+            let mut series = RawSocketSeries::new(seen, owner_of(pid), &self.judge, &self.namer);
+            series.sockets = 1;
+            raw_sockets.push(series);
         }
         let processes = owning
             .into_iter()
@@ -263,21 +267,11 @@ impl ListenerCollector {
                 (!owner.process.is_empty()).then(|| ProcessInfoSeries::new(pid, netns, owner))
             })
             .collect();
+        merge_counted(&mut listeners, |series| &mut series.sockets);
+        merge_counted(&mut raw_sockets, |series| &mut series.sockets);
         Labelled {
-            listeners: listeners
-                .into_iter()
-                .map(|(mut series, sockets)| {
-                    series.sockets = sockets;
-                    series
-                })
-                .collect(),
-            raw_sockets: raw_sockets
-                .into_iter()
-                .map(|(mut series, sockets)| {
-                    series.sockets = sockets;
-                    series
-                })
-                .collect(),
+            listeners,
+            raw_sockets,
             processes,
         }
     }
@@ -381,6 +375,24 @@ impl ListenerCollector {
             );
         }
     }
+}
+
+/// Sorts series of one socket each and merges equal label sets into one
+/// series counting their sockets (the count is the last field, so equal
+/// labels sort next to each other; it is set aside while comparing).
+fn merge_counted<T: Ord>(series: &mut Vec<T>, count: fn(&mut T) -> &mut u64) {
+    series.sort_unstable();
+    series.dedup_by(|later, kept| {
+        let own = *count(later);
+        *count(later) = *count(kept);
+        let same = later == kept;
+        if same {
+            *count(kept) += own;
+        } else {
+            *count(later) = own;
+        }
+        same
+    });
 }
 
 /// The `collection_errors_total{stage}` counter, with every stage at 0.

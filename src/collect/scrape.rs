@@ -3,7 +3,10 @@
 //! Scrapes that arrive while a collection is running wait for it and share
 //! its result instead of starting their own, so ten Prometheus replicas
 //! scraping at once cost one look at the socket table. The collection runs on
-//! tokio's blocking pool: it reads /proc and netlink synchronously.
+//! one long-lived thread of its own (it reads /proc and netlink
+//! synchronously): not tokio's blocking pool, whose back-to-back scrapes can
+//! land on a fresh thread, and so in a fresh malloc arena, each time; at
+//! 34,000 listeners that took the peak RSS from 52 to 93 MB.
 //!
 //! The flow is one way: the [`ListenerCollector`] returns a snapshot, the
 //! snapshot's families are written (`crate::metrics::snapshot`) beside the
@@ -21,7 +24,7 @@ use crate::metrics::snapshot::SnapshotFamilies;
 use crate::metrics::text::{Gathered, write_sorted};
 use prometheus::Registry;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use tokio::sync::watch;
 
 /// One finished scrape.
@@ -46,6 +49,29 @@ pub struct Scraper {
     in_flight: Mutex<Option<watch::Receiver<Option<Rendered>>>>,
     /// Length of the last exposition: the next one's buffer capacity.
     last_len: AtomicUsize,
+    /// The collection thread's queue, started at the first scrape.
+    jobs: OnceLock<Mutex<mpsc::Sender<Job>>>,
+}
+
+/// Work for the collection thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Starts the thread every collection runs on; it ends when the sender goes.
+fn collection_thread() -> mpsc::Sender<Job> {
+    let (sender, jobs) = mpsc::channel::<Job>();
+    let started = std::thread::Builder::new()
+        .name("collection".into())
+        .spawn(move || {
+            for job in jobs {
+                // A panicking collection drops its result sender, which the
+                // waiting scrapes report; the thread lives on for the next.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
+        });
+    if let Err(err) = started {
+        tracing::error!(error = %err, "cannot start the collection thread");
+    }
+    sender
 }
 
 impl Scraper {
@@ -55,6 +81,7 @@ impl Scraper {
             registry,
             in_flight: Mutex::new(None),
             last_len: AtomicUsize::new(16 * 1024),
+            jobs: OnceLock::new(),
         })
     }
 
@@ -77,13 +104,21 @@ impl Scraper {
                     let (sender, receiver) = watch::channel(None);
                     *slot = Some(receiver.clone());
                     let scraper = Arc::clone(self);
-                    tokio::task::spawn_blocking(move || {
+                    let job: Job = Box::new(move || {
                         let rendered = scraper.render();
                         // Clear first: a scrape arriving after this point
                         // wants a fresh look, not this one.
                         *scraper.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
                         let _ = sender.send(Some(rendered));
                     });
+                    let jobs = self
+                        .jobs
+                        .get_or_init(|| Mutex::new(collection_thread()))
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    // A send fails only if the thread could not start; the
+                    // dropped job's sender then fails this scrape below.
+                    let _ = jobs.send(job);
                     receiver
                 }
             }
@@ -106,7 +141,7 @@ impl Scraper {
         let listeners = SnapshotFamilies(&snapshot);
         let registered = Gathered(self.registry.gather());
         let last_len = self.last_len.load(Ordering::Relaxed);
-        let mut text = Vec::with_capacity(last_len + last_len / 8);
+        let mut text = Vec::with_capacity(last_len + 64 * 1024);
         write_sorted(&[&listeners, &registered], &mut text);
         self.last_len.store(text.len(), Ordering::Relaxed);
         Ok(Arc::new(Scrape { text, snapshot }))
