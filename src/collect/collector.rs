@@ -192,7 +192,9 @@ impl ListenerCollector {
             |pid: Option<u32>| pid.and_then(|pid| described.get(&pid)).unwrap_or(&nobody);
         // pid -> netns label of the first socket it owns.
         let mut owning: BTreeMap<u32, String> = BTreeMap::new();
-        let mut listeners: BTreeMap<ListenerSeries, u64> = BTreeMap::new();
+        // One series per socket, sorted, then equal label sets merged into
+        // one counted series: in place, no tree of nodes beside the vector.
+        let mut listeners = Vec::with_capacity(collected.listeners.len());
         let registered = self.rpc.view(&collected.listeners, &listener_pids);
         let mut rpc_programs: Vec<RpcProgramSeries> = Vec::new();
         let listed = collected.listeners.iter().zip(listener_pids).zip(holders);
@@ -208,21 +210,23 @@ impl ListenerCollector {
                 RpcProgramSeries::new(listener.port, r.transport, netns, r.program, r.version)
             }));
             let socket = (holder, programs.as_slice());
-            let series =
+            let mut series =
                 ListenerSeries::new(listener, owner_of(pid), socket, &self.judge, &self.namer);
-            *listeners.entry(series).or_default() += 1;
+            series.sockets = 1;
+            listeners.push(series);
         }
         rpc_programs.sort();
         rpc_programs.dedup();
-        let mut raw_sockets: BTreeMap<RawSocketSeries, u64> = BTreeMap::new();
+        let mut raw_sockets = Vec::with_capacity(collected.raw_sockets.len());
         for (seen, pid) in collected.raw_sockets.iter().zip(raw_pids) {
             if let Some(pid) = pid {
                 owning
                     .entry(pid)
                     .or_insert_with(|| self.namer.label(seen.netns));
             }
-            let series = RawSocketSeries::new(seen, owner_of(pid), &self.judge, &self.namer);
-            *raw_sockets.entry(series).or_default() += 1;
+            let mut series = RawSocketSeries::new(seen, owner_of(pid), &self.judge, &self.namer);
+            series.sockets = 1;
+            raw_sockets.push(series);
         }
         let processes = owning
             .into_iter()
@@ -232,24 +236,32 @@ impl ListenerCollector {
                 (!owner.process.is_empty()).then(|| ProcessInfoSeries::new(pid, netns, owner))
             })
             .collect();
+        merge_counted(&mut listeners, |series| &mut series.sockets);
+        merge_counted(&mut raw_sockets, |series| &mut series.sockets);
         let labelled = Labelled {
             rpc_programs,
-            listeners: listeners
-                .into_iter()
-                .map(|(mut series, sockets)| {
-                    series.sockets = sockets;
-                    series
-                })
-                .collect(),
-            raw_sockets: raw_sockets
-                .into_iter()
-                .map(|(mut series, sockets)| {
-                    series.sockets = sockets;
-                    series
-                })
-                .collect(),
+            listeners,
+            raw_sockets,
             processes,
         };
         (labelled, faults)
     }
+}
+
+/// Sorts series of one socket each and merges equal label sets into one
+/// series counting their sockets (the count is the last field, so equal
+/// labels sort next to each other; it is set aside while comparing).
+fn merge_counted<T: Ord>(series: &mut Vec<T>, count: fn(&mut T) -> &mut u64) {
+    series.sort_unstable();
+    series.dedup_by(|later, kept| {
+        let own = *count(later);
+        *count(later) = *count(kept);
+        let same = later == kept;
+        if same {
+            *count(kept) += own;
+        } else {
+            *count(later) = own;
+        }
+        same
+    });
 }

@@ -48,6 +48,10 @@ impl super::LabelValue for Holder {
     fn label(&self) -> std::borrow::Cow<'_, str> {
         std::borrow::Cow::Borrowed(self.as_str())
     }
+
+    fn label_ref(&self) -> super::labels::LabelRef<'_> {
+        super::labels::LabelRef::Text(self.as_str())
+    }
 }
 
 impl fmt::Display for Holder {

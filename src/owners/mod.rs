@@ -166,7 +166,8 @@ impl OwnerResolver {
         }
     }
 
-    /// Confirms remembered places with one readlink each; returns what was
+    /// Confirms remembered places with one readlink each (in task order,
+    /// through one open fd directory per task); returns what was
     /// confirmed and the inodes due for a /proc walk.
     fn check_remembered(
         &self,
@@ -175,22 +176,39 @@ impl OwnerResolver {
     ) -> (HashMap<u64, u32>, HashSet<u64>) {
         let mut found = HashMap::with_capacity(wanted.len());
         let mut missing = HashSet::new();
+        // (task whose fd table holds it, fd, inode, pid)
+        let mut remembered: Vec<(u32, u32, u64, u32)> = Vec::with_capacity(wanted.len());
         for socket in wanted {
-            if let Some(place) = self.places.get(&socket.inode)
-                && self.proc_root.fd_socket_inode(place.task, place.fd) == Some(socket.inode)
-            {
-                found.insert(socket.inode, place.pid);
-                continue;
+            match self.places.get(&socket.inode) {
+                Some(place) => remembered.push((place.task, place.fd, socket.inode, place.pid)),
+                None => self.note_missing(socket.inode, now, &mut missing),
             }
-            let waiting = self
-                .unfound
-                .get(&socket.inode)
-                .is_some_and(|backoff| now < backoff.next_try);
-            if !waiting {
-                missing.insert(socket.inode);
+        }
+        remembered.sort_unstable();
+        let mut links: Option<crate::kernel::procfs::FdLinks<'_>> = None;
+        for (task, fd, inode, pid) in remembered {
+            if links.as_ref().is_none_or(|links| links.pid() != task) {
+                links = Some(self.proc_root.fd_links(task));
+            }
+            let links = links.as_mut().expect("opened above");
+            if links.socket_inode(fd) == Some(inode) {
+                found.insert(inode, pid);
+            } else {
+                self.note_missing(inode, now, &mut missing);
             }
         }
         (found, missing)
+    }
+
+    /// Adds `inode` to the /proc walk unless it waits out its backoff.
+    fn note_missing(&self, inode: u64, now: Instant, missing: &mut HashSet<u64>) {
+        let waiting = self
+            .unfound
+            .get(&inode)
+            .is_some_and(|backoff| now < backoff.next_try);
+        if !waiting {
+            missing.insert(inode);
+        }
     }
 
     /// Forgets what no longer listens, so the maps stay as small as the table.
