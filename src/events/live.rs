@@ -7,9 +7,14 @@
 //!   again) and names its thread, whose namespace the next collection reads
 //!   even if only that thread entered it.
 //! - A listener closing (tracepoint) or a bound UDP socket destroyed
-//!   (destroy groups) counts `listener_closed_total`. Destroy messages carry
-//!   no uid (the kernel zeroes it), so UDP closes have an empty `user`; a
-//!   TCP listener's close names the user of the process that closed it.
+//!   (destroy groups) counts `listener_closed_total`. `netns` is the
+//!   socket's namespace and `user` the user of the process that held the
+//!   socket, as learnt when it started listening (the capture remembers
+//!   both per socket). Destroy messages carry no uid: on Linux 6.18 the
+//!   broadcast path zeroes `idiag_uid` and `idiag_inode` (checked with a
+//!   uid-1001 UDP socket: the message said uid 0), so a UDP close carries
+//!   the socket's uid as the last collection saw it (empty when no
+//!   collection saw the socket).
 //! - Either source that cannot run leaves `event_capture_active` at 0 and
 //!   says why once; the exporter then works as before (snapshots, and the
 //!   sampler if configured).
@@ -43,7 +48,6 @@ struct Labeller {
     own_netns: u64,
     /// Users of processes that close listeners.
     describer: Mutex<ProcessDescriber>,
-    proc_root: ProcRoot,
 }
 
 impl Labeller {
@@ -54,12 +58,12 @@ impl Labeller {
         }
     }
 
-    fn user_of(&self, pid: u32) -> String {
-        let Some(status) = self.proc_root.status(pid) else {
+    fn user_name(&self, uid: Option<u32>) -> String {
+        let Some(uid) = uid else {
             return String::new();
         };
         let mut describer = self.describer.lock().unwrap_or_else(|p| p.into_inner());
-        describer.user_name(status.uid)
+        describer.user_name(uid)
     }
 
     /// Whether an allow rule covers a listener owned by `pid` (none for a
@@ -86,7 +90,12 @@ impl Labeller {
             return;
         }
         let process = event.process.clone().unwrap_or_default();
-        let expected = self.expected(Transport::Tcp, event.port, Some(event.pid), &process);
+        let expected = self.expected(
+            Transport::Tcp,
+            event.port,
+            Some(event.listener_pid),
+            &process,
+        );
         let netns = self.netns(event.netns);
         let protocol = event.protocol.as_str().to_string();
         match event.transition {
@@ -100,14 +109,14 @@ impl Labeller {
             Transition::Closed => counters.count_closed(ClosedLabels {
                 port: event.port,
                 protocol,
-                user: self.user_of(event.pid),
+                user: self.user_name(event.uid),
                 netns,
                 expected,
             }),
         }
     }
 
-    fn destroyed(&self, event: &DestroyEvent) -> Option<ClosedLabels> {
+    fn destroyed(&self, event: &DestroyEvent, sockets: &KernelEvents) -> Option<ClosedLabels> {
         let transport = match event.socket.protocol.as_str() {
             "udp" => Transport::Udp,
             "tcp" => Transport::Tcp,
@@ -119,7 +128,11 @@ impl Labeller {
         Some(ClosedLabels {
             port: event.socket.port,
             protocol: transport.as_str().to_string(),
-            user: String::new(),
+            user: self.user_name(sockets.udp_uid(
+                (event.netns != self.own_netns).then_some(event.netns),
+                event.socket.address,
+                event.socket.port,
+            )),
             netns: self.netns(Some(event.netns)),
             expected: self.expected(transport, event.socket.port, None, ""),
         })
@@ -150,7 +163,6 @@ impl LiveEvents {
             own_netns: proc_root.own_net_namespace().unwrap_or(0),
             watch,
             describer: Mutex::new(ProcessDescriber::new(proc_root.clone())),
-            proc_root: proc_root.clone(),
         });
         let capture = start_capture(max_port, proc_root, &labeller, &counters, &kernel_events);
         // With the tracepoint, TCP closes are known already: UDP groups only.
@@ -200,6 +212,7 @@ fn start_capture(
                 }
                 lost
             });
+            let _ = kernel_events.learnt_namespaces.set(capture.namespaces());
             kernel_events.set_watching(true);
             Some(capture)
         }
@@ -219,7 +232,8 @@ fn start_reader(
 ) -> Option<Arc<DestroyReader>> {
     let own_netns = labeller.own_netns;
     let labeller = Arc::clone(labeller);
-    let handler = counters.destroy_handler(move |event| labeller.destroyed(event));
+    let sockets = Arc::clone(kernel_events);
+    let handler = counters.destroy_handler(move |event| labeller.destroyed(event, &sockets));
     let started = DestroyReader::start(handler).and_then(|reader| {
         // The exporter's own namespace; the others join as they are opened.
         let own = DestroySubscription::open(max_port, groups)?;

@@ -84,7 +84,12 @@ impl std::error::Error for SourceError {}
 /// - threads that just called `listen()`: namespace discovery reads their
 ///   thread's namespace at once (a thread may have unshared alone), and the
 ///   owner search looks at their process first;
-/// - the destroy-event reader, which each namespace channel joins (Linux).
+/// - the destroy-event reader, which each namespace channel joins (Linux);
+/// - namespaces the listen events learnt from sockets (Linux), which
+///   collection enters even when no process is in them any more;
+/// - the other way round, the uid of each UDP socket on a watched port
+///   that the last two collections saw, for labelling its destroy event
+///   (the kernel zeroes the uid in destroy broadcasts).
 #[derive(Default)]
 pub struct KernelEvents {
     generation: AtomicU64,
@@ -94,7 +99,15 @@ pub struct KernelEvents {
     /// Where namespace channels register their UDP destroy subscriptions.
     #[cfg(target_os = "linux")]
     pub destroy: std::sync::OnceLock<DestroyLink>,
+    /// Namespaces held by listening sockets, learnt by the listen capture.
+    #[cfg(target_os = "linux")]
+    pub learnt_namespaces: std::sync::OnceLock<crate::kernel::events::LearntNamespaces>,
+    /// UDP socket uids seen by the last collection and the one before.
+    udp_uids: std::sync::Mutex<[UdpUids; 2]>,
 }
+
+/// (namespace inode or `None` for the exporter's own, address, port) -> uid.
+type UdpUids = std::collections::HashMap<(Option<u64>, std::net::IpAddr, u16), u32>;
 
 /// The destroy-event reader and how to subscribe, set once at start.
 #[cfg(target_os = "linux")]
@@ -136,6 +149,29 @@ impl KernelEvents {
             recent.pop_front();
         }
         recent.push_back((pid, tid));
+    }
+
+    /// The UDP sockets one collection saw: (namespace, address, port, uid).
+    /// The previous collection's are kept too, for a socket destroyed just
+    /// before this one ran.
+    pub fn remember_udp_uids(
+        &self,
+        seen: impl Iterator<Item = (Option<u64>, std::net::IpAddr, u16, u32)>,
+    ) {
+        let now: UdpUids = seen
+            .map(|(netns, address, port, uid)| ((netns, address, port), uid))
+            .collect();
+        let mut uids = self.udp_uids.lock().unwrap_or_else(|p| p.into_inner());
+        uids.swap(0, 1);
+        uids[0] = now;
+    }
+
+    /// The uid of the UDP socket a collection last saw on this namespace
+    /// (`None`: the exporter's own), address and port.
+    pub fn udp_uid(&self, netns: Option<u64>, address: std::net::IpAddr, port: u16) -> Option<u32> {
+        let uids = self.udp_uids.lock().unwrap_or_else(|p| p.into_inner());
+        uids.iter()
+            .find_map(|generation| generation.get(&(netns, address, port)).copied())
     }
 
     /// Recent listen() callers, newest first.

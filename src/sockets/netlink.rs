@@ -538,6 +538,11 @@ impl SockDiagSource {
         others.set_max_open(channel_budget() / per_namespace);
         let events = Arc::clone(&self.changes);
         let hints = self.changes.recent_listeners();
+        // Namespaces only a listening socket holds: entered through our
+        // descriptor of them (kept open while the socket listens).
+        if let Some(learnt) = self.changes.learnt_namespaces.get() {
+            others.learn(learnt.list());
+        }
         let raw_support = self.raw_support;
         let outcome = others.collect(
             &hints,
@@ -650,6 +655,19 @@ impl SocketSource for SockDiagSource {
         if let Some(others) = &self.others {
             self.collect_others(others, &queries, watch, out);
         }
+        self.changes.remember_udp_uids(
+            out.listeners
+                .iter()
+                .filter(|listener| listener.transport == Transport::Udp)
+                .map(|listener| {
+                    (
+                        listener.netns,
+                        listener.address,
+                        listener.port,
+                        listener.uid,
+                    )
+                }),
+        );
         Ok(())
     }
 }
