@@ -39,7 +39,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Sockets remembered at once; the oldest are forgotten first (a close of
 /// a forgotten socket is still counted, with the closing task's facts).
@@ -48,8 +48,14 @@ pub const MAX_REMEMBERED: usize = 65_536;
 /// for its namespace.
 const WALK_BELOW: usize = 64;
 /// Below this backlog procfs is read at all (process name, uid, thread
-/// namespace).
+/// namespace); above it, what was last read for the same process is used.
 const READ_BELOW: usize = 8_192;
+/// While the backlog is at least [`WALK_BELOW`], a process's name, uid and
+/// namespace read this recently are reused instead of read again (a burst
+/// comes from few processes).
+const REUSE_FOR: Duration = Duration::from_secs(2);
+/// Processes whose last reading is kept for reuse, at most.
+const MAX_RECENT: usize = 4096;
 
 /// A transition as the draining thread decoded it, before any procfs read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,6 +193,8 @@ pub struct Describer {
     namespaces: LearntNamespaces,
     /// Transitions queued and not yet described (the draining thread adds).
     backlog: Arc<AtomicUsize>,
+    /// (pid, tid) -> what was last read of that task, and when.
+    recent: HashMap<(u32, u32), (SocketFacts, Instant)>,
 }
 
 impl Describer {
@@ -204,6 +212,7 @@ impl Describer {
             mptcp_pending: HashMap::new(),
             namespaces,
             backlog,
+            recent: HashMap::new(),
         }
     }
 
@@ -306,17 +315,32 @@ impl Describer {
         facts
     }
 
-    /// What the task says now: name, uid, the thread's namespace. Nothing
-    /// when the backlog is too long for procfs reads.
-    fn read_task(&self, raw: &RawTransition) -> SocketFacts {
+    /// What the task says: name, uid, the thread's namespace; read now, or
+    /// reused from a recent reading while the backlog is long (nothing when
+    /// it is too long and the task was never read).
+    fn read_task(&mut self, raw: &RawTransition) -> SocketFacts {
+        let backlog = self.backlog.load(Ordering::Relaxed);
+        let task = (raw.pid, raw.tid);
+        if let Some((facts, read_at)) = self.recent.get(&task)
+            && backlog >= WALK_BELOW
+            && (read_at.elapsed() < REUSE_FOR || backlog >= READ_BELOW)
+        {
+            return facts.clone();
+        }
         let mut facts = SocketFacts {
             pid: raw.pid,
             ..SocketFacts::default()
         };
-        if self.backlog.load(Ordering::Relaxed) < READ_BELOW {
+        if backlog < READ_BELOW {
             facts.process = super::listen::read_comm(&self.procfs, raw.pid);
             facts.uid = read_uid(&self.procfs, raw.pid);
             facts.netns = super::listen::read_task_netns(&self.procfs, raw.pid, raw.tid);
+            if facts.process.is_some() {
+                if self.recent.len() >= MAX_RECENT {
+                    self.recent.clear();
+                }
+                self.recent.insert(task, (facts.clone(), Instant::now()));
+            }
         }
         facts
     }
