@@ -104,7 +104,6 @@ fn settle(exporter: &Exporter, metric: &str, wanted: &[(&str, &str)], target: f6
 struct Child3 {
     child: Child,
     stdin: Option<ChildStdin>,
-    ready: String,
 }
 
 impl Child3 {
@@ -139,11 +138,7 @@ impl Child3 {
             "the python child died before it was ready"
         );
         let stdin = child.stdin.take();
-        Child3 {
-            child,
-            stdin,
-            ready: ready.trim().to_string(),
-        }
+        Child3 { child, stdin }
     }
 
     fn pid(&self) -> u32 {
@@ -290,7 +285,6 @@ fn udp_close_carries_the_socket_user(
              print('ready',flush=True); sys.stdin.readline(); s.close()"
         ),
     );
-    let pid = child.pid().to_string();
     common::scrape_until(exporter, "the UDP socket in the snapshot", |text| {
         total(
             text,
@@ -298,7 +292,6 @@ fn udp_close_carries_the_socket_user(
             &[("port", "276"), ("address", address)],
         ) >= 1.0
     });
-    let _ = pid;
     child.finish();
     assert_eq!(
         settle(exporter, CLOSED, &wanted, before + 1.0),
@@ -363,19 +356,24 @@ fn an_mptcp_listener_is_one_listener() {
     let port = [("port", "275")];
     let text = exporter.scrape();
     let (opened, closed) = (total(&text, OPENED, &port), total(&text, CLOSED, &port));
+    let mptcp = [("port", "275"), ("protocol", "mptcp")];
+    let (opened_mptcp, closed_mptcp) = (total(&text, OPENED, &mptcp), total(&text, CLOSED, &mptcp));
     let child = Child3::start(
         &[],
         "import socket,sys\n\
          s=socket.socket(socket.AF_INET,socket.SOCK_STREAM,262); s.bind(('127.0.0.1',275)); s.listen()\n\
          print('ready',flush=True); sys.stdin.readline()",
     );
-    let mptcp = [("port", "275"), ("protocol", "mptcp")];
     assert_eq!(settle(&exporter, OPENED, &port, opened + 1.0), opened + 1.0);
-    assert_eq!(total(&exporter.scrape(), OPENED, &mptcp) >= 1.0, true);
+    assert_eq!(
+        total(&exporter.scrape(), OPENED, &mptcp),
+        opened_mptcp + 1.0
+    );
     child.kill();
     assert_eq!(settle(&exporter, CLOSED, &port, closed + 1.0), closed + 1.0);
     let text = exporter.scrape();
     assert_eq!(total(&text, OPENED, &port), opened + 1.0, "{text}");
+    assert_eq!(total(&text, CLOSED, &mptcp), closed_mptcp + 1.0, "{text}");
     assert_eq!(
         total(&text, CLOSED, &[("port", "275"), ("protocol", "tcp")]),
         0.0,

@@ -130,12 +130,14 @@ impl Labeller {
             port: event.socket.port,
             netns: Some(event.netns),
         };
-        let mut owner = Owner::default();
-        owner.uid = self.udp_sockets.uid(
-            (event.netns != self.own_netns).then_some(event.netns),
-            event.socket.address,
-            event.socket.port,
-        );
+        let mut owner = Owner {
+            uid: self.udp_sockets.uid(
+                (event.netns != self.own_netns).then_some(event.netns),
+                event.socket.address,
+                event.socket.port,
+            ),
+            ..Owner::default()
+        };
         if let Some(uid) = owner.uid {
             let mut describer = self.describer.lock().unwrap_or_else(|p| p.into_inner());
             owner.user = describer.user_name(uid);

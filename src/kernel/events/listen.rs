@@ -355,9 +355,7 @@ pub struct ListenCapture {
 /// or less so that all CPUs together stay within [`RING_BYTES_TOTAL`], and
 /// never under [`RING_BYTES_MIN`].
 pub fn ring_pages_exp(cpus: usize, page_size: usize) -> u8 {
-    let per_cpu = (RING_BYTES_TOTAL / cpus.max(1))
-        .min(RING_BYTES_PER_CPU)
-        .max(RING_BYTES_MIN);
+    let per_cpu = (RING_BYTES_TOTAL / cpus.max(1)).clamp(RING_BYTES_MIN, RING_BYTES_PER_CPU);
     let pages = (per_cpu / page_size.max(1)).max(1);
     (usize::BITS - 1 - pages.leading_zeros()) as u8
 }
