@@ -305,7 +305,8 @@ impl Describer {
             address: raw.address,
             port: raw.port,
         };
-        if let Some(held) = held_socket::find(&self.procfs, raw.pid, wanted, |_| false) {
+        if let Some(held) = held_socket::find(&self.procfs, raw.pid, wanted, facts.netns, |_| false)
+        {
             facts.netns = Some(held.netns);
             if held.netns != self.own_netns {
                 self.namespaces.hold(held.netns, held.netns_fd);

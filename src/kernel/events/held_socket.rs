@@ -43,14 +43,34 @@ pub struct Wanted {
 }
 
 /// Finds a socket of `pid` listening as `wanted` says, skipping socket
-/// inodes `skip` rejects (already attributed to another event). `None` when
-/// the process is gone, is not ours to inspect, or no longer holds it.
+/// inodes `skip` rejects (already attributed to another event). A process
+/// may hold several such sockets, one per namespace (same port, same
+/// address): then the one in `prefer` (the listening thread's namespace)
+/// is taken if there is one, and none (`None`) if there is not, since the
+/// walk cannot tell which of them just listened. `None` too when the
+/// process is gone, is not ours to inspect, or no longer holds it.
 pub fn find(
     procfs: &Path,
     pid: u32,
     wanted: Wanted,
+    prefer: Option<u64>,
     skip: impl Fn(u64) -> bool,
 ) -> Option<HeldSocket> {
+    let mut found: Vec<HeldSocket> = Vec::new();
+    walk(procfs, pid, wanted, skip, |held| found.push(held))?;
+    if found.len() > 1 {
+        return found.into_iter().find(|held| Some(held.netns) == prefer);
+    }
+    found.pop()
+}
+
+fn walk(
+    procfs: &Path,
+    pid: u32,
+    wanted: Wanted,
+    skip: impl Fn(u64) -> bool,
+    mut visit: impl FnMut(HeldSocket),
+) -> Option<()> {
     let pidfd = pidfd_open(Pid::from_raw(pid as i32)?, PidfdFlags::empty()).ok()?;
     let directory = procfs.join(pid.to_string()).join("fd");
     for entry in std::fs::read_dir(&directory)
@@ -76,18 +96,24 @@ pub fn find(
         if !matches(&socket, wanted) {
             continue;
         }
-        let netns_fd = namespace_of_socket(&socket).ok()?;
-        let netns = std::fs::File::from(netns_fd.try_clone().ok()?)
-            .metadata()
-            .ok()?
-            .ino();
-        return Some(HeldSocket {
+        let Ok(netns_fd) = namespace_of_socket(&socket) else {
+            continue;
+        };
+        let Some(netns) = netns_fd
+            .try_clone()
+            .ok()
+            .and_then(|fd| std::fs::File::from(fd).metadata().ok())
+            .map(|meta| meta.ino())
+        else {
+            continue;
+        };
+        visit(HeldSocket {
             inode,
             netns,
             netns_fd,
         });
     }
-    None
+    Some(())
 }
 
 /// `socket:[12345]` -> 12345.
@@ -141,7 +167,9 @@ mod tests {
             address: Ipv4Addr::LOCALHOST.into(),
             port,
         };
-        let Some(found) = find(Path::new("/proc"), std::process::id(), wanted, |_| false) else {
+        let Some(found) = find(Path::new("/proc"), std::process::id(), wanted, None, |_| {
+            false
+        }) else {
             // pidfd_getfd on ourselves needs ptrace rights over ourselves,
             // which every process has unless a sandbox forbids pidfd_getfd.
             panic!("our own listener was not found (is pidfd_getfd allowed here?)");
@@ -153,7 +181,17 @@ mod tests {
             port: port.wrapping_add(1),
             ..wanted
         };
-        assert!(find(Path::new("/proc"), std::process::id(), other, |_| false).is_none());
-        assert!(find(Path::new("/proc"), std::process::id(), wanted, |_| true).is_none());
+        assert!(
+            find(Path::new("/proc"), std::process::id(), other, None, |_| {
+                false
+            })
+            .is_none()
+        );
+        assert!(
+            find(Path::new("/proc"), std::process::id(), wanted, None, |_| {
+                true
+            })
+            .is_none()
+        );
     }
 }

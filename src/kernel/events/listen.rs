@@ -649,11 +649,13 @@ impl Drainer {
             };
             self.held_back.extend(self.batch.drain(split..));
             for raw in self.batch.drain(..) {
+                // Counted before it is sent: the describing thread may take
+                // it (and count it down) before `try_send` returns.
+                self.backlog.fetch_add(1, Ordering::Relaxed);
                 match self.queue.try_send(raw) {
-                    Ok(()) => {
-                        self.backlog.fetch_add(1, Ordering::Relaxed);
-                    }
+                    Ok(()) => {}
                     Err(_) => {
+                        self.backlog.fetch_sub(1, Ordering::Relaxed);
                         self.stats.lost.fetch_add(1, Ordering::Relaxed);
                         self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
                     }
