@@ -111,9 +111,12 @@ impl Labeller {
         };
         let owner = self.listener(event);
         match event.transition {
-            Transition::Opened => {
-                counters.count_opened(OpenedLabels::new(socket, &owner, &self.judge, &self.namer))
-            }
+            Transition::Opened => counters.count_opened(OpenedLabels::opened(
+                socket,
+                &owner,
+                &self.judge,
+                &self.namer,
+            )),
             Transition::Closed => {
                 counters.count_closed(ClosedLabels::new(socket, &owner, &self.judge, &self.namer))
             }

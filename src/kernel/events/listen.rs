@@ -72,8 +72,8 @@ use std::sync::mpsc::{self, SyncSender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// `TCP_LISTEN` in the kernel's socket state numbering.
-const TCP_LISTEN: i64 = 10;
+/// `TCP_LISTEN`, as the tracepoint's state fields carry it.
+const TCP_LISTEN: i64 = crate::kernel::sock_diag::wire::TCP_LISTEN as i64;
 /// Each CPU's ring buffer at most: about 20,000 samples of ~104 bytes, a
 /// whole 10,000 listen+close burst even if the draining thread got no CPU
 /// during it.
