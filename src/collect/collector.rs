@@ -10,7 +10,7 @@
 use crate::kernel::netns::Mode;
 use crate::kernel::procfs::ProcRoot;
 use crate::kernel::sock_diag::raw::RawKind;
-use crate::owners::{Owner, OwnerFaults, OwnerResolver, ProcessDescriber, Wanted};
+use crate::owners::{Owner, OwnerBook, OwnerFaults, SocketRef};
 use crate::policy::allow::Subject;
 use crate::policy::exposure;
 use crate::policy::registry::Transport;
@@ -19,7 +19,7 @@ use crate::sockets::{Collected, KernelEvents, Listener, Opened, SeenRawSocket, S
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, IntCounterVec, Opts};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,10 +62,11 @@ pub const RAW_SOCKET_LABELS: [&str; 11] = [
 ];
 
 /// Label names of `unassigned_port_listener_process_info`, in order.
-pub const PROCESS_INFO_LABELS: [&str; 9] = [
+pub const PROCESS_INFO_LABELS: [&str; 10] = [
     "pid",
     "netns",
     "process",
+    "user",
     "exe",
     "exe_deleted",
     "ppid",
@@ -191,6 +192,8 @@ pub struct ProcessInfoSeries {
     /// Namespace of the first socket it was found owning.
     pub netns: String,
     pub process: String,
+    /// The process's user (its real uid, named).
+    pub user: String,
     pub exe: String,
     pub exe_deleted: bool,
     pub ppid: String,
@@ -206,6 +209,7 @@ impl ProcessInfoSeries {
             pid,
             netns,
             process: owner.process.clone(),
+            user: owner.user.clone(),
             exe: exe.map(|exe| exe.path.clone()).unwrap_or_default(),
             exe_deleted: exe.is_some_and(|exe| exe.deleted),
             ppid: owner
@@ -219,11 +223,12 @@ impl ProcessInfoSeries {
         }
     }
 
-    pub fn label_values(&self) -> [String; 9] {
+    pub fn label_values(&self) -> [String; 10] {
         [
             self.pid.to_string(),
             self.netns.clone(),
             self.process.clone(),
+            self.user.clone(),
             self.exe.clone(),
             self.exe_deleted.to_string(),
             self.ppid.clone(),
@@ -273,13 +278,6 @@ struct Faults {
     owners: OwnerFaults,
 }
 
-/// The owner search and description, behind one lock: collections share
-/// their caches.
-struct Owners {
-    resolver: OwnerResolver,
-    describer: ProcessDescriber,
-}
-
 /// Collects listeners on watched ports. The scrape path
 /// ([`ListenerCollector::scrape`]) counts faults; the sampler's path
 /// ([`ListenerCollector::sample`]) only looks.
@@ -292,8 +290,9 @@ pub struct ListenerCollector {
     netns_mode: Mode,
     /// The exporter's own sysctls are read through it.
     proc_root: ProcRoot,
-    /// Inode -> pid search and pid -> labels, with their caches.
-    owners: Mutex<Owners>,
+    /// Inode -> pid search and pid -> labels, with their caches, behind one
+    /// lock: collections share them.
+    owners: Mutex<OwnerBook>,
     /// `collection_errors_total{stage}`; owned here, reported after each
     /// collection so a scrape's counts include that scrape's faults.
     errors: IntCounterVec,
@@ -316,10 +315,7 @@ impl ListenerCollector {
             watch,
             source: opened.source,
             netns_mode: opened.netns_mode,
-            owners: Mutex::new(Owners {
-                resolver: OwnerResolver::new(proc_root.clone()),
-                describer: ProcessDescriber::new(proc_root.clone()),
-            }),
+            owners: Mutex::new(OwnerBook::new(proc_root.clone())),
             proc_root,
             errors,
             warned_denied: AtomicBool::new(false),
@@ -399,41 +395,38 @@ impl ListenerCollector {
 
     /// Finds the owner of every listener and packet/raw socket, and turns
     /// them into counted series, plus one info series per owning process.
+    /// A socket whose owner exited while we looked, and that no earlier
+    /// collection placed, is left out (see `crate::owners::book`).
     fn label(&self, collected: &Collected, faults: &mut OwnerFaults) -> Labelled {
-        let (listener_pids, raw_pids, described) =
+        let (listener_owners, raw_owners) =
             self.find_owners(&collected.listeners, &collected.raw_sockets, faults);
-        let nobody = Owner::default();
-        let owner_of =
-            |pid: Option<u32>| pid.and_then(|pid| described.get(&pid)).unwrap_or(&nobody);
-        // pid -> netns label of the first socket it owns.
-        let mut owning: BTreeMap<u32, String> = BTreeMap::new();
+        // pid -> (netns label of the first socket it owns, its owner).
+        let mut owning: BTreeMap<u32, (String, &Owner)> = BTreeMap::new();
         let mut listeners: BTreeMap<ListenerSeries, u64> = BTreeMap::new();
-        for (listener, pid) in collected.listeners.iter().zip(listener_pids) {
-            if let Some(pid) = pid {
+        for (listener, owner) in collected.listeners.iter().zip(&listener_owners) {
+            let Some(owner) = owner else { continue };
+            if let Some(pid) = owner.pid {
                 owning
                     .entry(pid)
-                    .or_insert_with(|| netns_label(listener.netns));
+                    .or_insert_with(|| (netns_label(listener.netns), owner));
             }
-            *listeners
-                .entry(self.series(listener, owner_of(pid)))
-                .or_default() += 1;
+            *listeners.entry(self.series(listener, owner)).or_default() += 1;
         }
         let mut raw_sockets: BTreeMap<RawSocketSeries, u64> = BTreeMap::new();
-        for (seen, pid) in collected.raw_sockets.iter().zip(raw_pids) {
-            if let Some(pid) = pid {
-                owning.entry(pid).or_insert_with(|| netns_label(seen.netns));
+        for (seen, owner) in collected.raw_sockets.iter().zip(&raw_owners) {
+            let Some(owner) = owner else { continue };
+            if let Some(pid) = owner.pid {
+                owning
+                    .entry(pid)
+                    .or_insert_with(|| (netns_label(seen.netns), owner));
             }
-            *raw_sockets
-                .entry(self.raw_series(seen, owner_of(pid)))
-                .or_default() += 1;
+            *raw_sockets.entry(self.raw_series(seen, owner)).or_default() += 1;
         }
         let processes = owning
             .into_iter()
-            .filter_map(|(pid, netns)| {
-                let owner = described.get(&pid)?;
-                // A process that vanished before it was described has no facts.
-                (!owner.process.is_empty()).then(|| ProcessInfoSeries::new(pid, netns, owner))
-            })
+            // A process that vanished before it was described has no facts.
+            .filter(|(_, (_, owner))| !owner.process.is_empty())
+            .map(|(pid, (netns, owner))| ProcessInfoSeries::new(pid, netns, owner))
             .collect();
         Labelled {
             listeners: listeners
@@ -454,8 +447,8 @@ impl ListenerCollector {
         }
     }
 
-    /// The pid of each listener and of each packet/raw socket (in order),
-    /// and the description of each pid. One search for all inodes: the
+    /// The owner of each listener and of each packet/raw socket (in
+    /// order); `None` leaves a socket out. One search for all inodes: the
     /// resolver forgets places of inodes it is not asked about.
     #[allow(clippy::type_complexity)]
     fn find_owners(
@@ -463,19 +456,20 @@ impl ListenerCollector {
         listeners: &[Listener],
         raw_sockets: &[SeenRawSocket],
         faults: &mut OwnerFaults,
-    ) -> (Vec<Option<u32>>, Vec<Option<u32>>, HashMap<u32, Owner>) {
+    ) -> (Vec<Option<Owner>>, Vec<Option<Owner>>) {
         let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-        // Backends that already know the pids (netstat2) skip the fd search.
-        let wanted: Vec<Wanted> = listeners
+        let sockets: Vec<SocketRef<'_>> = listeners
             .iter()
-            .filter(|l| l.known_pids.is_none())
-            .map(|l| Wanted {
+            .map(|l| SocketRef {
                 inode: l.inode,
-                uid: l.uid,
+                // Off Linux netstat2 knows no socket uid.
+                uid: cfg!(target_os = "linux").then_some(l.uid),
+                known_pids: l.known_pids.as_deref(),
             })
-            .chain(raw_sockets.iter().map(|seen| Wanted {
+            .chain(raw_sockets.iter().map(|seen| SocketRef {
                 inode: seen.found.socket.inode,
-                uid: seen.found.socket.uid.unwrap_or(0),
+                uid: seen.found.socket.uid,
+                known_pids: None,
             }))
             .collect();
         let likely: Vec<u32> = self
@@ -489,34 +483,9 @@ impl ListenerCollector {
                     .collect()
             })
             .unwrap_or_default();
-        let found = owners.resolver.find_pids(&wanted, &likely, faults);
-        // Lowest pid first, like the fd search (see owners/mod.rs).
-        let listener_pids: Vec<Option<u32>> = listeners
-            .iter()
-            .map(|listener| match &listener.known_pids {
-                Some(pids) => pids.first().copied(),
-                None => found.get(&listener.inode).copied(),
-            })
-            .collect();
-        let raw_pids: Vec<Option<u32>> = raw_sockets
-            .iter()
-            .map(|seen| found.get(&seen.found.socket.inode).copied())
-            .collect();
-        // netstat2 finding no pid is the same fault as an unplaced inode.
-        faults.unfound += listeners
-            .iter()
-            .filter(|l| l.known_pids.as_ref().is_some_and(Vec::is_empty))
-            .count() as u64;
-        let mut unique: Vec<u32> = listener_pids
-            .iter()
-            .chain(&raw_pids)
-            .flatten()
-            .copied()
-            .collect();
-        unique.sort_unstable();
-        unique.dedup();
-        let described = owners.describer.describe(&unique, faults);
-        (listener_pids, raw_pids, described)
+        let mut placed = owners.place(&sockets, &likely, faults);
+        let raw = placed.split_off(listeners.len());
+        (placed, raw)
     }
 
     fn raw_series(&self, seen: &SeenRawSocket, owner: &Owner) -> RawSocketSeries {
