@@ -15,7 +15,9 @@ use crate::policy::allow::Subject;
 use crate::policy::exposure;
 use crate::policy::registry::Transport;
 use crate::policy::watch::WatchSet;
-use crate::sockets::{Collected, KernelEvents, Listener, Opened, SeenRawSocket, SocketSource};
+use crate::sockets::{
+    Collected, KernelEvents, Listener, Opened, Recheck, SeenRawSocket, SocketSource,
+};
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, IntCounterVec, Opts};
@@ -448,8 +450,10 @@ impl ListenerCollector {
     }
 
     /// The owner of each listener and of each packet/raw socket (in
-    /// order); `None` leaves a socket out. One search for all inodes: the
-    /// resolver forgets places of inodes it is not asked about.
+    /// order); `None` leaves a socket out: its owner exited while we
+    /// looked and the kernel no longer lists it (see `crate::owners::book`).
+    /// One search for all inodes: the resolver forgets places of inodes it
+    /// is not asked about.
     #[allow(clippy::type_complexity)]
     fn find_owners(
         &self,
@@ -483,9 +487,42 @@ impl ListenerCollector {
                     .collect()
             })
             .unwrap_or_default();
-        let mut placed = owners.place(&sockets, &likely, faults);
-        let raw = placed.split_off(listeners.len());
-        (placed, raw)
+        let placed = owners.place(&sockets, &likely, faults);
+        drop(owners);
+        let recheck: Vec<Recheck> = placed
+            .iter()
+            .enumerate()
+            .filter(|(_, placed)| placed.confirm)
+            .map(|(at, _)| match listeners.get(at) {
+                Some(l) => Recheck {
+                    netns: l.netns,
+                    transport: Some(l.transport),
+                    inode: l.inode,
+                },
+                None => {
+                    let seen = &raw_sockets[at - listeners.len()];
+                    Recheck {
+                        netns: seen.netns,
+                        transport: None,
+                        inode: seen.found.socket.inode,
+                    }
+                }
+            })
+            .collect();
+        let still = if recheck.is_empty() {
+            Default::default()
+        } else {
+            self.source.still_listed(&self.watch, &recheck)
+        };
+        let mut owners: Vec<Option<Owner>> = placed
+            .into_iter()
+            .zip(&sockets)
+            .map(|(placed, socket)| {
+                (!placed.confirm || still.contains(&socket.inode)).then_some(placed.owner)
+            })
+            .collect();
+        let raw = owners.split_off(listeners.len());
+        (owners, raw)
     }
 
     fn raw_series(&self, seen: &SeenRawSocket, owner: &Owner) -> RawSocketSeries {
@@ -556,7 +593,7 @@ impl ListenerCollector {
             if owners.denied > 0 && !self.warned_denied.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     hidden_processes = owners.denied,
-                    "cannot read other processes' /proc/PID/fd: listeners are reported with empty process, pid and user labels; grant CAP_SYS_PTRACE (and CAP_DAC_READ_SEARCH) or run as root to see owners"
+                    "cannot read other processes' /proc/PID/fd: their listeners are reported with empty process and pid labels, and the socket's own uid as user; grant CAP_SYS_PTRACE (and CAP_DAC_READ_SEARCH) or run as root to see owners"
                 );
             }
             tracing::debug!(
@@ -670,7 +707,7 @@ fn process_info_vec() -> GaugeVec {
     GaugeVec::new(
         Opts::new(
             "listener_process_info",
-            "Always 1, one per process owning a reported listener or packet/raw socket; labels say its executable (and whether it was deleted), parent and systemd unit.",
+            "Always 1, one per process owning a reported listener or packet/raw socket; labels say its user, its executable (and whether it was deleted), parent and systemd unit.",
         )
         .namespace(NAMESPACE),
         &PROCESS_INFO_LABELS,

@@ -371,7 +371,8 @@ mod tests {
 
     #[test]
     fn status_is_read_whatever_the_name() {
-        let status = b"Name:\tbad\xff\nUmask:\t0022\nState:\tS\nPPid:\t17\nUid:\t1001\t1001\t1001\t1001\n";
+        let status =
+            b"Name:\tbad\xff\nUmask:\t0022\nState:\tS\nPPid:\t17\nUid:\t1001\t1001\t1001\t1001\n";
         assert_eq!(
             parse_status(status),
             Some(ProcessStatus {

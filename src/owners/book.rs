@@ -9,16 +9,17 @@
 //! - else, when an earlier collection described its owner (the process
 //!   exited, or passed the socket on, between the kernel's listing and our
 //!   look at /proc), that owner, unchanged;
-//! - else, when the socket is new in this collection and the exporter may
-//!   read every process's descriptors, nothing: the socket is left out of
-//!   this collection. Its process ended while we looked (UDP sockets churned
-//!   under fast scrapes do this); if the socket is still there next time, it
-//!   is reported then;
-//! - else (no privilege to look, or a socket no process holds, such as one
-//!   in flight over SCM_RIGHTS or held by the kernel): no pid or name, and
-//!   `user` is the socket's own uid as sock_diag reports it (what `ss -e`
-//!   shows), resolved to a name. So `user` is never empty for a socket the
-//!   kernel reports with a uid.
+//! - else no pid or name, and `user` is the socket's own uid as sock_diag
+//!   reports it (what `ss -e` shows), resolved to a name, so `user` is never
+//!   empty for a socket the kernel reports with a uid. This is a socket no
+//!   process we may read holds (no privilege to look, a process in a PID
+//!   namespace we cannot see, one in flight over SCM_RIGHTS or held by the
+//!   kernel), or one whose process exited while we looked. When the socket
+//!   is new in this collection and the exporter could read every process's
+//!   descriptors, the second is likely (UDP sockets churned under fast
+//!   scrapes do this), so the placement asks to be confirmed: the collector
+//!   asks the kernel once more whether the socket is still there and leaves
+//!   it out of this collection if it is gone.
 
 use super::{Owner, OwnerFaults, OwnerResolver, ProcessDescriber, Wanted};
 use crate::kernel::procfs::ProcRoot;
@@ -33,6 +34,15 @@ pub struct SocketRef<'a> {
     /// Owning pids, lowest first, when the backend already found them
     /// (netstat2): the fd search is skipped.
     pub known_pids: Option<&'a [u32]>,
+}
+
+/// Where one socket's series come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placed {
+    pub owner: Owner,
+    /// Report the socket only if the kernel still lists it (see the
+    /// module doc).
+    pub confirm: bool,
 }
 
 /// The search, the description and what the last collection learnt.
@@ -55,15 +65,14 @@ impl OwnerBook {
         }
     }
 
-    /// The owner of each socket, in order; `None` for a socket to leave out
-    /// of this collection (see the module doc). `likely` are pids to search
-    /// first.
+    /// The owner of each socket, in order (see the module doc). `likely`
+    /// are pids to search first.
     pub fn place(
         &mut self,
         sockets: &[SocketRef<'_>],
         likely: &[u32],
         faults: &mut OwnerFaults,
-    ) -> Vec<Option<Owner>> {
+    ) -> Vec<Placed> {
         let wanted: Vec<Wanted> = sockets
             .iter()
             .filter(|socket| socket.known_pids.is_none())
@@ -98,27 +107,29 @@ impl OwnerBook {
             let remembered = (socket.inode != 0)
                 .then(|| self.last.get(&socket.inode))
                 .flatten();
-            let owner = match pid.and_then(|pid| described.get(&pid)) {
-                Some(owner) => Some(owner.clone()),
+            let placed_now = match pid.and_then(|pid| described.get(&pid)) {
+                Some(owner) => Placed {
+                    owner: owner.clone(),
+                    confirm: false,
+                },
                 None => match remembered {
-                    Some(owner) => Some(owner.clone()),
-                    None if can_see_all
-                        && socket.inode != 0
-                        && !self.seen.contains(&socket.inode) =>
-                    {
-                        None
-                    }
-                    None => Some(self.socket_only(socket, pid)),
+                    Some(owner) => Placed {
+                        owner: owner.clone(),
+                        confirm: false,
+                    },
+                    None => Placed {
+                        owner: self.socket_only(socket, pid),
+                        confirm: can_see_all
+                            && socket.inode != 0
+                            && !self.seen.contains(&socket.inode),
+                    },
                 },
             };
-            if let Some(owner) = &owner
-                && socket.inode != 0
-                && owner.pid.is_some()
-                && !owner.process.is_empty()
-            {
+            let owner = &placed_now.owner;
+            if socket.inode != 0 && owner.pid.is_some() && !owner.process.is_empty() {
                 last.insert(socket.inode, owner.clone());
             }
-            placed.push(owner);
+            placed.push(placed_now);
         }
         self.last = last;
         self.seen = sockets.iter().map(|socket| socket.inode).collect();
@@ -170,18 +181,25 @@ mod tests {
             known_pids: None,
         }];
         let first = book.place(&asked, &[], &mut faults);
-        let owner = first[0].clone().expect("our own socket is placed");
+        let owner = first[0].owner.clone();
         assert_eq!(owner.pid, Some(me));
         assert!(!owner.user.is_empty() && !owner.process.is_empty());
+        assert!(!first[0].confirm);
         // The kernel listed it, then its holder let go before the fd walk:
         // the last known owner stands.
         drop(socket);
         let second = book.place(&asked, &[], &mut faults);
-        assert_eq!(second[0].as_ref(), Some(&owner));
+        assert_eq!(
+            second,
+            [Placed {
+                owner,
+                confirm: false
+            }]
+        );
     }
 
     #[test]
-    fn a_socket_nobody_holds_is_left_out_once_then_shows_its_own_uid() {
+    fn a_socket_nobody_holds_shows_its_own_uid_and_asks_to_be_confirmed_once() {
         let mut book = OwnerBook::new(ProcRoot::default());
         let mut faults = OwnerFaults::default();
         let asked = [SocketRef {
@@ -190,15 +208,14 @@ mod tests {
             known_pids: None,
         }];
         let first = book.place(&asked, &[], &mut faults);
-        if !rustix::process::geteuid().is_root() {
-            // Without privilege the walk is partial: reported at once.
-            assert_eq!(first[0].as_ref().map(|o| o.user.as_str()), Some("root"));
-            return;
-        }
-        assert_eq!(first, [None], "new and unheld: left out of this collection");
-        let second = book.place(&asked, &[], &mut faults);
-        let owner = second[0].as_ref().expect("seen twice: reported");
+        let owner = &first[0].owner;
         assert_eq!((owner.pid, owner.user.as_str()), (None, "root"));
         assert_eq!(owner.process, "");
+        // Only a walk that could read every process proves it unheld.
+        let root = rustix::process::geteuid().is_root();
+        assert_eq!(first[0].confirm, root && faults.denied == 0);
+        let second = book.place(&asked, &[], &mut faults);
+        assert_eq!(second[0].owner, first[0].owner);
+        assert!(!second[0].confirm, "seen before: no second check");
     }
 }

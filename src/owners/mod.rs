@@ -32,7 +32,7 @@ pub mod escape;
 pub mod process;
 pub mod provenance;
 
-pub use book::{OwnerBook, SocketRef};
+pub use book::{OwnerBook, Placed, SocketRef};
 pub use cgroup::Attribution;
 pub use process::{Owner, ProcessDescriber};
 

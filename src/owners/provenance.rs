@@ -167,12 +167,18 @@ mod tests {
             Exe::new(b"/usr/sbin/sshd", false)
         );
         let deleted = judge_exe_link(b"/tmp/.x/kworker (deleted)", file(5, 0), None);
-        assert_eq!((deleted.path.as_str(), deleted.deleted), ("/tmp/.x/kworker", true));
+        assert_eq!(
+            (deleted.path.as_str(), deleted.deleted),
+            ("/tmp/.x/kworker", true)
+        );
         let memfd = judge_exe_link(b"/memfd: (deleted)", file(5, 0), None);
         assert_eq!((memfd.path.as_str(), memfd.deleted), ("/memfd:", true));
         // A file named "z (deleted)", present: the name is the path.
         let named = judge_exe_link(b"/tmp/z (deleted)", file(5, 1), file(5, 1));
-        assert_eq!((named.path.as_str(), named.deleted), ("/tmp/z (deleted)", false));
+        assert_eq!(
+            (named.path.as_str(), named.deleted),
+            ("/tmp/z (deleted)", false)
+        );
         // Another file now has that name: the one running was deleted.
         let replaced = judge_exe_link(b"/tmp/z (deleted)", file(5, 0), file(6, 1));
         assert_eq!((replaced.path.as_str(), replaced.deleted), ("/tmp/z", true));
