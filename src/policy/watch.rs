@@ -269,10 +269,10 @@ mod tests {
         let watch = WatchSet::new(Registry::embedded(), Scope::WellKnown, &[], vec![]);
         assert_eq!(
             watch.count(Transport::Tcp),
-            283,
-            "281 unassigned + 716, 1008"
+            284,
+            "282 unassigned (114 among them) + 716, 1008"
         );
-        assert_eq!(watch.count(Transport::Udp), 281);
+        assert_eq!(watch.count(Transport::Udp), 282);
         // IANA registers few SCTP ports: most well-known ones have no row.
         assert!(watch.count(Transport::Sctp) > 900);
         for port in 272..=279 {
@@ -280,6 +280,10 @@ mod tests {
             assert!(watch.is_watched(Transport::Udp, port));
         }
         assert!(watch.is_watched(Transport::Tcp, 716));
+        assert!(
+            watch.is_watched(Transport::Tcp, 114),
+            "lower-case unassigned"
+        );
         assert!(!watch.is_watched(Transport::Tcp, 22));
         assert!(
             !watch.is_watched(Transport::Tcp, 0),
