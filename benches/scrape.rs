@@ -23,8 +23,9 @@ use unassigned_port_exporter::collect::collector::ListenerCollector;
 use unassigned_port_exporter::exporter::{Exporter, Extras};
 use unassigned_port_exporter::kernel::procfs::ProcRoot;
 use unassigned_port_exporter::model::Protocol;
+use unassigned_port_exporter::policy::ports::parse_port_list;
 use unassigned_port_exporter::policy::registry::Registry;
-use unassigned_port_exporter::policy::watch::{Scope, WatchSet, parse_port_list};
+use unassigned_port_exporter::policy::watch::{Scope, WatchSet};
 use unassigned_port_exporter::sockets::{self, Backend};
 
 mod common;
@@ -414,7 +415,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_exporter(extra: &[unassigned_port_exporter::policy::watch::PortRange]) -> RunningExporter {
+fn start_exporter(extra: &[unassigned_port_exporter::policy::ports::PortRange]) -> RunningExporter {
     let flags: Vec<String> = extra
         .first()
         .map(|range| format!("--watch.ports={}", range.first))

@@ -271,7 +271,10 @@ fn exposure_and_dual_stack_come_from_a_real_dump() {
         let payload = table
             .get(&(address, port))
             .unwrap_or_else(|| panic!("{name} ({address} port {port}) not in the dump"));
-        (address, exposure::binding(payload))
+        (
+            address,
+            unassigned_port_exporter::kernel::sock_diag::binding::binding(payload),
+        )
     };
     let (address, binding) = look("loopback", "127.0.0.1");
     assert_eq!(exposure::classify(address), Exposure::Loopback);

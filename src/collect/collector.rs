@@ -7,83 +7,28 @@
 //! `unassigned_port_collection_errors_total` by stage and never fail the
 //! scrape: what could be read is reported.
 
+use super::faults::{FaultCounter, Faults, stage};
+use super::owners::{Found, OwnerSearch};
+use super::rpc::RpcPrograms;
 use crate::kernel::netns::Mode;
 use crate::kernel::procfs::ProcRoot;
 use crate::model::{
-    HOST_NETNS, Judge, ListenerSeries, NAMESPACE, NetnsNamer, ProcessInfoSeries, RawSocketSeries,
+    HOST_NETNS, Judge, ListenerSeries, NetnsNamer, ProcessInfoSeries, RawSocketSeries,
+    RpcProgramSeries, Snapshot,
 };
-use crate::owners::{Owner, OwnerBook, OwnerFaults, SocketRef};
-use crate::policy::registry::Transport;
-use crate::sockets::{
-    ChangeHints, Collected, Listener, Opened, Recheck, SeenRawSocket, SocketSource,
-};
-use prometheus::{IntCounterVec, Opts};
+use crate::owners::{Owner, OwnerBook, Placed};
+use crate::sockets::{ChangeHints, Collected, Opened, Recheck, SocketSource};
+use prometheus::IntCounterVec;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-
-/// Stages of `unassigned_port_collection_errors_total`.
-pub mod stage {
-    /// The socket table could not be read (the scrape reports success 0).
-    pub const SOCKETS: &str = "sockets";
-    /// A listener's process could not be found (no privilege, or it exited).
-    pub const OWNERS: &str = "owners";
-    /// A process vanished before its name and user were read.
-    pub const PROCESS: &str = "process";
-    /// `ip_unprivileged_port_start` could not be read.
-    pub const SYSCTL: &str = "sysctl";
-    /// `--collector.backend=auto` had to fall back from netlink to netstat2.
-    pub const BACKEND: &str = "backend";
-    /// Another network namespace could not be entered or read.
-    pub const NETNS: &str = "netns";
-    /// A namespace's packet and raw sockets could not be read.
-    pub const RAW: &str = "raw";
-    pub const ALL: [&str; 7] = [SOCKETS, OWNERS, PROCESS, SYSCTL, BACKEND, NETNS, RAW];
-}
+use std::time::Instant;
 
 /// What [`ListenerCollector`]'s labelling produced.
 struct Labelled {
     listeners: Vec<ListenerSeries>,
+    rpc_programs: Vec<RpcProgramSeries>,
     raw_sockets: Vec<RawSocketSeries>,
     processes: Vec<ProcessInfoSeries>,
-}
-
-/// The result of one collection.
-#[derive(Clone, Debug)]
-pub struct Snapshot {
-    /// Sorted by transport, port, then the other labels.
-    pub listeners: Vec<ListenerSeries>,
-    /// Packet and raw sockets, sorted by kind, protocol, then the rest.
-    pub raw_sockets: Vec<RawSocketSeries>,
-    /// One per process owning a listener or packet/raw socket, by pid.
-    pub processes: Vec<ProcessInfoSeries>,
-    pub duration: Duration,
-    /// False when the socket table could not be read at all.
-    pub success: bool,
-    /// (netns label, value) for each namespace whose sysctl was read.
-    pub unprivileged_port_start: Vec<(String, i64)>,
-    /// Network namespaces read (the exporter's own included) and those that
-    /// could not be read, in this collection.
-    pub namespaces_read: u64,
-    pub namespaces_failed: u64,
-    /// Age of the oldest UDP listing reused from an earlier collection.
-    pub udp_staleness: Duration,
-    /// Which transports the source could see.
-    pub coverage: Vec<(Transport, bool)>,
-    /// Which namespaces were read (host only, or all).
-    pub netns_mode: Mode,
-}
-
-/// Faults of one collection, counted by the scrape path only.
-#[derive(Clone, Copy, Debug, Default)]
-struct Faults {
-    sockets: u64,
-    netns: u64,
-    sysctl: u64,
-    raw: u64,
-    owners: OwnerFaults,
 }
 
 /// Collects listeners on watched ports. The scrape path
@@ -100,17 +45,16 @@ pub struct ListenerCollector {
     netns_mode: Mode,
     /// The exporter's own sysctls are read through it.
     proc_root: ProcRoot,
-    /// Inode -> pid search and pid -> labels, with their caches, behind one
-    /// lock: collections share them.
-    owners: Mutex<OwnerBook>,
-    /// `collection_errors_total{stage}`; owned here, reported after each
+    /// Inode -> pid search and pid -> labels, with their caches.
+    owners: OwnerSearch,
+    /// `collection_errors_total{stage}`; reported after each scrape's
     /// collection so a scrape's counts include that scrape's faults.
-    errors: IntCounterVec,
-    /// Set once we have said that owners are hidden, so the log says it once.
-    warned_denied: AtomicBool,
+    faults: FaultCounter,
     /// The event side's view: recent listen() callers are searched first
     /// for owners.
     hints: Option<Arc<dyn ChangeHints>>,
+    /// RPC registrations per namespace, refreshed off the scrape path.
+    rpc: RpcPrograms,
 }
 
 impl ListenerCollector {
@@ -123,20 +67,20 @@ impl ListenerCollector {
         proc_root: ProcRoot,
         hints: Option<Arc<dyn ChangeHints>>,
     ) -> ListenerCollector {
-        let errors = errors_counter();
+        let faults = FaultCounter::new();
         if let Some(reason) = &opened.fallback_reason {
             tracing::warn!(reason = %reason, "netlink sock_diag is not available; using the slower netstat2 backend");
-            errors.with_label_values(&[stage::BACKEND]).inc();
+            faults.count(stage::BACKEND, 1);
         }
         ListenerCollector {
             judge,
             namer,
             source: opened.source,
             netns_mode: opened.netns_mode,
-            owners: Mutex::new(OwnerBook::new(proc_root.clone())),
+            owners: OwnerSearch::new(OwnerBook::new(proc_root.clone())),
+            rpc: RpcPrograms::new(proc_root.clone()),
             proc_root,
-            errors,
-            warned_denied: AtomicBool::new(false),
+            faults,
             hints,
         }
     }
@@ -156,13 +100,13 @@ impl ListenerCollector {
     /// `collection_errors_total{stage}`, registered beside the other
     /// collectors so a scrape renders its own counts.
     pub fn errors(&self) -> IntCounterVec {
-        self.errors.clone()
+        self.faults.collector()
     }
 
     /// One collection for a scrape: faults are logged and counted.
     pub fn scrape(&self) -> Snapshot {
         let (snapshot, faults) = self.look();
-        self.report(&faults);
+        self.faults.report(&faults);
         snapshot
     }
 
@@ -186,7 +130,8 @@ impl ListenerCollector {
         };
         faults.netns = collected.namespace_faults;
         faults.raw = collected.raw_faults;
-        let labelled = self.label(&collected, &mut faults.owners);
+        let (labelled, owner_faults) = self.label(&collected);
+        faults.owners = owner_faults;
         let mut unprivileged_port_start = Vec::new();
         match self.proc_root.unprivileged_port_start() {
             Ok(Some(value)) => unprivileged_port_start.push((HOST_NETNS.to_string(), value)),
@@ -206,6 +151,7 @@ impl ListenerCollector {
             listeners: labelled.listeners,
             raw_sockets: labelled.raw_sockets,
             processes: labelled.processes,
+            rpc_programs: labelled.rpc_programs,
             duration: started.elapsed(),
             success,
             unprivileged_port_start,
@@ -220,27 +166,55 @@ impl ListenerCollector {
 
     /// Finds the owner of every listener and packet/raw socket, and turns
     /// them into counted series, plus one info series per owning process.
-    /// A socket whose owner exited while we looked, and that no earlier
-    /// collection placed, is left out (see `crate::owners::book`).
-    fn label(&self, collected: &Collected, faults: &mut OwnerFaults) -> Labelled {
-        let (listener_owners, raw_owners) =
-            self.find_owners(&collected.listeners, &collected.raw_sockets, faults);
+    fn label(&self, collected: &Collected) -> (Labelled, crate::owners::OwnerFaults) {
+        let likely: Vec<u32> = self
+            .hints
+            .as_ref()
+            .map(|hints| {
+                let recent = hints.recent_listeners();
+                recent.into_iter().map(|(pid, _)| pid).collect()
+            })
+            .unwrap_or_default();
+        let Found {
+            listeners: listener_placed,
+            raw_sockets: raw_placed,
+            faults,
+        } = self
+            .owners
+            .find(&collected.listeners, &collected.raw_sockets, &likely);
+        let (listener_owners, raw_owners) = self.confirm(collected, listener_placed, raw_placed);
+        let listener_pids: Vec<Option<u32>> = listener_owners
+            .iter()
+            .map(|placed| placed.as_ref().and_then(|p| p.owner.pid))
+            .collect();
         // pid -> (netns label of the first socket it owns, its owner).
         let mut owning: BTreeMap<u32, (String, &Owner)> = BTreeMap::new();
         let mut listeners: BTreeMap<ListenerSeries, u64> = BTreeMap::new();
-        for (listener, owner) in collected.listeners.iter().zip(&listener_owners) {
-            let Some(owner) = owner else { continue };
+        let registered = self.rpc.view(&collected.listeners, &listener_pids);
+        let mut rpc_programs: Vec<RpcProgramSeries> = Vec::new();
+        for (listener, placed) in collected.listeners.iter().zip(&listener_owners) {
+            let Some(placed) = placed else { continue };
+            let owner = &placed.owner;
             if let Some(pid) = owner.pid {
                 owning
                     .entry(pid)
                     .or_insert_with(|| (self.namer.label(listener.netns), owner));
             }
-            let series = ListenerSeries::new(listener, owner, &self.judge, &self.namer);
+            let programs = registered.programs(listener);
+            rpc_programs.extend(registered.registrations(listener).map(|r| {
+                let netns = self.namer.label(listener.netns);
+                RpcProgramSeries::new(listener.port, r.transport, netns, r.program, r.version)
+            }));
+            let socket = (placed.holder, programs.as_slice());
+            let series = ListenerSeries::new(listener, owner, socket, &self.judge, &self.namer);
             *listeners.entry(series).or_default() += 1;
         }
+        rpc_programs.sort();
+        rpc_programs.dedup();
         let mut raw_sockets: BTreeMap<RawSocketSeries, u64> = BTreeMap::new();
-        for (seen, owner) in collected.raw_sockets.iter().zip(&raw_owners) {
-            let Some(owner) = owner else { continue };
+        for (seen, placed) in collected.raw_sockets.iter().zip(&raw_owners) {
+            let Some(placed) = placed else { continue };
+            let owner = &placed.owner;
             if let Some(pid) = owner.pid {
                 owning
                     .entry(pid)
@@ -255,7 +229,8 @@ impl ListenerCollector {
             .filter(|(_, (_, owner))| !owner.process.is_empty())
             .map(|(pid, (netns, owner))| ProcessInfoSeries::new(pid, netns, owner))
             .collect();
-        Labelled {
+        let labelled = Labelled {
+            rpc_programs,
             listeners: listeners
                 .into_iter()
                 .map(|(mut series, sockets)| {
@@ -271,136 +246,58 @@ impl ListenerCollector {
                 })
                 .collect(),
             processes,
-        }
+        };
+        (labelled, faults)
     }
 
-    /// The owner of each listener and of each packet/raw socket (in
-    /// order); `None` leaves a socket out: its owner exited while we
-    /// looked and the kernel no longer lists it (see `crate::owners::book`).
-    /// One search for all inodes: the resolver forgets places of inodes it
-    /// is not asked about.
+    /// Asks the source once more about each socket the owner search could
+    /// not place and saw for the first time: one the kernel no longer lists
+    /// lost its process while we looked and is left out (`None`); see
+    /// `crate::owners::book`.
     #[allow(clippy::type_complexity)]
-    fn find_owners(
+    fn confirm(
         &self,
-        listeners: &[Listener],
-        raw_sockets: &[SeenRawSocket],
-        faults: &mut OwnerFaults,
-    ) -> (Vec<Option<Owner>>, Vec<Option<Owner>>) {
-        let sockets: Vec<SocketRef<'_>> = listeners
-            .iter()
-            .map(|l| SocketRef {
-                inode: l.inode,
-                // Off Linux netstat2 knows no socket uid.
-                uid: cfg!(target_os = "linux").then_some(l.uid),
-                known_pids: l.known_pids.as_deref(),
-            })
-            .chain(raw_sockets.iter().map(|seen| SocketRef {
-                inode: seen.found.socket.inode,
-                uid: seen.found.socket.uid,
-                known_pids: None,
-            }))
-            .collect();
-        let likely: Vec<u32> = self
-            .hints
-            .as_ref()
-            .map(|hints| {
-                hints
-                    .recent_listeners()
-                    .into_iter()
-                    .map(|(pid, _)| pid)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let placed = self
-            .owners
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .place(&sockets, &likely, faults);
-        let recheck: Vec<Recheck> = placed
-            .iter()
-            .enumerate()
-            .filter(|(_, placed)| placed.confirm)
-            .map(|(at, _)| match listeners.get(at) {
-                Some(l) => Recheck {
-                    netns: l.netns,
-                    transport: Some(l.transport),
-                    inode: l.inode,
-                },
-                None => {
-                    let seen = &raw_sockets[at - listeners.len()];
-                    Recheck {
-                        netns: seen.netns,
-                        transport: None,
-                        inode: seen.found.socket.inode,
-                    }
-                }
-            })
-            .collect();
+        collected: &Collected,
+        listeners: Vec<Placed>,
+        raw_sockets: Vec<Placed>,
+    ) -> (Vec<Option<Placed>>, Vec<Option<Placed>>) {
+        let mut recheck: Vec<Recheck> = Vec::new();
+        for (listener, placed) in collected.listeners.iter().zip(&listeners) {
+            if placed.confirm {
+                recheck.push(Recheck {
+                    netns: listener.netns,
+                    transport: Some(listener.transport),
+                    inode: listener.inode,
+                });
+            }
+        }
+        for (seen, placed) in collected.raw_sockets.iter().zip(&raw_sockets) {
+            if placed.confirm {
+                recheck.push(Recheck {
+                    netns: seen.netns,
+                    transport: None,
+                    inode: seen.found.socket.inode,
+                });
+            }
+        }
         let still = if recheck.is_empty() {
             Default::default()
         } else {
             self.source.still_listed(self.judge.watch(), &recheck)
         };
-        let mut owners: Vec<Option<Owner>> = placed
+        let keep = |placed: Placed, inode: u64| {
+            (!placed.confirm || still.contains(&inode)).then_some(placed)
+        };
+        let listeners = listeners
             .into_iter()
-            .zip(&sockets)
-            .map(|(placed, socket)| {
-                (!placed.confirm || still.contains(&socket.inode)).then_some(placed.owner)
-            })
+            .zip(&collected.listeners)
+            .map(|(placed, listener)| keep(placed, listener.inode))
             .collect();
-        let raw = owners.split_off(listeners.len());
-        (owners, raw)
+        let raw_sockets = raw_sockets
+            .into_iter()
+            .zip(&collected.raw_sockets)
+            .map(|(placed, seen)| keep(placed, seen.found.socket.inode))
+            .collect();
+        (listeners, raw_sockets)
     }
-
-    fn count_error(&self, stage: &str, n: u64) {
-        if n > 0 {
-            self.errors.with_label_values(&[stage]).inc_by(n);
-        }
-    }
-
-    /// Counts and logs one scrape's faults.
-    fn report(&self, faults: &Faults) {
-        self.count_error(stage::SOCKETS, faults.sockets);
-        self.count_error(stage::NETNS, faults.netns);
-        self.count_error(stage::SYSCTL, faults.sysctl);
-        self.count_error(stage::RAW, faults.raw);
-        let owners = &faults.owners;
-        self.count_error(stage::OWNERS, owners.unfound);
-        self.count_error(stage::PROCESS, owners.vanished);
-        if owners.unfound > 0 {
-            if owners.denied > 0 && !self.warned_denied.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    hidden_processes = owners.denied,
-                    "cannot read other processes' /proc/PID/fd: their listeners are reported with empty process and pid labels, and the socket's own uid as user; grant CAP_SYS_PTRACE (and CAP_DAC_READ_SEARCH) or run as root to see owners"
-                );
-            }
-            tracing::debug!(
-                sockets = owners.unfound,
-                "listeners without a known process"
-            );
-        }
-        if owners.vanished > 0 {
-            tracing::debug!(
-                processes = owners.vanished,
-                "processes exited before they could be described"
-            );
-        }
-    }
-}
-
-/// The `collection_errors_total{stage}` counter, with every stage at 0.
-fn errors_counter() -> IntCounterVec {
-    let errors = IntCounterVec::new(
-        Opts::new(
-            "collection_errors_total",
-            "Faults during collection, by stage; the scrape still reports what it could read.",
-        )
-        .namespace(NAMESPACE),
-        &["stage"],
-    )
-    .unwrap();
-    for stage in stage::ALL {
-        errors.with_label_values(&[stage]);
-    }
-    errors
 }

@@ -2,9 +2,15 @@
 //! through `crate::model`, returned as a value.
 //!
 //! - [`collector`]: one collection into a snapshot.
+//! - [`owners`]: the owner search of one collection.
+//! - [`faults`]: what went wrong, counted by stage.
 //! - [`scrape`]: single-flight collection for the HTTP side.
 //! - [`sampler`]: optional background sampling between scrapes.
+//! - [`rpc`]: RPC registrations per namespace, refreshed off the scrape path.
 
 pub mod collector;
+pub mod faults;
+pub mod owners;
+pub mod rpc;
 pub mod sampler;
 pub mod scrape;

@@ -11,7 +11,8 @@
 //! sampler, process metrics), and the result carries both the text and the
 //! snapshot, so the landing page shows exactly what `/metrics` said.
 
-use crate::collect::collector::{ListenerCollector, Snapshot};
+use crate::collect::collector::ListenerCollector;
+use crate::model::Snapshot;
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;

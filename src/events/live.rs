@@ -83,9 +83,12 @@ impl Labeller {
         };
         let owner = self.owner(Some(event.pid), event.process.as_deref().unwrap_or(""));
         match event.transition {
-            Transition::Opened => {
-                counters.count_opened(OpenedLabels::new(socket, &owner, &self.judge, &self.namer))
-            }
+            Transition::Opened => counters.count_opened(OpenedLabels::opened(
+                socket,
+                &owner,
+                &self.judge,
+                &self.namer,
+            )),
             Transition::Closed => {
                 counters.count_closed(ClosedLabels::new(socket, &owner, &self.judge, &self.namer))
             }

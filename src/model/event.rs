@@ -7,9 +7,11 @@ use super::{Judge, ListenerSeries, NetnsNamer, Protocol};
 use crate::owners::Owner;
 
 crate::label_set! {
-    /// Labels of one `listener_opened_total` series.
+    /// A listener named by the process that opened it: the labels of one
+    /// `listener_opened_total` series, and of one sampler series
+    /// (`listener_sightings_total`, `listener_last_seen_timestamp_seconds`).
     #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-    pub struct OpenedLabels {
+    pub struct ListenerByProcess {
         labels {
             port: u16,
             protocol: Protocol,
@@ -20,6 +22,11 @@ crate::label_set! {
         values {}
     }
 }
+
+/// Labels of one `listener_opened_total` series.
+pub type OpenedLabels = ListenerByProcess;
+/// Labels of one sampler series.
+pub type SightingLabels = ListenerByProcess;
 
 crate::label_set! {
     /// Labels of one `listener_closed_total` series.
@@ -29,22 +36,6 @@ crate::label_set! {
             port: u16,
             protocol: Protocol,
             user: String,
-            netns: String,
-            expected: bool,
-        }
-        values {}
-    }
-}
-
-crate::label_set! {
-    /// Labels of one `listener_sightings_total` and
-    /// `listener_last_seen_timestamp_seconds` series (the sampler).
-    #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-    pub struct SightingLabels {
-        labels {
-            port: u16,
-            protocol: Protocol,
-            process: String,
             netns: String,
             expected: bool,
         }
@@ -67,9 +58,10 @@ impl EventSocket {
     }
 }
 
-impl OpenedLabels {
-    pub fn new(socket: EventSocket, owner: &Owner, judge: &Judge, namer: &NetnsNamer) -> Self {
-        OpenedLabels {
+impl ListenerByProcess {
+    /// The labels of a listen event.
+    pub fn opened(socket: EventSocket, owner: &Owner, judge: &Judge, namer: &NetnsNamer) -> Self {
+        ListenerByProcess {
             port: socket.port,
             protocol: socket.protocol,
             process: owner.process.clone(),
@@ -91,10 +83,10 @@ impl ClosedLabels {
     }
 }
 
-impl SightingLabels {
+impl ListenerByProcess {
     /// A sampled listener, labelled as the snapshot labelled it.
-    pub fn of(series: &ListenerSeries) -> SightingLabels {
-        SightingLabels {
+    pub fn of(series: &ListenerSeries) -> ListenerByProcess {
+        ListenerByProcess {
             port: series.port,
             protocol: series.protocol,
             process: series.process.clone(),

@@ -23,6 +23,7 @@
 
 use super::{Owner, OwnerFaults, OwnerResolver, ProcessDescriber, Wanted};
 use crate::kernel::procfs::ProcRoot;
+use crate::model::Holder;
 use std::collections::{HashMap, HashSet};
 
 /// One socket whose owner is wanted.
@@ -43,6 +44,8 @@ pub struct Placed {
     /// Report the socket only if the kernel still lists it (see the
     /// module doc).
     pub confirm: bool,
+    /// Whether a process holds it (`crate::model::Holder`).
+    pub holder: Holder,
 }
 
 /// The search, the description and what the last collection learnt.
@@ -107,21 +110,29 @@ impl OwnerBook {
             let remembered = (socket.inode != 0)
                 .then(|| self.last.get(&socket.inode))
                 .flatten();
+            let holder = match socket.known_pids {
+                Some(_) if pid.is_some() => Holder::Process,
+                Some(_) => Holder::Unknown,
+                None => self.resolver.holder(socket.inode, pid.is_some()),
+            };
             let placed_now = match pid.and_then(|pid| described.get(&pid)) {
                 Some(owner) => Placed {
                     owner: owner.clone(),
                     confirm: false,
+                    holder,
                 },
                 None => match remembered {
                     Some(owner) => Placed {
                         owner: owner.clone(),
                         confirm: false,
+                        holder: Holder::Process,
                     },
                     None => Placed {
                         owner: self.socket_only(socket, pid),
                         confirm: can_see_all
                             && socket.inode != 0
                             && !self.seen.contains(&socket.inode),
+                        holder,
                     },
                 },
             };
@@ -193,7 +204,8 @@ mod tests {
             second,
             [Placed {
                 owner,
-                confirm: false
+                confirm: false,
+                holder: Holder::Process,
             }]
         );
     }

@@ -8,17 +8,15 @@
 //! unless added. `--watch.scope=registered` extends the same rule to
 //! 1024-49151; `--watch.ports` adds any port; `--watch.allow` and
 //! `--watch.allow-file` mark expected listeners and packet/raw sockets
-//! (grammar in `allow.rs`), which are still exported with `expected="true"`.
+//! (grammar in `policy/allow`), which are still exported with `expected="true"`.
 //! The file's rules can be replaced while the exporter runs (see
-//! `allow_reload.rs`); the flags' rules are fixed.
+//! `policy/allow/reload.rs`); the flags' rules are fixed.
 
 pub use crate::policy::allow::AllowRule;
 use crate::policy::allow::{OwnerFacts, Subject};
+use crate::policy::ports::PortRange;
 use crate::policy::registry::{Registry, Status, Transport};
 use std::sync::{Arc, RwLock};
-
-/// The transports the exporter collects and watches.
-pub const WATCHED_TRANSPORTS: [Transport; 3] = [Transport::Tcp, Transport::Udp, Transport::Sctp];
 
 /// How far the IANA-derived part of the watch set reaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,62 +46,6 @@ impl Scope {
     }
 }
 
-/// An inclusive port range from `--watch.ports`, optionally for one transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortRange {
-    pub first: u16,
-    pub last: u16,
-    /// `None` means every watched transport.
-    pub transport: Option<Transport>,
-}
-
-/// Parses one `PORT`, `FIRST-LAST`, optionally followed by `/tcp`, `/udp` or `/sctp`.
-pub fn parse_port_range(text: &str) -> Result<PortRange, String> {
-    let text = text.trim();
-    let (ports, transport) = split_transport(text)?;
-    let port = |part: &str| -> Result<u16, String> {
-        let part = part.trim();
-        match part.parse::<u32>() {
-            Ok(n) if n <= 65535 => Ok(n as u16),
-            Ok(_) => Err(format!("port {part} is out of range (0-65535)")),
-            Err(_) => Err(format!("{part:?} is not a port number")),
-        }
-    };
-    let (first, last) = match ports.split_once('-') {
-        None => {
-            let p = port(ports)?;
-            (p, p)
-        }
-        Some((a, b)) => (port(a)?, port(b)?),
-    };
-    if first > last {
-        return Err(format!("port range {ports:?} runs backwards"));
-    }
-    Ok(PortRange {
-        first,
-        last,
-        transport,
-    })
-}
-
-/// Parses a comma-separated list such as `276,8000-8100,53/udp`.
-pub fn parse_port_list(text: &str) -> Result<Vec<PortRange>, String> {
-    if text.trim().is_empty() {
-        return Err("empty port list".to_string());
-    }
-    text.split(',').map(parse_port_range).collect()
-}
-
-fn split_transport(text: &str) -> Result<(&str, Option<Transport>), String> {
-    match text.split_once('/') {
-        None => Ok((text, None)),
-        Some((ports, name)) => match Transport::parse(name) {
-            Some(t) if WATCHED_TRANSPORTS.contains(&t) => Ok((ports, Some(t))),
-            _ => Err(format!("unknown transport {name:?}: use tcp, udp or sctp")),
-        },
-    }
-}
-
 /// A set of ports as a 65,536-bit map: membership is one load and a mask.
 #[derive(Clone)]
 struct PortBits(Box<[u64; 1024]>);
@@ -123,6 +65,13 @@ impl PortBits {
     }
 }
 
+/// The rules of every `--watch.allow-file`, by the file's position.
+#[derive(Default)]
+struct FileRules {
+    each: Vec<Arc<Vec<AllowRule>>>,
+    all: Arc<Vec<AllowRule>>,
+}
+
 /// Everything the collector needs to decide what to report and how to label it.
 pub struct WatchSet {
     registry: Registry,
@@ -131,8 +80,9 @@ pub struct WatchSet {
     sctp: PortBits,
     /// `--watch.allow` rules.
     allow: Vec<AllowRule>,
-    /// `--watch.allow-file` rules, swapped whole on reload.
-    allow_file: RwLock<Arc<Vec<AllowRule>>>,
+    /// `--watch.allow-file` rules: each file's own (swapped whole when that
+    /// file reloads), and all of them together (what scrapes read).
+    allow_files: RwLock<FileRules>,
 }
 
 impl WatchSet {
@@ -178,7 +128,7 @@ impl WatchSet {
             udp,
             sctp,
             allow,
-            allow_file: RwLock::new(Arc::new(Vec::new())),
+            allow_files: RwLock::new(FileRules::default()),
         }
     }
 
@@ -241,16 +191,24 @@ impl WatchSet {
                 .any(|rule| rule.matches(subject, owner))
     }
 
-    /// Replaces the `--watch.allow-file` rules (at start and on reload).
-    pub fn set_file_rules(&self, rules: Vec<AllowRule>) {
-        *self.allow_file.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+    /// Replaces the rules of the `file`-th `--watch.allow-file` (0 for the
+    /// first), at start and when that file reloads; the other files' rules
+    /// stay.
+    pub fn set_file_rules(&self, file: usize, rules: Vec<AllowRule>) {
+        let mut files = self.allow_files.write().unwrap_or_else(|p| p.into_inner());
+        if files.each.len() <= file {
+            files.each.resize_with(file + 1, Arc::default);
+        }
+        files.each[file] = Arc::new(rules);
+        files.all = Arc::new(files.each.iter().flat_map(|r| r.iter().cloned()).collect());
     }
 
-    /// The `--watch.allow-file` rules in force.
+    /// The rules of every `--watch.allow-file` in force, in file order.
     pub fn file_rules(&self) -> Arc<Vec<AllowRule>> {
-        self.allow_file
+        self.allow_files
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .all
             .clone()
     }
 
@@ -294,45 +252,11 @@ mod tests {
 
     #[test]
     fn registered_scope_and_extra_ports_extend_the_set() {
-        let extra = parse_port_list("22,8000-8001/udp").unwrap();
+        let extra = crate::policy::ports::parse_port_list("22,8000-8001/udp").unwrap();
         let watch = WatchSet::new(Registry::embedded(), Scope::Registered, &extra, vec![]);
         assert!(watch.is_watched(Transport::Tcp, 22));
         assert!(watch.is_watched(Transport::Udp, 8001));
         assert!(watch.count(Transport::Tcp) > 40_000);
-    }
-
-    #[test]
-    fn port_lists_reject_bad_input_clearly() {
-        assert_eq!(
-            parse_port_list("70000").unwrap_err(),
-            "port 70000 is out of range (0-65535)"
-        );
-        assert_eq!(
-            parse_port_list("5-3").unwrap_err(),
-            "port range \"5-3\" runs backwards"
-        );
-        assert_eq!(
-            parse_port_list("abc").unwrap_err(),
-            "\"abc\" is not a port number"
-        );
-        assert!(parse_port_list("").is_err());
-        assert!(parse_port_list("1,").is_err());
-        assert!(parse_port_list("53/quic").unwrap_err().contains("quic"));
-        assert_eq!(
-            parse_port_list("276, 8000-8100").unwrap(),
-            vec![
-                PortRange {
-                    first: 276,
-                    last: 276,
-                    transport: None
-                },
-                PortRange {
-                    first: 8000,
-                    last: 8100,
-                    transport: None
-                }
-            ]
-        );
     }
 
     #[test]
@@ -347,20 +271,23 @@ mod tests {
             ..OwnerFacts::default()
         };
         assert!(!watch.is_expected_subject(Subject::Packet, &owner));
-        watch.set_file_rules(vec![
-            AllowRule::parse("277:nc").unwrap(),
-            AllowRule::parse("packet:exe=/usr/sbin/dhclient").unwrap(),
-        ]);
+        watch.set_file_rules(
+            0,
+            vec![
+                AllowRule::parse("277:nc").unwrap(),
+                AllowRule::parse("packet:exe=/usr/sbin/dhclient").unwrap(),
+            ],
+        );
         assert!(watch.is_expected(Transport::Tcp, 277, "nc"));
         assert!(watch.is_expected_subject(Subject::Packet, &owner));
-        watch.set_file_rules(Vec::new());
+        watch.set_file_rules(0, Vec::new());
         assert!(!watch.is_expected(Transport::Tcp, 277, "nc"));
         assert!(
             watch.is_expected(Transport::Tcp, 276, "sshd"),
             "flag rules stay"
         );
         // Only the name is known here: an exe rule cannot match.
-        watch.set_file_rules(vec![AllowRule::parse("278:exe=/usr/bin/nc").unwrap()]);
+        watch.set_file_rules(0, vec![AllowRule::parse("278:exe=/usr/bin/nc").unwrap()]);
         assert!(!watch.is_expected(Transport::Tcp, 278, "nc"));
     }
 }

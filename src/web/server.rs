@@ -11,8 +11,8 @@
 //! that, so a flood cannot queue up collections or crowd Prometheus out).
 //! Every refusal is counted.
 
-use crate::collect::collector::Snapshot;
 use crate::collect::scrape::Scraper;
+use crate::model::Snapshot;
 use crate::policy::registry::Transport;
 use crate::web::auth::{
     BcryptBudget, ClientShare, Credentials, HttpCounters, PerClientLimit, Rejection,
@@ -67,7 +67,7 @@ pub struct App {
 
 impl App {
     /// Everything the server needs, from the pieces the wiring
-    /// (`exporter.rs`) has built: registers the HTTP counters on `metrics`
+    /// (`crate::exporter`) has built: registers the HTTP counters on `metrics`
     /// (the registry the scraper renders), and starts the bcrypt threads.
     /// `max_requests` is `--web.max-requests` (0: no limit); `web_config` is
     /// the slot [`crate::web::reload::watch`] swaps on reload.
