@@ -70,7 +70,7 @@ impl Render for SnapshotFamilies<'_> {
                 let mut family = Family::new(
                     out,
                     name,
-                    "Always 1, one per process owning a reported listener or packet/raw socket; labels say its executable (and whether it was deleted), parent and systemd unit.",
+                    "Always 1, one per process owning a reported listener or packet/raw socket; labels say its user, its executable (and whether it was deleted), parent and systemd unit.",
                     Kind::Gauge,
                 );
                 for series in &snapshot.processes {
@@ -248,6 +248,7 @@ mod tests {
             pid: 4_000_000,
             netns: "host".into(),
             process: "p".into(),
+            user: "root".into(),
             exe: "/tmp/a \"b\" (deleted)".into(),
             exe_deleted: true,
             ppid: "1".into(),

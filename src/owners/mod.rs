@@ -32,12 +32,18 @@
 //! retry cadence below, so kernel sockets cost one pair of walks a minute.
 //!
 //! Layout: this file finds pids; [`process`] names them (name, user);
-//! [`cgroup`] says which container and pod they run in.
+//! [`cgroup`] says which container and pod they run in; [`provenance`]
+//! their executable, parent and unit; [`escape`] writes kernel bytes as
+//! label text; [`book`] puts it together, one whole owner per socket (or
+//! the last one known, when a process exits while we look).
 
+pub mod book;
 pub mod cgroup;
+pub mod escape;
 pub mod process;
 pub mod provenance;
 
+pub use book::{OwnerBook, Placed, SocketRef};
 pub use cgroup::Attribution;
 pub use process::{Owner, ProcessDescriber};
 
