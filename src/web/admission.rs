@@ -1,14 +1,15 @@
 //! Which requests are served: every request passes, in this order, the web
 //! config's `rate_limit` (429), GET or HEAD without a body (405, 413), basic
-//! auth (see [`crate::web::auth`]: verified credentials cost a hash lookup,
-//! others a bcrypt check on a budget of their own, 429 when it is spent, 401
-//! when wrong), and at most `--web.max-requests` requests being served at
+//! auth (see [`crate::web::auth`]: remembered verdicts cost a hash lookup,
+//! others a bcrypt check from the scheduler, 429 when none can be had for
+//! them, 401 when wrong), and at most `--web.max-requests` requests being served at
 //! once, no client address holding more than half of them (503 straight
 //! away past that, so a flood cannot queue up collections or crowd
 //! Prometheus out). Every refusal is counted.
 
 use crate::web::auth::{
-    BcryptBudget, ClientShare, Credentials, HttpCounters, PerClientLimit, Rejection,
+    BcryptScheduler, ClientShare, ConnectionRecord, Credentials, HttpCounters, PerClientLimit,
+    Rejection,
 };
 use crate::web::config::ActiveWebConfig;
 use crate::web::response::{Body, text};
@@ -16,7 +17,6 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use std::net::IpAddr;
-use std::sync::Arc;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// The limits every request is admitted under; they outlive config reloads.
@@ -25,9 +25,9 @@ pub struct Admission {
     /// auth (so unverified requests never hold one); `None` when the flag is
     /// 0 (no limit).
     request_slots: Option<RequestSlots>,
-    /// The threads, queue and per-client limit for bcrypt checks of
-    /// credentials not verified before.
-    bcrypt: BcryptBudget,
+    /// The threads, queue and ranking of bcrypt checks of credentials
+    /// without a remembered verdict.
+    bcrypt: BcryptScheduler,
     /// Refusals and auth failures, registered on the metric registry.
     counters: HttpCounters,
 }
@@ -65,7 +65,7 @@ impl Admission {
     pub fn new(metrics: &prometheus::Registry, max_requests: usize) -> Result<Admission, String> {
         let counters =
             HttpCounters::register(metrics).map_err(|err| format!("metric setup failed: {err}"))?;
-        let bcrypt = BcryptBudget::for_this_machine()
+        let bcrypt = BcryptScheduler::for_this_machine()
             .map_err(|err| format!("cannot start the bcrypt threads: {err}"))?;
         Ok(Admission {
             request_slots: (max_requests > 0).then(|| RequestSlots::new(max_requests)),
@@ -76,10 +76,12 @@ impl Admission {
 
     /// Lets the request in, holding its request slot (if slots are limited)
     /// until dropped, or says why not with the response to send.
+    /// `connection` is the record of the connection it came on.
     pub async fn admit(
         &self,
         config: &ActiveWebConfig,
         client: IpAddr,
+        connection: &ConnectionRecord,
         request: &Request<Incoming>,
     ) -> Result<Option<Slot<'_>>, Response<Body>> {
         if config
@@ -92,7 +94,7 @@ impl Admission {
         if let Some(refusal) = refuse_method_or_body(request) {
             return Err(refusal);
         }
-        if let Some(refusal) = self.authenticate(config, client, request).await {
+        if let Some(refusal) = self.authenticate(config, client, connection, request).await {
             return Err(refusal);
         }
         match &self.request_slots {
@@ -105,12 +107,13 @@ impl Admission {
     }
 
     /// Basic auth, when the config asks for it: `None` lets the request on.
-    /// Credentials verified before cost a hash; others wait for a bcrypt
-    /// check on the budget, or are refused at once when it is spent.
+    /// Credentials with a remembered verdict cost a hash; others wait for a
+    /// bcrypt check from the scheduler, or are refused at once.
     async fn authenticate(
         &self,
         config: &ActiveWebConfig,
         client: IpAddr,
+        connection: &ConnectionRecord,
         request: &Request<Incoming>,
     ) -> Option<Response<Body>> {
         let auth = config.basic_auth.as_ref()?;
@@ -120,14 +123,13 @@ impl Admission {
             .and_then(|value| Credentials::from_header(value.as_bytes()));
         let allowed = match credentials {
             None => false,
-            Some(credentials) if auth.is_verified(&credentials) => true,
             Some(credentials) => match self
                 .bcrypt
-                .check(Arc::clone(auth), credentials, client)
+                .check(auth, credentials, client, connection)
                 .await
             {
                 Ok(allowed) => allowed,
-                Err(_spent) => return Some(self.refuse(Rejection::AuthBudget)),
+                Err(rejection) => return Some(self.refuse(rejection)),
             },
         };
         if allowed {
@@ -150,7 +152,10 @@ impl Admission {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many requests being served at once, in all or from your address (see --web.max-requests)\n",
             ),
-            Rejection::AuthBudget => (
+            Rejection::AuthBudget
+            | Rejection::AuthGuessing
+            | Rejection::AuthClientBusy
+            | Rejection::AuthDisplaced => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many password checks under way; retry later\n",
             ),

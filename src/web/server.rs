@@ -6,6 +6,7 @@
 
 use crate::collect::scrape::Scraper;
 use crate::web::admission::Admission;
+use crate::web::auth::ConnectionRecord;
 use crate::web::config::ActiveWebConfig;
 use crate::web::encoding;
 use crate::web::landing;
@@ -153,11 +154,14 @@ async fn serve_connection<IO>(io: IO, client: IpAddr, app: Arc<App>, watcher: Wa
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // What this connection has shown the bcrypt scheduler, across its requests.
+    let record = Arc::new(ConnectionRecord::new());
     let service = hyper::service::service_fn(move |request| {
         let app = Arc::clone(&app);
+        let record = Arc::clone(&record);
         async move {
             let config = app.current_web_config();
-            let mut response = handle(&app, &config, client, request).await;
+            let mut response = handle(&app, &config, client, &record, request).await;
             for (name, value) in &config.headers {
                 response.headers_mut().insert(name.clone(), value.clone());
             }
@@ -183,9 +187,14 @@ async fn handle(
     app: &App,
     config: &ActiveWebConfig,
     client: IpAddr,
+    connection: &ConnectionRecord,
     request: Request<Incoming>,
 ) -> Response<Body> {
-    let _slot = match app.admission.admit(config, client, &request).await {
+    let _slot = match app
+        .admission
+        .admit(config, client, connection, &request)
+        .await
+    {
         Ok(slot) => slot,
         Err(refusal) => return refusal,
     };

@@ -1,19 +1,20 @@
-//! The `basic_auth_users` of one loaded web config: bcrypt checks of user
-//! and password, and the credentials verified under that config.
+//! The `basic_auth_users` of one loaded web config: the bcrypt check of user
+//! and password, and what it said, remembered under that config (see
+//! [`super::remembered`]).
 
 use super::credentials::Credentials;
-use super::remembered::VerifiedCache;
+use super::remembered::{Remembered, Tag};
 use std::collections::BTreeMap;
 
-/// The `basic_auth_users` of one loaded web config, with the credentials
-/// verified under it. A reload builds a new one, which drops the cache.
+/// The `basic_auth_users` of one loaded web config, with the verdicts
+/// reached under it. A reload builds a new one, which forgets them all.
 pub struct BasicAuth {
     /// user -> bcrypt hash
     users: BTreeMap<String, String>,
     /// Checked when the user is unknown, so a wrong name costs as long as a
     /// wrong password and timing does not reveal which names exist.
     decoy_hash: String,
-    pub(super) verified: VerifiedCache,
+    remembered: Remembered,
 }
 
 impl BasicAuth {
@@ -29,27 +30,31 @@ impl BasicAuth {
         Ok(BasicAuth {
             users,
             decoy_hash,
-            verified: VerifiedCache::new()?,
+            remembered: Remembered::new()?,
         })
     }
 
-    /// Fast: were these credentials verified before (under this config)?
-    pub fn is_verified(&self, credentials: &Credentials) -> bool {
-        self.verified.contains(credentials)
+    /// Fast (one HMAC): how these credentials are known under this config.
+    pub fn tag(&self, credentials: &Credentials) -> Tag {
+        self.remembered.tag(credentials)
     }
 
-    /// Slow by design (bcrypt): run it on a bcrypt budget thread. Right
-    /// credentials are remembered, so [`BasicAuth::is_verified`] says yes
-    /// to them from now on.
-    pub fn verify(&self, credentials: &Credentials) -> bool {
+    /// Fast: the verdict on these credentials, if one is remembered.
+    /// `Some(true)` only for credentials bcrypt verified under this config.
+    pub fn outcome(&self, tag: Tag) -> Option<bool> {
+        self.remembered.outcome(tag)
+    }
+
+    /// Slow by design (bcrypt): run it on a bcrypt scheduler thread. The
+    /// verdict is remembered under `tag` (`credentials`' tag), right or
+    /// wrong, so these credentials are not checked again while it is.
+    pub fn verify(&self, credentials: &Credentials, tag: Tag) -> bool {
         let (hash, known) = match self.users.get(&credentials.user) {
             Some(hash) => (hash.as_str(), true),
             None => (self.decoy_hash.as_str(), false),
         };
         let right = bcrypt::verify(credentials.password.as_bytes(), hash).unwrap_or(false) && known;
-        if right {
-            self.verified.insert(credentials);
-        }
+        self.remembered.remember(tag, right);
         right
     }
 }
@@ -64,42 +69,42 @@ pub(super) fn alice() -> std::sync::Arc<BasicAuth> {
 #[cfg(test)]
 mod tests {
     use super::super::credentials::header;
-    use super::super::remembered::VERIFIED_CACHE_SIZE;
     use super::*;
+
+    fn verify(auth: &BasicAuth, user: &str, password: &str) -> bool {
+        let credentials = header(user, password);
+        auth.verify(&credentials, auth.tag(&credentials))
+    }
+
+    fn outcome(auth: &BasicAuth, user: &str, password: &str) -> Option<bool> {
+        auth.outcome(auth.tag(&header(user, password)))
+    }
 
     #[test]
     fn basic_auth_checks_name_and_password() {
         let auth = alice();
-        assert!(auth.verify(&header("alice", "secret")));
-        assert!(!auth.verify(&header("alice", "wrong")));
-        assert!(!auth.verify(&header("mallory", "secret")));
+        assert!(verify(&auth, "alice", "secret"));
+        assert!(!verify(&auth, "alice", "wrong"));
+        assert!(!verify(&auth, "mallory", "secret"));
     }
 
+    /// Wrong passwords are remembered too now, so what this guards is that
+    /// a wrong one is never taken as right, whatever is remembered.
     #[test]
-    fn only_verified_credentials_are_remembered() {
+    fn a_wrong_password_is_never_remembered_as_right() {
         let auth = alice();
-        assert!(!auth.is_verified(&header("alice", "secret")));
-        assert!(!auth.verify(&header("alice", "wrong")));
-        assert!(!auth.is_verified(&header("alice", "wrong")));
-        assert!(auth.verify(&header("alice", "secret")));
-        assert!(auth.is_verified(&header("alice", "secret")));
-        assert!(!auth.is_verified(&header("alice", "secret2")));
+        assert_eq!(outcome(&auth, "alice", "secret"), None);
+        assert!(!verify(&auth, "alice", "wrong"));
+        assert_eq!(outcome(&auth, "alice", "wrong"), Some(false));
+        // An unknown user with a known user's password is wrong too.
+        assert!(!verify(&auth, "mallory", "secret"));
+        assert_eq!(outcome(&auth, "mallory", "secret"), Some(false));
+        assert_eq!(outcome(&auth, "alice", "secret"), None);
+        assert!(verify(&auth, "alice", "secret"));
+        assert_eq!(outcome(&auth, "alice", "secret"), Some(true));
+        assert_eq!(outcome(&auth, "alice", "secret2"), None);
+        assert_eq!(outcome(&auth, "alice", "wrong"), Some(false));
         // A reload builds a new BasicAuth: nothing carries over.
-        assert!(!alice().is_verified(&header("alice", "secret")));
-    }
-
-    #[test]
-    fn the_cache_keeps_tags_not_passwords_and_stays_bounded() {
-        let auth = alice();
-        for n in 0..VERIFIED_CACHE_SIZE + 10 {
-            auth.verified.insert(&header("alice", &format!("p{n}")));
-        }
-        let entries = auth.verified.entries.lock().unwrap();
-        assert_eq!(entries.len(), VERIFIED_CACHE_SIZE);
-        assert!(entries.iter().all(|(_, tag)| tag.as_ref().len() == 32));
-        // The oldest went first.
-        drop(entries);
-        assert!(!auth.is_verified(&header("alice", "p0")));
-        assert!(auth.is_verified(&header("alice", &format!("p{}", VERIFIED_CACHE_SIZE + 9))));
+        assert_eq!(outcome(&alice(), "alice", "secret"), None);
     }
 }

@@ -10,16 +10,29 @@ pub enum Rejection {
     /// `--web.max-requests` requests were already being served, or half of
     /// them for the request's client address (503).
     MaxRequests,
-    /// Its credentials needed a bcrypt check and the budget was spent (429).
+    /// Its credentials needed a bcrypt check and the queue was full of
+    /// checks ranked at least as high (429).
     AuthBudget,
+    /// Fresh credentials on a connection that had a request refused or a
+    /// password wrong before, while the bcrypt threads were busy (429).
+    AuthGuessing,
+    /// Its client address already had a check of the same kind queued or
+    /// running (429).
+    AuthClientBusy,
+    /// It waited for a check and was pushed out of the queue by a
+    /// higher-ranked one (429).
+    AuthDisplaced,
     /// The web config's `rate_limit` had no token left (429).
     RateLimit,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 3] = [
+    const ALL: [Rejection; 6] = [
         Rejection::MaxRequests,
         Rejection::AuthBudget,
+        Rejection::AuthGuessing,
+        Rejection::AuthClientBusy,
+        Rejection::AuthDisplaced,
         Rejection::RateLimit,
     ];
 
@@ -28,6 +41,9 @@ impl Rejection {
         match self {
             Rejection::MaxRequests => "max_requests",
             Rejection::AuthBudget => "auth_budget",
+            Rejection::AuthGuessing => "auth_guessing",
+            Rejection::AuthClientBusy => "auth_client_busy",
+            Rejection::AuthDisplaced => "auth_displaced",
             Rejection::RateLimit => "rate_limit",
         }
     }
@@ -53,7 +69,7 @@ impl HttpCounters {
         let rejected = IntCounterVec::new(
             Opts::new(
                 "http_requests_rejected_total",
-                "HTTP requests turned away before being served, by reason: max_requests (503: --web.max-requests in all, or half of it from one address), auth_budget (429: the bcrypt budget for unverified credentials was spent), rate_limit (429).",
+                "HTTP requests turned away before being served, by reason: max_requests (503: --web.max-requests in all, or half of it from one address), auth_budget (429: no place for a bcrypt check), auth_guessing (429: a new password on a connection with an earlier 401 or 429 while bcrypt was busy), auth_client_busy (429: that address already had such a check under way), auth_displaced (429: pushed out of the bcrypt queue by a better-ranked check), rate_limit (429).",
             )
             .namespace(NAMESPACE),
             &["reason"],
@@ -106,6 +122,9 @@ mod tests {
             reasons,
             [
                 ("auth_budget".to_string(), 1.0),
+                ("auth_client_busy".to_string(), 0.0),
+                ("auth_displaced".to_string(), 0.0),
+                ("auth_guessing".to_string(), 0.0),
                 ("max_requests".to_string(), 0.0),
                 ("rate_limit".to_string(), 0.0)
             ]

@@ -5,32 +5,36 @@
 //!
 //! - [`credentials`]: the `Authorization: Basic` header, decoded.
 //! - [`basic`]: the users of one loaded web config and the bcrypt check;
-//!   [`remembered`]: the credentials verified under that config, as
-//!   HMAC-SHA256 tags under a random key drawn when the config loads (the
-//!   password itself is never stored), so Prometheus' scrapes cost a hash,
-//!   not a bcrypt. Only successes are remembered, so guesses cannot push
-//!   Prometheus out, and a reload starts a new cache.
-//! - [`budget`]: the bcrypt checks of everything else, on a few threads of
-//!   their own (half the CPUs), with a short queue and one check at a time
-//!   per client address ([`client_limit`]). Past that a request is refused
-//!   at once (429), so guesses never hold the request slots, the async
-//!   threads or the blocking pool the collection runs on. An unknown user is
-//!   checked against a decoy hash of the same cost, so it takes as long as a
-//!   wrong password.
+//!   [`remembered`]: its verdicts, right and wrong in tables of their own,
+//!   as HMAC tags under a key drawn at each load (never the password).
+//! - [`scheduler`]: who gets a bcrypt check and when, on a few threads of
+//!   its own, ranked by what each request has shown: its [`connection`]
+//!   (credentials presented before, trouble) and its address ([`sources`]:
+//!   recent failures, pressure, credentials presented before); one check of
+//!   each kind at a time per client address ([`client_limit`] says what an
+//!   address is). Whatever gets no check is refused at once (429), so
+//!   guesses never hold the request slots, the async threads or the
+//!   blocking pool the collection runs on. An unknown user is checked
+//!   against a decoy hash of the same cost, so it takes as long as a wrong
+//!   password.
 //! - [`rate_limit`]: the toolkit's token bucket over all requests.
 //! - [`counters`]: 401s and refusals by reason.
 
 pub mod basic;
-pub mod budget;
 pub mod client_limit;
+pub mod connection;
 pub mod counters;
 pub mod credentials;
 pub mod rate_limit;
 mod remembered;
+pub mod scheduler;
+mod sources;
 
 pub use basic::BasicAuth;
-pub use budget::{BcryptBudget, BudgetSpent};
 pub use client_limit::{ClientShare, PerClientLimit};
+pub use connection::ConnectionRecord;
 pub use counters::{HttpCounters, Rejection};
 pub use credentials::Credentials;
 pub use rate_limit::RateLimit;
+pub use remembered::Tag;
+pub use scheduler::BcryptScheduler;
