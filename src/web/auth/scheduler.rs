@@ -90,7 +90,8 @@ enum Kind {
     Guess,
 }
 
-/// A check's place in the queue: smaller goes first.
+/// A check's place in the queue: smaller goes first. Worked out afresh
+/// whenever the queue is ordered, from what its address has shown by then.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Rank {
     kind: Kind,
@@ -98,6 +99,7 @@ struct Rank {
     failing: bool,
     /// See [`super::sources::Source::pressure_level`].
     pressure: u8,
+    /// Arrival order.
     seq: u64,
 }
 
@@ -111,7 +113,10 @@ struct Job {
     key: JobKey,
     auth: Arc<BasicAuth>,
     credentials: Credentials,
-    rank: Rank,
+    /// The best kind among those waiting for it.
+    kind: Kind,
+    seq: u64,
+    /// The client and kind of the request that asked for it.
     lane: Lane,
     /// Everyone waiting for this verdict: the request that asked, and any
     /// that presented the same credentials meanwhile.
@@ -229,29 +234,23 @@ impl BcryptScheduler {
             return Submitted::Known(known);
         }
         state.drop_unwanted();
+        let troubled = connection.has_trouble();
         // Both note the presentation: no short cut.
         let on_this_connection = connection.present(tag);
-        let source = state.sources.get(client, now);
-        let from_this_address = source.present(tag, now);
-        let (failing, pressure) = (source.failing(now), source.pressure_level(now));
+        let from_this_address = state.sources.get(client, now).present(tag, now, !troubled);
         let kind = if on_this_connection || from_this_address {
             Kind::Repeat
-        } else if connection.has_trouble() {
+        } else if troubled {
             Kind::Guess
         } else {
             Kind::Fresh
         };
-        let rank = Rank {
-            kind,
-            failing,
-            pressure,
-            seq: state.next_seq(),
-        };
+        let seq = state.next_seq();
         let key = (Arc::as_ptr(auth) as usize, tag);
         let (listener, answer) = oneshot::channel();
         if let Some(job) = state.waiting.iter_mut().find(|job| job.key == key) {
             job.listeners.push(listener);
-            job.rank = job.rank.min(rank);
+            job.kind = job.kind.min(kind);
             return Submitted::Waiting(answer);
         }
         if let Some(running) = state.running.iter_mut().find(|run| run.key == key) {
@@ -267,10 +266,15 @@ impl BcryptScheduler {
             return Submitted::Refused(Rejection::AuthClientBusy);
         }
         if state.waiting.len() >= state.capacity {
-            let worst = (0..state.waiting.len())
-                .max_by_key(|&index| state.waiting[index].rank)
+            let rank = state.rank(kind, client, seq, now);
+            let (worst, worst_rank) = state
+                .waiting
+                .iter()
+                .enumerate()
+                .map(|(index, job)| (index, state.rank(job.kind, job.lane.0, job.seq, now)))
+                .max_by_key(|&(_, rank)| rank)
                 .expect("the queue is full");
-            if state.waiting[worst].rank < rank {
+            if worst_rank < rank {
                 return Submitted::Refused(Rejection::AuthBudget);
             }
             let displaced = state.waiting.swap_remove(worst);
@@ -284,7 +288,8 @@ impl BcryptScheduler {
             key,
             auth: Arc::clone(auth),
             credentials,
-            rank,
+            kind,
+            seq,
             lane,
             listeners: vec![listener],
         });
@@ -350,6 +355,19 @@ impl State {
         self.next_seq
     }
 
+    /// Where a check of `kind` asked for by `client` stands now.
+    fn rank(&self, kind: Kind, client: IpAddr, seq: u64, now: Instant) -> Rank {
+        let (failing, pressure) = self.sources.peek(client).map_or((false, 0), |source| {
+            (source.failing(now), source.pressure_level(now))
+        });
+        Rank {
+            kind,
+            failing,
+            pressure,
+            seq,
+        }
+    }
+
     /// Forgets checks nobody waits for any more, freeing their places.
     fn drop_unwanted(&mut self) {
         let mut index = 0;
@@ -374,7 +392,14 @@ fn work(shared: &Shared, block: bool) -> bool {
             return false;
         }
         state.drop_unwanted();
-        if let Some(best) = (0..state.waiting.len()).min_by_key(|&i| state.waiting[i].rank) {
+        let now = Instant::now();
+        if let Some((best, _)) = state
+            .waiting
+            .iter()
+            .enumerate()
+            .map(|(index, job)| (index, state.rank(job.kind, job.lane.0, job.seq, now)))
+            .min_by_key(|&(_, rank)| rank)
+        {
             break best;
         }
         if !block {
@@ -383,7 +408,7 @@ fn work(shared: &Shared, block: bool) -> bool {
         state = shared.work.wait(state).unwrap_or_else(|p| p.into_inner());
     };
     let job = state.waiting.swap_remove(best);
-    let id = job.rank.seq;
+    let id = job.seq;
     state.running.push(Running {
         id,
         key: job.key,
@@ -681,6 +706,31 @@ mod tests {
         assert_eq!((quiet.poll(), pressing.poll()), (Some(Ok(true)), None));
         assert!(scheduler.run_next());
         assert_eq!(pressing.poll(), Some(Ok(false)));
+    }
+
+    #[test]
+    fn a_queued_check_ranks_by_what_its_address_shows_now() {
+        let auth = alice();
+        let scheduler = BcryptScheduler::without_threads(1, 1);
+        let request = Request {
+            scheduler: &scheduler,
+            auth: &auth,
+        };
+        // Queued while its address was quiet...
+        let mut early = request.submit("guess", THERE, &ConnectionRecord::new());
+        // ...which then pressed hard (its other requests refused).
+        for n in 0..100 {
+            let mut refused = request.submit(&format!("more-{n}"), THERE, &ConnectionRecord::new());
+            assert_eq!(
+                request.settle(&mut refused, THERE, &ConnectionRecord::new()),
+                Some(Err(Rejection::AuthClientBusy))
+            );
+        }
+        // A quiet address arriving later goes first.
+        let mut quiet = request.submit("secret", HERE, &ConnectionRecord::new());
+        assert_eq!(early.poll(), Some(Err(Rejection::AuthDisplaced)));
+        assert!(scheduler.run_next());
+        assert_eq!(quiet.poll(), Some(Ok(true)));
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! (oldest first), never of one presented twice or more within
 //! [`PROTECTED_FOR`]: a guess presented once cannot push out a credential
 //! presented twice, and a flood from other addresses touches none of them.
+//! Only connections without a 401 or 429 yet add credentials here, so a
+//! guesser's keep-alive connections cannot push out the credentials its
+//! own address presented on a clean one (Prometheus', behind one NAT).
 //! Addresses are kept in two generations of [`GENERATION`] each: one
 //! touched in the current or the previous generation stays, so Prometheus'
 //! address, seen once a minute, is forgotten only when more than
@@ -53,6 +56,13 @@ impl Sources {
         self.current.get_mut(&client).expect("inserted above")
     }
 
+    /// The record of `client`, if there is one (nothing is made).
+    pub(super) fn peek(&self, client: IpAddr) -> Option<&Source> {
+        self.current
+            .get(&client)
+            .or_else(|| self.previous.get(&client))
+    }
+
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.current.len() + self.previous.len()
@@ -86,12 +96,18 @@ impl Source {
     }
 
     /// Notes that `tag` is presented now; true when this address presented
-    /// it before (and it is still remembered).
-    pub(super) fn present(&mut self, tag: Tag, now: Instant) -> bool {
+    /// it before (and it is still remembered). Credentials not known yet
+    /// are noted only when `may_add`: a connection that has had a 401 or a
+    /// 429 speaks for itself only, so a guesser's keep-alive connection
+    /// cannot push its address's other credentials out.
+    pub(super) fn present(&mut self, tag: Tag, now: Instant, may_add: bool) -> bool {
         if let Some(known) = self.presented.iter_mut().find(|p| p.tag == tag) {
             known.times = known.times.saturating_add(1);
             known.last = now;
             return true;
+        }
+        if !may_add {
+            return false;
         }
         let fresh = Presented {
             tag,
@@ -181,15 +197,15 @@ mod tests {
         let start = Instant::now();
         let mut sources = Sources::default();
         let here = address(1);
-        assert!(!sources.get(here, start).present(right, start));
-        assert!(sources.get(here, start).present(right, start));
+        assert!(!sources.get(here, start).present(right, start, true));
+        assert!(sources.get(here, start).present(right, start, true));
         // Two scrape intervals of 60 s of fresh guesses from the same address.
         for (n, guess) in guesses.iter().enumerate() {
             let now = start + Duration::from_millis(n as u64 * 120_000 / 100_000);
-            assert!(!sources.get(here, now).present(*guess, now));
+            assert!(!sources.get(here, now).present(*guess, now, true));
         }
         let later = start + Duration::from_secs(120);
-        assert!(sources.get(here, later).present(right, later));
+        assert!(sources.get(here, later).present(right, later, true));
     }
 
     #[test]
@@ -198,16 +214,29 @@ mod tests {
         let start = Instant::now();
         let mut sources = Sources::default();
         let prometheus = address(1);
-        assert!(!sources.get(prometheus, start).present(right, start));
+        assert!(!sources.get(prometheus, start).present(right, start, true));
         for (n, guess) in guesses.iter().enumerate() {
             let now = start + Duration::from_millis(n as u64 * 120_000 / 100_000);
             let botnet = address(1000 + n % 200);
-            sources.get(botnet, now).present(*guess, now);
+            sources.get(botnet, now).present(*guess, now, true);
             sources.get(botnet, now).refused(now);
         }
         let later = start + Duration::from_secs(120);
-        assert!(sources.get(prometheus, later).present(right, later));
+        assert!(sources.get(prometheus, later).present(right, later, true));
         assert_eq!(sources.get(prometheus, later).pressure_level(later), 0);
+    }
+
+    #[test]
+    fn a_troubled_connection_only_counts_credentials_already_known() {
+        let (right, guesses) = tags(1);
+        let now = Instant::now();
+        let mut source = Source::new(now);
+        assert!(!source.present(guesses[0], now, false));
+        assert!(!source.present(guesses[0], now, false));
+        assert!(source.presented.is_empty());
+        assert!(!source.present(right, now, true));
+        assert!(source.present(right, now, false));
+        assert_eq!(source.presented[0].times, 2);
     }
 
     #[test]
@@ -216,13 +245,13 @@ mod tests {
         let start = Instant::now();
         let mut source = Source::new(start);
         for tag in &guesses[..PRESENTED_PER_SOURCE] {
-            source.present(*tag, start);
-            source.present(*tag, start);
+            source.present(*tag, start, true);
+            source.present(*tag, start, true);
         }
         // Full of protected credentials: a newcomer is not remembered...
         let newcomer = guesses[PRESENTED_PER_SOURCE];
-        assert!(!source.present(newcomer, start));
-        assert!(!source.present(newcomer, start));
+        assert!(!source.present(newcomer, start, true));
+        assert!(!source.present(newcomer, start, true));
         assert!(
             guesses[..PRESENTED_PER_SOURCE]
                 .iter()
@@ -230,8 +259,8 @@ mod tests {
         );
         // ...until they have not been presented for PROTECTED_FOR.
         let later = start + PROTECTED_FOR + Duration::from_secs(1);
-        assert!(!source.present(newcomer, later));
-        assert!(source.present(newcomer, later));
+        assert!(!source.present(newcomer, later, true));
+        assert!(source.present(newcomer, later, true));
         assert_eq!(source.presented.len(), PRESENTED_PER_SOURCE);
     }
 
@@ -259,15 +288,15 @@ mod tests {
         let (right, _) = tags(0);
         let now = Instant::now();
         let mut sources = Sources::default();
-        sources.get(address(0), now).present(right, now);
+        sources.get(address(0), now).present(right, now, true);
         for n in 1..5 * GENERATION {
             sources.get(address(n), now);
             // Seen again once per generation: kept.
             if n % (GENERATION / 2) == 0 {
-                assert!(sources.get(address(0), now).present(right, now));
+                assert!(sources.get(address(0), now).present(right, now, true));
             }
         }
         assert!(sources.len() <= 2 * GENERATION);
-        assert!(sources.get(address(0), now).present(right, now));
+        assert!(sources.get(address(0), now).present(right, now, true));
     }
 }
