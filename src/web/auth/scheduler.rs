@@ -16,8 +16,8 @@
 //!    a guess), then fresh credentials on a connection with nothing refused
 //!    or wrong yet, last fresh ones on a connection that has had a 429 or a
 //!    401 (a guesser's). Within each, addresses without a wrong password in
-//!    the last ten minutes go first, then those pressing least, then
-//!    arrival order.
+//!    the last ten minutes go first, then those pressing least (fewest
+//!    recent refusals and failures), then the newest.
 //! 4. While the threads are busy, a guesser's fresh credentials are refused
 //!    at once (429, `auth_guessing`); each address gets one check of each
 //!    kind at a time (`auth_client_busy`); a full queue takes a newcomer only
@@ -38,6 +38,7 @@ use super::counters::Rejection;
 use super::credentials::Credentials;
 use super::remembered::Tag;
 use super::sources::Sources;
+use std::cmp::Reverse;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -99,8 +100,11 @@ struct Rank {
     failing: bool,
     /// See [`super::sources::Source::pressure_level`].
     pressure: u8,
-    /// Arrival order.
-    seq: u64,
+    /// Among equals the newest goes first and the oldest is pushed out:
+    /// under overload the oldest waiter is the likeliest to have given up,
+    /// and one pushed out that repeats its password comes back a
+    /// [`Kind::Repeat`] (a guesser comes back a [`Kind::Guess`]).
+    newest: Reverse<u64>,
 }
 
 type Lane = (IpAddr, Kind);
@@ -364,7 +368,7 @@ impl State {
             kind,
             failing,
             pressure,
-            seq,
+            newest: Reverse(seq),
         }
     }
 
@@ -502,6 +506,37 @@ mod tests {
         }
     }
 
+    /// `times` requests from `address` refused, as `check` notes them.
+    fn press(scheduler: &BcryptScheduler, address: &str, times: usize) {
+        let client = client_of(address.parse().unwrap());
+        for _ in 0..times {
+            scheduler.settle(
+                client,
+                &ConnectionRecord::new(),
+                Err(Rejection::AuthBudget),
+                Instant::now(),
+            );
+        }
+    }
+
+    #[test]
+    fn among_equals_the_newest_goes_first_and_the_oldest_is_pushed_out() {
+        let auth = alice();
+        let scheduler = BcryptScheduler::without_threads(1, 2);
+        let request = Request {
+            scheduler: &scheduler,
+            auth: &auth,
+        };
+        let mut oldest = request.submit("a", "198.51.100.1", &ConnectionRecord::new());
+        let mut older = request.submit("b", "198.51.100.2", &ConnectionRecord::new());
+        let mut newest = request.submit("secret", HERE, &ConnectionRecord::new());
+        assert_eq!(oldest.poll(), Some(Err(Rejection::AuthDisplaced)));
+        assert!(scheduler.run_next());
+        assert_eq!((newest.poll(), older.poll()), (Some(Ok(true)), None));
+        assert!(scheduler.run_next());
+        assert_eq!(older.poll(), Some(Ok(false)));
+    }
+
     const HERE: &str = "192.0.2.1";
     const THERE: &str = "192.0.2.2";
 
@@ -592,11 +627,9 @@ mod tests {
         };
         let prometheus = ConnectionRecord::new();
         // Prometheus' first try finds the queue full of better-ranked
-        // guesses (its address pressed before), and is refused.
-        for n in 0..20 {
-            let mut refused = request.submit(&format!("early-{n}"), HERE, &ConnectionRecord::new());
-            request.settle(&mut refused, HERE, &ConnectionRecord::new());
-        }
+        // guesses (its address pressed before: a flood from behind its NAT
+        // was refused), and is refused.
+        press(&scheduler, HERE, 20);
         let mut guesses: Vec<Pending> = (0..4)
             .map(|n| {
                 request.submit(
@@ -633,7 +666,8 @@ mod tests {
             scheduler: &scheduler,
             auth: &auth,
         };
-        // The queue holds a fresh guess from elsewhere.
+        // The queue holds a fresh guess from a quieter address.
+        press(&scheduler, HERE, 20);
         let mut guess = request.submit("guess", THERE, &ConnectionRecord::new());
         let first = ConnectionRecord::new();
         let mut first_try = request.submit("secret", HERE, &first);
@@ -688,14 +722,7 @@ mod tests {
         let mut wrong = request.submit("wrong", THERE, &ConnectionRecord::new());
         assert!(scheduler.run_next());
         request.settle(&mut wrong, THERE, &ConnectionRecord::new());
-        for _ in 0..100 {
-            scheduler.settle(
-                client_of("198.51.100.1".parse().unwrap()),
-                &ConnectionRecord::new(),
-                Err(Rejection::AuthBudget),
-                Instant::now(),
-            );
-        }
+        press(&scheduler, "198.51.100.1", 100);
         let mut failing = request.submit("f", THERE, &ConnectionRecord::new());
         let mut pressing = request.submit("p", "198.51.100.1", &ConnectionRecord::new());
         // The queue (two places) is full; a quiet address pushes out the
