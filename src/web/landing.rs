@@ -1,8 +1,8 @@
 //! The landing page at `/`: version, links, what is watched, and the
 //! listeners and packet/raw sockets of a fresh collection, as HTML.
 
-use crate::collect::collector::Snapshot;
 use crate::collect::scrape::Scraper;
+use crate::model::Snapshot;
 use crate::policy::registry::Transport;
 use crate::web::response::Body;
 use http_body_util::Full;
@@ -30,7 +30,7 @@ pub async fn page(scraper: &Arc<Scraper>, telemetry_path: &str) -> Response<Body
 
 fn render(scraper: &Scraper, telemetry_path: &str, snapshot: Option<&Snapshot>) -> String {
     let collector = scraper.collector();
-    let watch = collector.watch();
+    let watch = collector.judge().watch();
     let registry = watch.registry();
     let mut rows = String::new();
     let listeners = snapshot.map_or(&[][..], |s| &s.listeners[..]);
@@ -38,7 +38,7 @@ fn render(scraper: &Scraper, telemetry_path: &str, snapshot: Option<&Snapshot>) 
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             l.port,
-            l.transport,
+            l.protocol,
             escape(&l.address),
             l.exposure,
             escape(&l.netns),

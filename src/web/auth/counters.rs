@@ -1,7 +1,7 @@
 //! The HTTP counters that let an operator see an attack, or a limit set too
 //! low: requests answered 401, and requests turned away by reason.
 
-use crate::collect::collector::NAMESPACE;
+use crate::model::NAMESPACE;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 /// Why a request was turned away before it was served.
