@@ -59,9 +59,6 @@ const SLOW_SCRAPES: usize = 4;
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A flood request unanswered after this long counts as timed out.
 const FLOOD_TIMEOUT: Duration = Duration::from_secs(10);
-/// The flood must be answered this often before the first scrape: every
-/// client refused or checked about once, so it is running in earnest.
-const FLOOD_ANSWERS_BEFORE_THE_FIRST_SCRAPE: u64 = 2 * FLOOD_CLIENTS as u64;
 const FLOOD_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// No flood client runs longer than this, whatever happens to the test.
 const FLOOD_LIMIT: Duration = Duration::from_secs(300);
@@ -250,12 +247,12 @@ impl FloodTally {
 
 /// One flood client: a keep-alive connection from `source`, requests back to
 /// back until `stop` (or `FLOOD_LIMIT` at most), each with the authorization
-/// `next_password` makes.
+/// `next_password` makes. Its first answer adds one to `answered_clients`.
 fn flood_client(
     exporter: &Exporter,
     source: IpAddr,
     stop: &AtomicBool,
-    answered: &AtomicU64,
+    answered_clients: &AtomicU64,
     mut next_password: impl FnMut() -> String,
 ) -> FloodTally {
     let runtime = connect_runtime();
@@ -276,8 +273,10 @@ fn flood_client(
         let open = connection.as_mut().expect("opened above");
         match open.get("/metrics", &basic(USER, &next_password())) {
             Ok((status, _)) => {
+                if tally.by_status.is_empty() {
+                    answered_clients.fetch_add(1, Ordering::Relaxed);
+                }
                 *tally.by_status.entry(status).or_default() += 1;
-                answered.fetch_add(1, Ordering::Relaxed);
             }
             Err(err) => {
                 tally.unanswered(format!("from {source}: {err}"));
@@ -289,9 +288,10 @@ fn flood_client(
 }
 
 /// A running flood: `FLOOD_CLIENTS` clients until `stop` is set; client N
-/// connects from `source(N)`. `answered` counts the answers they got.
+/// connects from `source(N)`.
 struct Flood {
     stop: Arc<AtomicBool>,
+    /// How many of the clients have had an answer.
     answered: Arc<AtomicU64>,
     clients: std::thread::JoinHandle<FloodTally>,
 }
@@ -335,15 +335,14 @@ impl Flood {
         }
     }
 
-    /// Waits until the flood has had `answers` answers: it is running in
-    /// earnest (every client connected and refused or checked at least
-    /// once, about).
-    fn wait_until_answered(&self, answers: u64) {
+    /// Waits until every client has had an answer (a 401 or a 429): the
+    /// flood is running in earnest.
+    fn wait_until_every_client_was_answered(&self) {
         let deadline = Instant::now() + FLOOD_START_TIMEOUT;
-        while self.answered.load(Ordering::Relaxed) < answers {
+        while self.answered.load(Ordering::Relaxed) < FLOOD_CLIENTS as u64 {
             assert!(
                 Instant::now() < deadline,
-                "the flood got only {} answers in {} s",
+                "only {} flood clients were answered in {} s",
                 self.answered.load(Ordering::Relaxed),
                 FLOOD_START_TIMEOUT.as_secs()
             );
@@ -577,7 +576,7 @@ fn run(scenario: &Scenario) -> Run {
     let cpu_before = cpu_seconds(exporter.pid());
     let flood = Flood::start(&exporter, scenario.source, scenario.password);
     if !scenario.warm {
-        flood.wait_until_answered(FLOOD_ANSWERS_BEFORE_THE_FIRST_SCRAPE);
+        flood.wait_until_every_client_was_answered();
     }
     let scrapes = scrape_every(&exporter, scenario.interval, scenario.scrapes);
     let flood = flood.stop();

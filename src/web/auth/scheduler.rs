@@ -17,12 +17,14 @@
 //!    or wrong yet, last fresh ones on a connection that has had a 429 or a
 //!    401 (a guesser's). Within each, addresses without a wrong password in
 //!    the last ten minutes go first, then those pressing least (fewest
-//!    recent refusals and failures), then the newest.
+//!    recent refusals and failures), then arrival order. No check waits
+//!    longer than [`MAX_WAIT`] for a thread.
 //! 4. While the threads are busy, a guesser's fresh credentials are refused
 //!    at once (429, `auth_guessing`); each address gets one check of each
 //!    kind at a time (`auth_client_busy`); a full queue takes a newcomer only
 //!    by pushing out a lower-ranked waiter (`auth_displaced` for the one
-//!    pushed out, `auth_budget` for a newcomer that ranks no higher).
+//!    pushed out, `auth_budget` for a newcomer that ranks no higher, and
+//!    for a waiter still without a thread after [`MAX_WAIT`]).
 //!
 //! So at a cold start under a flood, Prometheus' first scrape is queued
 //! ahead of the guesses (its connection is clean, its address quiet), and
@@ -38,16 +40,18 @@ use super::counters::Rejection;
 use super::credentials::Credentials;
 use super::remembered::Tag;
 use super::sources::Sources;
-use std::cmp::Reverse;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Queued checks per bcrypt thread: at a quarter of a second each, a check
 /// that gets a place waits about a second at most.
 const QUEUE_PER_THREAD: usize = 4;
+/// A queued check still waiting for a thread after this long is answered
+/// 429: better-ranked checks kept coming.
+pub const MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// A check's answer: right or wrong, or why no check ran for it.
 type Verdict = Result<bool, Rejection>;
@@ -100,11 +104,8 @@ struct Rank {
     failing: bool,
     /// See [`super::sources::Source::pressure_level`].
     pressure: u8,
-    /// Among equals the newest goes first and the oldest is pushed out:
-    /// under overload the oldest waiter is the likeliest to have given up,
-    /// and one pushed out that repeats its password comes back a
-    /// [`Kind::Repeat`] (a guesser comes back a [`Kind::Guess`]).
-    newest: Reverse<u64>,
+    /// Arrival order among equals.
+    seq: u64,
 }
 
 type Lane = (IpAddr, Kind);
@@ -122,6 +123,7 @@ struct Job {
     seq: u64,
     /// The client and kind of the request that asked for it.
     lane: Lane,
+    queued_at: Instant,
     /// Everyone waiting for this verdict: the request that asked, and any
     /// that presented the same credentials meanwhile.
     listeners: Vec<oneshot::Sender<Verdict>>,
@@ -205,13 +207,11 @@ impl BcryptScheduler {
         connection: &ConnectionRecord,
     ) -> Result<bool, Rejection> {
         let tag = auth.tag(&credentials);
-        // Prometheus' scrapes end here, without the scheduler's lock.
-        if auth.outcome(tag) == Some(true) {
-            return Ok(true);
-        }
         let client = client_of(address);
         let verdict = match auth.outcome(tag) {
-            Some(known) => Ok(known),
+            // Prometheus' scrapes end here, without the scheduler's lock.
+            Some(true) => return Ok(true),
+            Some(false) => Ok(false),
             None => match self.submit(auth, credentials, tag, client, connection, Instant::now()) {
                 Submitted::Known(known) => Ok(known),
                 Submitted::Refused(rejection) => Err(rejection),
@@ -237,7 +237,7 @@ impl BcryptScheduler {
         if let Some(known) = auth.outcome(tag) {
             return Submitted::Known(known);
         }
-        state.drop_unwanted();
+        state.drop_unwanted(now);
         let troubled = connection.has_trouble();
         // Both note the presentation: no short cut.
         let on_this_connection = connection.present(tag);
@@ -295,6 +295,7 @@ impl BcryptScheduler {
             kind,
             seq,
             lane,
+            queued_at: now,
             listeners: vec![listener],
         });
         drop(state);
@@ -368,19 +369,25 @@ impl State {
             kind,
             failing,
             pressure,
-            newest: Reverse(seq),
+            seq,
         }
     }
 
-    /// Forgets checks nobody waits for any more, freeing their places.
-    fn drop_unwanted(&mut self) {
+    /// Forgets checks nobody waits for any more, and answers 429 to those
+    /// that waited [`MAX_WAIT`], freeing their places.
+    fn drop_unwanted(&mut self, now: Instant) {
         let mut index = 0;
         while index < self.waiting.len() {
-            if self.waiting[index].wanted() {
+            let job = &self.waiting[index];
+            let expired = now.saturating_duration_since(job.queued_at) >= MAX_WAIT;
+            if job.wanted() && !expired {
                 index += 1;
-            } else {
-                let job = self.waiting.swap_remove(index);
-                self.busy.remove(&job.lane);
+                continue;
+            }
+            let job = self.waiting.swap_remove(index);
+            self.busy.remove(&job.lane);
+            for listener in job.listeners {
+                let _ = listener.send(Err(Rejection::AuthBudget));
             }
         }
     }
@@ -395,8 +402,8 @@ fn work(shared: &Shared, block: bool) -> bool {
         if state.stopping {
             return false;
         }
-        state.drop_unwanted();
         let now = Instant::now();
+        state.drop_unwanted(now);
         if let Some((best, _)) = state
             .waiting
             .iter()
@@ -520,21 +527,36 @@ mod tests {
     }
 
     #[test]
-    fn among_equals_the_newest_goes_first_and_the_oldest_is_pushed_out() {
+    fn among_equals_the_first_come_goes_first() {
         let auth = alice();
         let scheduler = BcryptScheduler::without_threads(1, 2);
         let request = Request {
             scheduler: &scheduler,
             auth: &auth,
         };
-        let mut oldest = request.submit("a", "198.51.100.1", &ConnectionRecord::new());
-        let mut older = request.submit("b", "198.51.100.2", &ConnectionRecord::new());
-        let mut newest = request.submit("secret", HERE, &ConnectionRecord::new());
-        assert_eq!(oldest.poll(), Some(Err(Rejection::AuthDisplaced)));
+        let mut first = request.submit("a", "198.51.100.1", &ConnectionRecord::new());
+        let mut second = request.submit("b", "198.51.100.2", &ConnectionRecord::new());
+        let mut third = request.submit("secret", HERE, &ConnectionRecord::new());
+        assert_eq!(third.poll(), Some(Err(Rejection::AuthBudget)));
         assert!(scheduler.run_next());
-        assert_eq!((newest.poll(), older.poll()), (Some(Ok(true)), None));
+        assert_eq!((first.poll(), second.poll()), (Some(Ok(false)), None));
         assert!(scheduler.run_next());
-        assert_eq!(older.poll(), Some(Ok(false)));
+        assert_eq!(second.poll(), Some(Ok(false)));
+    }
+
+    #[test]
+    fn no_check_waits_longer_than_max_wait() {
+        let auth = alice();
+        let scheduler = BcryptScheduler::without_threads(1, 4);
+        let request = Request {
+            scheduler: &scheduler,
+            auth: &auth,
+        };
+        let mut waiting = request.submit("secret", HERE, &ConnectionRecord::new());
+        let later = Instant::now() + MAX_WAIT;
+        scheduler.lock().drop_unwanted(later);
+        assert_eq!(waiting.poll(), Some(Err(Rejection::AuthBudget)));
+        assert!(!scheduler.run_next());
     }
 
     const HERE: &str = "192.0.2.1";
