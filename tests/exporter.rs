@@ -85,6 +85,7 @@ fn expected_series(
         ("exposure", exposure.to_string()),
         ("dual_stack", dual_stack.to_string()),
         ("interface", String::new()),
+        ("holder", "process".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
