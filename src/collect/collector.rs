@@ -11,7 +11,7 @@ use crate::kernel::netns::Mode;
 use crate::kernel::procfs::ProcRoot;
 use crate::kernel::sock_diag::raw::RawKind;
 use crate::owners::{Owner, OwnerFaults, OwnerResolver, ProcessDescriber, Wanted};
-use crate::policy::allow::Subject;
+use crate::policy::allow::{OwnerFacts, Subject};
 use crate::policy::exposure;
 use crate::policy::registry::Transport;
 use crate::policy::watch::WatchSet;
@@ -20,6 +20,7 @@ use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, IntCounterVec, Opts};
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,6 +62,19 @@ pub const RAW_SOCKET_LABELS: [&str; 11] = [
     "expected",
 ];
 
+/// Label names of `unassigned_port_forwarded_ports`, in order.
+pub const FORWARDED_LABELS: [&str; 9] = [
+    "port",
+    "protocol",
+    "netns",
+    "mechanism",
+    "to_address",
+    "to_port",
+    "to_netns",
+    "container_id",
+    "expected",
+];
+
 /// Label names of `unassigned_port_listener_process_info`, in order.
 pub const PROCESS_INFO_LABELS: [&str; 9] = [
     "pid",
@@ -98,7 +112,13 @@ pub mod stage {
     pub const NETNS: &str = "netns";
     /// A namespace's packet and raw sockets could not be read.
     pub const RAW: &str = "raw";
-    pub const ALL: [&str; 7] = [SOCKETS, OWNERS, PROCESS, SYSCTL, BACKEND, NETNS, RAW];
+    /// A namespace's NAT rules (nf_tables) could not be read.
+    pub const NAT: &str = "nat";
+    /// A namespace's interface addresses could not be read.
+    pub const ADDRESSES: &str = "addresses";
+    pub const ALL: [&str; 9] = [
+        SOCKETS, OWNERS, PROCESS, SYSCTL, BACKEND, NETNS, RAW, NAT, ADDRESSES,
+    ];
 }
 
 /// One series of `unassigned_port_listeners`: labels and socket count.
@@ -144,6 +164,41 @@ impl ListenerSeries {
             self.exposure.to_string(),
             self.dual_stack.to_string(),
             self.interface.clone(),
+        ]
+    }
+}
+
+/// One series of `unassigned_port_forwarded_ports`: a watched port the
+/// kernel forwards elsewhere (`forwarded.rs`), and how many rules or
+/// holders do it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ForwardedSeries {
+    pub transport: Transport,
+    pub port: u16,
+    /// Where the forwarding happens.
+    pub netns: String,
+    /// "redirect", "dnat" or "holder".
+    pub mechanism: &'static str,
+    pub to_address: String,
+    pub to_port: String,
+    pub to_netns: String,
+    pub container_id: String,
+    pub expected: bool,
+    pub count: u64,
+}
+
+impl ForwardedSeries {
+    pub fn label_values(&self) -> [String; 9] {
+        [
+            self.port.to_string(),
+            self.transport.to_string(),
+            self.netns.clone(),
+            self.mechanism.to_string(),
+            self.to_address.clone(),
+            self.to_port.clone(),
+            self.to_netns.clone(),
+            self.container_id.clone(),
+            self.expected.to_string(),
         ]
     }
 }
@@ -250,6 +305,8 @@ pub struct Snapshot {
     pub raw_sockets: Vec<RawSocketSeries>,
     /// One per process owning a listener or packet/raw socket, by pid.
     pub processes: Vec<ProcessInfoSeries>,
+    /// Watched ports forwarded elsewhere (NAT rules, port holders).
+    pub forwarded: Vec<ForwardedSeries>,
     pub duration: Duration,
     /// False when the socket table could not be read at all.
     pub success: bool,
@@ -270,6 +327,8 @@ struct Faults {
     netns: u64,
     sysctl: u64,
     raw: u64,
+    nat: u64,
+    addresses: u64,
     owners: OwnerFaults,
 }
 
@@ -368,6 +427,7 @@ impl ListenerCollector {
         faults.netns = collected.namespace_faults;
         faults.raw = collected.raw_faults;
         let labelled = self.label(&collected, &mut faults.owners);
+        let forwarded = self.forwarded(&collected, &labelled, &mut faults);
         let mut unprivileged_port_start = Vec::new();
         match self.proc_root.unprivileged_port_start() {
             Ok(Some(value)) => unprivileged_port_start.push((HOST_NETNS.to_string(), value)),
@@ -387,6 +447,7 @@ impl ListenerCollector {
             listeners: labelled.listeners,
             raw_sockets: labelled.raw_sockets,
             processes: labelled.processes,
+            forwarded,
             duration: started.elapsed(),
             success,
             unprivileged_port_start,
@@ -395,6 +456,34 @@ impl ListenerCollector {
             udp_staleness: collected.udp_staleness,
         };
         (snapshot, faults)
+    }
+
+    /// The forwarded-port series (`forwarded.rs`); counts namespaces whose
+    /// NAT rules or addresses could not be read.
+    fn forwarded(
+        &self,
+        collected: &Collected,
+        labelled: &Labelled,
+        faults: &mut Faults,
+    ) -> Vec<ForwardedSeries> {
+        for facts in &collected.namespaces {
+            if let Err(err) = &facts.nat_rules {
+                faults.nat += 1;
+                tracing::debug!(netns = %netns_label(facts.netns), error = %err, "cannot read NAT rules");
+            }
+            if let Err(err) = &facts.addresses {
+                faults.addresses += 1;
+                tracing::debug!(netns = %netns_label(facts.netns), error = %err, "cannot read interface addresses");
+            }
+        }
+        let cmdline = |pid: u32| self.proc_root.cmdline(pid);
+        super::forwarded::series(&super::forwarded::Inputs {
+            watch: &self.watch,
+            namespaces: &collected.namespaces,
+            listeners: &labelled.listeners,
+            processes: &labelled.processes,
+            cmdline: &cmdline,
+        })
     }
 
     /// Finds the owner of every listener and packet/raw socket, and turns
@@ -407,6 +496,11 @@ impl ListenerCollector {
             |pid: Option<u32>| pid.and_then(|pid| described.get(&pid)).unwrap_or(&nobody);
         // pid -> netns label of the first socket it owns.
         let mut owning: BTreeMap<u32, String> = BTreeMap::new();
+        let addresses: HashMap<Option<u64>, &[IpAddr]> = collected
+            .namespaces
+            .iter()
+            .filter_map(|facts| Some((facts.netns, facts.addresses.as_deref().ok()?)))
+            .collect();
         let mut listeners: BTreeMap<ListenerSeries, u64> = BTreeMap::new();
         for (listener, pid) in collected.listeners.iter().zip(listener_pids) {
             if let Some(pid) = pid {
@@ -415,7 +509,11 @@ impl ListenerCollector {
                     .or_insert_with(|| netns_label(listener.netns));
             }
             *listeners
-                .entry(self.series(listener, owner_of(pid)))
+                .entry(self.series(
+                    listener,
+                    owner_of(pid),
+                    addresses.get(&listener.netns).copied(),
+                ))
                 .or_default() += 1;
         }
         let mut raw_sockets: BTreeMap<RawSocketSeries, u64> = BTreeMap::new();
@@ -541,7 +639,19 @@ impl ListenerCollector {
         }
     }
 
-    fn series(&self, listener: &Listener, owner: &Owner) -> ListenerSeries {
+    /// `addresses`: the listener's namespace's (for a wildcard's exposure).
+    fn series(
+        &self,
+        listener: &Listener,
+        owner: &Owner,
+        addresses: Option<&[IpAddr]>,
+    ) -> ListenerSeries {
+        let exposure = exposure::classify_in_namespace(
+            listener.address,
+            &listener.interface,
+            listener.binding.dual_stack(listener.address),
+            addresses,
+        );
         ListenerSeries {
             transport: listener.transport,
             port: listener.port,
@@ -556,12 +666,15 @@ impl ListenerCollector {
                 .as_str(),
             expected: self.watch.is_expected_subject(
                 Subject::Listener(listener.transport, listener.port),
-                &owner.facts(),
+                &OwnerFacts {
+                    exposure: Some(exposure),
+                    ..owner.facts()
+                },
             ),
             netns: netns_label(listener.netns),
             container_id: owner.place.container_id.clone(),
             pod_uid: owner.place.pod_uid.clone(),
-            exposure: exposure::classify_bound(listener.address, &listener.interface).as_str(),
+            exposure: exposure.as_str(),
             dual_stack: listener.binding.dual_stack_label(listener.address),
             interface: listener.interface.clone(),
             sockets: 0,
@@ -580,6 +693,8 @@ impl ListenerCollector {
         self.count_error(stage::NETNS, faults.netns);
         self.count_error(stage::SYSCTL, faults.sysctl);
         self.count_error(stage::RAW, faults.raw);
+        self.count_error(stage::NAT, faults.nat);
+        self.count_error(stage::ADDRESSES, faults.addresses);
         let owners = &faults.owners;
         self.count_error(stage::OWNERS, owners.unfound);
         self.count_error(stage::PROCESS, owners.vanished);
@@ -630,6 +745,15 @@ impl ListenerCollector {
             processes.with_label_values(&values).set(1.0);
         }
         families.extend(processes.collect());
+        let forwarded = forwarded_vec();
+        for series in &snapshot.forwarded {
+            let values = series.label_values();
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            forwarded
+                .with_label_values(&values)
+                .set(series.count as f64);
+        }
+        families.extend(forwarded.collect());
         let single = |opts: Opts, value: f64| {
             let gauge = GaugeVec::new(opts, &[]).unwrap();
             gauge.with_label_values::<&str>(&[]).set(value);
@@ -705,6 +829,18 @@ fn process_info_vec() -> GaugeVec {
         )
         .namespace(NAMESPACE),
         &PROCESS_INFO_LABELS,
+    )
+    .unwrap()
+}
+
+fn forwarded_vec() -> GaugeVec {
+    GaugeVec::new(
+        Opts::new(
+            "forwarded_ports",
+            "Watched ports the kernel forwards elsewhere: NAT rules (redirect, dnat) and container runtimes' port holders (holder), with where they lead; the value counts rules or holders.",
+        )
+        .namespace(NAMESPACE),
+        &FORWARDED_LABELS,
     )
     .unwrap()
 }

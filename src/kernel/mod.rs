@@ -15,7 +15,6 @@ pub mod addresses;
 #[cfg(target_os = "linux")]
 pub mod events;
 pub mod netns;
-#[cfg(target_os = "linux")]
 pub mod nftables;
 #[cfg(target_os = "linux")]
 pub mod nlsock;

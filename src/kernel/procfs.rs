@@ -121,6 +121,20 @@ impl ProcRoot {
         Some(text.trim_end_matches('\n').to_string())
     }
 
+    /// The arguments a process was started with (`cmdline`); empty when
+    /// it is gone or hidden.
+    pub fn cmdline(&self, pid: u32) -> Vec<String> {
+        std::fs::read(self.pid_path(pid, "cmdline"))
+            .map(|bytes| {
+                bytes
+                    .split(|&b| b == 0)
+                    .filter(|arg| !arg.is_empty())
+                    .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Uid and parent pid from `status`.
     #[cfg(target_os = "linux")]
     pub fn status(&self, pid: u32) -> Option<ProcessStatus> {

@@ -43,6 +43,7 @@ impl Owner {
             uid: self.uid,
             unit: &self.provenance.unit,
             container_id: &self.place.container_id,
+            exposure: None,
         }
     }
 }

@@ -20,7 +20,7 @@
 //! it is left out (see the README's note on forwarded ports).
 
 use super::xt;
-use super::{Mechanism, NatRule};
+use super::{Mechanism, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NatRule};
 use crate::kernel::nlsock::{attribute, be32, string};
 use crate::kernel::sock_diag::wire::attributes;
 use crate::policy::registry::Transport;
@@ -32,10 +32,6 @@ const NFTA_RULE_EXPRESSIONS: u16 = 4;
 const NFTA_EXPR_NAME: u16 = 1;
 const NFTA_EXPR_DATA: u16 = 2;
 const NFTA_DATA_VALUE: u16 = 1;
-
-pub const NFPROTO_INET: u8 = 1;
-pub const NFPROTO_IPV4: u8 = 2;
-pub const NFPROTO_IPV6: u8 = 10;
 
 const NFT_META_L4PROTO: u32 = 16;
 const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;

@@ -22,19 +22,33 @@
 //! Legacy iptables (the x_tables `getsockopt` interface) is not read: see
 //! the README's note on forwarded ports.
 
+#[cfg(target_os = "linux")]
 pub mod decode;
 pub mod xt;
 
+#[cfg(target_os = "linux")]
 use crate::kernel::nlsock::{Watched, attribute, be32};
+#[cfg(target_os = "linux")]
 use crate::kernel::sock_diag::wire::WireError;
 use crate::policy::registry::Transport;
 use std::net::IpAddr;
 
+/// `NFPROTO_*` families of the tables read.
+pub const NFPROTO_INET: u8 = 1;
+pub const NFPROTO_IPV4: u8 = 2;
+pub const NFPROTO_IPV6: u8 = 10;
+
+#[cfg(target_os = "linux")]
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
+#[cfg(target_os = "linux")]
 const NFT_MSG_NEWRULE: u16 = 6;
+#[cfg(target_os = "linux")]
 const NFT_MSG_GETRULE: u16 = 7;
+#[cfg(target_os = "linux")]
 const NFT_MSG_GETGEN: u16 = 16;
+#[cfg(target_os = "linux")]
 const NFTA_GEN_ID: u16 = 1;
+#[cfg(target_os = "linux")]
 const NFNLGRP_NFTABLES: u32 = 7;
 
 /// How a port is forwarded.
@@ -96,6 +110,7 @@ impl NatRule {
 
 /// The NAT rules of the namespace the socket was opened in, re-read only
 /// when the ruleset changes.
+#[cfg(target_os = "linux")]
 pub struct NatWatch {
     socket: Watched,
     rules: Vec<NatRule>,
@@ -103,6 +118,7 @@ pub struct NatWatch {
     generation: Option<u32>,
 }
 
+#[cfg(target_os = "linux")]
 impl NatWatch {
     /// Opens the socket in the calling thread's namespace and joins the
     /// nf_tables notifications (needs CAP_NET_ADMIN there).
@@ -225,8 +241,10 @@ mod tests {
     }
 
     /// Deletes the namespace when the test ends, passed or not.
+    #[cfg(target_os = "linux")]
     struct Netns(String);
 
+    #[cfg(target_os = "linux")]
     impl Drop for Netns {
         fn drop(&mut self) {
             let _ = std::process::Command::new("ip")
@@ -235,6 +253,7 @@ mod tests {
         }
     }
 
+    #[cfg(target_os = "linux")]
     fn run(program: &str, args: &[&str]) -> bool {
         std::process::Command::new(program)
             .args(args)
@@ -244,6 +263,7 @@ mod tests {
 
     /// What iptables-nft writes (xt targets, native or xt port matches)
     /// and a native nft rule, decoded from a namespace made for the test.
+    #[cfg(target_os = "linux")]
     #[test]
     fn decodes_what_iptables_nft_writes() {
         let name = format!("upe-nft-{}", std::process::id());
@@ -338,6 +358,7 @@ mod tests {
         );
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn reads_the_live_ruleset_when_allowed() {
         match NatWatch::open() {

@@ -20,7 +20,7 @@
 //! `NF_NAT_RANGE_PROTO_SPECIFIED` (2) that ports are.
 
 use super::Mechanism;
-use super::decode::{NFPROTO_IPV4, NFPROTO_IPV6};
+use super::{NFPROTO_IPV4, NFPROTO_IPV6};
 use crate::policy::registry::Transport;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
