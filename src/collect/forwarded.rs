@@ -80,6 +80,25 @@ pub fn series(inputs: &Inputs<'_>) -> Vec<ForwardedSeries> {
             *found.entry(series).or_default() += listener.sockets;
         }
     }
+    // A holder that names its container (conmon) also names the container
+    // of the NAT rule written for the same destination.
+    let named: HashMap<String, String> = found
+        .keys()
+        .filter(|s| s.mechanism == "holder" && !s.to_netns.is_empty() && !s.container_id.is_empty())
+        .map(|s| (s.to_netns.clone(), s.container_id.clone()))
+        .collect();
+    let found: BTreeMap<ForwardedSeries, u64> = found
+        .into_iter()
+        .map(|(mut series, count)| {
+            if series.container_id.is_empty()
+                && let Some(container) = named.get(&series.to_netns)
+            {
+                series.container_id = container.clone();
+                series = finish(inputs, series);
+            }
+            (series, count)
+        })
+        .collect();
     found
         .into_iter()
         .map(|(mut series, count)| {
@@ -397,7 +416,7 @@ mod tests {
             brief,
             [
                 "276/tcp 4026532000 redirect -> :31337 in 4026532000 container= expected=false x1",
-                "277/tcp host dnat -> 10.88.0.10:8080 in 4026532000 container= expected=false x1",
+                "277/tcp host dnat -> 10.88.0.10:8080 in 4026532000 container=a2d3 expected=false x1",
                 "277/tcp host holder -> 10.88.0.10:8080 in 4026532000 container=a2d3 expected=false x1",
                 "278/tcp host dnat -> 172.17.0.2:80 in 4026532111 container=cafe01 expected=true x1",
                 "278/tcp host holder -> 172.17.0.2:80 in 4026532111 container=cafe01 expected=true x1",
