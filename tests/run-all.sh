@@ -27,7 +27,8 @@ step() {
 }
 
 install_packages() {
-    local wanted=(prometheus prometheus-alertmanager iproute2 systemd python3-yaml python3-venv curl openssl)
+    local wanted=(prometheus prometheus-alertmanager iproute2 systemd python3-yaml python3-venv curl openssl
+        podman runc conmon containernetworking-plugins busybox-static iptables)
     local missing=()
     for package in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

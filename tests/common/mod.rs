@@ -214,3 +214,26 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
         ))
     }
 }
+
+/// The `exposure` a wildcard bind in the exporter's own namespace should
+/// get: the widest class among the addresses `ip -o addr show up` lists,
+/// of IPv4 (`v4`) and/or IPv6 (`v6`). Read with `ip`, independently of the
+/// exporter's own rtnetlink reader.
+pub fn host_wildcard_exposure(v4: bool, v6: bool) -> String {
+    use unassigned_port_exporter::policy::exposure::{Exposure, classify};
+    let text = run("ip", &["-o", "addr", "show", "up"]).expect("ip -o addr show up");
+    let mut widest = Exposure::Loopback;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        while let Some(word) = words.next() {
+            let wanted = (word == "inet" && v4) || (word == "inet6" && v6);
+            if wanted
+                && let Some(address) = words.next()
+                && let Ok(address) = address.split('/').next().unwrap_or("").parse()
+            {
+                widest = widest.max(classify(address));
+            }
+        }
+    }
+    widest.as_str().to_string()
+}
