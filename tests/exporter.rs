@@ -195,13 +195,15 @@ fn netlink_and_netstat2_backends_report_identical_series() {
         TcpListener::bind(("::1", ports.tcp_loopback)).unwrap(),
         UdpSocket::bind(("127.0.0.1", ports.tcp_loopback)).unwrap(),
     );
-    // netstat2 cannot see IPV6_V6ONLY (dual_stack="unknown" on ::): the
-    // label is left out of the comparison.
+    // netstat2 cannot see IPV6_V6ONLY (dual_stack="unknown" on ::) nor the
+    // namespace's addresses (a wildcard's exposure stays "any"): those
+    // labels are left out of the comparison.
     let every_listener = |text: &str| -> BTreeSet<String> {
         samples(text, "unassigned_port_listeners")
             .into_iter()
             .map(|(mut labels, value)| {
                 labels.remove("dual_stack");
+                labels.remove("exposure");
                 format!("{labels:?} {value}")
             })
             .collect()
