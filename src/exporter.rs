@@ -12,6 +12,7 @@ use crate::collect::sampler;
 use crate::collect::scrape::Scraper;
 use crate::kernel::procfs::ProcRoot;
 use crate::metrics::info as info_metrics;
+use crate::model::{Judge, NetnsNamer};
 use crate::policy::allow::{self, reload as allow_reload};
 use crate::policy::registry::{Registry, Transport, csv_loader};
 use crate::policy::watch::WatchSet;
@@ -96,48 +97,89 @@ impl Exporter {
         }
         let web_config = load_web_config(flags)?;
         let proc_root = ProcRoot::new(flags.procfs.clone(), flags.netns_path.clone());
-        let opened =
-            sockets::open(flags.backend, flags.netns, &proc_root).map_err(Failure::bad_input)?;
         let extras = Extras {
             process_metrics: true,
             sample_interval: flags.sample_interval,
             kernel_events: true,
         };
-        let mut exporter = Exporter::from_parts(watch, opened, proc_root, extras)?;
+        let naming = Naming::new(&watch, &proc_root);
+        // The event side starts first: it owns what it learns and hands the
+        // socket source a read-only view of it.
+        #[cfg(target_os = "linux")]
+        let events =
+            crate::events::live::LiveEvents::start(naming.judge.clone(), naming.namer, &proc_root);
+        #[cfg(target_os = "linux")]
+        let links = events.links();
+        #[cfg(not(target_os = "linux"))]
+        let links = sockets::EventLinks::default();
+        let opened = sockets::open(flags.backend, flags.netns, &proc_root, &links)
+            .map_err(Failure::bad_input)?;
+        let mut exporter = Exporter::assemble(
+            watch,
+            naming,
+            opened,
+            proc_root,
+            extras,
+            links,
+            #[cfg(target_os = "linux")]
+            Some(events),
+        )?;
         exporter.web_config = Arc::new(RwLock::new(Arc::new(web_config)));
         Ok(exporter)
     }
 
     /// Builds an exporter around a given socket source (tests and
-    /// benchmarks pass their own), with plain HTTP.
+    /// benchmarks pass their own), with plain HTTP and no kernel events.
     pub fn from_parts(
         watch: Arc<WatchSet>,
         opened: Opened,
         proc_root: ProcRoot,
         extras: Extras,
     ) -> Result<Exporter, Failure> {
+        let naming = Naming::new(&watch, &proc_root);
+        Exporter::assemble(
+            watch,
+            naming,
+            opened,
+            proc_root,
+            extras,
+            sockets::EventLinks::default(),
+            #[cfg(target_os = "linux")]
+            None,
+        )
+    }
+
+    /// Puts the parts together; each is built once and handed down.
+    fn assemble(
+        watch: Arc<WatchSet>,
+        naming: Naming,
+        opened: Opened,
+        proc_root: ProcRoot,
+        extras: Extras,
+        links: sockets::EventLinks,
+        #[cfg(target_os = "linux")] events: Option<crate::events::live::LiveEvents>,
+    ) -> Result<Exporter, Failure> {
         let metrics = prometheus::Registry::new();
         let internal =
             |err: prometheus::Error| Failure::bad_input(format!("metric setup failed: {err}"));
         #[cfg(target_os = "linux")]
-        let events = if extras.kernel_events {
-            let live = crate::events::live::LiveEvents::start(
-                Arc::clone(&watch),
-                &proc_root,
-                opened.kernel_events.clone(),
-            );
+        let events = events.filter(|_| extras.kernel_events);
+        #[cfg(target_os = "linux")]
+        if let Some(live) = &events {
             metrics
                 .register(Box::new(live.counters.clone()))
                 .map_err(internal)?;
-            Some(live)
-        } else {
-            None
-        };
+        }
         let collector = Arc::new(ListenerCollector::new(
-            Arc::clone(&watch),
+            naming.judge,
+            naming.namer,
             opened,
             proc_root,
+            links.hints,
         ));
+        metrics
+            .register(Box::new(collector.errors()))
+            .map_err(internal)?;
         info_metrics::register(&metrics, &collector).map_err(internal)?;
         if let Some(interval) = extras.sample_interval {
             let sampler = sampler::Sampler::start(Arc::clone(&collector), interval);
@@ -163,6 +205,21 @@ impl Exporter {
 
     fn collector(&self) -> &ListenerCollector {
         self.scraper.collector()
+    }
+}
+
+/// How things are named, decided once for the collector and the events.
+struct Naming {
+    judge: Judge,
+    namer: NetnsNamer,
+}
+
+impl Naming {
+    fn new(watch: &Arc<WatchSet>, proc_root: &ProcRoot) -> Naming {
+        Naming {
+            judge: Judge::new(Arc::clone(watch)),
+            namer: NetnsNamer::new(proc_root.own_net_namespace().ok()),
+        }
     }
 }
 
@@ -280,7 +337,7 @@ async fn serve(
 
 fn log_start(flags: &Flags, exporter: &Exporter, listeners: &[tokio::net::TcpListener]) {
     let collector = exporter.collector();
-    let watch = collector.watch();
+    let watch = collector.judge().watch();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         backend = collector.backend_name(),

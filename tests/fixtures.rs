@@ -27,6 +27,7 @@ use unassigned_port_exporter::exporter::{Exporter, Extras};
 use unassigned_port_exporter::kernel::netns::Mode;
 use unassigned_port_exporter::kernel::procfs::ProcRoot;
 use unassigned_port_exporter::kernel::sock_diag::raw::{BpfFilter, NamedRawSocket, proc_net};
+use unassigned_port_exporter::model::Protocol;
 use unassigned_port_exporter::policy::exposure::Binding;
 use unassigned_port_exporter::policy::registry::{Registry, Transport};
 use unassigned_port_exporter::policy::watch::{AllowRule, Scope, WatchSet};
@@ -89,7 +90,8 @@ impl SocketSource for FixedTable {
         "fixture"
     }
 
-    fn collect(&self, watch: &WatchSet, out: &mut Collected) -> Result<(), SourceError> {
+    fn collect(&self, watch: &WatchSet) -> Result<Collected, SourceError> {
+        let mut out = Collected::default();
         let any4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let table = [
             listener(Transport::Tcp, any4, 276, 50001, 0),
@@ -118,6 +120,14 @@ impl SocketSource for FixedTable {
                 50004,
                 0,
             ),
+            // IANA writes 114 "unassigned" in lower case: watched all the same.
+            listener(
+                Transport::Tcp,
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                114,
+                50008,
+                0,
+            ),
             // Port 22 is assigned and not watched: it must not appear.
             listener(Transport::Tcp, any4, 22, 50007, 0),
         ];
@@ -129,7 +139,7 @@ impl SocketSource for FixedTable {
         out.unprivileged_port_start.push((CONTAINER_NETNS, 0));
         out.raw_sockets.extend(raw_sockets());
         out.namespaces_read = 2; // the host's and the container's
-        Ok(())
+        Ok(out)
     }
 
     fn coverage(&self) -> Vec<(Transport, bool)> {
@@ -159,7 +169,6 @@ fn fixture_exporter() -> Exporter {
         source: Box::new(FixedTable),
         fallback_reason: None,
         netns_mode: Mode::All,
-        kernel_events: None,
     };
     let root = ProcRoot::new(fixtures().join("proc"), fixtures().join("netns"));
     Exporter::from_parts(watch, opened, root, Extras::default())
@@ -238,7 +247,7 @@ fn owners_come_from_the_fixture_tree() {
     let udp = snapshot
         .listeners
         .iter()
-        .find(|l| l.transport == Transport::Udp)
+        .find(|l| l.protocol == Protocol::Udp)
         .unwrap();
     assert_eq!(
         (udp.process.as_str(), udp.user.as_str()),
@@ -257,6 +266,7 @@ fn owners_come_from_the_fixture_tree() {
     let orphan = by_port(278);
     assert_eq!((orphan.pid.as_str(), orphan.process.as_str()), ("", ""));
     assert!(snapshot.listeners.iter().all(|l| l.port != 22));
+    assert_eq!(by_port(114).iana, "unassigned");
 }
 
 #[test]

@@ -1,100 +1,28 @@
 //! The listener collection: one fresh look at the socket table per scrape.
 //!
-//! [`ListenerCollector::scrape`] does the work (sockets, owners, labels) and
-//! returns a [`Snapshot`]; [`ListenerCollector::families`] turns a snapshot
-//! into metric families. The scraper (`scrape.rs`) calls both and hands the
-//! same snapshot to the landing page, so data flows one way. Faults are
-//! counted in `unassigned_port_collection_errors_total` by stage and never
-//! fail the scrape: what could be read is reported.
+//! [`ListenerCollector::scrape`] reads the sockets from its source, finds
+//! their owners, names them through `crate::model` and returns a
+//! [`Snapshot`] value; `crate::metrics::snapshot` renders it and the landing
+//! page shows the same value. Faults are counted in
+//! `unassigned_port_collection_errors_total` by stage and never fail the
+//! scrape: what could be read is reported.
 
 use crate::kernel::netns::Mode;
 use crate::kernel::procfs::ProcRoot;
-use crate::kernel::sock_diag::raw::RawKind;
+use crate::model::{
+    ForwardedSeries, HOST_NETNS, Judge, ListenerSeries, NAMESPACE, NetnsNamer, ProcessInfoSeries,
+    RawSocketSeries,
+};
 use crate::owners::{Owner, OwnerFaults, OwnerResolver, ProcessDescriber, Wanted};
-use crate::policy::allow::{OwnerFacts, Subject};
-use crate::policy::exposure;
 use crate::policy::registry::Transport;
-use crate::policy::watch::WatchSet;
-use crate::sockets::{Collected, KernelEvents, Listener, Opened, SeenRawSocket, SocketSource};
-use prometheus::core::Collector;
-use prometheus::proto::MetricFamily;
-use prometheus::{GaugeVec, IntCounterVec, Opts};
+use crate::sockets::{ChangeHints, Collected, Listener, Opened, SeenRawSocket, SocketSource};
+use prometheus::{IntCounterVec, Opts};
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-pub const NAMESPACE: &str = "unassigned_port";
-
-/// Label names of `unassigned_port_listeners`, in order.
-pub const LISTENER_LABELS: [&str; 15] = [
-    "port",
-    "protocol",
-    "family",
-    "address",
-    "process",
-    "pid",
-    "user",
-    "iana",
-    "expected",
-    "netns",
-    "container_id",
-    "pod_uid",
-    "exposure",
-    "dual_stack",
-    "interface",
-];
-
-/// Label names of `unassigned_port_raw_sockets`, in order.
-pub const RAW_SOCKET_LABELS: [&str; 11] = [
-    "kind",
-    "protocol",
-    "interface",
-    "bpf_filter",
-    "process",
-    "pid",
-    "user",
-    "netns",
-    "container_id",
-    "pod_uid",
-    "expected",
-];
-
-/// Label names of `unassigned_port_forwarded_ports`, in order.
-pub const FORWARDED_LABELS: [&str; 9] = [
-    "port",
-    "protocol",
-    "netns",
-    "mechanism",
-    "to_address",
-    "to_port",
-    "to_netns",
-    "container_id",
-    "expected",
-];
-
-/// Label names of `unassigned_port_listener_process_info`, in order.
-pub const PROCESS_INFO_LABELS: [&str; 9] = [
-    "pid",
-    "netns",
-    "process",
-    "exe",
-    "exe_deleted",
-    "ppid",
-    "parent_process",
-    "unit",
-    "container_id",
-];
-
-/// The `netns` label of the exporter's own network namespace.
-pub const HOST_NETNS: &str = "host";
-
-/// The `netns` label value: "host", or the namespace's inode number.
-pub fn netns_label(netns: Option<u64>) -> String {
-    netns.map_or_else(|| HOST_NETNS.to_string(), |inode| inode.to_string())
-}
 
 /// Stages of `unassigned_port_collection_errors_total`.
 pub mod stage {
@@ -119,174 +47,6 @@ pub mod stage {
     pub const ALL: [&str; 9] = [
         SOCKETS, OWNERS, PROCESS, SYSCTL, BACKEND, NETNS, RAW, NAT, ADDRESSES,
     ];
-}
-
-/// One series of `unassigned_port_listeners`: labels and socket count.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ListenerSeries {
-    pub transport: Transport,
-    pub port: u16,
-    pub family: &'static str,
-    pub address: String,
-    pub process: String,
-    pub pid: String,
-    pub user: String,
-    pub iana: &'static str,
-    pub expected: bool,
-    pub netns: String,
-    pub container_id: String,
-    pub pod_uid: String,
-    /// `exposure::Exposure` of the bound address (and interface).
-    pub exposure: &'static str,
-    /// An IPv6 socket on `::` that accepts IPv4 too: "true", "false", or
-    /// "unknown" where the backend cannot tell.
-    pub dual_stack: &'static str,
-    /// `SO_BINDTODEVICE` interface, "" for none.
-    pub interface: String,
-    pub sockets: u64,
-}
-
-impl ListenerSeries {
-    pub fn label_values(&self) -> [String; 15] {
-        [
-            self.port.to_string(),
-            self.transport.to_string(),
-            self.family.to_string(),
-            self.address.clone(),
-            self.process.clone(),
-            self.pid.clone(),
-            self.user.clone(),
-            self.iana.to_string(),
-            self.expected.to_string(),
-            self.netns.clone(),
-            self.container_id.clone(),
-            self.pod_uid.clone(),
-            self.exposure.to_string(),
-            self.dual_stack.to_string(),
-            self.interface.clone(),
-        ]
-    }
-}
-
-/// One series of `unassigned_port_forwarded_ports`: a watched port the
-/// kernel forwards elsewhere (`forwarded.rs`), and how many rules or
-/// holders do it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ForwardedSeries {
-    pub transport: Transport,
-    pub port: u16,
-    /// Where the forwarding happens.
-    pub netns: String,
-    /// "redirect", "dnat" or "holder".
-    pub mechanism: &'static str,
-    pub to_address: String,
-    pub to_port: String,
-    pub to_netns: String,
-    pub container_id: String,
-    pub expected: bool,
-    pub count: u64,
-}
-
-impl ForwardedSeries {
-    pub fn label_values(&self) -> [String; 9] {
-        [
-            self.port.to_string(),
-            self.transport.to_string(),
-            self.netns.clone(),
-            self.mechanism.to_string(),
-            self.to_address.clone(),
-            self.to_port.clone(),
-            self.to_netns.clone(),
-            self.container_id.clone(),
-            self.expected.to_string(),
-        ]
-    }
-}
-
-/// One series of `unassigned_port_raw_sockets`: labels and socket count.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RawSocketSeries {
-    pub kind: &'static str,
-    pub protocol: String,
-    pub interface: String,
-    pub bpf_filter: &'static str,
-    pub process: String,
-    pub pid: String,
-    pub user: String,
-    pub netns: String,
-    pub container_id: String,
-    pub pod_uid: String,
-    pub expected: bool,
-    pub sockets: u64,
-}
-
-impl RawSocketSeries {
-    pub fn label_values(&self) -> [String; 11] {
-        [
-            self.kind.to_string(),
-            self.protocol.clone(),
-            self.interface.clone(),
-            self.bpf_filter.to_string(),
-            self.process.clone(),
-            self.pid.clone(),
-            self.user.clone(),
-            self.netns.clone(),
-            self.container_id.clone(),
-            self.pod_uid.clone(),
-            self.expected.to_string(),
-        ]
-    }
-}
-
-/// One series of `unassigned_port_listener_process_info`: a process that
-/// owns a reported listener or packet/raw socket.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ProcessInfoSeries {
-    pub pid: u32,
-    /// Namespace of the first socket it was found owning.
-    pub netns: String,
-    pub process: String,
-    pub exe: String,
-    pub exe_deleted: bool,
-    pub ppid: String,
-    pub parent_process: String,
-    pub unit: String,
-    pub container_id: String,
-}
-
-impl ProcessInfoSeries {
-    fn new(pid: u32, netns: String, owner: &Owner) -> ProcessInfoSeries {
-        let exe = owner.provenance.exe.as_ref();
-        ProcessInfoSeries {
-            pid,
-            netns,
-            process: owner.process.clone(),
-            exe: exe.map(|exe| exe.path.clone()).unwrap_or_default(),
-            exe_deleted: exe.is_some_and(|exe| exe.deleted),
-            ppid: owner
-                .provenance
-                .ppid
-                .map(|ppid| ppid.to_string())
-                .unwrap_or_default(),
-            parent_process: owner.provenance.parent_process.clone(),
-            unit: owner.provenance.unit.clone(),
-            container_id: owner.place.container_id.clone(),
-        }
-    }
-
-    pub fn label_values(&self) -> [String; 9] {
-        [
-            self.pid.to_string(),
-            self.netns.clone(),
-            self.process.clone(),
-            self.exe.clone(),
-            self.exe_deleted.to_string(),
-            self.ppid.clone(),
-            self.parent_process.clone(),
-            self.unit.clone(),
-            self.container_id.clone(),
-        ]
-    }
 }
 
 /// What [`ListenerCollector`]'s labelling produced.
@@ -318,6 +78,10 @@ pub struct Snapshot {
     pub namespaces_failed: u64,
     /// Age of the oldest UDP listing reused from an earlier collection.
     pub udp_staleness: Duration,
+    /// Which transports the source could see.
+    pub coverage: Vec<(Transport, bool)>,
+    /// Which namespaces were read (host only, or all).
+    pub netns_mode: Mode,
 }
 
 /// Faults of one collection, counted by the scrape path only.
@@ -344,7 +108,9 @@ struct Owners {
 /// ([`ListenerCollector::sample`]) only looks.
 pub struct ListenerCollector {
     /// Which ports are reported, and which listeners are expected.
-    watch: Arc<WatchSet>,
+    judge: Judge,
+    /// The `netns` label, decided as the event path decides it.
+    namer: NetnsNamer,
     /// Where listening sockets come from (netlink or netstat2).
     source: Box<dyn SocketSource>,
     /// Which network namespaces the source reads (`collector_info`).
@@ -358,21 +124,29 @@ pub struct ListenerCollector {
     errors: IntCounterVec,
     /// Set once we have said that owners are hidden, so the log says it once.
     warned_denied: AtomicBool,
-    /// Recent listen() callers from kernel events: searched first for owners.
-    kernel_events: Option<Arc<KernelEvents>>,
+    /// The event side's view: recent listen() callers are searched first
+    /// for owners.
+    hints: Option<Arc<dyn ChangeHints>>,
 }
 
 impl ListenerCollector {
     /// Takes the opened source; a fallback from netlink to netstat2 is
     /// logged and counted here.
-    pub fn new(watch: Arc<WatchSet>, opened: Opened, proc_root: ProcRoot) -> ListenerCollector {
+    pub fn new(
+        judge: Judge,
+        namer: NetnsNamer,
+        opened: Opened,
+        proc_root: ProcRoot,
+        hints: Option<Arc<dyn ChangeHints>>,
+    ) -> ListenerCollector {
         let errors = errors_counter();
         if let Some(reason) = &opened.fallback_reason {
             tracing::warn!(reason = %reason, "netlink sock_diag is not available; using the slower netstat2 backend");
             errors.with_label_values(&[stage::BACKEND]).inc();
         }
         ListenerCollector {
-            watch,
+            judge,
+            namer,
             source: opened.source,
             netns_mode: opened.netns_mode,
             owners: Mutex::new(Owners {
@@ -382,7 +156,7 @@ impl ListenerCollector {
             proc_root,
             errors,
             warned_denied: AtomicBool::new(false),
-            kernel_events: opened.kernel_events,
+            hints,
         }
     }
 
@@ -394,8 +168,14 @@ impl ListenerCollector {
         self.netns_mode
     }
 
-    pub fn watch(&self) -> &WatchSet {
-        &self.watch
+    pub fn judge(&self) -> &Judge {
+        &self.judge
+    }
+
+    /// `collection_errors_total{stage}`, registered beside the other
+    /// collectors so a scrape renders its own counts.
+    pub fn errors(&self) -> IntCounterVec {
+        self.errors.clone()
     }
 
     /// One collection for a scrape: faults are logged and counted.
@@ -415,13 +195,12 @@ impl ListenerCollector {
     fn look(&self) -> (Snapshot, Faults) {
         let started = Instant::now();
         let mut faults = Faults::default();
-        let mut collected = Collected::default();
-        let success = match self.source.collect(&self.watch, &mut collected) {
-            Ok(()) => true,
+        let (collected, success) = match self.source.collect(self.judge.watch()) {
+            Ok(collected) => (collected, true),
             Err(err) => {
                 tracing::warn!(backend = self.source.name(), error = %err, "cannot read the socket table");
                 faults.sockets += 1;
-                false
+                (Collected::default(), false)
             }
         };
         faults.netns = collected.namespace_faults;
@@ -441,7 +220,7 @@ impl ListenerCollector {
             collected
                 .unprivileged_port_start
                 .iter()
-                .map(|&(inode, value)| (netns_label(Some(inode)), value)),
+                .map(|&(inode, value)| (self.namer.label(Some(inode)), value)),
         );
         let snapshot = Snapshot {
             listeners: labelled.listeners,
@@ -454,6 +233,8 @@ impl ListenerCollector {
             namespaces_read: collected.namespaces_read,
             namespaces_failed: collected.namespace_faults,
             udp_staleness: collected.udp_staleness,
+            coverage: self.source.coverage(),
+            netns_mode: self.netns_mode,
         };
         (snapshot, faults)
     }
@@ -467,18 +248,20 @@ impl ListenerCollector {
         faults: &mut Faults,
     ) -> Vec<ForwardedSeries> {
         for facts in &collected.namespaces {
+            let netns = self.namer.label(facts.netns);
             if let Err(err) = &facts.nat_rules {
                 faults.nat += 1;
-                tracing::debug!(netns = %netns_label(facts.netns), error = %err, "cannot read NAT rules");
+                tracing::debug!(netns, error = %err, "cannot read NAT rules");
             }
             if let Err(err) = &facts.addresses {
                 faults.addresses += 1;
-                tracing::debug!(netns = %netns_label(facts.netns), error = %err, "cannot read interface addresses");
+                tracing::debug!(netns, error = %err, "cannot read interface addresses");
             }
         }
         let cmdline = |pid: u32| self.proc_root.cmdline(pid);
         super::forwarded::series(&super::forwarded::Inputs {
-            watch: &self.watch,
+            judge: &self.judge,
+            namer: &self.namer,
             namespaces: &collected.namespaces,
             listeners: &labelled.listeners,
             processes: &labelled.processes,
@@ -496,6 +279,7 @@ impl ListenerCollector {
             |pid: Option<u32>| pid.and_then(|pid| described.get(&pid)).unwrap_or(&nobody);
         // pid -> netns label of the first socket it owns.
         let mut owning: BTreeMap<u32, String> = BTreeMap::new();
+        // Each namespace's up addresses decide its wildcards' exposure.
         let addresses: HashMap<Option<u64>, &[IpAddr]> = collected
             .namespaces
             .iter()
@@ -506,24 +290,26 @@ impl ListenerCollector {
             if let Some(pid) = pid {
                 owning
                     .entry(pid)
-                    .or_insert_with(|| netns_label(listener.netns));
+                    .or_insert_with(|| self.namer.label(listener.netns));
             }
-            *listeners
-                .entry(self.series(
-                    listener,
-                    owner_of(pid),
-                    addresses.get(&listener.netns).copied(),
-                ))
-                .or_default() += 1;
+            let series = ListenerSeries::new(
+                listener,
+                owner_of(pid),
+                &self.judge,
+                &self.namer,
+                addresses.get(&listener.netns).copied(),
+            );
+            *listeners.entry(series).or_default() += 1;
         }
         let mut raw_sockets: BTreeMap<RawSocketSeries, u64> = BTreeMap::new();
         for (seen, pid) in collected.raw_sockets.iter().zip(raw_pids) {
             if let Some(pid) = pid {
-                owning.entry(pid).or_insert_with(|| netns_label(seen.netns));
+                owning
+                    .entry(pid)
+                    .or_insert_with(|| self.namer.label(seen.netns));
             }
-            *raw_sockets
-                .entry(self.raw_series(seen, owner_of(pid)))
-                .or_default() += 1;
+            let series = RawSocketSeries::new(seen, owner_of(pid), &self.judge, &self.namer);
+            *raw_sockets.entry(series).or_default() += 1;
         }
         let processes = owning
             .into_iter()
@@ -577,10 +363,10 @@ impl ListenerCollector {
             }))
             .collect();
         let likely: Vec<u32> = self
-            .kernel_events
+            .hints
             .as_ref()
-            .map(|events| {
-                events
+            .map(|hints| {
+                hints
                     .recent_listeners()
                     .into_iter()
                     .map(|(pid, _)| pid)
@@ -615,70 +401,6 @@ impl ListenerCollector {
         unique.dedup();
         let described = owners.describer.describe(&unique, faults);
         (listener_pids, raw_pids, described)
-    }
-
-    fn raw_series(&self, seen: &SeenRawSocket, owner: &Owner) -> RawSocketSeries {
-        let socket = &seen.found.socket;
-        let subject = match socket.kind {
-            RawKind::Packet => Subject::Packet,
-            RawKind::Raw => Subject::Raw,
-        };
-        RawSocketSeries {
-            kind: socket.kind.as_str(),
-            protocol: socket.protocol_label().into_owned(),
-            interface: seen.found.interface.clone(),
-            bpf_filter: socket.bpf_filter.as_str(),
-            process: owner.process.clone(),
-            pid: owner.pid.map(|p| p.to_string()).unwrap_or_default(),
-            user: owner.user.clone(),
-            netns: netns_label(seen.netns),
-            container_id: owner.place.container_id.clone(),
-            pod_uid: owner.place.pod_uid.clone(),
-            expected: self.watch.is_expected_subject(subject, &owner.facts()),
-            sockets: 0,
-        }
-    }
-
-    /// `addresses`: the listener's namespace's (for a wildcard's exposure).
-    fn series(
-        &self,
-        listener: &Listener,
-        owner: &Owner,
-        addresses: Option<&[IpAddr]>,
-    ) -> ListenerSeries {
-        let exposure = exposure::classify_in_namespace(
-            listener.address,
-            &listener.interface,
-            listener.binding.dual_stack(listener.address),
-            addresses,
-        );
-        ListenerSeries {
-            transport: listener.transport,
-            port: listener.port,
-            family: listener.family(),
-            address: listener.address.to_string(),
-            process: owner.process.clone(),
-            pid: owner.pid.map(|p| p.to_string()).unwrap_or_default(),
-            user: owner.user.clone(),
-            iana: self
-                .watch
-                .iana_status(listener.transport, listener.port)
-                .as_str(),
-            expected: self.watch.is_expected_subject(
-                Subject::Listener(listener.transport, listener.port),
-                &OwnerFacts {
-                    exposure: Some(exposure),
-                    ..owner.facts()
-                },
-            ),
-            netns: netns_label(listener.netns),
-            container_id: owner.place.container_id.clone(),
-            pod_uid: owner.place.pod_uid.clone(),
-            exposure: exposure.as_str(),
-            dual_stack: listener.binding.dual_stack_label(listener.address),
-            interface: listener.interface.clone(),
-            sockets: 0,
-        }
     }
 
     fn count_error(&self, stage: &str, n: u64) {
@@ -717,192 +439,6 @@ impl ListenerCollector {
             );
         }
     }
-
-    /// The metric families of one snapshot, plus the error counter.
-    pub fn families(&self, snapshot: &Snapshot) -> Vec<MetricFamily> {
-        let listeners = listeners_vec();
-        for series in &snapshot.listeners {
-            let values = series.label_values();
-            let values: Vec<&str> = values.iter().map(String::as_str).collect();
-            listeners
-                .with_label_values(&values)
-                .set(series.sockets as f64);
-        }
-        let mut families = listeners.collect();
-        let raw_sockets = raw_sockets_vec();
-        for series in &snapshot.raw_sockets {
-            let values = series.label_values();
-            let values: Vec<&str> = values.iter().map(String::as_str).collect();
-            raw_sockets
-                .with_label_values(&values)
-                .set(series.sockets as f64);
-        }
-        families.extend(raw_sockets.collect());
-        let processes = process_info_vec();
-        for series in &snapshot.processes {
-            let values = series.label_values();
-            let values: Vec<&str> = values.iter().map(String::as_str).collect();
-            processes.with_label_values(&values).set(1.0);
-        }
-        families.extend(processes.collect());
-        let forwarded = forwarded_vec();
-        for series in &snapshot.forwarded {
-            let values = series.label_values();
-            let values: Vec<&str> = values.iter().map(String::as_str).collect();
-            forwarded
-                .with_label_values(&values)
-                .set(series.count as f64);
-        }
-        families.extend(forwarded.collect());
-        let single = |opts: Opts, value: f64| {
-            let gauge = GaugeVec::new(opts, &[]).unwrap();
-            gauge.with_label_values::<&str>(&[]).set(value);
-            gauge.collect()
-        };
-        families.extend(single(duration_opts(), snapshot.duration.as_secs_f64()));
-        families.extend(single(
-            success_opts(),
-            f64::from(u8::from(snapshot.success)),
-        ));
-        let unprivileged = unprivileged_vec();
-        for (netns, value) in &snapshot.unprivileged_port_start {
-            unprivileged
-                .with_label_values(&[netns.as_str()])
-                .set(*value as f64);
-        }
-        families.extend(unprivileged.collect());
-        let coverage = coverage_vec();
-        for (transport, covered) in self.source.coverage() {
-            coverage
-                .with_label_values(&[transport.as_str()])
-                .set(f64::from(u8::from(covered)));
-        }
-        families.extend(coverage.collect());
-        let namespaces = namespaces_vec();
-        for (state, count) in [
-            ("read", snapshot.namespaces_read),
-            ("failed", snapshot.namespaces_failed),
-        ] {
-            namespaces.with_label_values(&[state]).set(count as f64);
-        }
-        families.extend(namespaces.collect());
-        if self.netns_mode == Mode::All {
-            families.extend(single(
-                udp_staleness_opts(),
-                snapshot.udp_staleness.as_secs_f64(),
-            ));
-        }
-        families.extend(self.errors.collect());
-        families
-    }
-}
-
-fn listeners_vec() -> GaugeVec {
-    GaugeVec::new(
-        Opts::new(
-            "listeners",
-            "Listening sockets on a watched port (IANA unassigned, unregistered or added), by owner.",
-        )
-        .namespace(NAMESPACE),
-        &LISTENER_LABELS,
-    )
-    .unwrap()
-}
-
-fn raw_sockets_vec() -> GaugeVec {
-    GaugeVec::new(
-        Opts::new(
-            "raw_sockets",
-            "Packet (AF_PACKET) and raw IP sockets, which listen without a port, by kind, protocol, BPF filter and owner.",
-        )
-        .namespace(NAMESPACE),
-        &RAW_SOCKET_LABELS,
-    )
-    .unwrap()
-}
-
-fn process_info_vec() -> GaugeVec {
-    GaugeVec::new(
-        Opts::new(
-            "listener_process_info",
-            "Always 1, one per process owning a reported listener or packet/raw socket; labels say its executable (and whether it was deleted), parent and systemd unit.",
-        )
-        .namespace(NAMESPACE),
-        &PROCESS_INFO_LABELS,
-    )
-    .unwrap()
-}
-
-fn forwarded_vec() -> GaugeVec {
-    GaugeVec::new(
-        Opts::new(
-            "forwarded_ports",
-            "Watched ports the kernel forwards elsewhere: NAT rules (redirect, dnat) and container runtimes' port holders (holder), with where they lead; the value counts rules or holders.",
-        )
-        .namespace(NAMESPACE),
-        &FORWARDED_LABELS,
-    )
-    .unwrap()
-}
-
-fn duration_opts() -> Opts {
-    Opts::new(
-        "collection_duration_seconds",
-        "Time the last collection took.",
-    )
-    .namespace(NAMESPACE)
-}
-
-fn success_opts() -> Opts {
-    Opts::new(
-        "collection_success",
-        "1 if the last collection read the socket table, 0 if it could not.",
-    )
-    .namespace(NAMESPACE)
-}
-
-fn unprivileged_vec() -> GaugeVec {
-    GaugeVec::new(
-        Opts::new(
-            "unprivileged_port_start",
-            "net.ipv4.ip_unprivileged_port_start per network namespace: ports from here up can be bound by any user.",
-        )
-        .namespace(NAMESPACE),
-        &["netns"],
-    )
-    .unwrap()
-}
-
-fn udp_staleness_opts() -> Opts {
-    Opts::new(
-        "network_namespace_udp_staleness_seconds",
-        "Age of the oldest UDP listing of another network namespace in the last collection: with more than 256 namespaces each one's UDP sockets are re-read every 4th collection, in turns (0 when all are fresh). TCP is always exact.",
-    )
-    .namespace(NAMESPACE)
-}
-
-fn namespaces_vec() -> GaugeVec {
-    GaugeVec::new(
-        Opts::new(
-            "network_namespaces",
-            "Network namespaces in the last collection, by state: read (the exporter's own included) or failed (could not be entered or read).",
-        )
-        .namespace(NAMESPACE),
-        &["state"],
-    )
-    .unwrap()
-}
-
-fn coverage_vec() -> GaugeVec {
-    GaugeVec::new(
-        Opts::new(
-            "transport_coverage",
-            "1 if listeners of this transport are collected, 0 if the backend or kernel cannot see them.",
-        )
-        .namespace(NAMESPACE),
-        &["protocol"],
-    )
-    .unwrap()
 }
 
 /// The `collection_errors_total{stage}` counter, with every stage at 0.

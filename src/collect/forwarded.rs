@@ -26,11 +26,13 @@
 //!     (no NAT rule): only the port, its user, and the container its own
 //!     cgroup names (if any) can be known.
 
-use super::collector::{ForwardedSeries, ListenerSeries, ProcessInfoSeries, netns_label};
 use crate::kernel::nftables::{Mechanism, NatRule};
-use crate::policy::allow::{OwnerFacts, Subject};
+use crate::model::judge::Judged;
+use crate::model::{
+    ForwardedSeries, HOST_NETNS, Judge, ListenerSeries, NetnsNamer, ProcessInfoSeries, Protocol,
+};
+use crate::policy::allow::OwnerFacts;
 use crate::policy::registry::Transport;
-use crate::policy::watch::WatchSet;
 use crate::sockets::NamespaceFacts;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -40,7 +42,8 @@ pub const HOLDERS: [&str; 3] = ["conmon", "docker-proxy", "rootlessport"];
 
 /// Everything the join reads.
 pub struct Inputs<'a> {
-    pub watch: &'a WatchSet,
+    pub judge: &'a Judge,
+    pub namer: &'a NetnsNamer,
     pub namespaces: &'a [NamespaceFacts],
     pub listeners: &'a [ListenerSeries],
     pub processes: &'a [ProcessInfoSeries],
@@ -56,7 +59,7 @@ pub fn series(inputs: &Inputs<'_>) -> Vec<ForwardedSeries> {
         let Ok(rules) = &facts.nat_rules else {
             continue;
         };
-        let netns = netns_label(facts.netns);
+        let netns = inputs.namer.label(facts.netns);
         for rule in rules {
             let transports = match &rule.transport {
                 Some(transport) => std::slice::from_ref(transport),
@@ -64,7 +67,10 @@ pub fn series(inputs: &Inputs<'_>) -> Vec<ForwardedSeries> {
             };
             for transport in transports {
                 for port in rule.first..=rule.last {
-                    if inputs.watch.is_watched(*transport, port) {
+                    if inputs
+                        .judge
+                        .is_watched(Protocol::of_transport(*transport), port)
+                    {
                         let series = places.nat_series(inputs, &netns, rule, *transport, port);
                         *found.entry(series).or_default() += 1;
                     }
@@ -124,7 +130,7 @@ impl<'a> Places<'a> {
             let Ok(addresses) = &facts.addresses else {
                 continue;
             };
-            let label = netns_label(facts.netns);
+            let label = inputs.namer.label(facts.netns);
             for address in addresses.iter().filter(|a| !a.is_loopback()) {
                 address_owner
                     .entry(*address)
@@ -148,7 +154,7 @@ impl<'a> Places<'a> {
                     .map(|p| (p.netns.as_str(), p.container_id.as_str())),
             );
         for (netns, container) in places {
-            if !container.is_empty() && netns != super::collector::HOST_NETNS {
+            if !container.is_empty() && netns != HOST_NETNS {
                 container_of.entry(netns).or_insert(container);
             }
         }
@@ -187,7 +193,7 @@ impl<'a> Places<'a> {
         finish(
             inputs,
             ForwardedSeries {
-                transport,
+                protocol: Protocol::of_transport(transport),
                 port,
                 netns: netns.to_string(),
                 mechanism: rule.mechanism.as_str(),
@@ -208,7 +214,7 @@ impl<'a> Places<'a> {
         args: &[String],
     ) -> ForwardedSeries {
         let mut series = ForwardedSeries {
-            transport: listener.transport,
+            protocol: listener.protocol,
             port: listener.port,
             netns: listener.netns.clone(),
             mechanism: "holder",
@@ -227,12 +233,12 @@ impl<'a> Places<'a> {
                 let rule = inputs
                     .namespaces
                     .iter()
-                    .filter(|facts| netns_label(facts.netns) == listener.netns)
+                    .filter(|facts| inputs.namer.label(facts.netns) == listener.netns)
                     .filter_map(|facts| facts.nat_rules.as_ref().ok())
                     .flatten()
                     .find(|rule| {
                         rule.mechanism == Mechanism::Dnat
-                            && rule.covers(listener.transport, listener.port)
+                            && rule.covers(listener.protocol.judged_as(), listener.port)
                     });
                 if let Some(rule) = rule {
                     series.to_address = rule.to_address.map(|a| a.to_string()).unwrap_or_default();
@@ -262,8 +268,8 @@ fn finish(inputs: &Inputs<'_>, mut series: ForwardedSeries) -> ForwardedSeries {
         ..OwnerFacts::default()
     };
     series.expected = inputs
-        .watch
-        .is_expected_subject(Subject::Forward(series.transport, series.port), &facts);
+        .judge
+        .is_expected(Judged::Forward(series.protocol, series.port), &facts);
     series
 }
 
@@ -281,7 +287,8 @@ mod tests {
     use super::*;
     use crate::policy::allow::AllowRule;
     use crate::policy::registry::Registry;
-    use crate::policy::watch::Scope;
+    use crate::policy::watch::{Scope, WatchSet};
+    use std::sync::Arc;
 
     fn listener(
         process: &str,
@@ -291,7 +298,7 @@ mod tests {
         container: &str,
     ) -> ListenerSeries {
         ListenerSeries {
-            transport: Transport::Tcp,
+            protocol: Protocol::Tcp,
             port,
             family: "ipv4",
             address: "0.0.0.0".into(),
@@ -327,7 +334,12 @@ mod tests {
     #[test]
     fn joins_rules_and_holders_with_namespaces_and_containers() {
         let allow = vec![AllowRule::parse("forward:278:container=cafe").unwrap()];
-        let watch = WatchSet::new(Registry::embedded(), Scope::WellKnown, &[], allow);
+        let judge = Judge::new(Arc::new(WatchSet::new(
+            Registry::embedded(),
+            Scope::WellKnown,
+            &[],
+            allow,
+        )));
         let namespaces = vec![
             NamespaceFacts {
                 netns: None,
@@ -388,7 +400,8 @@ mod tests {
             args.iter().map(|a| a.to_string()).collect()
         };
         let found = series(&Inputs {
-            watch: &watch,
+            judge: &judge,
+            namer: &NetnsNamer::new(None),
             namespaces: &namespaces,
             listeners: &listeners,
             processes: &[],
@@ -400,7 +413,7 @@ mod tests {
                 format!(
                     "{}/{} {} {} -> {}:{} in {} container={} expected={} x{}",
                     s.port,
-                    s.transport,
+                    s.protocol,
                     s.netns,
                     s.mechanism,
                     s.to_address,
@@ -415,7 +428,7 @@ mod tests {
         assert_eq!(
             brief,
             [
-                "276/tcp 4026532000 redirect -> :31337 in 4026532000 container= expected=false x1",
+                "276/tcp 4026532000 redirect -> :31337 in 4026532000 container=a2d3 expected=false x1",
                 "277/tcp host dnat -> 10.88.0.10:8080 in 4026532000 container=a2d3 expected=false x1",
                 "277/tcp host holder -> 10.88.0.10:8080 in 4026532000 container=a2d3 expected=false x1",
                 "278/tcp host dnat -> 172.17.0.2:80 in 4026532111 container=cafe01 expected=true x1",

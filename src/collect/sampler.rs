@@ -3,49 +3,71 @@
 //! A scrape is a snapshot: a backdoor that listens for five seconds between
 //! two scrapes fifteen seconds apart is never seen. The sampler looks at the
 //! socket table on its own thread at a shorter interval and counts, for each
-//! (port, protocol, process, netns, expected), how many samples saw it and when it was
-//! last seen. Entries unseen for an hour are dropped, and at most
-//! `MAX_TRACKED` are kept (the stalest go first), so memory stays bounded
-//! whatever churns on the host. The sampler reports its own cost. Samples
-//! take the collector's quiet path: they neither count collection errors nor
-//! change what the next scrape reports.
+//! (port, protocol, process, netns, expected) as the model labels a sighting,
+//! how many samples saw it and when it was last seen. The sightings live in
+//! the one bounded series table (`crate::metrics::series_table`: unseen for
+//! an hour, dropped; at most 10,000, the stalest going first), so memory
+//! stays bounded whatever churns on the host. The sampler reports its own
+//! cost. Samples take the collector's quiet path: they neither count
+//! collection errors nor change what the next scrape reports.
 
-use crate::collect::collector::{ListenerCollector, NAMESPACE};
+use crate::collect::collector::{ListenerCollector, Snapshot};
+use crate::metrics::series_table::{MAX_SERIES, RETENTION, SeriesTable};
+use crate::model::{NAMESPACE, SightingLabels};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{CounterVec, GaugeVec, IntCounterVec, Opts};
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// How long a listener no sample has seen stays in the metrics.
-const RETENTION: Duration = Duration::from_secs(3600);
-/// Upper bound on remembered listeners.
-pub const MAX_TRACKED: usize = 10_000;
-
-const SIGHTING_LABELS: [&str; 5] = ["port", "protocol", "process", "netns", "expected"];
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Key {
-    port: u16,
-    protocol: &'static str,
-    process: String,
-    netns: String,
-    /// Whether an allow rule covers it, so alerts can skip expected ones.
-    expected: bool,
-}
-
+/// What the samples say of one listener.
 struct Sighting {
     samples: u64,
     last_seen: SystemTime,
-    last_seen_at: Instant,
 }
 
-#[derive(Default)]
+impl Default for Sighting {
+    fn default() -> Sighting {
+        Sighting {
+            samples: 0,
+            last_seen: UNIX_EPOCH,
+        }
+    }
+}
+
 struct Table {
-    sightings: HashMap<Key, Sighting>,
+    sightings: SeriesTable<SightingLabels, Sighting>,
     samples: u64,
     busy: Duration,
+}
+
+impl Default for Table {
+    fn default() -> Table {
+        Table {
+            sightings: SeriesTable::new(RETENTION, MAX_SERIES),
+            samples: 0,
+            busy: Duration::ZERO,
+        }
+    }
+}
+
+impl Table {
+    /// Counts one sample: each listener it saw once, however many sockets.
+    fn record(&mut self, snapshot: &Snapshot, now: SystemTime, started: Instant) {
+        let mut seen_this_time = HashSet::new();
+        for series in &snapshot.listeners {
+            let labels = SightingLabels::of(series);
+            if !seen_this_time.insert(labels.clone()) {
+                continue;
+            }
+            let sighting = self.sightings.touch(labels, started);
+            sighting.samples += 1;
+            sighting.last_seen = now;
+        }
+        self.sightings.prune(started);
+        self.samples += 1;
+    }
 }
 
 /// The sampler's shared state, and its Prometheus collector.
@@ -79,39 +101,8 @@ fn sample_loop(collector: Arc<ListenerCollector>, table: Weak<Mutex<Table>>, int
         };
         let started = Instant::now();
         let snapshot = collector.sample();
-        let now = SystemTime::now();
         let mut table = table.lock().unwrap_or_else(|p| p.into_inner());
-        let mut seen_this_time = std::collections::HashSet::new();
-        for series in &snapshot.listeners {
-            let key = Key {
-                port: series.port,
-                protocol: series.transport.as_str(),
-                process: series.process.clone(),
-                netns: series.netns.clone(),
-                expected: series.expected,
-            };
-            if !seen_this_time.insert(key.clone()) {
-                continue; // one count per sample, however many sockets
-            }
-            let entry = table.sightings.entry(key).or_insert(Sighting {
-                samples: 0,
-                last_seen: now,
-                last_seen_at: started,
-            });
-            entry.samples += 1;
-            entry.last_seen = now;
-            entry.last_seen_at = started;
-        }
-        table
-            .sightings
-            .retain(|_, sighting| sighting.last_seen_at.elapsed() < RETENTION);
-        if table.sightings.len() > MAX_TRACKED {
-            let mut ages: Vec<Instant> = table.sightings.values().map(|s| s.last_seen_at).collect();
-            ages.sort_unstable();
-            let cutoff = ages[table.sightings.len() - MAX_TRACKED];
-            table.sightings.retain(|_, s| s.last_seen_at >= cutoff);
-        }
-        table.samples += 1;
+        table.record(&snapshot, SystemTime::now(), started);
         table.busy += started.elapsed();
     }
 }
@@ -123,7 +114,7 @@ fn families(table: &Table) -> Vec<Box<dyn Collector>> {
             "listener_sightings_total",
             "Background samples that saw a listener on a watched port (see --collector.sample-interval).",
         ),
-        &SIGHTING_LABELS,
+        SightingLabels::LABELS,
     )
     .unwrap();
     let last_seen = GaugeVec::new(
@@ -131,21 +122,11 @@ fn families(table: &Table) -> Vec<Box<dyn Collector>> {
             "listener_last_seen_timestamp_seconds",
             "When a background sample last saw this listener (Unix time).",
         ),
-        &SIGHTING_LABELS,
+        SightingLabels::LABELS,
     )
     .unwrap();
-    let mut keys: Vec<(&Key, &Sighting)> = table.sightings.iter().collect();
-    keys.sort_by(|a, b| a.0.cmp(b.0));
-    for (key, sighting) in keys {
-        let port = key.port.to_string();
-        let expected = if key.expected { "true" } else { "false" };
-        let labels = [
-            port.as_str(),
-            key.protocol,
-            key.process.as_str(),
-            key.netns.as_str(),
-            expected,
-        ];
+    for (key, sighting) in table.sightings.sorted() {
+        let labels = key.label_values();
         sightings
             .with_label_values(&labels)
             .inc_by(sighting.samples);

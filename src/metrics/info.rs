@@ -1,13 +1,14 @@
 //! Metrics that are fixed at start: the `*_info` gauges and watched ports.
 
-use crate::collect::collector::{ListenerCollector, NAMESPACE};
-use crate::policy::watch::WATCHED_TRANSPORTS;
+use crate::collect::collector::ListenerCollector;
+use crate::model::NAMESPACE;
+use crate::policy::ports::WATCHED_TRANSPORTS;
 use prometheus::{IntGaugeVec, Opts, Registry};
 
 /// Registers the start-time gauges on `registry`, describing how
 /// `collector` reads the socket table (`netlink`/`netstat2`, `all`/`host`).
 pub fn register(registry: &Registry, collector: &ListenerCollector) -> prometheus::Result<()> {
-    let watch = collector.watch();
+    let watch = collector.judge().watch();
     let backend = collector.backend_name();
     let netns = collector.netns_mode().as_str();
     let facts = watch.registry();

@@ -2,5 +2,11 @@
 //! from values the other rooms hand over. Nothing here collects.
 //!
 //! - [`info`]: the `*_info` gauges and watched-port counts.
+//! - [`snapshot`]: the families of one collection (listeners, raw sockets,
+//!   processes, collection health), from the snapshot value alone.
+//! - [`series_table`]: the one bounded table behind every series kept
+//!   between scrapes (event counters, sampler sightings).
 
 pub mod info;
+pub mod series_table;
+pub mod snapshot;

@@ -93,7 +93,9 @@ impl Provenance {
         cgroup: Option<&str>,
     ) -> Provenance {
         Provenance {
-            exe: proc_root.exe(pid),
+            exe: proc_root
+                .exe_link(pid)
+                .map(|target| parse_exe_link(target.as_os_str())),
             ppid,
             parent_process: ppid
                 .filter(|&ppid| ppid != 0)
@@ -197,7 +199,9 @@ mod tests {
         let expected = std::fs::canonicalize(&copy).unwrap();
         let mut child = spawn_retrying(&copy);
         std::fs::remove_file(&copy).unwrap();
-        let exe = ProcRoot::default().exe(child.id());
+        let exe = ProcRoot::default()
+            .exe_link(child.id())
+            .map(|target| parse_exe_link(target.as_os_str()));
         let _ = child.kill();
         let _ = child.wait();
         let _ = std::fs::remove_dir(&dir);

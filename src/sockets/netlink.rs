@@ -37,8 +37,10 @@
 
 use super::facts::{self, FactWatch};
 use super::{
-    Collected, KernelEvents, Listener, NamespaceFacts, SeenRawSocket, SocketSource, SourceError,
+    ChangeHints, Collected, EventLinks, Listener, NamespaceFacts, SeenRawSocket, SocketSource,
+    SourceError,
 };
+use crate::kernel::netns::NamespaceObserver;
 use crate::kernel::netns::{Discovery, NamespaceSet};
 use crate::kernel::procfs::{ProcRoot, parse_sysctl_integer};
 use crate::kernel::sock_diag::interfaces::InterfaceNames;
@@ -211,9 +213,8 @@ struct ForeignNamespace {
     channel: Channel,
     tables: ProcTables,
     unprivileged_port_start: Option<i64>,
-    /// The UDP destroy subscription registered for this namespace (a second
-    /// descriptor), removed from the reader when the handle is dropped.
-    destroy: Option<(Arc<crate::events::DestroyReader>, u64)>,
+    /// Told when this handle is dropped (it was told when it was opened).
+    observer: Option<(Arc<dyn NamespaceObserver>, u64)>,
     /// Listeners the last read found: a namespace no process names any more
     /// is kept while its sockets still listen.
     last_found: usize,
@@ -340,7 +341,7 @@ impl ForeignNamespace {
     fn open(
         procfs: &Path,
         inode: u64,
-        events: &KernelEvents,
+        observer: Option<&Arc<dyn NamespaceObserver>>,
         raw_support: DiagSupport,
     ) -> Result<ForeignNamespace, String> {
         let channel = Channel::open().map_err(|err| err.0)?;
@@ -349,17 +350,15 @@ impl ForeignNamespace {
         let sysctl = std::fs::read(procfs.join("sys/net/ipv4/ip_unprivileged_port_start"))
             .ok()
             .and_then(|bytes| parse_sysctl_integer(&bytes));
-        let destroy = events.destroy.get().and_then(|link| {
-            let subscription =
-                crate::events::DestroySubscription::open(link.max_port, link.groups).ok()?;
-            link.reader.add(inode, subscription).ok()?;
-            Some((Arc::clone(&link.reader), inode))
+        let observer = observer.map(|observer| {
+            observer.entered(inode);
+            (Arc::clone(observer), inode)
         });
         Ok(ForeignNamespace {
             channel,
             tables,
             unprivileged_port_start: sysctl,
-            destroy,
+            observer,
             last_found: 0,
             tcp: None,
             udp: None,
@@ -373,8 +372,8 @@ impl ForeignNamespace {
 
 impl Drop for ForeignNamespace {
     fn drop(&mut self) {
-        if let Some((reader, inode)) = self.destroy.take() {
-            reader.remove(inode);
+        if let Some((observer, inode)) = self.observer.take() {
+            observer.left(inode);
         }
     }
 }
@@ -410,9 +409,11 @@ pub struct SockDiagSource {
     raw_support: DiagSupport,
     /// procfs as seen from inside another namespace (its sysctls).
     procfs: PathBuf,
-    /// Moves when a listen event is seen; lets unchanged namespaces skip
-    /// their TCP dump.
-    changes: Arc<KernelEvents>,
+    /// The event side's view: its generation lets unchanged namespaces
+    /// skip their TCP dump; its recent listeners guide discovery.
+    hints: Option<Arc<dyn ChangeHints>>,
+    /// Follows the namespace set's lifetimes (destroy subscriptions).
+    observer: Option<Arc<dyn NamespaceObserver>>,
 }
 
 impl SockDiagSource {
@@ -420,7 +421,7 @@ impl SockDiagSource {
     /// refuses sock_diag is found at start, not at the first scrape; asks
     /// once which packet/raw diag modules the kernel has. Reads the
     /// exporter's own namespace only until [`Self::read_other_namespaces`].
-    pub fn open(proc_root: &ProcRoot) -> Result<SockDiagSource, SourceError> {
+    pub fn open(proc_root: &ProcRoot, links: &EventLinks) -> Result<SockDiagSource, SourceError> {
         let mut channel = Channel::open()?;
         channel.dump(Query::TcpListeners, &mut |_| {})?;
         let sctp_probe = Query::ByFamily {
@@ -454,7 +455,8 @@ impl SockDiagSource {
             sctp,
             raw_support,
             procfs: PathBuf::from("/proc"),
-            changes: Arc::new(KernelEvents::default()),
+            hints: links.hints.clone(),
+            observer: links.namespaces.clone(),
         })
     }
 
@@ -465,11 +467,6 @@ impl SockDiagSource {
         self.others = Some(Mutex::new(NamespaceSet::new(discovery, channel_budget())));
         self.procfs = proc_root.procfs().to_path_buf();
         self
-    }
-
-    /// The generation the kernel listen events move (see [`KernelEvents`]).
-    pub fn kernel_events(&self) -> Arc<KernelEvents> {
-        Arc::clone(&self.changes)
     }
 
     fn queries(&self) -> Vec<Query> {
@@ -542,24 +539,29 @@ impl SockDiagSource {
         let procfs = self.procfs.clone();
         // Read before any dump: a listen after this moves it, so the next
         // collection dumps again.
-        let generation = self.changes.generation();
+        let generation = self.hints.as_ref().and_then(|hints| hints.generation());
         let udp_in_turns = others.held() > UDP_TURNS_FROM;
         // With destroy events each namespace costs two descriptors; the
         // /proc/net tables a kernel without packet_diag/raw_diag needs add
         // up to three, the address and NAT watches two.
-        let per_namespace = if self.changes.destroy.get().is_some() {
-            2
-        } else {
-            1
-        } + ProcTables::descriptors(self.raw_support)
-            + facts::DESCRIPTORS;
+        let per_namespace = 1
+            + facts::DESCRIPTORS
+            + self
+                .observer
+                .as_ref()
+                .map_or(0, |observer| observer.descriptors_per_namespace())
+            + ProcTables::descriptors(self.raw_support);
         others.set_max_open(channel_budget() / per_namespace);
-        let events = Arc::clone(&self.changes);
-        let hints = self.changes.recent_listeners();
+        let observer = self.observer.clone();
+        let hints = self
+            .hints
+            .as_ref()
+            .map(|hints| hints.recent_listeners())
+            .unwrap_or_default();
         let raw_support = self.raw_support;
         let outcome = others.collect(
             &hints,
-            move |inode| ForeignNamespace::open(&procfs, inode, &events, raw_support),
+            move |inode| ForeignNamespace::open(&procfs, inode, observer.as_ref(), raw_support),
             |foreign: &mut ForeignNamespace| {
                 foreign
                     .read(queries, watch, generation, udp_in_turns, raw_support)
@@ -662,14 +664,15 @@ impl SocketSource for SockDiagSource {
         ]
     }
 
-    fn collect(&self, watch: &WatchSet, out: &mut Collected) -> Result<(), SourceError> {
+    fn collect(&self, watch: &WatchSet) -> Result<Collected, SourceError> {
         let queries = self.queries();
-        self.collect_host(&queries, watch, out)?;
+        let mut out = Collected::default();
+        self.collect_host(&queries, watch, &mut out)?;
         out.namespaces_read += 1;
         if let Some(others) = &self.others {
-            self.collect_others(others, &queries, watch, out);
+            self.collect_others(others, &queries, watch, &mut out);
         }
-        Ok(())
+        Ok(out)
     }
 }
 

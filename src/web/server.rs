@@ -468,7 +468,7 @@ async fn landing_page(app: &App) -> Response<Body> {
 
 fn render_landing(app: &App, snapshot: Option<&Snapshot>) -> String {
     let collector = app.scraper.collector();
-    let watch = collector.watch();
+    let watch = collector.judge().watch();
     let registry = watch.registry();
     let mut rows = String::new();
     let listeners = snapshot.map_or(&[][..], |s| &s.listeners[..]);
@@ -476,7 +476,7 @@ fn render_landing(app: &App, snapshot: Option<&Snapshot>) -> String {
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             l.port,
-            l.transport,
+            l.protocol,
             escape(&l.address),
             l.exposure,
             escape(&l.netns),

@@ -112,6 +112,16 @@ impl StreamProtocol {
         }
     }
 
+    /// The IP protocol number, as the tracepoint gave it.
+    pub fn number(self) -> u16 {
+        match self {
+            StreamProtocol::Tcp => 6,
+            StreamProtocol::Mptcp => 262,
+            StreamProtocol::Sctp => 132,
+            StreamProtocol::Other(number) => number,
+        }
+    }
+
     /// Label value: `tcp`, `mptcp`, `sctp`, or `other`.
     pub fn as_str(self) -> &'static str {
         match self {
