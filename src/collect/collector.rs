@@ -8,6 +8,7 @@
 //! scrape: what could be read is reported.
 
 use crate::kernel::netns::Mode;
+use crate::kernel::nftables::Unread;
 use crate::kernel::procfs::ProcRoot;
 use crate::model::{
     ForwardedSeries, HOST_NETNS, Judge, ListenerSeries, NAMESPACE, NetnsNamer, ProcessInfoSeries,
@@ -124,6 +125,8 @@ pub struct ListenerCollector {
     errors: IntCounterVec,
     /// Set once we have said that owners are hidden, so the log says it once.
     warned_denied: AtomicBool,
+    /// Set once we have said that NAT rules need CAP_NET_ADMIN.
+    warned_nat: AtomicBool,
     /// The event side's view: recent listen() callers are searched first
     /// for owners.
     hints: Option<Arc<dyn ChangeHints>>,
@@ -156,6 +159,7 @@ impl ListenerCollector {
             proc_root,
             errors,
             warned_denied: AtomicBool::new(false),
+            warned_nat: AtomicBool::new(false),
             hints,
         }
     }
@@ -249,9 +253,17 @@ impl ListenerCollector {
     ) -> Vec<ForwardedSeries> {
         for facts in &collected.namespaces {
             let netns = self.namer.label(facts.netns);
-            if let Err(err) = &facts.nat_rules {
-                faults.nat += 1;
-                tracing::debug!(netns, error = %err, "cannot read NAT rules");
+            match &facts.nat_rules {
+                Ok(_) => {}
+                Err(Unread::NoPrivilege(reason)) => {
+                    if !self.warned_nat.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(reason = %reason, "grant CAP_NET_ADMIN to see NAT rules that forward watched ports (port holders of container runtimes are still reported)");
+                    }
+                }
+                Err(Unread::Failed(err)) => {
+                    faults.nat += 1;
+                    tracing::debug!(netns, error = %err, "cannot read NAT rules");
+                }
             }
             if let Err(err) = &facts.addresses {
                 faults.addresses += 1;

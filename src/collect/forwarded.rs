@@ -365,7 +365,7 @@ mod tests {
             NamespaceFacts {
                 netns: Some(4026532111),
                 addresses: Ok(vec!["172.17.0.2".parse().unwrap()]),
-                nat_rules: Err("refused".into()),
+                nat_rules: Err(crate::kernel::nftables::Unread::Failed("refused".into())),
             },
         ];
         let listeners = vec![

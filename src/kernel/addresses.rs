@@ -39,7 +39,7 @@ impl AddressWatch {
             netlink_sys::protocols::NETLINK_ROUTE,
             RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
         )
-        .map_err(|err| format!("rtnetlink: {err}"))?;
+        .map_err(|err| format!("cannot open an rtnetlink socket: {err}"))?;
         Ok(AddressWatch {
             socket,
             addresses: Vec::new(),

@@ -47,16 +47,13 @@ pub struct Watched {
 impl Watched {
     /// Opens a socket of `protocol` in the calling thread's namespace,
     /// joined to the multicast `groups` (a bit mask, groups 1..=32).
-    pub fn open(protocol: isize, groups: u32) -> Result<Watched, String> {
-        let mut socket =
-            Socket::new(protocol).map_err(|err| format!("cannot open a netlink socket: {err}"))?;
-        socket
-            .bind(&SocketAddr::new(0, groups))
-            .map_err(|err| format!("cannot join the netlink change notifications: {err}"))?;
+    /// The error keeps its errno (joining nf_tables' groups needs
+    /// CAP_NET_ADMIN: `EPERM`).
+    pub fn open(protocol: isize, groups: u32) -> std::io::Result<Watched> {
+        let mut socket = Socket::new(protocol)?;
+        socket.bind(&SocketAddr::new(0, groups))?;
         let mut address = SocketAddr::new(0, 0);
-        socket
-            .get_address(&mut address)
-            .map_err(|err| format!("cannot read the netlink port id: {err}"))?;
+        socket.get_address(&mut address)?;
         Ok(Watched {
             socket,
             port: address.port_number(),

@@ -7,7 +7,7 @@
 
 use super::NamespaceFacts;
 use crate::kernel::addresses::AddressWatch;
-use crate::kernel::nftables::NatWatch;
+use crate::kernel::nftables::{NatWatch, Unread};
 
 /// Descriptors one [`FactWatch`] holds.
 pub const DESCRIPTORS: usize = 2;
@@ -16,7 +16,7 @@ pub const DESCRIPTORS: usize = 2;
 /// opened (reported at every read, so the fault is counted).
 pub struct FactWatch {
     addresses: Result<AddressWatch, String>,
-    nat: Result<NatWatch, String>,
+    nat: Result<NatWatch, Unread>,
 }
 
 impl FactWatch {

@@ -20,7 +20,7 @@ pub mod netlink;
 pub mod netstat2;
 
 use crate::kernel::netns::{self, Mode};
-use crate::kernel::nftables::NatRule;
+use crate::kernel::nftables::{NatRule, Unread};
 use crate::kernel::procfs::ProcRoot;
 use crate::kernel::sock_diag::raw;
 use crate::policy::exposure::Binding;
@@ -130,7 +130,7 @@ pub struct NamespaceFacts {
     /// Addresses of the interfaces that are up, or why they are unknown.
     pub addresses: Result<Vec<IpAddr>, String>,
     /// Rules that forward destination ports, or why they are unknown.
-    pub nat_rules: Result<Vec<NatRule>, String>,
+    pub nat_rules: Result<Vec<NatRule>, Unread>,
 }
 
 /// A packet or raw socket and the namespace it was found in.

@@ -108,6 +108,29 @@ impl NatRule {
     }
 }
 
+/// Why the NAT rules could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unread {
+    /// The exporter lacks CAP_NET_ADMIN in the namespace: a deployment
+    /// choice, said once rather than counted as a fault at every scrape.
+    NoPrivilege(String),
+    /// Anything else.
+    Failed(String),
+}
+
+impl std::fmt::Display for Unread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unread::NoPrivilege(text) | Unread::Failed(text) => f.write_str(text),
+        }
+    }
+}
+
+/// What reading nf_tables without CAP_NET_ADMIN says.
+#[cfg(target_os = "linux")]
+const NO_PRIVILEGE: &str =
+    "reading nf_tables (NAT rules) needs CAP_NET_ADMIN: forwarded ports are not reported";
+
 /// The NAT rules of the namespace the socket was opened in, re-read only
 /// when the ruleset changes.
 #[cfg(target_os = "linux")]
@@ -122,12 +145,15 @@ pub struct NatWatch {
 impl NatWatch {
     /// Opens the socket in the calling thread's namespace and joins the
     /// nf_tables notifications (needs CAP_NET_ADMIN there).
-    pub fn open() -> Result<NatWatch, String> {
+    pub fn open() -> Result<NatWatch, Unread> {
         let socket = Watched::open(
             netlink_sys::protocols::NETLINK_NETFILTER,
             1 << (NFNLGRP_NFTABLES - 1),
         )
-        .map_err(|err| format!("nf_tables: {err}"))?;
+        .map_err(|err| match err.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => Unread::NoPrivilege(NO_PRIVILEGE.to_string()),
+            _ => Unread::Failed(format!("cannot open a NETLINK_NETFILTER socket: {err}")),
+        })?;
         Ok(NatWatch {
             socket,
             rules: Vec::new(),
@@ -137,17 +163,17 @@ impl NatWatch {
 
     /// The forwarding rules now: the last ones read, unless the ruleset
     /// changed since, in which case they are dumped again.
-    pub fn rules(&mut self) -> Result<&[NatRule], String> {
-        if self.socket.changed() {
-            if let Err(err) = self.dump() {
-                self.socket.invalidate();
-                return Err(match err {
-                    WireError::Refused(code) if code == libc::EPERM => {
-                        "reading nf_tables was refused: it needs CAP_NET_ADMIN".to_string()
-                    }
-                    other => format!("cannot read nf_tables: {other}"),
-                });
-            }
+    pub fn rules(&mut self) -> Result<&[NatRule], Unread> {
+        if self.socket.changed()
+            && let Err(err) = self.dump()
+        {
+            self.socket.invalidate();
+            return Err(match err {
+                WireError::Refused(code) if code == libc::EPERM => {
+                    Unread::NoPrivilege(NO_PRIVILEGE.to_string())
+                }
+                other => Unread::Failed(format!("cannot read nf_tables: {other}")),
+            });
         }
         Ok(&self.rules)
     }
