@@ -70,7 +70,7 @@ struct Walk {
     ports: Option<(u16, u16)>,
     /// A comparison on the port this decoder cannot express.
     unknown_ports: bool,
-    action: Option<(Mechanism, Option<IpAddr>, Option<(u16, u16)>)>,
+    action: Option<xt::Action>,
 }
 
 /// Decodes one rule message payload (`nfgenmsg` and attributes). `None`
@@ -169,13 +169,12 @@ impl Walk {
                     }
                 }
             }
-            "lookup" => {
+            "lookup"
                 if u32_attr(data, 2)
                     .and_then(unit)
-                    .is_some_and(|at| self.registers[at] == Loaded::DestinationPort)
-                {
-                    self.unknown_ports = true;
-                }
+                    .is_some_and(|at| self.registers[at] == Loaded::DestinationPort) =>
+            {
+                self.unknown_ports = true;
             }
             "nat" => self.nat(data, family),
             "redir" => {
