@@ -7,101 +7,30 @@
 //! `unassigned_port_collection_errors_total` by stage and never fail the
 //! scrape: what could be read is reported.
 
+use super::faults::{FaultCounter, Faults, stage};
+use super::owners::{Found, OwnerSearch};
+use super::rpc::RpcPrograms;
 use crate::kernel::netns::Mode;
 use crate::kernel::nftables::Unread;
 use crate::kernel::procfs::ProcRoot;
 use crate::model::{
-    ForwardedSeries, HOST_NETNS, Judge, ListenerSeries, NAMESPACE, NetnsNamer, ProcessInfoSeries,
-    RawSocketSeries,
+    ForwardedSeries, HOST_NETNS, Judge, ListenerSeries, NetnsNamer, ProcessInfoSeries,
+    RawSocketSeries, RpcProgramSeries, Snapshot,
 };
-use crate::owners::{Owner, OwnerFaults, OwnerResolver, ProcessDescriber, Wanted};
-use crate::policy::registry::Transport;
-use crate::sockets::{ChangeHints, Collected, Listener, Opened, SeenRawSocket, SocketSource};
-use prometheus::{IntCounterVec, Opts};
+use crate::owners::{Owner, OwnerBook, Placed};
+use crate::sockets::{ChangeHints, Collected, Opened, Recheck, SocketSource};
+use prometheus::IntCounterVec;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-
-/// Stages of `unassigned_port_collection_errors_total`.
-pub mod stage {
-    /// The socket table could not be read (the scrape reports success 0).
-    pub const SOCKETS: &str = "sockets";
-    /// A listener's process could not be found (no privilege, or it exited).
-    pub const OWNERS: &str = "owners";
-    /// A process vanished before its name and user were read.
-    pub const PROCESS: &str = "process";
-    /// `ip_unprivileged_port_start` could not be read.
-    pub const SYSCTL: &str = "sysctl";
-    /// `--collector.backend=auto` had to fall back from netlink to netstat2.
-    pub const BACKEND: &str = "backend";
-    /// Another network namespace could not be entered or read.
-    pub const NETNS: &str = "netns";
-    /// A namespace's packet and raw sockets could not be read.
-    pub const RAW: &str = "raw";
-    /// A namespace's NAT rules (nf_tables) could not be read.
-    pub const NAT: &str = "nat";
-    /// A namespace's interface addresses could not be read.
-    pub const ADDRESSES: &str = "addresses";
-    pub const ALL: [&str; 9] = [
-        SOCKETS, OWNERS, PROCESS, SYSCTL, BACKEND, NETNS, RAW, NAT, ADDRESSES,
-    ];
-}
+use std::time::Instant;
 
 /// What [`ListenerCollector`]'s labelling produced.
 struct Labelled {
     listeners: Vec<ListenerSeries>,
+    rpc_programs: Vec<RpcProgramSeries>,
     raw_sockets: Vec<RawSocketSeries>,
     processes: Vec<ProcessInfoSeries>,
-}
-
-/// The result of one collection.
-#[derive(Clone, Debug)]
-pub struct Snapshot {
-    /// Sorted by transport, port, then the other labels.
-    pub listeners: Vec<ListenerSeries>,
-    /// Packet and raw sockets, sorted by kind, protocol, then the rest.
-    pub raw_sockets: Vec<RawSocketSeries>,
-    /// One per process owning a listener or packet/raw socket, by pid.
-    pub processes: Vec<ProcessInfoSeries>,
-    /// Watched ports forwarded elsewhere (NAT rules, port holders).
-    pub forwarded: Vec<ForwardedSeries>,
-    pub duration: Duration,
-    /// False when the socket table could not be read at all.
-    pub success: bool,
-    /// (netns label, value) for each namespace whose sysctl was read.
-    pub unprivileged_port_start: Vec<(String, i64)>,
-    /// Network namespaces read (the exporter's own included) and those that
-    /// could not be read, in this collection.
-    pub namespaces_read: u64,
-    pub namespaces_failed: u64,
-    /// Age of the oldest UDP listing reused from an earlier collection.
-    pub udp_staleness: Duration,
-    /// Which transports the source could see.
-    pub coverage: Vec<(Transport, bool)>,
-    /// Which namespaces were read (host only, or all).
-    pub netns_mode: Mode,
-}
-
-/// Faults of one collection, counted by the scrape path only.
-#[derive(Clone, Copy, Debug, Default)]
-struct Faults {
-    sockets: u64,
-    netns: u64,
-    sysctl: u64,
-    raw: u64,
-    nat: u64,
-    addresses: u64,
-    owners: OwnerFaults,
-}
-
-/// The owner search and description, behind one lock: collections share
-/// their caches.
-struct Owners {
-    resolver: OwnerResolver,
-    describer: ProcessDescriber,
 }
 
 /// Collects listeners on watched ports. The scrape path
@@ -119,17 +48,15 @@ pub struct ListenerCollector {
     /// The exporter's own sysctls are read through it.
     proc_root: ProcRoot,
     /// Inode -> pid search and pid -> labels, with their caches.
-    owners: Mutex<Owners>,
-    /// `collection_errors_total{stage}`; owned here, reported after each
+    owners: OwnerSearch,
+    /// `collection_errors_total{stage}`; reported after each scrape's
     /// collection so a scrape's counts include that scrape's faults.
-    errors: IntCounterVec,
-    /// Set once we have said that owners are hidden, so the log says it once.
-    warned_denied: AtomicBool,
-    /// Set once we have said that NAT rules need CAP_NET_ADMIN.
-    warned_nat: AtomicBool,
+    faults: FaultCounter,
     /// The event side's view: recent listen() callers are searched first
     /// for owners.
     hints: Option<Arc<dyn ChangeHints>>,
+    /// RPC registrations per namespace, refreshed off the scrape path.
+    rpc: RpcPrograms,
 }
 
 impl ListenerCollector {
@@ -142,24 +69,20 @@ impl ListenerCollector {
         proc_root: ProcRoot,
         hints: Option<Arc<dyn ChangeHints>>,
     ) -> ListenerCollector {
-        let errors = errors_counter();
+        let faults = FaultCounter::new();
         if let Some(reason) = &opened.fallback_reason {
             tracing::warn!(reason = %reason, "netlink sock_diag is not available; using the slower netstat2 backend");
-            errors.with_label_values(&[stage::BACKEND]).inc();
+            faults.count(stage::BACKEND, 1);
         }
         ListenerCollector {
             judge,
             namer,
             source: opened.source,
             netns_mode: opened.netns_mode,
-            owners: Mutex::new(Owners {
-                resolver: OwnerResolver::new(proc_root.clone()),
-                describer: ProcessDescriber::new(proc_root.clone()),
-            }),
+            owners: OwnerSearch::new(OwnerBook::new(proc_root.clone())),
+            rpc: RpcPrograms::new(proc_root.clone()),
             proc_root,
-            errors,
-            warned_denied: AtomicBool::new(false),
-            warned_nat: AtomicBool::new(false),
+            faults,
             hints,
         }
     }
@@ -179,13 +102,13 @@ impl ListenerCollector {
     /// `collection_errors_total{stage}`, registered beside the other
     /// collectors so a scrape renders its own counts.
     pub fn errors(&self) -> IntCounterVec {
-        self.errors.clone()
+        self.faults.collector()
     }
 
     /// One collection for a scrape: faults are logged and counted.
     pub fn scrape(&self) -> Snapshot {
         let (snapshot, faults) = self.look();
-        self.report(&faults);
+        self.faults.report(&faults);
         snapshot
     }
 
@@ -209,7 +132,8 @@ impl ListenerCollector {
         };
         faults.netns = collected.namespace_faults;
         faults.raw = collected.raw_faults;
-        let labelled = self.label(&collected, &mut faults.owners);
+        let (labelled, owner_faults) = self.label(&collected);
+        faults.owners = owner_faults;
         let forwarded = self.forwarded(&collected, &labelled, &mut faults);
         let mut unprivileged_port_start = Vec::new();
         match self.proc_root.unprivileged_port_start() {
@@ -230,6 +154,7 @@ impl ListenerCollector {
             listeners: labelled.listeners,
             raw_sockets: labelled.raw_sockets,
             processes: labelled.processes,
+            rpc_programs: labelled.rpc_programs,
             forwarded,
             duration: started.elapsed(),
             success,
@@ -256,9 +181,7 @@ impl ListenerCollector {
             match &facts.nat_rules {
                 Ok(_) => {}
                 Err(Unread::NoPrivilege(reason)) => {
-                    if !self.warned_nat.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(reason = %reason, "grant CAP_NET_ADMIN to see NAT rules that forward watched ports (port holders of container runtimes are still reported)");
-                    }
+                    self.faults.nat_needs_privilege(reason);
                 }
                 Err(Unread::Failed(err)) => {
                     faults.nat += 1;
@@ -283,189 +206,163 @@ impl ListenerCollector {
 
     /// Finds the owner of every listener and packet/raw socket, and turns
     /// them into counted series, plus one info series per owning process.
-    fn label(&self, collected: &Collected, faults: &mut OwnerFaults) -> Labelled {
-        let (listener_pids, raw_pids, described) =
-            self.find_owners(&collected.listeners, &collected.raw_sockets, faults);
-        let nobody = Owner::default();
-        let owner_of =
-            |pid: Option<u32>| pid.and_then(|pid| described.get(&pid)).unwrap_or(&nobody);
-        // pid -> netns label of the first socket it owns.
-        let mut owning: BTreeMap<u32, String> = BTreeMap::new();
+    fn label(&self, collected: &Collected) -> (Labelled, crate::owners::OwnerFaults) {
+        let likely: Vec<u32> = self
+            .hints
+            .as_ref()
+            .map(|hints| {
+                let recent = hints.recent_listeners();
+                recent.into_iter().map(|(pid, _)| pid).collect()
+            })
+            .unwrap_or_default();
+        let Found {
+            listeners: listener_placed,
+            raw_sockets: raw_placed,
+            faults,
+        } = self
+            .owners
+            .find(&collected.listeners, &collected.raw_sockets, &likely);
+        let (listener_owners, raw_owners) = self.confirm(collected, listener_placed, raw_placed);
+        let listener_pids: Vec<Option<u32>> = listener_owners
+            .iter()
+            .map(|placed| placed.as_ref().and_then(|p| p.owner.pid))
+            .collect();
         // Each namespace's up addresses decide its wildcards' exposure.
         let addresses: HashMap<Option<u64>, &[IpAddr]> = collected
             .namespaces
             .iter()
             .filter_map(|facts| Some((facts.netns, facts.addresses.as_deref().ok()?)))
             .collect();
-        let mut listeners: BTreeMap<ListenerSeries, u64> = BTreeMap::new();
-        for (listener, pid) in collected.listeners.iter().zip(listener_pids) {
-            if let Some(pid) = pid {
+        // pid -> (netns label of the first socket it owns, its owner).
+        let mut owning: BTreeMap<u32, (String, &Owner)> = BTreeMap::new();
+        // One series per socket, sorted, then equal label sets merged into
+        // one counted series: in place, no tree of nodes beside the vector.
+        let mut listeners = Vec::with_capacity(collected.listeners.len());
+        let registered = self.rpc.view(&collected.listeners, &listener_pids);
+        let mut rpc_programs: Vec<RpcProgramSeries> = Vec::new();
+        for (listener, placed) in collected.listeners.iter().zip(&listener_owners) {
+            let Some(placed) = placed else { continue };
+            let owner = &placed.owner;
+            if let Some(pid) = owner.pid {
                 owning
                     .entry(pid)
-                    .or_insert_with(|| self.namer.label(listener.netns));
+                    .or_insert_with(|| (self.namer.label(listener.netns), owner));
             }
-            let series = ListenerSeries::new(
+            let programs = registered.programs(listener);
+            rpc_programs.extend(registered.registrations(listener).map(|r| {
+                let netns = self.namer.label(listener.netns);
+                RpcProgramSeries::new(listener.port, r.transport, netns, r.program, r.version)
+            }));
+            let socket = (placed.holder, programs.as_slice());
+            let mut series = ListenerSeries::new(
                 listener,
-                owner_of(pid),
+                owner,
+                socket,
                 &self.judge,
                 &self.namer,
                 addresses.get(&listener.netns).copied(),
             );
-            *listeners.entry(series).or_default() += 1;
+            series.sockets = 1;
+            listeners.push(series);
         }
-        let mut raw_sockets: BTreeMap<RawSocketSeries, u64> = BTreeMap::new();
-        for (seen, pid) in collected.raw_sockets.iter().zip(raw_pids) {
-            if let Some(pid) = pid {
+        rpc_programs.sort();
+        rpc_programs.dedup();
+        let mut raw_sockets = Vec::with_capacity(collected.raw_sockets.len());
+        for (seen, placed) in collected.raw_sockets.iter().zip(&raw_owners) {
+            let Some(placed) = placed else { continue };
+            let owner = &placed.owner;
+            if let Some(pid) = owner.pid {
                 owning
                     .entry(pid)
-                    .or_insert_with(|| self.namer.label(seen.netns));
+                    .or_insert_with(|| (self.namer.label(seen.netns), owner));
             }
-            let series = RawSocketSeries::new(seen, owner_of(pid), &self.judge, &self.namer);
-            *raw_sockets.entry(series).or_default() += 1;
+            let mut series = RawSocketSeries::new(seen, owner, &self.judge, &self.namer);
+            series.sockets = 1;
+            raw_sockets.push(series);
         }
         let processes = owning
             .into_iter()
-            .filter_map(|(pid, netns)| {
-                let owner = described.get(&pid)?;
-                // A process that vanished before it was described has no facts.
-                (!owner.process.is_empty()).then(|| ProcessInfoSeries::new(pid, netns, owner))
-            })
+            // A process that vanished before it was described has no facts.
+            .filter(|(_, (_, owner))| !owner.process.is_empty())
+            .map(|(pid, (netns, owner))| ProcessInfoSeries::new(pid, netns, owner))
             .collect();
-        Labelled {
-            listeners: listeners
-                .into_iter()
-                .map(|(mut series, sockets)| {
-                    series.sockets = sockets;
-                    series
-                })
-                .collect(),
-            raw_sockets: raw_sockets
-                .into_iter()
-                .map(|(mut series, sockets)| {
-                    series.sockets = sockets;
-                    series
-                })
-                .collect(),
+        merge_counted(&mut listeners, |series| &mut series.sockets);
+        merge_counted(&mut raw_sockets, |series| &mut series.sockets);
+        let labelled = Labelled {
+            rpc_programs,
+            listeners,
+            raw_sockets,
             processes,
-        }
+        };
+        (labelled, faults)
     }
 
-    /// The pid of each listener and of each packet/raw socket (in order),
-    /// and the description of each pid. One search for all inodes: the
-    /// resolver forgets places of inodes it is not asked about.
+    /// Asks the source once more about each socket the owner search could
+    /// not place and saw for the first time: one the kernel no longer lists
+    /// lost its process while we looked and is left out (`None`); see
+    /// `crate::owners::book`.
     #[allow(clippy::type_complexity)]
-    fn find_owners(
+    fn confirm(
         &self,
-        listeners: &[Listener],
-        raw_sockets: &[SeenRawSocket],
-        faults: &mut OwnerFaults,
-    ) -> (Vec<Option<u32>>, Vec<Option<u32>>, HashMap<u32, Owner>) {
-        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-        // Backends that already know the pids (netstat2) skip the fd search.
-        let wanted: Vec<Wanted> = listeners
-            .iter()
-            .filter(|l| l.known_pids.is_none())
-            .map(|l| Wanted {
-                inode: l.inode,
-                uid: l.uid,
-            })
-            .chain(raw_sockets.iter().map(|seen| Wanted {
-                inode: seen.found.socket.inode,
-                uid: seen.found.socket.uid.unwrap_or(0),
-            }))
-            .collect();
-        let likely: Vec<u32> = self
-            .hints
-            .as_ref()
-            .map(|hints| {
-                hints
-                    .recent_listeners()
-                    .into_iter()
-                    .map(|(pid, _)| pid)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let found = owners.resolver.find_pids(&wanted, &likely, faults);
-        // Lowest pid first, like the fd search (see owners/mod.rs).
-        let listener_pids: Vec<Option<u32>> = listeners
-            .iter()
-            .map(|listener| match &listener.known_pids {
-                Some(pids) => pids.first().copied(),
-                None => found.get(&listener.inode).copied(),
-            })
-            .collect();
-        let raw_pids: Vec<Option<u32>> = raw_sockets
-            .iter()
-            .map(|seen| found.get(&seen.found.socket.inode).copied())
-            .collect();
-        // netstat2 finding no pid is the same fault as an unplaced inode.
-        faults.unfound += listeners
-            .iter()
-            .filter(|l| l.known_pids.as_ref().is_some_and(Vec::is_empty))
-            .count() as u64;
-        let mut unique: Vec<u32> = listener_pids
-            .iter()
-            .chain(&raw_pids)
-            .flatten()
-            .copied()
-            .collect();
-        unique.sort_unstable();
-        unique.dedup();
-        let described = owners.describer.describe(&unique, faults);
-        (listener_pids, raw_pids, described)
-    }
-
-    fn count_error(&self, stage: &str, n: u64) {
-        if n > 0 {
-            self.errors.with_label_values(&[stage]).inc_by(n);
-        }
-    }
-
-    /// Counts and logs one scrape's faults.
-    fn report(&self, faults: &Faults) {
-        self.count_error(stage::SOCKETS, faults.sockets);
-        self.count_error(stage::NETNS, faults.netns);
-        self.count_error(stage::SYSCTL, faults.sysctl);
-        self.count_error(stage::RAW, faults.raw);
-        self.count_error(stage::NAT, faults.nat);
-        self.count_error(stage::ADDRESSES, faults.addresses);
-        let owners = &faults.owners;
-        self.count_error(stage::OWNERS, owners.unfound);
-        self.count_error(stage::PROCESS, owners.vanished);
-        if owners.unfound > 0 {
-            if owners.denied > 0 && !self.warned_denied.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    hidden_processes = owners.denied,
-                    "cannot read other processes' /proc/PID/fd: listeners are reported with empty process, pid and user labels; grant CAP_SYS_PTRACE (and CAP_DAC_READ_SEARCH) or run as root to see owners"
-                );
+        collected: &Collected,
+        listeners: Vec<Placed>,
+        raw_sockets: Vec<Placed>,
+    ) -> (Vec<Option<Placed>>, Vec<Option<Placed>>) {
+        let mut recheck: Vec<Recheck> = Vec::new();
+        for (listener, placed) in collected.listeners.iter().zip(&listeners) {
+            if placed.confirm {
+                recheck.push(Recheck {
+                    netns: listener.netns,
+                    transport: Some(listener.transport),
+                    inode: listener.inode,
+                });
             }
-            tracing::debug!(
-                sockets = owners.unfound,
-                "listeners without a known process"
-            );
         }
-        if owners.vanished > 0 {
-            tracing::debug!(
-                processes = owners.vanished,
-                "processes exited before they could be described"
-            );
+        for (seen, placed) in collected.raw_sockets.iter().zip(&raw_sockets) {
+            if placed.confirm {
+                recheck.push(Recheck {
+                    netns: seen.netns,
+                    transport: None,
+                    inode: seen.found.socket.inode,
+                });
+            }
         }
+        let still = if recheck.is_empty() {
+            Default::default()
+        } else {
+            self.source.still_listed(self.judge.watch(), &recheck)
+        };
+        let keep = |placed: Placed, inode: u64| {
+            (!placed.confirm || still.contains(&inode)).then_some(placed)
+        };
+        let listeners = listeners
+            .into_iter()
+            .zip(&collected.listeners)
+            .map(|(placed, listener)| keep(placed, listener.inode))
+            .collect();
+        let raw_sockets = raw_sockets
+            .into_iter()
+            .zip(&collected.raw_sockets)
+            .map(|(placed, seen)| keep(placed, seen.found.socket.inode))
+            .collect();
+        (listeners, raw_sockets)
     }
 }
 
-/// The `collection_errors_total{stage}` counter, with every stage at 0.
-fn errors_counter() -> IntCounterVec {
-    let errors = IntCounterVec::new(
-        Opts::new(
-            "collection_errors_total",
-            "Faults during collection, by stage; the scrape still reports what it could read.",
-        )
-        .namespace(NAMESPACE),
-        &["stage"],
-    )
-    .unwrap();
-    for stage in stage::ALL {
-        errors.with_label_values(&[stage]);
-    }
-    errors
+/// Sorts series of one socket each and merges equal label sets into one
+/// series counting their sockets (the count is the last field, so equal
+/// labels sort next to each other; it is set aside while comparing).
+fn merge_counted<T: Ord>(series: &mut Vec<T>, count: fn(&mut T) -> &mut u64) {
+    series.sort_unstable();
+    series.dedup_by(|later, kept| {
+        let own = *count(later);
+        *count(later) = *count(kept);
+        let same = later == kept;
+        if same {
+            *count(kept) += own;
+        } else {
+            *count(later) = own;
+        }
+        same
+    });
 }

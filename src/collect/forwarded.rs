@@ -313,6 +313,7 @@ mod tests {
             exposure: "public",
             dual_stack: "false",
             interface: String::new(),
+            holder: crate::model::Holder::Process,
             sockets: 1,
         }
     }

@@ -9,6 +9,7 @@
 //! - [`nftables`]: NAT rules (redirect, DNAT) of a namespace (Linux).
 //! - [`addresses`]: a namespace's interface addresses (Linux).
 //! - [`nlsock`]: a netlink socket that dumps only after change notifications.
+//! - [`rpcbind`]: the ONC RPC registrations of a namespace's rpcbind.
 
 #[cfg(target_os = "linux")]
 pub mod addresses;
@@ -19,4 +20,5 @@ pub mod nftables;
 #[cfg(target_os = "linux")]
 pub mod nlsock;
 pub mod procfs;
+pub mod rpcbind;
 pub mod sock_diag;

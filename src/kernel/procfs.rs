@@ -31,6 +31,10 @@ pub struct ProcRoot {
     netns_dir: PathBuf,
 }
 
+/// Inode of the initial pid namespace, fixed by the kernel
+/// (`PROC_PID_INIT_INO` in include/linux/proc_ns.h).
+pub const INITIAL_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
+
 /// The facts about a process that its `status` file holds and we use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcessStatus {
@@ -109,16 +113,35 @@ impl ProcRoot {
         Ok(found)
     }
 
+    /// Whether this procfs shows the initial pid namespace, so that its pid
+    /// list is every process of the host. A procfs shows one pid namespace
+    /// and all of its descendants, so it is the initial one when any process
+    /// it lists is in the initial namespace (whose inode the kernel fixes:
+    /// `PROC_PID_INIT_INO`). `self` is asked first (readable without
+    /// privilege; absent when the exporter is not in this procfs's
+    /// namespace tree), then pid 1. False when neither says so: a procfs of
+    /// a container's own pid namespace, or links we may not read.
+    pub fn shows_every_process(&self) -> bool {
+        [self.self_path("ns/pid"), self.pid_path(1, "ns/pid")]
+            .iter()
+            .any(|path| {
+                std::fs::read_link(path)
+                    .ok()
+                    .and_then(|target| bracketed_inode(target.to_str()?, "pid:["))
+                    == Some(INITIAL_PID_NAMESPACE)
+            })
+    }
+
+    /// One process's fd links, read through one open `/proc/PID/fd`
+    /// directory: for checking many fds of one process (remembered places).
+    pub fn fd_links(&self, pid: u32) -> FdLinks<'_> {
+        FdLinks::open(self, pid)
+    }
+
     /// The socket inode behind one fd, if it is (still) a socket.
     pub fn fd_socket_inode(&self, pid: u32, fd: u32) -> Option<u64> {
         let target = std::fs::read_link(self.pid_path(pid, &format!("fd/{fd}"))).ok()?;
         socket_inode(target.as_os_str())
-    }
-
-    /// `comm`: the name a process gives itself (15 bytes at most).
-    pub fn comm(&self, pid: u32) -> Option<String> {
-        let text = std::fs::read_to_string(self.pid_path(pid, "comm")).ok()?;
-        Some(text.trim_end_matches('\n').to_string())
     }
 
     /// The arguments a process was started with (`cmdline`); empty when
@@ -135,17 +158,12 @@ impl ProcRoot {
             .unwrap_or_default()
     }
 
-    /// Uid and parent pid from `status`.
+    /// Uid and parent pid from `status`, read as bytes: the `Name:` line
+    /// holds whatever bytes the process named itself with, which must not
+    /// cost the uid.
     #[cfg(target_os = "linux")]
     pub fn status(&self, pid: u32) -> Option<ProcessStatus> {
-        let status = procfs::process::Process::new_with_root(self.pid_path(pid, ""))
-            .ok()?
-            .status()
-            .ok()?;
-        Some(ProcessStatus {
-            uid: status.ruid,
-            ppid: u32::try_from(status.ppid).unwrap_or(0),
-        })
+        parse_status(&std::fs::read(self.pid_path(pid, "status")).ok()?)
     }
 
     /// Uid and parent pid from `status` (Linux only).
@@ -154,16 +172,47 @@ impl ProcRoot {
         None
     }
 
-    /// The target of the `exe` link, as the kernel wrote it. `None` for
+    /// The raw target of the `exe` link (the kernel appends " (deleted)"
+    /// to an unlinked file; see `crate::owners::provenance`). `None` for
     /// kernel threads, processes we may not inspect and processes that
     /// exited.
-    pub fn exe_link(&self, pid: u32) -> Option<PathBuf> {
-        std::fs::read_link(self.pid_path(pid, "exe")).ok()
+    pub fn exe_target(&self, pid: u32) -> Option<Vec<u8>> {
+        let target = std::fs::read_link(self.pid_path(pid, "exe")).ok()?;
+        Some(os_bytes(target.into_os_string()))
     }
 
-    /// The text of `cgroup`.
+    /// The file the process runs, whatever its name now: `exe` followed
+    /// (procfs resolves it to the file itself, deleted or not).
+    pub fn exe_identity(&self, pid: u32) -> Option<FileIdentity> {
+        file_identity(&self.pid_path(pid, "exe"))
+    }
+
+    /// The file at `path` as the process sees it (through its `root`, so in
+    /// its mount namespace), if there is one.
+    pub fn identity_in_root(&self, pid: u32, path: &[u8]) -> Option<FileIdentity> {
+        let relative = path.strip_prefix(b"/")?;
+        let mut full = self.pid_path(pid, "root");
+        full.push(bytes_path(relative)?);
+        file_identity(&full)
+    }
+
+    /// `comm`: the name a process gives itself (15 bytes at most), escaped
+    /// where it is not plain text (`crate::owners::escape`).
+    pub fn comm(&self, pid: u32) -> Option<String> {
+        let bytes = std::fs::read(self.pid_path(pid, "comm")).ok()?;
+        let name = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        Some(crate::owners::escape::escape(name))
+    }
+
+    /// The text of `cgroup`, each line escaped where it is not plain text
+    /// (a cgroup may be named with any bytes; see `crate::owners::escape`).
     pub fn cgroup(&self, pid: u32) -> Option<String> {
-        std::fs::read_to_string(self.pid_path(pid, "cgroup")).ok()
+        let bytes = std::fs::read(self.pid_path(pid, "cgroup")).ok()?;
+        let lines: Vec<String> = bytes
+            .split(|&b| b == b'\n')
+            .map(crate::owners::escape::escape)
+            .collect();
+        Some(lines.join("\n"))
     }
 
     /// The network namespace a process's main thread is in: one readlink.
@@ -229,6 +278,78 @@ impl ProcRoot {
     }
 }
 
+/// Real uid (`Uid:` line, first field) and parent pid (`PPid:`) from the
+/// bytes of a `status` file.
+pub fn parse_status(bytes: &[u8]) -> Option<ProcessStatus> {
+    let mut uid = None;
+    let mut ppid = None;
+    for line in bytes.split(|&b| b == b'\n') {
+        let field = |key: &[u8]| -> Option<u32> {
+            let rest = line.strip_prefix(key)?;
+            let text = std::str::from_utf8(rest).ok()?;
+            text.split_ascii_whitespace().next()?.parse().ok()
+        };
+        if let Some(value) = field(b"Uid:") {
+            uid = Some(value);
+        } else if let Some(value) = field(b"PPid:") {
+            ppid = Some(value);
+        }
+        if uid.is_some() && ppid.is_some() {
+            break;
+        }
+    }
+    Some(ProcessStatus {
+        uid: uid?,
+        ppid: ppid.unwrap_or(0),
+    })
+}
+
+/// Device, inode and link count of a file (symlinks followed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub inode: u64,
+    /// 0 once the file was unlinked everywhere.
+    pub links: u64,
+}
+
+#[cfg(unix)]
+fn file_identity(path: &Path) -> Option<FileIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some(FileIdentity {
+        dev: meta.dev(),
+        inode: meta.ino(),
+        links: meta.nlink(),
+    })
+}
+
+#[cfg(not(unix))]
+fn file_identity(_path: &Path) -> Option<FileIdentity> {
+    None
+}
+
+#[cfg(unix)]
+fn os_bytes(text: std::ffi::OsString) -> Vec<u8> {
+    std::os::unix::ffi::OsStringExt::into_vec(text)
+}
+
+#[cfg(not(unix))]
+fn os_bytes(text: std::ffi::OsString) -> Vec<u8> {
+    text.to_string_lossy().into_owned().into_bytes()
+}
+
+#[cfg(unix)]
+fn bytes_path(bytes: &[u8]) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+}
+
+#[cfg(not(unix))]
+fn bytes_path(bytes: &[u8]) -> Option<PathBuf> {
+    std::str::from_utf8(bytes).ok().map(PathBuf::from)
+}
+
 /// The one parser for integer sysctls: ASCII digits, a newline, maybe
 /// surrounding space.
 pub fn parse_sysctl_integer(bytes: &[u8]) -> Option<i64> {
@@ -238,6 +359,82 @@ pub fn parse_sysctl_integer(bytes: &[u8]) -> Option<i64> {
 /// The inode of a `socket:[12345]` link target.
 pub fn socket_inode(target: &std::ffi::OsStr) -> Option<u64> {
     bracketed_inode(target.to_str()?, "socket:[")
+}
+
+/// The fd links of one process. On Unix the `/proc/PID/fd` directory is
+/// opened once and each link is read relative to it (`readlinkat`: one path
+/// component looked up instead of four, into a reused buffer, no path
+/// built), which halves the cost of confirming 34,000 remembered sockets;
+/// elsewhere, or if the directory cannot be opened, each link is read by
+/// its full path.
+pub struct FdLinks<'a> {
+    root: &'a ProcRoot,
+    pid: u32,
+    #[cfg(unix)]
+    dir: Option<rustix::fd::OwnedFd>,
+    #[cfg(unix)]
+    buffer: Vec<u8>,
+}
+
+impl<'a> FdLinks<'a> {
+    fn open(root: &'a ProcRoot, pid: u32) -> FdLinks<'a> {
+        #[cfg(unix)]
+        let dir = {
+            use rustix::fs::{Mode, OFlags};
+            rustix::fs::open(
+                root.pid_path(pid, "fd"),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()
+        };
+        FdLinks {
+            root,
+            pid,
+            #[cfg(unix)]
+            dir,
+            #[cfg(unix)]
+            buffer: Vec::with_capacity(64),
+        }
+    }
+
+    /// The process these links belong to.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The socket inode behind `fd`, if it is (still) a socket.
+    pub fn socket_inode(&mut self, fd: u32) -> Option<u64> {
+        #[cfg(unix)]
+        if let Some(dir) = &self.dir {
+            let mut name = [0u8; 10];
+            let name = decimal(fd, &mut name);
+            let buffer = std::mem::take(&mut self.buffer);
+            let target = rustix::fs::readlinkat(dir, name, buffer).ok()?;
+            let inode = std::str::from_utf8(target.as_bytes())
+                .ok()
+                .and_then(|text| bracketed_inode(text, "socket:["));
+            self.buffer = target.into_bytes();
+            self.buffer.clear();
+            return inode;
+        }
+        self.root.fd_socket_inode(self.pid, fd)
+    }
+}
+
+/// `value` in decimal, in `buffer`.
+#[cfg(unix)]
+fn decimal(mut value: u32, buffer: &mut [u8; 10]) -> &str {
+    let mut at = buffer.len();
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buffer[at..]).unwrap_or("0")
 }
 
 /// The inode of a `net:[4026531840]` namespace link at `path`.
@@ -292,6 +489,20 @@ mod tests {
     }
 
     #[test]
+    fn status_is_read_whatever_the_name() {
+        let status =
+            b"Name:\tbad\xff\nUmask:\t0022\nState:\tS\nPPid:\t17\nUid:\t1001\t1001\t1001\t1001\n";
+        assert_eq!(
+            parse_status(status),
+            Some(ProcessStatus {
+                uid: 1001,
+                ppid: 17
+            })
+        );
+        assert_eq!(parse_status(b"Name:\tx\n"), None);
+    }
+
+    #[test]
     fn reads_this_process() {
         let root = ProcRoot::default();
         let me = std::process::id();
@@ -311,5 +522,10 @@ mod tests {
         );
         assert_eq!(root.net_namespace(me), root.own_net_namespace().ok());
         assert!(root.pids().unwrap().contains(&me));
+        if std::fs::read_link("/proc/self/ns/pid")
+            .is_ok_and(|link| link.to_str() == Some(&format!("pid:[{INITIAL_PID_NAMESPACE}]")))
+        {
+            assert!(root.shows_every_process());
+        }
     }
 }

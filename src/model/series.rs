@@ -5,9 +5,11 @@
 use super::judge::Judged;
 use super::{Judge, NetnsNamer, Protocol};
 use crate::kernel::sock_diag::raw::RawKind;
+use crate::model::Holder;
 use crate::owners::Owner;
-use crate::policy::allow::OwnerFacts;
+use crate::policy::allow::{OwnerFacts, SocketFacts};
 use crate::policy::exposure;
+use crate::policy::registry::Transport;
 use crate::sockets::{Listener, SeenRawSocket};
 use std::net::IpAddr;
 
@@ -35,9 +37,43 @@ crate::label_set! {
             dual_stack: &'static str,
             /// `SO_BINDTODEVICE` interface, "" for none.
             interface: String,
+            /// Whether a process holds the socket (`model/holder.rs`).
+            holder: Holder,
         }
         values {
             sockets: u64,
+        }
+    }
+}
+
+crate::label_set! {
+    /// One series of `unassigned_port_rpc_program_info`: an ONC RPC program
+    /// version registered with the rpcbind of a reported listener's
+    /// namespace on that listener's port and protocol.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub struct RpcProgramSeries {
+        labels {
+            port: u16,
+            protocol: &'static str,
+            netns: String,
+            program: u32,
+            /// `model/rpc.rs`'s name, or the number.
+            name: String,
+            version: u32,
+        }
+        values {}
+    }
+}
+
+impl RpcProgramSeries {
+    pub fn new(port: u16, transport: Transport, netns: String, program: u32, version: u32) -> Self {
+        RpcProgramSeries {
+            port,
+            protocol: transport.as_str(),
+            netns,
+            program,
+            name: super::rpc::label(program),
+            version,
         }
     }
 }
@@ -100,6 +136,8 @@ crate::label_set! {
             /// Namespace of the first socket it was found owning.
             netns: String,
             process: String,
+            /// The process's user (its real uid, named).
+            user: String,
             exe: String,
             exe_deleted: bool,
             ppid: String,
@@ -112,12 +150,15 @@ crate::label_set! {
 }
 
 impl ListenerSeries {
-    /// A listener's labels (with a count of 0: the caller counts).
-    /// `addresses`: the up addresses of the listener's namespace, which
-    /// decide a wildcard's exposure (`None`: not known).
+    /// A listener's labels (with a count of 0: the caller counts), given
+    /// whether a process holds it and the RPC programs registered on its
+    /// port (allow rules may check both). `addresses`: the up addresses of
+    /// the listener's namespace, which decide a wildcard's exposure (`None`:
+    /// not known).
     pub fn new(
         listener: &Listener,
         owner: &Owner,
+        socket: (Holder, &[u32]),
         judge: &Judge,
         namer: &NetnsNamer,
         addresses: Option<&[IpAddr]>,
@@ -129,8 +170,13 @@ impl ListenerSeries {
             listener.binding.dual_stack(listener.address),
             addresses,
         );
+        let (holder, rpc_programs) = socket;
         let facts = OwnerFacts {
-            exposure: Some(exposure),
+            socket: SocketFacts {
+                exposure: Some(exposure),
+                holder: Some(holder),
+                rpc_programs,
+            },
             ..owner.facts()
         };
         ListenerSeries {
@@ -149,6 +195,7 @@ impl ListenerSeries {
             exposure: exposure.as_str(),
             dual_stack: listener.binding.dual_stack_label(listener.address),
             interface: listener.interface.clone(),
+            holder,
             sockets: 0,
         }
     }
@@ -186,6 +233,7 @@ impl ProcessInfoSeries {
             pid,
             netns,
             process: owner.process.clone(),
+            user: owner.user.clone(),
             exe: exe.map(|exe| exe.path.clone()).unwrap_or_default(),
             exe_deleted: exe.is_some_and(|exe| exe.deleted),
             ppid: owner

@@ -17,6 +17,10 @@
 pub mod facts;
 #[cfg(target_os = "linux")]
 pub mod netlink;
+// Which backends this platform has, one file each, behind `open_backend`.
+#[cfg_attr(target_os = "linux", path = "choose_linux.rs")]
+#[cfg_attr(not(target_os = "linux"), path = "choose_other.rs")]
+mod choose;
 pub mod netstat2;
 
 use crate::kernel::netns::{self, Mode};
@@ -87,6 +91,53 @@ pub trait ChangeHints: Send + Sync {
     /// namespace discovery reads their thread's namespace at once (a thread
     /// may have unshared alone), and the owner search looks at them first.
     fn recent_listeners(&self) -> Vec<(u32, u32)>;
+    /// Namespaces learnt from listening sockets (inode and our descriptor
+    /// of each): a namespace that only a socket holds (its maker went back
+    /// to its first namespace) is found by no process, but collection
+    /// enters it through this descriptor while the socket listens.
+    #[cfg(target_os = "linux")]
+    fn learnt_namespaces(&self) -> Vec<(u64, std::sync::Arc<std::os::fd::OwnedFd>)> {
+        Vec::new()
+    }
+}
+
+/// The uid of each UDP socket on a watched port that the last two
+/// collections saw, keyed by (namespace inode or `None` for the exporter's
+/// own, address, port). Collection writes it; the event side only reads it,
+/// to label a UDP socket's destroy event (the kernel zeroes the uid in
+/// destroy broadcasts).
+#[derive(Default)]
+pub struct SeenUdpSockets {
+    generations: std::sync::Mutex<[UdpUids; 2]>,
+}
+
+type UdpUids = std::collections::HashMap<(Option<u64>, std::net::IpAddr, u16), u32>;
+
+impl SeenUdpSockets {
+    /// The UDP sockets one collection saw. The previous collection's are
+    /// kept too, for a socket destroyed just before this one ran.
+    pub fn saw<'a>(&self, listeners: impl Iterator<Item = &'a Listener>) {
+        let now: UdpUids = listeners
+            .filter(|listener| listener.transport == Transport::Udp)
+            .map(|listener| {
+                (
+                    (listener.netns, listener.address, listener.port),
+                    listener.uid,
+                )
+            })
+            .collect();
+        let mut generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        generations.swap(0, 1);
+        generations[0] = now;
+    }
+
+    /// The uid of the UDP socket a collection last saw there.
+    pub fn uid(&self, netns: Option<u64>, address: std::net::IpAddr, port: u16) -> Option<u32> {
+        let generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        generations
+            .iter()
+            .find_map(|seen| seen.get(&(netns, address, port)).copied())
+    }
 }
 
 /// The event side's links a source is opened with (none by default).
@@ -96,6 +147,9 @@ pub struct EventLinks {
     /// Told when the source's namespace set opens or drops a namespace
     /// (the event side subscribes to its destroy broadcasts there).
     pub namespaces: Option<std::sync::Arc<dyn netns::NamespaceObserver>>,
+    /// Where collection records the UDP sockets it saw (their uid), for
+    /// the event side to read.
+    pub udp_sockets: Option<std::sync::Arc<SeenUdpSockets>>,
 }
 
 /// What one pass over the socket tables found.
@@ -141,6 +195,17 @@ pub struct SeenRawSocket {
     pub netns: Option<u64>,
 }
 
+/// A socket to look for once more: one whose owner could not be found,
+/// seen for the first time (see `crate::owners::book`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recheck {
+    /// Inode of the network namespace, `None` for the exporter's own.
+    pub netns: Option<u64>,
+    /// A listener of this transport, or (`None`) a packet/raw socket.
+    pub transport: Option<Transport>,
+    pub inode: u64,
+}
+
 /// Lists the listening sockets on watched ports.
 pub trait SocketSource: Send + Sync {
     /// Backend name for logs and the landing page.
@@ -151,6 +216,12 @@ pub trait SocketSource: Send + Sync {
     /// Which transports this source can see (SCTP needs the kernel's
     /// sctp_diag).
     fn coverage(&self) -> Vec<(Transport, bool)>;
+    /// The inodes of `asked` the kernel still lists. A source that cannot
+    /// tell answers all of them.
+    fn still_listed(&self, watch: &WatchSet, asked: &[Recheck]) -> std::collections::HashSet<u64> {
+        let _ = watch;
+        asked.iter().map(|socket| socket.inode).collect()
+    }
 }
 
 /// `--collector.backend`.
@@ -196,7 +267,7 @@ pub fn open(
     proc_root: &ProcRoot,
     links: &EventLinks,
 ) -> Result<Opened, String> {
-    let (source, fallback_reason) = open_backend(backend, proc_root, links)?;
+    let (source, fallback_reason) = choose::open_backend(backend, proc_root, links)?;
     let netns_mode = netns::choose_mode(
         requested_netns,
         source.reads_namespaces(),
@@ -204,7 +275,7 @@ pub fn open(
         proc_root,
     )?;
     let source = match netns_mode {
-        Mode::All => read_all_namespaces(source, proc_root),
+        Mode::All => source.read_all_namespaces(proc_root),
         Mode::Host => source.into_dyn(),
     };
     Ok(Opened {
@@ -212,77 +283,4 @@ pub fn open(
         fallback_reason,
         netns_mode,
     })
-}
-
-/// A backend before the namespace decision.
-enum Chosen {
-    #[cfg(target_os = "linux")]
-    Netlink(Box<netlink::SockDiagSource>),
-    Netstat2(netstat2::Netstat2Source),
-}
-
-impl Chosen {
-    fn reads_namespaces(&self) -> bool {
-        match self {
-            #[cfg(target_os = "linux")]
-            Chosen::Netlink(_) => true,
-            Chosen::Netstat2(_) => false,
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            #[cfg(target_os = "linux")]
-            Chosen::Netlink(source) => source.name(),
-            Chosen::Netstat2(source) => source.name(),
-        }
-    }
-
-    fn into_dyn(self) -> Box<dyn SocketSource> {
-        match self {
-            #[cfg(target_os = "linux")]
-            Chosen::Netlink(source) => source,
-            Chosen::Netstat2(source) => Box::new(source),
-        }
-    }
-}
-
-fn read_all_namespaces(source: Chosen, proc_root: &ProcRoot) -> Box<dyn SocketSource> {
-    match source {
-        #[cfg(target_os = "linux")]
-        Chosen::Netlink(source) => source.read_other_namespaces(proc_root),
-        other => {
-            let _ = proc_root;
-            other.into_dyn()
-        }
-    }
-}
-
-fn open_backend(
-    backend: Backend,
-    proc_root: &ProcRoot,
-    links: &EventLinks,
-) -> Result<(Chosen, Option<String>), String> {
-    #[cfg(not(target_os = "linux"))]
-    let _ = (proc_root, links);
-    let portable = Chosen::Netstat2(netstat2::Netstat2Source);
-    match backend {
-        Backend::Netstat2 => Ok((portable, None)),
-        #[cfg(target_os = "linux")]
-        Backend::Netlink => netlink::SockDiagSource::open(proc_root, links)
-            .map(|source| (Chosen::Netlink(Box::new(source)), None))
-            .map_err(|err| format!("{err} (try --collector.backend=netstat2 or auto)")),
-        #[cfg(not(target_os = "linux"))]
-        Backend::Netlink => Err(
-            "the netlink backend exists only on Linux (use --collector.backend=netstat2 or auto)"
-                .to_string(),
-        ),
-        #[cfg(target_os = "linux")]
-        Backend::Auto => match netlink::SockDiagSource::open(proc_root, links) {
-            Ok(source) => Ok((Chosen::Netlink(Box::new(source)), None)),
-            Err(err) => Ok((portable, Some(err.0))),
-        },
-        #[cfg(not(target_os = "linux"))]
-        Backend::Auto => Ok((portable, None)),
-    }
 }

@@ -18,7 +18,7 @@
 //! every reply into owned structures with a Vec of attributes per socket,
 //! and we want one pass over the receive buffer with no allocation per
 //! socket (the only attribute read, `INET_DIAG_SKV6ONLY`, is read in place
-//! by `exposure::binding`). Port filtering happens in that same pass: a
+//! by `kernel::sock_diag::binding`). Port filtering happens in that same pass: a
 //! listening table is small, so an INET_DIAG_REQ_BYTECODE filter would save
 //! the kernel no walking, only a few copied bytes. The netlink socket
 //! (netlink-sys) is opened once and reused by every scrape; each dumping
@@ -37,18 +37,22 @@
 
 use super::facts::{self, FactWatch};
 use super::{
-    ChangeHints, Collected, EventLinks, Listener, NamespaceFacts, SeenRawSocket, SocketSource,
-    SourceError,
+    ChangeHints, Collected, EventLinks, Listener, NamespaceFacts, Recheck, SeenRawSocket,
+    SocketSource, SourceError,
 };
 use crate::kernel::netns::NamespaceObserver;
 use crate::kernel::netns::{Discovery, NamespaceSet};
 use crate::kernel::procfs::{ProcRoot, parse_sysctl_integer};
+use crate::kernel::sock_diag::binding;
 use crate::kernel::sock_diag::interfaces::InterfaceNames;
 use crate::kernel::sock_diag::raw::{self, DiagSupport, NamedRawSocket, ProcTables};
-use crate::kernel::sock_diag::wire::{self, SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK, WireError};
-use crate::policy::exposure::{self, Binding};
+use crate::kernel::sock_diag::wire::{
+    self, SOCK_DIAG_BY_FAMILY, TCP_CLOSE, TCP_LISTEN, TCPDIAG_GETSOCK, WireError,
+};
+use crate::policy::exposure::Binding;
 use crate::policy::registry::Transport;
 use crate::policy::watch::WatchSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,9 +66,6 @@ pub use crate::kernel::sock_diag::wire::Progress;
 const COMPAT_REQUEST_LEN: usize = 60;
 /// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, sockid.
 const REQUEST_LEN: usize = 56;
-/// `struct inet_diag_msg` up to and including `idiag_inode`.
-const TCP_LISTEN: u32 = 10;
-const TCP_CLOSE: u32 = 7;
 
 /// Address family of a request or a reply (`AF_INET`, `AF_INET6`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +90,7 @@ pub struct DiagSocket {
     pub port: u16,
     pub uid: u32,
     pub inode: u64,
-    /// `IPV6_V6ONLY` and the bound interface (`exposure::binding`).
+    /// `IPV6_V6ONLY` and the bound interface (`kernel::sock_diag::binding`).
     pub binding: Binding,
 }
 
@@ -116,7 +117,7 @@ fn parse_socket(payload: &[u8]) -> Result<DiagSocket, String> {
         port: msg.port,
         uid: msg.uid,
         inode: u64::from(msg.inode),
-        binding: exposure::binding(payload),
+        binding: binding::binding(payload),
     })
 }
 
@@ -414,6 +415,9 @@ pub struct SockDiagSource {
     hints: Option<Arc<dyn ChangeHints>>,
     /// Follows the namespace set's lifetimes (destroy subscriptions).
     observer: Option<Arc<dyn NamespaceObserver>>,
+    /// Where each collection records the UDP sockets it saw, for the event
+    /// side (a UDP close's uid).
+    udp_sockets: Option<Arc<crate::sockets::SeenUdpSockets>>,
 }
 
 impl SockDiagSource {
@@ -457,6 +461,7 @@ impl SockDiagSource {
             procfs: PathBuf::from("/proc"),
             hints: links.hints.clone(),
             observer: links.namespaces.clone(),
+            udp_sockets: links.udp_sockets.clone(),
         })
     }
 
@@ -470,7 +475,7 @@ impl SockDiagSource {
     }
 
     fn queries(&self) -> Vec<Query> {
-        let by_family = |family, transport, state: u32| Query::ByFamily {
+        let by_family = |family, transport, state: u8| Query::ByFamily {
             family,
             transport,
             states: 1 << state,
@@ -558,6 +563,11 @@ impl SockDiagSource {
             .as_ref()
             .map(|hints| hints.recent_listeners())
             .unwrap_or_default();
+        // Namespaces only a listening socket holds: entered through the
+        // event side's descriptor of them (kept while the socket listens).
+        if let Some(hints) = &self.hints {
+            others.learn(hints.learnt_namespaces());
+        }
         let raw_support = self.raw_support;
         let outcome = others.collect(
             &hints,
@@ -639,6 +649,36 @@ fn dump_one(
     })
 }
 
+/// Which of `sockets` (all of one namespace) one channel still lists: the
+/// dumps of the transports asked about, and the packet/raw listing when a
+/// packet/raw socket is asked about. `None` when a dump fails.
+fn relist(
+    channel: &mut Channel,
+    tables: &mut ProcTables,
+    raw_support: DiagSupport,
+    queries: &[Query],
+    watch: &WatchSet,
+    sockets: &[Recheck],
+) -> Option<HashSet<u64>> {
+    let mut found = HashSet::new();
+    let mut listeners = Vec::new();
+    for &query in queries {
+        if sockets
+            .iter()
+            .any(|s| s.transport == Some(query.transport()))
+        {
+            dump_one(channel, query, watch, &mut listeners).ok()?;
+        }
+    }
+    found.extend(listeners.iter().map(|l| l.inode));
+    if sockets.iter().any(|s| s.transport.is_none()) {
+        let mut raw_sockets = Vec::new();
+        raw::collect(&mut channel.0, raw_support, tables, &mut raw_sockets).ok()?;
+        found.extend(raw_sockets.iter().map(|r| r.socket.inode));
+    }
+    Some(found)
+}
+
 /// Names the interfaces bound listeners use (`SO_BINDTODEVICE`), in the
 /// channel's namespace.
 fn name_interfaces(channel: &Channel, listeners: &mut [Listener]) {
@@ -664,6 +704,56 @@ impl SocketSource for SockDiagSource {
         ]
     }
 
+    fn still_listed(&self, watch: &WatchSet, asked: &[Recheck]) -> HashSet<u64> {
+        let mut listed = HashSet::new();
+        let mut by_netns: BTreeMap<Option<u64>, Vec<Recheck>> = BTreeMap::new();
+        for socket in asked {
+            by_netns.entry(socket.netns).or_default().push(*socket);
+        }
+        let queries = self.queries();
+        for (netns, sockets) in by_netns {
+            let found = match netns {
+                None => {
+                    let mut host = self.host.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut tables = self.host_tables.lock().unwrap_or_else(|p| p.into_inner());
+                    let found = host.as_mut().and_then(|channel| {
+                        relist(
+                            channel,
+                            &mut tables,
+                            self.raw_support,
+                            &queries,
+                            watch,
+                            &sockets,
+                        )
+                    });
+                    if found.is_none() {
+                        *host = None; // a failed dump may leave its reply behind
+                    }
+                    found
+                }
+                Some(inode) => self.others.as_ref().and_then(|others| {
+                    let mut others = others.lock().unwrap_or_else(|p| p.into_inner());
+                    others
+                        .visit_one(inode, |foreign| {
+                            relist(
+                                &mut foreign.channel,
+                                &mut foreign.tables,
+                                self.raw_support,
+                                &queries,
+                                watch,
+                                &sockets,
+                            )
+                        })
+                        .flatten()
+                }),
+            };
+            // A namespace that cannot be read again keeps what it listed.
+            let found = found.unwrap_or_else(|| sockets.iter().map(|s| s.inode).collect());
+            listed.extend(found);
+        }
+        listed
+    }
+
     fn collect(&self, watch: &WatchSet) -> Result<Collected, SourceError> {
         let queries = self.queries();
         let mut out = Collected::default();
@@ -671,6 +761,9 @@ impl SocketSource for SockDiagSource {
         out.namespaces_read += 1;
         if let Some(others) = &self.others {
             self.collect_others(others, &queries, watch, &mut out);
+        }
+        if let Some(udp_sockets) = &self.udp_sockets {
+            udp_sockets.saw(out.listeners.iter());
         }
         Ok(out)
     }
@@ -688,7 +781,7 @@ mod tests {
     fn reads_a_socket_then_done() {
         let mut diag = [0u8; INET_DIAG_MSG_LEN];
         diag[0] = libc::AF_INET as u8;
-        diag[1] = TCP_LISTEN as u8;
+        diag[1] = TCP_LISTEN;
         diag[4..6].copy_from_slice(&276u16.to_be_bytes());
         diag[8..12].copy_from_slice(&[127, 0, 0, 1]);
         diag[64..68].copy_from_slice(&1000u32.to_ne_bytes());

@@ -82,6 +82,13 @@ impl<T: Send + 'static> NamespaceSet<T> {
         self.max_open = max_open;
     }
 
+    /// Namespaces the listen events learnt from sockets (inode and a
+    /// descriptor of each), found by the next collections as well as those
+    /// discovery finds; see [`Discovery::learn`].
+    pub fn learn(&mut self, learnt: Vec<(u64, std::sync::Arc<std::os::fd::OwnedFd>)>) {
+        self.discovery.learn(learnt);
+    }
+
     /// Handles held now.
     pub fn held(&self) -> usize {
         self.open.len()
@@ -199,6 +206,14 @@ impl<T: Send + 'static> NamespaceSet<T> {
             );
         }
         on_demand
+    }
+
+    /// Runs `visit` on the handle held for namespace `inode`, if one is
+    /// held (a namespace read on demand has none between collections).
+    pub fn visit_one<R>(&mut self, inode: u64, visit: impl FnOnce(&mut T) -> R) -> Option<R> {
+        self.open
+            .get_mut(&inode)
+            .map(|held| visit(&mut held.handle))
     }
 
     /// Runs `visit` on every held handle, on several threads when there

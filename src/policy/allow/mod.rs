@@ -13,15 +13,27 @@
 //!          | "unit=" NAME         systemd unit from the cgroup (ssh.service)
 //!          | "container=" HEX     container id prefix
 //!          | "comm=" NAME         process name (/proc/PID/comm)
-//!          | "exposure=" CLASS    the listener reaches at most CLASS:
-//!                                 loopback < link-local < private < public < any
 //!          | NAME                 same as comm=NAME (the original grammar)
+//!          | "exposure=" EXPOSURE loopback, link-local, private, public or
+//!                                 any: the listener reaches at most that
+//!                                 far, in that order (policy/exposure.rs;
+//!                                 listeners only)
+//!          | "holder=" HOLDER     process, none or unknown: whether a
+//!                                 process holds the socket (model/holder.rs;
+//!                                 listeners only)
+//!          | "rpc=" NAME | NUMBER an ONC RPC program registered with the
+//!                                 rpcbind of the listener's namespace on its
+//!                                 port and protocol (model/rpc.rs names)
 //! ```
 //!
 //! `forward:` rules cover forwarded ports (`unassigned_port_forwarded_ports`:
 //! NAT rules and container port holders), not listeners. A NAT rule has no
 //! owning process, so the only selector they take is `container=` (the
 //! container the port is forwarded to, where known).
+//!
+//! `holder=none` is how the kernel's own sockets (lockd, the NFS callback)
+//! are allowed: they have no process to name. Combine it with a port range,
+//! `exposure=` and `rpc=` so that it lets through only what the kernel opens.
 //!
 //! Every selector of a rule must match; a rule without selectors matches any
 //! owner; a listener or socket is expected when any rule matches. A selector
@@ -36,15 +48,25 @@
 //! file was replaced or deleted after start (a package upgrade does that);
 //! the deleted state has its own label and alert.
 //!
+//! `exe=`, `unit=` and `comm=` values are written as the labels show them
+//! (`crate::owners::escape`): `\xNN` is the byte NN, `\\` a backslash, so a
+//! name that is not UTF-8 or holds a newline can be allowed, and a value
+//! names exactly one name. `exe=` is matched against the executable's raw
+//! bytes: a file merely named `/tmp/z (deleted)` is that path, never
+//! `/tmp/z`.
+//!
 //! In a file, `#` starts a comment (at the start of a line, or after
 //! whitespace) and blank lines are skipped; errors name `FILE:LINE`.
 
 mod glob;
 pub mod reload;
+pub mod shipped;
 
 pub use glob::Glob;
 
-use crate::policy::exposure::{self, Exposure};
+use crate::model::{Holder, rpc};
+use crate::owners::escape::canonical;
+use crate::policy::exposure::Exposure;
 use crate::policy::ports::{PortRange, parse_port_range};
 use crate::policy::registry::Transport;
 use std::fmt;
@@ -72,8 +94,12 @@ pub enum Selector {
     /// Lower-case hex prefix of the container id.
     Container(String),
     Comm(String),
-    /// The widest exposure allowed.
+    /// The widest exposure allowed (`loopback` < `link-local` < `private`
+    /// < `public` < `any`).
     Exposure(Exposure),
+    Holder(Holder),
+    /// An RPC program number.
+    Rpc(u32),
 }
 
 impl Selector {
@@ -85,6 +111,8 @@ impl Selector {
             Selector::Container(_) => "container",
             Selector::Comm(_) => "comm",
             Selector::Exposure(_) => "exposure",
+            Selector::Holder(_) => "holder",
+            Selector::Rpc(_) => "rpc",
         }
     }
 
@@ -94,30 +122,41 @@ impl Selector {
             return Err("empty selector (a stray comma?)".to_string());
         }
         let Some((key, value)) = text.split_once('=') else {
-            return Ok(Selector::Comm(text.to_string())); // a bare process name
+            return Ok(Selector::Comm(canonical(text)?)); // a bare process name
         };
         let value = value.trim();
         if value.is_empty() {
             return Err(format!("selector {key}= has an empty value"));
         }
         match key.trim() {
-            "exe" if value.starts_with('/') => Ok(Selector::Exe(Glob::new(value))),
+            "exe" if value.starts_with('/') => Ok(Selector::Exe(Glob::new(value)?)),
             "exe" => Err(format!("exe={value}: the path must be absolute")),
             "user" => Ok(Selector::User(value.to_string())),
             "unit" if value.contains('/') => Err(format!(
                 "unit={value}: a unit name has no '/' (e.g. unit=ssh.service)"
             )),
-            "unit" => Ok(Selector::Unit(value.to_string())),
+            "unit" => Ok(Selector::Unit(canonical(value)?)),
             "container" if value.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 Ok(Selector::Container(value.to_ascii_lowercase()))
             }
             "container" => Err(format!(
                 "container={value}: a container id prefix is hexadecimal"
             )),
-            "comm" => Ok(Selector::Comm(value.to_string())),
-            "exposure" => exposure::parse(value).map(Selector::Exposure),
+            "comm" => Ok(Selector::Comm(canonical(value)?)),
+            "exposure" => Exposure::parse(value).map(Selector::Exposure).ok_or_else(|| {
+                format!("exposure={value}: use loopback, link-local, private, public or any")
+            }),
+            "holder" => Holder::parse(value)
+                .map(Selector::Holder)
+                .ok_or_else(|| format!("holder={value}: use process, none or unknown")),
+            "rpc" => match value.parse::<u32>() {
+                Ok(number) => Ok(Selector::Rpc(number)),
+                Err(_) => rpc::number_of(value).map(Selector::Rpc).ok_or_else(|| {
+                    format!("rpc={value}: not a known RPC program name; give its number (rpcinfo -p shows it)")
+                }),
+            },
             other => Err(format!(
-                "unknown selector {other:?}: use exe=, user=, unit=, container=, comm= or exposure="
+                "unknown selector {other:?}: use exe=, user=, unit=, container=, comm=, exposure=, holder= or rpc="
             )),
         }
     }
@@ -136,7 +175,9 @@ impl Selector {
                 !owner.container_id.is_empty() && owner.container_id.starts_with(prefix.as_str())
             }
             Selector::Comm(name) => !owner.comm.is_empty() && owner.comm == name,
-            Selector::Exposure(widest) => owner.exposure.is_some_and(|e| e <= *widest),
+            Selector::Exposure(exposure) => owner.socket.exposure.is_some_and(|e| e <= *exposure),
+            Selector::Holder(holder) => owner.socket.holder == Some(*holder),
+            Selector::Rpc(program) => owner.socket.rpc_programs.contains(program),
         }
     }
 }
@@ -148,7 +189,12 @@ impl fmt::Display for Selector {
             Selector::User(v) | Selector::Unit(v) | Selector::Container(v) | Selector::Comm(v) => {
                 write!(f, "{}={v}", self.key())
             }
-            Selector::Exposure(e) => write!(f, "exposure={}", e.as_str()),
+            Selector::Exposure(exposure) => write!(f, "exposure={}", exposure.as_str()),
+            Selector::Holder(holder) => write!(f, "holder={holder}"),
+            Selector::Rpc(program) => match rpc::name_of(*program) {
+                Some(name) => write!(f, "rpc={name}"),
+                None => write!(f, "rpc={program}"),
+            },
         }
     }
 }
@@ -157,18 +203,32 @@ impl fmt::Display for Selector {
 /// and `None` mean "not known", which no selector matches.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OwnerFacts<'a> {
-    /// `/proc/PID/comm` (the `process` label).
+    /// `/proc/PID/comm` as the `process` label writes it (escaped).
     pub comm: &'a str,
-    /// Resolved `/proc/PID/exe`, without the " (deleted)" suffix.
-    pub exe: Option<&'a str>,
+    /// Resolved `/proc/PID/exe`, raw bytes, without the " (deleted)" the
+    /// kernel appends to an unlinked file.
+    pub exe: Option<&'a [u8]>,
     /// User name, or the uid as text when no passwd entry has it.
     pub user: &'a str,
     pub uid: Option<u32>,
-    /// systemd unit, e.g. `ssh.service`.
+    /// systemd unit, e.g. `ssh.service` (escaped like `comm`).
     pub unit: &'a str,
     pub container_id: &'a str,
-    /// The listener's `exposure` (not an owner fact, but judged with them).
+    /// Facts about the socket itself rather than its owner.
+    pub socket: SocketFacts<'a>,
+}
+
+/// What the exporter knows about a listening socket beyond its port and
+/// owner. `None` and empty mean "not known", which no selector matches.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SocketFacts<'a> {
+    /// How far the bound address (and interface) reaches.
     pub exposure: Option<Exposure>,
+    /// Whether a process holds it.
+    pub holder: Option<Holder>,
+    /// RPC programs registered with the namespace's rpcbind on the
+    /// socket's port and protocol.
+    pub rpc_programs: &'a [u32],
 }
 
 /// What is being judged.
@@ -378,12 +438,15 @@ mod tests {
     fn owner<'a>(comm: &'a str, exe: &'a str) -> OwnerFacts<'a> {
         OwnerFacts {
             comm,
-            exe: Some(exe),
+            exe: Some(exe.as_bytes()),
             user: "root",
             uid: Some(0),
             unit: "ssh.service",
             container_id: "4f1c2e8a9b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e",
-            exposure: Some(Exposure::Private),
+            socket: SocketFacts {
+                exposure: Some(Exposure::Private),
+                ..SocketFacts::default()
+            },
         }
     }
 
@@ -426,9 +489,13 @@ mod tests {
             (Some(Exposure::Any), false),
             (None, false),
         ] {
+            let base = owner("x", "/x");
             let facts = OwnerFacts {
-                exposure,
-                ..owner("x", "/x")
+                socket: SocketFacts {
+                    exposure,
+                    ..base.socket
+                },
+                ..base
             };
             assert_eq!(rule.matches(TCP_276, &facts), expected, "{exposure:?}");
         }
@@ -436,7 +503,7 @@ mod tests {
         assert!(
             AllowRule::parse("276:exposure=world")
                 .unwrap_err()
-                .contains("unknown exposure")
+                .contains("use loopback, link-local")
         );
     }
 
@@ -484,6 +551,35 @@ mod tests {
     }
 
     #[test]
+    fn names_are_matched_as_the_kernel_has_them() {
+        // A file merely named "... (deleted)" is that path, not /tmp/z.
+        let rule = AllowRule::parse("276/tcp:exe=/tmp/z").unwrap();
+        let look_alike = OwnerFacts {
+            exe: Some(b"/tmp/z (deleted)"),
+            ..owner("z", "")
+        };
+        assert!(!rule.matches(TCP_276, &look_alike));
+        // Bytes that are not UTF-8 are written \xNN, a backslash \\.
+        let bad = AllowRule::parse("276:exe=/opt/bad\\xff,comm=bad\\xFF").unwrap();
+        let owner_bad = OwnerFacts {
+            exe: Some(b"/opt/bad\xff"),
+            ..owner("bad\\xff", "")
+        };
+        assert!(bad.matches(TCP_276, &owner_bad));
+        assert_eq!(bad.to_string(), "276-276:exe=/opt/bad\\xff,comm=bad\\xff");
+        let literal = OwnerFacts {
+            exe: Some(b"/opt/bad\\xff"),
+            ..owner("bad\\\\xff", "")
+        };
+        assert!(!bad.matches(TCP_276, &literal));
+        assert!(
+            AllowRule::parse("276:exe=/opt/a\\b")
+                .unwrap_err()
+                .contains("backslash")
+        );
+    }
+
+    #[test]
     fn every_selector_must_match() {
         let rule = AllowRule::parse(
             "276/tcp:exe=/usr/sbin/*,user=root,unit=ssh.service,container=4F1C,comm=sshd",
@@ -511,7 +607,7 @@ mod tests {
             },
             OwnerFacts { comm: "nc", ..good },
             OwnerFacts {
-                exe: Some("/usr/sbin/x/sshd"),
+                exe: Some(b"/usr/sbin/x/sshd"),
                 ..good
             },
         ] {
@@ -570,6 +666,83 @@ mod tests {
     }
 
     #[test]
+    fn socket_selectors_match_the_socket_not_the_owner() {
+        let kernel = AllowRule::parse("512-65535:holder=none,rpc=nlockmgr").unwrap();
+        let statd =
+            AllowRule::parse("512-1023/udp:exe=/usr/sbin/rpc.statd,user=root,exposure=loopback")
+                .unwrap();
+        let udp_800 = Subject::Listener(Transport::Udp, 800);
+        let lockd = OwnerFacts {
+            socket: SocketFacts {
+                exposure: Some(Exposure::Any),
+                holder: Some(Holder::None),
+                rpc_programs: &[100021],
+            },
+            ..OwnerFacts::default()
+        };
+        assert!(kernel.matches(udp_800, &lockd));
+        // A hidden holder is not "none"; another program is not nlockmgr.
+        for spoiled in [
+            OwnerFacts {
+                socket: SocketFacts {
+                    holder: Some(Holder::Unknown),
+                    ..lockd.socket
+                },
+                ..lockd
+            },
+            OwnerFacts {
+                socket: SocketFacts {
+                    rpc_programs: &[100024],
+                    ..lockd.socket
+                },
+                ..lockd
+            },
+            OwnerFacts::default(),
+        ] {
+            assert!(!kernel.matches(udp_800, &spoiled), "{spoiled:?}");
+        }
+        assert!(!kernel.matches(TCP_276, &lockd), "276 is outside the range");
+        let real = OwnerFacts {
+            socket: SocketFacts {
+                exposure: Some(Exposure::Loopback),
+                holder: Some(Holder::Process),
+                rpc_programs: &[],
+            },
+            ..owner("rpc.statd", "/usr/sbin/rpc.statd")
+        };
+        assert!(statd.matches(udp_800, &real));
+        let public = OwnerFacts {
+            socket: SocketFacts {
+                exposure: Some(Exposure::Public),
+                ..real.socket
+            },
+            ..real
+        };
+        assert!(!statd.matches(udp_800, &public));
+        let impostor = owner("rpc.statd", "/usr/bin/python3.11");
+        assert!(!statd.matches(
+            udp_800,
+            &OwnerFacts {
+                socket: real.socket,
+                ..impostor
+            }
+        ));
+        assert_eq!(
+            kernel.to_string(),
+            "512-65535:holder=none,rpc=nlockmgr",
+            "names print back"
+        );
+        assert_eq!(
+            AllowRule::parse("1-65535:rpc=100024").unwrap().to_string(),
+            "1-65535:rpc=status"
+        );
+        assert_eq!(
+            AllowRule::parse("1-65535:rpc=400123").unwrap().to_string(),
+            "1-65535:rpc=400123"
+        );
+    }
+
+    #[test]
     fn bad_rules_say_what_is_wrong() {
         for (text, expected) in [
             ("276:exe=sshd", "must be absolute"),
@@ -577,6 +750,9 @@ mod tests {
             ("276:unit=a/b", "no '/'"),
             ("276:container=xyz", "hexadecimal"),
             ("276:color=red", "unknown selector \"color\""),
+            ("276:exposure=lan", "use loopback, link-local"),
+            ("276:holder=kernel", "use process, none or unknown"),
+            ("276:rpc=statd", "not a known RPC program name"),
             ("276:sshd,,user=root", "empty selector"),
             ("276:user=root,user=admin", "appears twice"),
             ("276:sshd,comm=nc", "appears twice"),
@@ -595,6 +771,7 @@ mod tests {
             " 276/tcp : exe=/opt/**/bin/x , user=1000 ",
             "raw:unit=lldpd.service,container=AB12",
             "packet:comm=a=b",
+            "800/udp:exposure=link-local,holder=none,rpc=ypbind",
         ] {
             let rule = AllowRule::parse(text).unwrap();
             assert_eq!(

@@ -6,6 +6,14 @@
 //! thing the binary serves. [`run`] adds the binary's parts: the async
 //! runtime, the listeners, web-config reloads and signals.
 
+// Platform halves, one file each, behind the same functions.
+#[cfg_attr(target_os = "linux", path = "events_linux.rs")]
+#[cfg_attr(not(target_os = "linux"), path = "events_other.rs")]
+mod events;
+#[cfg_attr(unix, path = "os_unix.rs")]
+#[cfg_attr(not(unix), path = "os_other.rs")]
+mod os;
+
 use crate::cli::Flags;
 use crate::collect::collector::ListenerCollector;
 use crate::collect::sampler;
@@ -19,6 +27,7 @@ use crate::policy::watch::WatchSet;
 use crate::sockets::{self, Opened};
 use crate::web::config::{self, ActiveWebConfig};
 use crate::web::{reload as web_reload, server as http};
+use events::EventSide;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -73,8 +82,7 @@ pub struct Exporter {
     /// `--web.config.file` as loaded now; swapped whole on reload.
     pub web_config: Arc<RwLock<Arc<ActiveWebConfig>>>,
     /// The kernel event sources, kept running while the exporter lives.
-    #[cfg(target_os = "linux")]
-    _events: Option<crate::events::live::LiveEvents>,
+    _events: Option<EventSide>,
     /// The watch set; its `--watch.allow-file` rules are swapped on reload.
     pub watch: Arc<WatchSet>,
 }
@@ -91,9 +99,10 @@ impl Exporter {
             flags.watch_allow.clone(),
         ));
         allow::warn_about_comm_only(watch.flag_rules(), "--watch.allow");
-        if let Some(file) = &flags.watch_allow_file {
+        for (slot, file) in flags.watch_allow_files.iter().enumerate() {
             allow::warn_about_comm_only(&file.rules, &file.path.display().to_string());
-            watch.set_file_rules(file.rules.clone());
+            tracing::info!(file = %file.path.display(), rules = file.rules.len(), "loaded the allow file");
+            watch.set_file_rules(slot, file.rules.clone());
         }
         let web_config = load_web_config(flags)?;
         let proc_root = ProcRoot::new(flags.procfs.clone(), flags.netns_path.clone());
@@ -105,13 +114,8 @@ impl Exporter {
         let naming = Naming::new(&watch, &proc_root);
         // The event side starts first: it owns what it learns and hands the
         // socket source a read-only view of it.
-        #[cfg(target_os = "linux")]
-        let events =
-            crate::events::live::LiveEvents::start(naming.judge.clone(), naming.namer, &proc_root);
-        #[cfg(target_os = "linux")]
+        let events = EventSide::start(&naming.judge, naming.namer, &proc_root);
         let links = events.links();
-        #[cfg(not(target_os = "linux"))]
-        let links = sockets::EventLinks::default();
         let opened = sockets::open(flags.backend, flags.netns, &proc_root, &links)
             .map_err(Failure::bad_input)?;
         let mut exporter = Exporter::assemble(
@@ -121,7 +125,6 @@ impl Exporter {
             proc_root,
             extras,
             links,
-            #[cfg(target_os = "linux")]
             Some(events),
         )?;
         exporter.web_config = Arc::new(RwLock::new(Arc::new(web_config)));
@@ -144,7 +147,6 @@ impl Exporter {
             proc_root,
             extras,
             sockets::EventLinks::default(),
-            #[cfg(target_os = "linux")]
             None,
         )
     }
@@ -157,18 +159,14 @@ impl Exporter {
         proc_root: ProcRoot,
         extras: Extras,
         links: sockets::EventLinks,
-        #[cfg(target_os = "linux")] events: Option<crate::events::live::LiveEvents>,
+        events: Option<EventSide>,
     ) -> Result<Exporter, Failure> {
         let metrics = prometheus::Registry::new();
         let internal =
             |err: prometheus::Error| Failure::bad_input(format!("metric setup failed: {err}"));
-        #[cfg(target_os = "linux")]
         let events = events.filter(|_| extras.kernel_events);
-        #[cfg(target_os = "linux")]
-        if let Some(live) = &events {
-            metrics
-                .register(Box::new(live.counters.clone()))
-                .map_err(internal)?;
+        if let Some(events) = &events {
+            events.register(&metrics).map_err(internal)?;
         }
         let collector = Arc::new(ListenerCollector::new(
             naming.judge,
@@ -180,23 +178,23 @@ impl Exporter {
         metrics
             .register(Box::new(collector.errors()))
             .map_err(internal)?;
-        info_metrics::register(&metrics, &collector).map_err(internal)?;
+        info_metrics::register(
+            &metrics,
+            &watch,
+            collector.backend_name(),
+            collector.netns_mode(),
+        )
+        .map_err(internal)?;
         if let Some(interval) = extras.sample_interval {
             let sampler = sampler::Sampler::start(Arc::clone(&collector), interval);
             metrics.register(Box::new(sampler)).map_err(internal)?;
         }
-        #[cfg(target_os = "linux")]
         if extras.process_metrics {
-            metrics
-                .register(Box::new(
-                    prometheus::process_collector::ProcessCollector::for_self(),
-                ))
-                .map_err(internal)?;
+            os::register_process_metrics(&metrics).map_err(internal)?;
         }
         Ok(Exporter {
             scraper: Scraper::new(collector, metrics.clone()),
             metrics,
-            #[cfg(target_os = "linux")]
             _events: events,
             web_config: Arc::new(RwLock::new(Arc::new(ActiveWebConfig::plain()))),
             watch,
@@ -254,7 +252,7 @@ pub fn run_until(
     for address in &flags.listen_addresses {
         resolve(address)?;
     }
-    raise_open_file_limit();
+    os::raise_open_file_limit();
     let exporter = Exporter::from_flags(flags)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -264,38 +262,6 @@ pub fn run_until(
         .map_err(|err| Failure::cannot_listen(format!("cannot start the async runtime: {err}")))?;
     runtime.block_on(serve(flags, exporter, stop_request))
 }
-
-/// Raises the soft open-file limit to the hard one, as Go does for
-/// node_exporter: each network namespace read costs one descriptor, and a
-/// soft limit of 1,024 (systemd's default for services) would otherwise cap
-/// a dense host at a few hundred namespaces.
-#[cfg(unix)]
-fn raise_open_file_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current == limit.maximum {
-        return;
-    }
-    let raised = rustix::process::Rlimit {
-        current: limit.maximum,
-        maximum: limit.maximum,
-    };
-    let show =
-        |value: Option<u64>| value.map_or_else(|| "unlimited".to_string(), |v| v.to_string());
-    match setrlimit(Resource::Nofile, raised) {
-        Ok(()) => tracing::info!(
-            soft = %show(limit.current),
-            raised_to = %show(limit.maximum),
-            "raised the open-file limit"
-        ),
-        Err(err) => {
-            tracing::warn!(soft = %show(limit.current), error = %err, "cannot raise the open-file limit")
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn raise_open_file_limit() {}
 
 async fn serve(
     flags: &Flags,
@@ -316,16 +282,17 @@ async fn serve(
     if let Some(path) = flags.web_config_file.clone() {
         tokio::spawn(web_reload::watch(path, Arc::clone(&exporter.web_config)));
     }
-    if let Some(file) = &flags.watch_allow_file {
+    for (slot, file) in flags.watch_allow_files.iter().enumerate() {
         tokio::spawn(allow_reload::watch(
             file.path.clone(),
+            slot,
             Arc::clone(&exporter.watch),
         ));
     }
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         tokio::select! {
-            () = wait_for_signal() => {}
+            () = os::wait_for_signal() => {}
             () = stop_request => {}
         }
         tracing::info!("shutting down");
@@ -365,29 +332,6 @@ fn log_start(flags: &Flags, exporter: &Exporter, listeners: &[tokio::net::TcpLis
             );
         }
     }
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let sigterm = async {
-        match terminate.as_mut() {
-            Some(signal) => {
-                signal.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = sigterm => {}
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Binds every `--web.listen-address`. ":PORT" means all interfaces: IPv6
