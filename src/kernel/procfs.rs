@@ -144,6 +144,20 @@ impl ProcRoot {
         socket_inode(target.as_os_str())
     }
 
+    /// The arguments a process was started with (`cmdline`); empty when
+    /// it is gone or hidden.
+    pub fn cmdline(&self, pid: u32) -> Vec<String> {
+        std::fs::read(self.pid_path(pid, "cmdline"))
+            .map(|bytes| {
+                bytes
+                    .split(|&b| b == 0)
+                    .filter(|arg| !arg.is_empty())
+                    .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Uid and parent pid from `status`, read as bytes: the `Name:` line
     /// holds whatever bytes the process named itself with, which must not
     /// cost the uid.
