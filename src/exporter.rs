@@ -12,6 +12,7 @@ use crate::collect::sampler;
 use crate::collect::scrape::Scraper;
 use crate::kernel::procfs::ProcRoot;
 use crate::metrics::info as info_metrics;
+use crate::metrics::reload::{ConfigFile, ReloadMetrics};
 use crate::policy::allow::{self, reload as allow_reload};
 use crate::policy::registry::{Registry, Transport, csv_loader};
 use crate::policy::watch::WatchSet;
@@ -76,6 +77,9 @@ pub struct Exporter {
     _events: Option<crate::events::live::LiveEvents>,
     /// The watch set; its `--watch.allow-file` rules are swapped on reload.
     pub watch: Arc<WatchSet>,
+    /// Reload results of the config files in use (none for
+    /// [`Exporter::from_parts`]).
+    pub reloads: ReloadMetrics,
 }
 
 impl Exporter {
@@ -105,6 +109,14 @@ impl Exporter {
         };
         let mut exporter = Exporter::from_parts(watch, opened, proc_root, extras)?;
         exporter.web_config = Arc::new(RwLock::new(Arc::new(web_config)));
+        // The loads at start count as the first reloads (both succeeded, or
+        // the exporter would have stopped with exit code 2).
+        if flags.web_config_file.is_some() {
+            exporter.reloads.record(ConfigFile::Web, true);
+        }
+        if flags.watch_allow_file.is_some() {
+            exporter.reloads.record(ConfigFile::Allow, true);
+        }
         Ok(exporter)
     }
 
@@ -139,6 +151,7 @@ impl Exporter {
             proc_root,
         ));
         info_metrics::register(&metrics, &collector).map_err(internal)?;
+        let reloads = ReloadMetrics::register(&metrics).map_err(internal)?;
         if let Some(interval) = extras.sample_interval {
             let sampler = sampler::Sampler::start(Arc::clone(&collector), interval);
             metrics.register(Box::new(sampler)).map_err(internal)?;
@@ -158,6 +171,7 @@ impl Exporter {
             _events: events,
             web_config: Arc::new(RwLock::new(Arc::new(ActiveWebConfig::plain()))),
             watch,
+            reloads,
         })
     }
 
@@ -257,12 +271,17 @@ async fn serve(
     .map_err(Failure::bad_input)?;
     let app = Arc::new(app);
     if let Some(path) = flags.web_config_file.clone() {
-        tokio::spawn(web_reload::watch(path, Arc::clone(&exporter.web_config)));
+        tokio::spawn(web_reload::watch(
+            path,
+            Arc::clone(&exporter.web_config),
+            exporter.reloads.clone(),
+        ));
     }
     if let Some(file) = &flags.watch_allow_file {
         tokio::spawn(allow_reload::watch(
             file.path.clone(),
             Arc::clone(&exporter.watch),
+            exporter.reloads.clone(),
         ));
     }
     let (stop, stopped) = watch::channel(false);
@@ -297,6 +316,9 @@ fn log_start(flags: &Flags, exporter: &Exporter, listeners: &[tokio::net::TcpLis
             .read()
             .unwrap_or_else(|p| p.into_inner()),
     );
+    // One line per listener with the address really bound (port 0 asks the
+    // kernel for a free port: tests start the exporter that way and read the
+    // port back from this line), in node_exporter's words.
     for listener in listeners {
         if let Ok(address) = listener.local_addr() {
             tracing::info!(
@@ -304,7 +326,7 @@ fn log_start(flags: &Flags, exporter: &Exporter, listeners: &[tokio::net::TcpLis
                 path = %flags.telemetry_path,
                 tls = config.tls.is_some(),
                 basic_auth = config.requires_auth(),
-                "listening"
+                "Listening on"
             );
         }
     }

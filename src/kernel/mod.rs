@@ -6,9 +6,13 @@
 //! - [`procfs`]: the one way into `/proc` (`--path.procfs`, `--path.netns`).
 //! - [`netns`]: network namespaces: discovery, entering, per-namespace handles.
 //! - [`events`]: the listen tracepoint and the destroy groups (Linux).
+//! - `test_support` (unit tests only): the gate for tests that need root,
+//!   IPv6 and the like.
 
 #[cfg(target_os = "linux")]
 pub mod events;
 pub mod netns;
 pub mod procfs;
 pub mod sock_diag;
+#[cfg(test)]
+pub mod test_support;

@@ -4,9 +4,11 @@
 //! A file that no longer parses leaves the previous rules in force and says
 //! why in the log (with FILE:LINE); a good one replaces the file's rules in
 //! the [`WatchSet`] whole, so a scrape sees either the old list or the new
-//! one. Rules given with `--watch.allow` are not touched.
+//! one. Rules given with `--watch.allow` are not touched. Every reload's
+//! result is recorded in the `config_last_reload_*{file="allow"}` gauges.
 
 use crate::file_watch::FileWatch;
+use crate::metrics::reload::{ConfigFile, ReloadMetrics};
 use crate::policy::allow::{self, AllowFile};
 use crate::policy::watch::WatchSet;
 use std::path::{Path, PathBuf};
@@ -16,9 +18,14 @@ use std::time::Duration;
 /// How often the file is checked for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Runs until the process ends, checking every [`POLL_INTERVAL`]; spawn it.
-pub fn watch(path: PathBuf, watch: Arc<WatchSet>) -> impl std::future::Future<Output = ()> {
-    watch_every(path, watch, POLL_INTERVAL)
+/// Runs until the process ends, checking every [`POLL_INTERVAL`] and
+/// recording each reload in `metrics`; spawn it.
+pub fn watch(
+    path: PathBuf,
+    watch: Arc<WatchSet>,
+    metrics: ReloadMetrics,
+) -> impl std::future::Future<Output = ()> {
+    watch_every(path, watch, POLL_INTERVAL, metrics)
 }
 
 /// [`watch`] with a chosen interval (tests use a short one). The file's
@@ -28,13 +35,15 @@ pub fn watch_every(
     path: PathBuf,
     watch: Arc<WatchSet>,
     interval: Duration,
+    metrics: ReloadMetrics,
 ) -> impl std::future::Future<Output = ()> {
     let files = [path];
     let mut changes = FileWatch::new(&files, interval);
     async move {
         loop {
             let forced = changes.changed(&files).await;
-            reload(&files[0], &watch, forced);
+            let loaded = reload(&files[0], &watch, forced);
+            metrics.record(ConfigFile::Allow, loaded);
         }
     }
 }
@@ -107,10 +116,13 @@ mod tests {
         let path = scratch_file("edit", "276:nc\n");
         let watch = watch_set();
         watch.set_file_rules(AllowFile::load(&path).unwrap().rules);
+        let registry = prometheus::Registry::new();
+        let metrics = ReloadMetrics::register(&registry).unwrap();
         let task = tokio::spawn(watch_every(
             path.clone(),
             Arc::clone(&watch),
             Duration::from_millis(20),
+            metrics,
         ));
         // Same size, so only the inode (atomic replace) or mtime tells.
         let replacement = path.with_extension("new");
@@ -129,5 +141,11 @@ mod tests {
         let _ = std::fs::remove_dir(path.parent().unwrap());
         assert!(picked_up, "the new rules were not loaded within 5 s");
         assert!(!watch.is_expected(Transport::Tcp, 276, "nc"));
+        let successful = registry
+            .gather()
+            .into_iter()
+            .find(|family| family.name() == "unassigned_port_config_last_reload_successful")
+            .expect("the reload was recorded");
+        assert_eq!(successful.get_metric()[0].get_gauge().get_value(), 1.0);
     }
 }
