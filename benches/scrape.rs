@@ -22,8 +22,10 @@ use std::time::{Duration, Instant};
 use unassigned_port_exporter::collect::collector::ListenerCollector;
 use unassigned_port_exporter::exporter::{Exporter, Extras};
 use unassigned_port_exporter::kernel::procfs::ProcRoot;
-use unassigned_port_exporter::policy::registry::{Registry, Transport};
-use unassigned_port_exporter::policy::watch::{Scope, WatchSet, parse_port_list};
+use unassigned_port_exporter::model::Protocol;
+use unassigned_port_exporter::policy::ports::parse_port_list;
+use unassigned_port_exporter::policy::registry::Registry;
+use unassigned_port_exporter::policy::watch::{Scope, WatchSet};
 use unassigned_port_exporter::sockets::{self, Backend};
 
 mod common;
@@ -224,9 +226,9 @@ fn run(plan: &Plan, smoke: bool) {
                 .listeners
                 .iter()
                 .filter(|l| l.port == watched_port && l.pid == owner_pid)
-                .map(|l| l.transport)
+                .map(|l| l.protocol)
                 .collect();
-            assert_eq!(ours, vec![Transport::Tcp, Transport::Udp], "{snapshot:?}");
+            assert_eq!(ours, vec![Protocol::Tcp, Protocol::Udp], "{snapshot:?}");
         };
         // A fresh collector per size: the first collection pays the /proc walk.
         let cold = collector_for(Backend::Netlink);
@@ -395,7 +397,7 @@ fn measure_namespaces(plan: &Plan, watch: &Arc<WatchSet>) -> Option<(f64, f64, u
 /// library's wiring; the benchmark measures its collector.
 fn build(watch: &Arc<WatchSet>, backend: Backend) -> Arc<ListenerCollector> {
     let root = ProcRoot::default();
-    let opened = sockets::open(backend, None, &root).unwrap();
+    let opened = sockets::open(backend, None, &root, &Default::default()).unwrap();
     let exporter = Exporter::from_parts(Arc::clone(watch), opened, root, Extras::default())
         .unwrap_or_else(|failure| panic!("{}", failure.message));
     exporter.scraper.collector_arc()
@@ -413,7 +415,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_exporter(extra: &[unassigned_port_exporter::policy::watch::PortRange]) -> RunningExporter {
+fn start_exporter(extra: &[unassigned_port_exporter::policy::ports::PortRange]) -> RunningExporter {
     let flags: Vec<String> = extra
         .first()
         .map(|range| format!("--watch.ports={}", range.first))

@@ -4,7 +4,8 @@
 //! ends the program at start with one line on stderr and exit code 2.
 
 use crate::policy::allow::{AllowFile, AllowRule};
-use crate::policy::watch::{self, PortRange, Scope};
+use crate::policy::ports::{self, PortRange};
+use crate::policy::watch::Scope;
 use crate::sockets::Backend;
 use clap::Parser;
 use std::path::PathBuf;
@@ -45,7 +46,7 @@ pub struct Flags {
     /// Extra ports to watch, as a comma-separated list of PORT or FIRST-LAST,
     /// each optionally followed by /tcp, /udp or /sctp (e.g. "276,8000-8100,53/udp").
     /// Repeatable.
-    #[arg(long = "watch.ports", value_name = "LIST", value_parser = watch::parse_port_list)]
+    #[arg(long = "watch.ports", value_name = "LIST", value_parser = ports::parse_port_list)]
     pub watch_ports: Vec<Vec<PortRange>>,
 
     /// Which IANA-unassigned ports to watch: "well-known" (0-1023) or

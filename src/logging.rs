@@ -225,7 +225,7 @@ mod tests {
             tracing::info!(
                 address = "0.0.0.0:9276",
                 tls = false,
-                watched_tcp = 283,
+                watched_tcp = 284,
                 "starting unassigned_port_exporter"
             );
             tracing::warn!(backend = "netlink", error = %error, "cannot read the socket table");
@@ -233,7 +233,7 @@ mod tests {
         assert_eq!(
             text,
             "ts=2026-11-26T10:00:00.042Z level=info msg=\"starting unassigned_port_exporter\" \
-             address=0.0.0.0:9276 tls=false watched_tcp=283\n\
+             address=0.0.0.0:9276 tls=false watched_tcp=284\n\
              ts=2026-11-26T10:00:00.042Z level=warn msg=\"cannot read the socket table\" \
              backend=netlink error=\"permission denied\"\n"
         );

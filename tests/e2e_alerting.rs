@@ -19,14 +19,28 @@
 //!   quiet for it, since scrapes saw it;
 //! - dropping the listener resolves the alert, and the webhook hears it.
 //!
+//! A second test gives the listener Kubernetes names: a child process in a
+//! cgroup laid out as the kubelet lays out a containerd container (so the
+//! exporter labels it with pod_uid and container_id from its own cgroup
+//! parser), and two loopback HTTP targets serving kube-state-metrics'
+//! kube_pod_info and kube_pod_container_info for that pod (two replicas, so
+//! Prometheus holds every series twice). The recorded
+//! `unassigned_port_listeners:pod_names` series and the alert must carry
+//! pod_namespace, pod_name and container_name, once; a host listener beside
+//! it must come through the same record without names. It needs root to
+//! make the cgroup.
+//!
 //! Without root the test cannot bind port 276; it then watches a free high
 //! port added with `--watch.ports` and says so. Without the Debian packages
-//! it prints that it is skipped and passes, except under CI, where it fails
-//! (the top-level test script installs them).
+//! (or, for the second test, a writable cgroup2 hierarchy) a test skips
+//! with one line, or fails in CI (see `common::capability`; the top-level
+//! test script installs the packages).
 
+use std::ffi::{CStr, CString};
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -36,6 +50,11 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+
+mod common;
+
+use common::capability::{Capability, gate};
+use common::{Exporter, free_port, is_root, listen_before_exec};
 
 /// Scrape job name the shipped rules and dashboard expect.
 const JOB: &str = "unassigned_port_exporter";
@@ -54,19 +73,7 @@ const RECEIVER: &str = "unassigned-ports-webhook";
 #[test]
 fn listener_on_276_fires_alert_and_resolves() {
     let started = Instant::now();
-    let Some(servers) = ServerBinaries::find() else {
-        eprintln!();
-        eprintln!(
-            "!!! e2e_alerting SKIPPED: `prometheus` and/or `prometheus-alertmanager` not found in PATH."
-        );
-        eprintln!(
-            "!!! Install the Debian packages first: apt-get install -y prometheus prometheus-alertmanager"
-        );
-        eprintln!();
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run this test: tests/run-all.sh installs the packages"
-        );
+    let Some(servers) = ServerBinaries::find_or_skip() else {
         return;
     };
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -76,27 +83,20 @@ fn listener_on_276_fires_alert_and_resolves() {
 
     let target = WatchedPort::choose();
     let mut stack = Stack::new();
-    let webhook = Webhook::start();
-    let exporter_port = free_port();
+    let webhook = HttpStub::start("");
     let prometheus_port = free_port();
     let alertmanager_port = free_port();
-    let exporter_instance = format!("127.0.0.1:{exporter_port}");
 
-    // Exporter.
+    // Exporter, on a port it binds itself (see tests/common).
     // The background sampler too, so that its dashboard panel and the
     // UnassignedPortListenerSeenBetweenScrapes rule run on real series.
-    let mut exporter_args = vec![
-        format!("--web.listen-address={exporter_instance}"),
-        "--collector.sample-interval=200ms".to_string(),
-    ];
+    let mut exporter_args = vec!["--collector.sample-interval=200ms".to_string()];
     if target.port != PORT_276 {
         exporter_args.push(format!("--watch.ports={}", target.port));
     }
-    stack.spawn(
-        "exporter",
-        Path::new(env!("CARGO_BIN_EXE_unassigned_port_exporter")),
-        &exporter_args,
-    );
+    let exporter_args: Vec<&str> = exporter_args.iter().map(String::as_str).collect();
+    let exporter = Exporter::start(&exporter_args);
+    let exporter_instance = format!("127.0.0.1:{}", exporter.port);
 
     // Alertmanager, with the shipped config pointed at our webhook.
     let am_config = alertmanager_config_for_test(
@@ -121,7 +121,11 @@ fn listener_on_276_fires_alert_and_resolves() {
     let prom_config_path = stack.dir.join("prometheus.yml");
     fs::write(
         &prom_config_path,
-        prometheus_config(&rules_file, &exporter_instance, alertmanager_port),
+        prometheus_config(
+            &rules_file,
+            Some(alertmanager_port),
+            &exporter_scrape_config(&exporter_instance, ""),
+        ),
     )
     .expect("write prometheus.yml");
     let prom_data = stack.dir.join("prometheus-data");
@@ -343,6 +347,372 @@ fn assert_no_between_scrapes_alert(prometheus: &Prometheus, port: u16, process: 
     );
 }
 
+/// Namespace, pod and container names the stand-in kube-state-metrics gives
+/// the fake pod.
+const POD_NAMESPACE: &str = "shop";
+const POD_NAME: &str = "web-7d9f8c6b5-x2k4p";
+const CONTAINER_NAME: &str = "app";
+
+#[test]
+fn kube_state_metrics_names_reach_recorded_series() {
+    let started = Instant::now();
+    let Some(servers) = ServerBinaries::find_or_skip() else {
+        return;
+    };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules_file = repo.join("deploy/prometheus/unassigned-ports.rules.yml");
+
+    // Two watched high ports: one for the pod's process, one for a host
+    // listener of this test process (no pod, so no names).
+    let pod_port = free_wildcard_port();
+    let host_listener = TcpListener::bind(("0.0.0.0", 0)).expect("bind a host listener");
+    let host_port = host_listener
+        .local_addr()
+        .expect("host listener address")
+        .port();
+    let ids = PodIds::new();
+
+    // Two kube-state-metrics replicas serving the same pods.
+    let exposition = kube_state_metrics_exposition(&ids);
+    let ksm = [HttpStub::start(&exposition), HttpStub::start(&exposition)];
+
+    let mut stack = Stack::new();
+    let watch_flag = format!("--watch.ports={pod_port},{host_port}");
+    let exporter = Exporter::start(&[watch_flag.as_str()]);
+    let exporter_instance = format!("127.0.0.1:{}", exporter.port);
+    let prometheus_port = free_port();
+    // The exporter's job gets the target labels prometheus-operator gives
+    // it in a cluster: its own pod's namespace, pod and container. The
+    // names must not land there. kube-state-metrics is scraped with
+    // honor_labels, as kube-prometheus-stack does.
+    let scrape_configs = exporter_scrape_config(
+        &exporter_instance,
+        "namespace: monitoring, pod: unassigned-port-exporter-e2e, container: exporter",
+    ) + &format!(
+        "  - job_name: kube-state-metrics
+    honor_labels: true
+    static_configs:
+      - targets: ['127.0.0.1:{}', '127.0.0.1:{}']
+",
+        ksm[0].port, ksm[1].port
+    );
+    let prom_config_path = stack.dir.join("prometheus.yml");
+    fs::write(
+        &prom_config_path,
+        prometheus_config(&rules_file, None, &scrape_configs),
+    )
+    .expect("write prometheus.yml");
+    let prom_data = stack.dir.join("prometheus-data");
+    stack.spawn(
+        "prometheus",
+        &servers.prometheus,
+        &[
+            format!("--web.listen-address=127.0.0.1:{prometheus_port}"),
+            format!("--storage.tsdb.path={}", prom_data.display()),
+            format!("--config.file={}", prom_config_path.display()),
+        ],
+    );
+    let prometheus = Prometheus::new(prometheus_port);
+    stack.wait_http_ok("exporter", &format!("http://{exporter_instance}/metrics"));
+    stack.wait_http_ok("prometheus", &format!("{}/-/ready", prometheus.base));
+
+    // Both replicas scraped before the pod's process listens, so its
+    // listener has names from its first evaluation and the alert one label
+    // set (a listener that beats kube-state-metrics would fire once without).
+    stack.wait_for(
+        "Prometheus to scrape both kube-state-metrics replicas",
+        || {
+            let up = prometheus
+                .vector("up{job=\"kube-state-metrics\"} == 1")
+                .ok()?;
+            (up.len() == 2).then_some(())
+        },
+    );
+    let _pod = match FakePodProcess::start(pod_port, &ids) {
+        Ok(pod) => pod,
+        Err(why) => {
+            gate(Capability::Cgroups, Err(why));
+            return;
+        }
+    };
+    eprintln!(
+        "[{:>5.1}s] a process in cgroup pod{}/{} listens on 0.0.0.0:{pod_port}/tcp",
+        started.elapsed().as_secs_f64(),
+        ids.pod_uid,
+        ids.container_id
+    );
+
+    // The exporter attributes it by its cgroup (else the names cannot come).
+    let raw_query = format!("unassigned_port_listeners{{port=\"{pod_port}\"}}");
+    stack.wait_for("the pod's listener with its ids in Prometheus", || {
+        let series = prometheus.vector(&raw_query).ok()?;
+        series
+            .iter()
+            .any(|s| {
+                label(s, "container_id") == ids.container_id && label(s, "pod_uid") == ids.pod_uid
+            })
+            .then_some(())
+    });
+
+    // The record carries the names, once, beside the exporter's own target
+    // labels, although every kube-state-metrics series is there twice.
+    let record_query = format!("unassigned_port_listeners:pod_names{{port=\"{pod_port}\"}}");
+    let named = stack.wait_for("the named record of the pod's listener", || {
+        prometheus
+            .vector(&record_query)
+            .ok()
+            .filter(|v| v.iter().any(|s| !label(s, "pod_name").is_empty()))
+    });
+    eprintln!("recorded: {}", Value::Array(named.clone()));
+    assert_eq!(named.len(), 1, "one record series per listener: {named:?}");
+    let record = &named[0];
+    for (name, want) in [
+        ("pod_namespace", POD_NAMESPACE),
+        ("pod_name", POD_NAME),
+        ("container_name", CONTAINER_NAME),
+        ("pod_uid", ids.pod_uid.as_str()),
+        ("container_id", ids.container_id.as_str()),
+        ("namespace", "monitoring"),
+        ("pod", "unassigned-port-exporter-e2e"),
+        ("container", "exporter"),
+        ("job", JOB),
+        ("instance", exporter_instance.as_str()),
+        ("process", "sleep"),
+    ] {
+        assert_eq!(label(record, name), want, "label {name} of {record}");
+    }
+
+    // The host listener comes through the same record, without names.
+    let host_query = format!("unassigned_port_listeners:pod_names{{port=\"{host_port}\"}}");
+    let host = stack.wait_for("the host listener's record", || {
+        prometheus
+            .vector(&host_query)
+            .ok()
+            .filter(|v| !v.is_empty())
+    });
+    for series in &host {
+        for name in ["pod_namespace", "pod_name", "container_name"] {
+            assert_eq!(label(series, name), "", "label {name} of {series}");
+        }
+    }
+
+    // The alert reads the record: one alert, with the names, and a summary
+    // naming the pod.
+    let alert = stack.wait_for("UnassignedPortListener for the pod's listener", || {
+        prometheus.alerts().ok()?.into_iter().find(|a| {
+            label(a, "alertname") == ALERT
+                && label(a, "port") == pod_port.to_string()
+                && a["state"] == "firing"
+        })
+    });
+    eprintln!("alert: {}", pretty(&alert));
+    assert_eq!(label(&alert, "pod_name"), POD_NAME, "alert {alert}");
+    assert_eq!(
+        label(&alert, "container_name"),
+        CONTAINER_NAME,
+        "alert {alert}"
+    );
+    let summary = alert["annotations"]["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.ends_with(&format!(
+            " in pod {POD_NAMESPACE}/{POD_NAME} (container {CONTAINER_NAME})"
+        )),
+        "summary: {summary}"
+    );
+    let series_query = format!("ALERTS{{alertname=\"{ALERT}\",port=\"{pod_port}\"}}");
+    let active = prometheus
+        .vector(&series_query)
+        .unwrap_or_else(|e| stack.fail(&format!("query {series_query}: {e}")));
+    assert_eq!(active.len(), 1, "one alert for the listener: {active:?}");
+    drop(host_listener);
+    eprintln!(
+        "kube_state_metrics_names_reach_recorded_series passed in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// A free TCP port on every address (the pod's process binds 0.0.0.0).
+fn free_wildcard_port() -> u16 {
+    TcpListener::bind(("0.0.0.0", 0))
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// Made-up ids of the fake pod, new for each run so that no leftover cgroup
+/// of an earlier run is in the way.
+struct PodIds {
+    /// As the kubelet writes it (and kube-state-metrics' `uid`).
+    pod_uid: String,
+    /// 64 hex digits, bare as in the cgroup; kube-state-metrics writes
+    /// `containerd://` before it.
+    container_id: String,
+}
+
+impl PodIds {
+    fn new() -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let pid = u64::from(std::process::id());
+        let hex = format!(
+            "{nanos:016x}{pid:016x}{:016x}{:016x}",
+            nanos.rotate_left(23) ^ pid,
+            !nanos
+        );
+        Self {
+            pod_uid: format!(
+                "{}-{}-{}-{}-{}",
+                &hex[0..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..32]
+            ),
+            container_id: hex,
+        }
+    }
+}
+
+/// kube-state-metrics' text for a namespace with the fake pod (its `app`
+/// container, a sidecar, and a container still waiting, so without an id)
+/// and one other pod, in kube-state-metrics' label formats.
+fn kube_state_metrics_exposition(ids: &PodIds) -> String {
+    let uid = &ids.pod_uid;
+    let id = &ids.container_id;
+    let sidecar = id.chars().rev().collect::<String>();
+    format!(
+        r#"# HELP kube_pod_info [STABLE] Information about pod.
+# TYPE kube_pod_info gauge
+kube_pod_info{{namespace="{POD_NAMESPACE}",pod="{POD_NAME}",uid="{uid}",host_ip="10.0.3.7",pod_ip="10.244.3.18",node="node3",created_by_kind="ReplicaSet",created_by_name="web-7d9f8c6b5",priority_class="",host_network="false"}} 1
+kube_pod_info{{namespace="kube-system",pod="coredns-5d78c9869d-6xw7z",uid="7a0c9e1b-2d3f-4a5b-8c6d-9e0f1a2b3c4d",host_ip="10.0.3.5",pod_ip="10.244.1.2",node="node1",created_by_kind="ReplicaSet",created_by_name="coredns-5d78c9869d",priority_class="system-cluster-critical",host_network="false"}} 1
+# HELP kube_pod_container_info [STABLE] Information about a container in a pod.
+# TYPE kube_pod_container_info gauge
+kube_pod_container_info{{namespace="{POD_NAMESPACE}",pod="{POD_NAME}",uid="{uid}",container="{CONTAINER_NAME}",image_spec="registry.example/shop/web:1.4",image="registry.example/shop/web:1.4",image_id="registry.example/shop/web@sha256:0b1c",container_id="containerd://{id}"}} 1
+kube_pod_container_info{{namespace="{POD_NAMESPACE}",pod="{POD_NAME}",uid="{uid}",container="istio-proxy",image_spec="docker.io/istio/proxyv2:1.22.0",image="docker.io/istio/proxyv2:1.22.0",image_id="docker.io/istio/proxyv2@sha256:9f8e",container_id="containerd://{sidecar}"}} 1
+kube_pod_container_info{{namespace="{POD_NAMESPACE}",pod="{POD_NAME}",uid="{uid}",container="migrate",image_spec="registry.example/shop/migrate:1.4",image="registry.example/shop/migrate:1.4",image_id="",container_id=""}} 1
+kube_pod_container_info{{namespace="kube-system",pod="coredns-5d78c9869d-6xw7z",uid="7a0c9e1b-2d3f-4a5b-8c6d-9e0f1a2b3c4d",container="coredns",image_spec="registry.k8s.io/coredns/coredns:v1.10.1",image="registry.k8s.io/coredns/coredns:v1.10.1",image_id="registry.k8s.io/coredns/coredns@sha256:a0ea",container_id="containerd://0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"}} 1
+"#
+    )
+}
+
+/// A `sleep` that listens on a TCP port from inside a cgroup named as the
+/// kubelet's cgroupfs driver names a container
+/// (`.../kubepods/besteffort/pod<UID>/<container id>`): what the exporter
+/// sees of a process in a pod, without a cluster. Killed, and its cgroups
+/// removed, when dropped.
+struct FakePodProcess {
+    child: Child,
+    /// Directories made under the cgroup2 mount, innermost first.
+    cgroups: Vec<PathBuf>,
+}
+
+impl FakePodProcess {
+    /// `Err` says why this machine cannot do it (not root, no writable
+    /// cgroup2 hierarchy).
+    fn start(port: u16, ids: &PodIds) -> Result<Self, String> {
+        if !is_root() {
+            return Err("not root, cannot make cgroups".to_string());
+        }
+        let mount = cgroup2_mount().ok_or("no cgroup2 hierarchy in /proc/self/mounts")?;
+        let top = mount.join(format!("unassigned-port-e2e-{}", std::process::id()));
+        let leaf = top
+            .join("kubepods/besteffort")
+            .join(format!("pod{}", ids.pod_uid))
+            .join(&ids.container_id);
+        fs::create_dir_all(&leaf).map_err(|e| format!("mkdir {}: {e}", leaf.display()))?;
+        let cgroups: Vec<PathBuf> = leaf
+            .ancestors()
+            .take_while(|dir| dir.starts_with(&top))
+            .map(Path::to_path_buf)
+            .collect();
+        let procs = CString::new(
+            leaf.join("cgroup.procs")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .expect("no NUL in a cgroup path");
+        let mut command = Command::new("sleep");
+        command
+            .arg("600")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: the closure makes only async-signal-safe syscalls on data
+        // prepared before the fork. The cgroup comes first, so the listener
+        // is never seen outside it.
+        unsafe {
+            command.pre_exec(move || {
+                join_cgroup_before_exec(&procs)?;
+                listen_before_exec(port, true)
+            });
+        }
+        match command.spawn() {
+            Ok(child) => Ok(Self { child, cgroups }),
+            Err(e) => {
+                remove_cgroups(&cgroups);
+                Err(format!("start a listener in {}: {e}", leaf.display()))
+            }
+        }
+    }
+}
+
+impl Drop for FakePodProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        remove_cgroups(&self.cgroups);
+    }
+}
+
+/// Removes cgroup directories, innermost first. A cgroup whose last process
+/// was just reaped may be busy for a moment, hence the short retry.
+fn remove_cgroups(dirs: &[PathBuf]) {
+    for dir in dirs {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Err(e) = fs::remove_dir(dir) {
+            if e.kind() == ErrorKind::NotFound {
+                break;
+            }
+            if Instant::now() >= deadline {
+                eprintln!("could not remove cgroup {}: {e}", dir.display());
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Where the cgroup2 (unified) hierarchy is mounted: /sys/fs/cgroup on
+/// current systems, /sys/fs/cgroup/unified in hybrid mode.
+fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(fields[1]))
+    })
+}
+
+/// Runs between fork and exec: moves the calling process into the cgroup
+/// whose `cgroup.procs` is `procs` (writing "0" means "me").
+fn join_cgroup_before_exec(procs: &CStr) -> std::io::Result<()> {
+    // SAFETY: open, write and close on a path built before the fork; no
+    // allocation, as the post-fork child requires.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+        let error = std::io::Error::last_os_error();
+        libc::close(fd);
+        if written != 1 {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
 /// What running every shipped query against Prometheus found.
 struct QuerySweep {
     checked: usize,
@@ -368,12 +738,13 @@ fn run_shipped_queries(
         sweep.checked += 1;
         match prometheus.query(&q.expr) {
             Ok(data) => {
-                // The listeners table queries the raw series; other tables
-                // (the sampler's) may use the metric inside an expression.
+                // The listeners table queries the Kubernetes-names record
+                // (falling back to the raw series); other tables (the
+                // sampler's) may use the metric inside an expression.
+                let expr = q.expr.trim_start();
                 if q.panel_type == "table"
-                    && q.expr
-                        .trim_start()
-                        .starts_with("unassigned_port_listeners{")
+                    && (expr.starts_with("unassigned_port_listeners{")
+                        || expr.starts_with("unassigned_port_listeners:pod_names{"))
                 {
                     sweep.listeners_table = Some(data["result"].clone());
                 }
@@ -431,6 +802,18 @@ impl ServerBinaries {
             alertmanager: find_in_path("prometheus-alertmanager")
                 .or_else(|| find_in_path("alertmanager"))?,
         })
+    }
+
+    /// The servers, or `None` after saying the test is skipped (a failure
+    /// under CI, where tests/run-all.sh installs them).
+    fn find_or_skip() -> Option<Self> {
+        let found = Self::find();
+        let why = "`prometheus` and/or `prometheus-alertmanager` not found in PATH; \
+                   install the Debian packages first: apt-get install -y prometheus prometheus-alertmanager";
+        if found.is_none() {
+            gate(Capability::PrometheusStack, Err(why.to_string()));
+        }
+        found
     }
 }
 
@@ -619,7 +1002,7 @@ impl Stack {
     /// others it sees on the way.
     fn wait_for_webhook(
         &mut self,
-        webhook: &Webhook,
+        webhook: &HttpStub,
         what: &str,
         wanted: impl Fn(&Value) -> bool,
     ) -> Value {
@@ -673,26 +1056,29 @@ impl Drop for Stack {
     }
 }
 
-/// The HTTP server the Alertmanager webhook posts to: each request body goes
-/// into a channel, and every request gets 200.
-struct Webhook {
+/// A tiny HTTP server on a loopback ephemeral port: each request body goes
+/// into a channel, and every request gets 200 with the same response body.
+/// The Alertmanager webhook (empty response) and the stand-in
+/// kube-state-metrics targets (a fixed exposition) are both one of these.
+struct HttpStub {
     port: u16,
     bodies: Receiver<String>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Webhook {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the webhook listener");
-        let port = listener.local_addr().expect("webhook address").port();
+impl HttpStub {
+    fn start(response: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the stub listener");
+        let port = listener.local_addr().expect("stub address").port();
         listener
             .set_nonblocking(true)
-            .expect("make the webhook listener non-blocking");
+            .expect("make the stub listener non-blocking");
         let (sender, bodies) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = Arc::clone(&stop);
-        let thread = thread::spawn(move || serve_webhook(&listener, &sender, &stop_flag));
+        let response = response.to_string();
+        let thread = thread::spawn(move || serve_stub(&listener, &sender, &stop_flag, &response));
         Self {
             port,
             bodies,
@@ -702,7 +1088,7 @@ impl Webhook {
     }
 }
 
-impl Drop for Webhook {
+impl Drop for HttpStub {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
@@ -711,20 +1097,20 @@ impl Drop for Webhook {
     }
 }
 
-fn serve_webhook(listener: &TcpListener, bodies: &Sender<String>, stop: &AtomicBool) {
+fn serve_stub(listener: &TcpListener, bodies: &Sender<String>, stop: &AtomicBool, response: &str) {
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
-            Ok((stream, _)) => match read_http_body(stream) {
+            Ok((stream, _)) => match read_http_body(stream, response) {
                 Ok(body) => {
                     if bodies.send(body).is_err() {
                         return;
                     }
                 }
-                Err(e) => eprintln!("webhook: bad request: {e}"),
+                Err(e) => eprintln!("http stub: bad request: {e}"),
             },
             Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(20)),
             Err(e) => {
-                eprintln!("webhook: accept failed: {e}");
+                eprintln!("http stub: accept failed: {e}");
                 thread::sleep(Duration::from_millis(20));
             }
         }
@@ -732,8 +1118,9 @@ fn serve_webhook(listener: &TcpListener, bodies: &Sender<String>, stop: &AtomicB
 }
 
 /// Reads one HTTP/1.1 request (Content-Length or chunked body), answers 200
-/// and closes the connection.
-fn read_http_body(mut stream: TcpStream) -> std::io::Result<String> {
+/// with `response` (Prometheus' text format when it is not empty) and closes
+/// the connection.
+fn read_http_body(mut stream: TcpStream, response: &str) -> std::io::Result<String> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -774,7 +1161,11 @@ fn read_http_body(mut stream: TcpStream) -> std::io::Result<String> {
         body.resize(content_length, 0);
         reader.read_exact(&mut body)?;
     }
-    stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{response}",
+        response.len()
+    )?;
     stream.flush()?;
     String::from_utf8(body).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))
 }
@@ -817,7 +1208,22 @@ fn alertmanager_config_for_test(shipped: &str, webhook_url: &str) -> String {
     lines.join("\n") + "\n"
 }
 
-fn prometheus_config(rules_file: &Path, exporter: &str, alertmanager_port: u16) -> String {
+/// Prometheus scraping and evaluating every second, sending alerts to the
+/// Alertmanager on `alertmanager_port` if there is one.
+fn prometheus_config(
+    rules_file: &Path,
+    alertmanager_port: Option<u16>,
+    scrape_configs: &str,
+) -> String {
+    let alerting = alertmanager_port.map_or(String::new(), |port| {
+        format!(
+            "alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ['127.0.0.1:{port}']
+"
+        )
+    });
     format!(
         "global:
   scrape_interval: 1s
@@ -825,24 +1231,22 @@ fn prometheus_config(rules_file: &Path, exporter: &str, alertmanager_port: u16) 
   evaluation_interval: 1s
 rule_files:
   - '{rules}'
-alerting:
-  alertmanagers:
-    - static_configs:
-        - targets: ['127.0.0.1:{alertmanager_port}']
-scrape_configs:
-  - job_name: {JOB}
-    static_configs:
-      - targets: ['{exporter}']
-",
+{alerting}scrape_configs:
+{scrape_configs}",
         rules = rules_file.display()
     )
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
+/// The exporter's scrape job; `target_labels` (YAML flow-mapping entries)
+/// are added to its series as a service discovery would.
+fn exporter_scrape_config(exporter: &str, target_labels: &str) -> String {
+    format!(
+        "  - job_name: {JOB}
+    static_configs:
+      - targets: ['{exporter}']
+        labels: {{{target_labels}}}
+"
+    )
 }
 
 fn http_agent() -> ureq::Agent {
@@ -881,6 +1285,16 @@ impl Prometheus {
             .as_array()
             .cloned()
             .ok_or_else(|| format!("not a vector: {data}"))
+    }
+
+    /// Every active alert (`/api/v1/alerts`), annotations included.
+    fn alerts(&self) -> Result<Vec<Value>, String> {
+        let request = self.agent.get(&format!("{}/api/v1/alerts", self.base));
+        let data = api_data(request.call())?;
+        data["alerts"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| format!("no alerts array: {data}"))
     }
 
     fn label_values(&self, label_name: &str, selector: &str) -> Result<Vec<String>, String> {

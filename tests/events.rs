@@ -344,7 +344,8 @@ fn listeners_in_ten_fresh_namespaces_are_seen_with_pid_thread_and_namespace() {
 
 #[test]
 fn real_events_raise_the_opened_and_closed_counters() {
-    use unassigned_port_exporter::events::{ClosedLabels, EventCounters, OpenedLabels};
+    use unassigned_port_exporter::events::EventCounters;
+    use unassigned_port_exporter::model::{ClosedLabels, OpenedLabels, Protocol};
     if !require(Capability::Root) || !require(Capability::DestroyGroups) {
         return;
     }
@@ -353,7 +354,7 @@ fn real_events_raise_the_opened_and_closed_counters() {
     let on_listen = counters.listen_handler(move |event| {
         (event.tid == me && event.port == PORT).then(|| OpenedLabels {
             port: event.port,
-            protocol: event.protocol.as_str().to_string(),
+            protocol: Protocol::of_ip_protocol(event.protocol.number()).unwrap(),
             process: event.process.clone().unwrap_or_default(),
             netns: "host".to_string(),
             expected: false,
@@ -375,7 +376,7 @@ fn real_events_raise_the_opened_and_closed_counters() {
             .contains(&event.socket.cookie)
             .then(|| ClosedLabels {
                 port: event.socket.port,
-                protocol: event.socket.protocol.as_str().to_string(),
+                protocol: Protocol::of_ip_protocol(event.socket.protocol.number()).unwrap(),
                 user: String::new(),
                 netns: "host".to_string(),
                 expected: false,

@@ -31,12 +31,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use unassigned_port_exporter::events::{CaptureSource, ClosedLabels, EventCounters, OpenedLabels};
+use unassigned_port_exporter::events::{CaptureSource, EventCounters};
 use unassigned_port_exporter::exporter::{Exporter, Extras};
 use unassigned_port_exporter::kernel::netns::Mode;
 use unassigned_port_exporter::kernel::procfs::ProcRoot;
 use unassigned_port_exporter::kernel::sock_diag::raw::{BpfFilter, NamedRawSocket, proc_net};
 use unassigned_port_exporter::metrics::reload::ConfigFile;
+use unassigned_port_exporter::model::{ClosedLabels, OpenedLabels, Protocol};
 use unassigned_port_exporter::policy::exposure::Binding;
 use unassigned_port_exporter::policy::registry::{Registry, Transport};
 use unassigned_port_exporter::policy::watch::{AllowRule, Scope, WatchSet};
@@ -100,7 +101,8 @@ impl SocketSource for FixedTable {
         "fixture"
     }
 
-    fn collect(&self, watch: &WatchSet, out: &mut Collected) -> Result<(), SourceError> {
+    fn collect(&self, watch: &WatchSet) -> Result<Collected, SourceError> {
+        let mut out = Collected::default();
         let any4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let table = [
             listener(Transport::Tcp, any4, 276, 50001, 0),
@@ -129,6 +131,14 @@ impl SocketSource for FixedTable {
                 50004,
                 0,
             ),
+            // IANA writes 114 "unassigned" in lower case: watched all the same.
+            listener(
+                Transport::Tcp,
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                114,
+                50008,
+                0,
+            ),
             // Port 22 is assigned and not watched: it must not appear.
             listener(Transport::Tcp, any4, 22, 50007, 0),
         ];
@@ -140,7 +150,7 @@ impl SocketSource for FixedTable {
         out.unprivileged_port_start.push((CONTAINER_NETNS, 0));
         out.raw_sockets.extend(raw_sockets());
         out.namespaces_read = 2; // the host's and the container's
-        Ok(())
+        Ok(out)
     }
 
     fn coverage(&self) -> Vec<(Transport, bool)> {
@@ -174,7 +184,6 @@ fn fixture_exporter_with(extras: Extras) -> Exporter {
         source: Box::new(FixedTable),
         fallback_reason: None,
         netns_mode: Mode::All,
-        kernel_events: None,
     };
     let root = ProcRoot::new(fixtures().join("proc"), fixtures().join("netns"));
     Exporter::from_parts(watch, opened, root, extras)
@@ -197,14 +206,14 @@ fn exposition_of_every_family() -> String {
     events.track_lost(CaptureSource::Tracepoint, || 0);
     events.count_opened(OpenedLabels {
         port: 279,
-        protocol: "mptcp".to_string(),
+        protocol: Protocol::Mptcp,
         process: "backdoor".to_string(),
         netns: "host".to_string(),
         expected: false,
     });
     events.count_closed(ClosedLabels {
         port: 279,
-        protocol: "udp".to_string(),
+        protocol: Protocol::Udp,
         user: String::new(),
         netns: "4026532500".to_string(),
         expected: false,
@@ -222,7 +231,8 @@ fn exposition_of_every_family() -> String {
     while !sampled_the_fixed_table(&exporter.metrics) {
         assert!(
             Instant::now() < deadline,
-            "the sampler did not sample the fixed table within 10 s"
+            "the sampler did not sample the fixed table within 10 s:\n{}",
+            exposition_of(&exporter.metrics)
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -230,8 +240,8 @@ fn exposition_of_every_family() -> String {
     String::from_utf8(scrape.text.to_vec()).unwrap()
 }
 
-/// Whether the sampler tracks the fixed table's four listeners.
-fn sampled_the_fixed_table(metrics: &prometheus::Registry) -> bool {
+/// What `metrics` (the families beside the listeners) hold now.
+fn exposition_of(metrics: &prometheus::Registry) -> String {
     let mut text = Vec::new();
     prometheus::Encoder::encode(
         &prometheus::TextEncoder::new(),
@@ -239,9 +249,14 @@ fn sampled_the_fixed_table(metrics: &prometheus::Registry) -> bool {
         &mut text,
     )
     .unwrap();
-    String::from_utf8(text)
-        .unwrap()
-        .contains("unassigned_port_sampler_tracked_listeners 4")
+    String::from_utf8(text).unwrap()
+}
+
+/// Whether the sampler has recorded one whole sample of the fixed table.
+fn sampled_the_fixed_table(metrics: &prometheus::Registry) -> bool {
+    let text = exposition_of(metrics);
+    !text.contains("unassigned_port_sampler_samples_total 0\n")
+        && text.contains("unassigned_port_sampler_samples_total ")
 }
 
 /// Families whose values change from run to run; their labels are kept.
@@ -330,7 +345,7 @@ fn owners_come_from_the_fixture_tree() {
     let udp = snapshot
         .listeners
         .iter()
-        .find(|l| l.transport == Transport::Udp)
+        .find(|l| l.protocol == Protocol::Udp)
         .unwrap();
     assert_eq!(
         (udp.process.as_str(), udp.user.as_str()),
@@ -349,6 +364,7 @@ fn owners_come_from_the_fixture_tree() {
     let orphan = by_port(278);
     assert_eq!((orphan.pid.as_str(), orphan.process.as_str()), ("", ""));
     assert!(snapshot.listeners.iter().all(|l| l.port != 22));
+    assert_eq!(by_port(114).iana, "unassigned");
 }
 
 #[test]

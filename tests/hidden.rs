@@ -32,6 +32,7 @@ use unassigned_port_exporter::kernel::sock_diag::raw::{
     self, BpfFilter, DiagSupport, ProcTables, RawKind,
 };
 use unassigned_port_exporter::kernel::sock_diag::wire::{Channel, inet_diag_request};
+use unassigned_port_exporter::owners::provenance::parse_exe_link;
 use unassigned_port_exporter::policy::allow::{AllowRule, OwnerFacts, Subject};
 use unassigned_port_exporter::policy::exposure::{self, Exposure};
 use unassigned_port_exporter::policy::registry::Transport;
@@ -213,7 +214,10 @@ fn a_process_named_sshd_does_not_satisfy_exe_but_its_real_executable_does() {
     let pid = helper.pid();
     let comm = root.comm(pid).unwrap();
     assert_eq!(comm, "sshd", "the helper renamed itself");
-    let exe = root.exe(pid).expect("our own child's exe is readable");
+    let exe = root
+        .exe_link(pid)
+        .map(|target| parse_exe_link(target.as_os_str()))
+        .expect("our own child's exe is readable");
     assert!(!exe.deleted);
     let real_python = helper.facts["exe"].as_str().unwrap();
     assert_eq!(exe.path, real_python);
@@ -272,7 +276,10 @@ fn exposure_and_dual_stack_come_from_a_real_dump() {
         let payload = table
             .get(&(address, port))
             .unwrap_or_else(|| panic!("{name} ({address} port {port}) not in the dump"));
-        (address, exposure::binding(payload))
+        (
+            address,
+            unassigned_port_exporter::kernel::sock_diag::binding::binding(payload),
+        )
     };
     let (address, binding) = look("loopback", "127.0.0.1");
     assert_eq!(exposure::classify(address), Exposure::Loopback);

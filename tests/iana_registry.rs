@@ -57,9 +57,69 @@ fn real_csv_parses_with_its_quirks() {
     assert_eq!(registry.status(Transport::Sctp, 1113), Status::Unregistered);
     assert_eq!(registry.updated, "2026-02-25");
 
+    // Each description variant, as the loader's module doc reads it.
+    for (port, transport, status, row) in [
+        (
+            114,
+            Transport::Tcp,
+            Status::Unassigned,
+            "unassigned (deprecated 2004)",
+        ),
+        (
+            114,
+            Transport::Sctp,
+            Status::Unassigned,
+            "unassigned, every transport",
+        ),
+        (
+            1895,
+            Transport::Udp,
+            Status::Unassigned,
+            "unassigned (Microsoft using)",
+        ),
+        (
+            2825,
+            Transport::Tcp,
+            Status::Unassigned,
+            "(unassigned) Possibly assigned",
+        ),
+        (
+            2925,
+            Transport::Udp,
+            Status::Unassigned,
+            "Unassigned (FRP-Released)",
+        ),
+        (1109, Transport::Tcp, Status::Reserved, "Reserved - IANA"),
+        (
+            5349,
+            Transport::Udp,
+            Status::Assigned,
+            "stun-behaviors: Reserved for ...",
+        ),
+        (
+            2999,
+            Transport::Tcp,
+            Status::Assigned,
+            "RemoteWare Unassigned",
+        ),
+        (585, Transport::Tcp, Status::Assigned, "De-registered"),
+    ] {
+        assert_eq!(
+            registry.status(transport, port),
+            status,
+            "{port}/{transport}: {row}"
+        );
+    }
+
     let watch = WatchSet::new(registry, Scope::WellKnown, &[], vec![]);
-    assert_eq!(watch.count(Transport::Tcp), 283);
-    assert_eq!(watch.count(Transport::Udp), 281);
+    assert_eq!(
+        watch.count(Transport::Tcp),
+        284,
+        "282 unassigned + 716, 1008"
+    );
+    assert_eq!(watch.count(Transport::Udp), 282);
+    assert_eq!(watch.count(Transport::Sctp), 978);
+    assert!(watch.is_watched(Transport::Tcp, 114));
 }
 
 #[test]

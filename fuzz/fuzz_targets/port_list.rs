@@ -8,7 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use unassigned_port_exporter::policy::allow::{AllowRule, Target};
-use unassigned_port_exporter::policy::watch::parse_port_list;
+use unassigned_port_exporter::policy::ports::parse_port_list;
 
 fuzz_target!(|data: &[u8]| {
     // Flags and environment variables reach the parsers as UTF-8 strings.

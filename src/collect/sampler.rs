@@ -3,49 +3,72 @@
 //! A scrape is a snapshot: a backdoor that listens for five seconds between
 //! two scrapes fifteen seconds apart is never seen. The sampler looks at the
 //! socket table on its own thread at a shorter interval and counts, for each
-//! (port, protocol, process, netns, expected), how many samples saw it and when it was
-//! last seen. Entries unseen for an hour are dropped, and at most
-//! `MAX_TRACKED` are kept (the stalest go first), so memory stays bounded
-//! whatever churns on the host. The sampler reports its own cost. Samples
-//! take the collector's quiet path: they neither count collection errors nor
-//! change what the next scrape reports.
+//! (port, protocol, process, netns, expected) as the model labels a sighting,
+//! how many samples saw it and when it was last seen. The sightings live in
+//! the one bounded series table (`crate::metrics::series_table`: unseen for
+//! an hour, dropped; at most 10,000, the stalest going first), so memory
+//! stays bounded whatever churns on the host. The sampler reports its own
+//! cost. Samples take the collector's quiet path: they neither count
+//! collection errors nor change what the next scrape reports.
 
-use crate::collect::collector::{ListenerCollector, NAMESPACE};
+use crate::collect::collector::ListenerCollector;
+use crate::metrics::series_table::{MAX_SERIES, RETENTION, SeriesTable};
+use crate::model::Snapshot;
+use crate::model::{NAMESPACE, SightingLabels};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{CounterVec, GaugeVec, IntCounterVec, Opts};
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// How long a listener no sample has seen stays in the metrics.
-const RETENTION: Duration = Duration::from_secs(3600);
-/// Upper bound on remembered listeners.
-pub const MAX_TRACKED: usize = 10_000;
-
-const SIGHTING_LABELS: [&str; 5] = ["port", "protocol", "process", "netns", "expected"];
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Key {
-    port: u16,
-    protocol: &'static str,
-    process: String,
-    netns: String,
-    /// Whether an allow rule covers it, so alerts can skip expected ones.
-    expected: bool,
-}
-
+/// What the samples say of one listener.
 struct Sighting {
     samples: u64,
     last_seen: SystemTime,
-    last_seen_at: Instant,
 }
 
-#[derive(Default)]
+impl Default for Sighting {
+    fn default() -> Sighting {
+        Sighting {
+            samples: 0,
+            last_seen: UNIX_EPOCH,
+        }
+    }
+}
+
 struct Table {
-    sightings: HashMap<Key, Sighting>,
+    sightings: SeriesTable<SightingLabels, Sighting>,
     samples: u64,
     busy: Duration,
+}
+
+impl Default for Table {
+    fn default() -> Table {
+        Table {
+            sightings: SeriesTable::new(RETENTION, MAX_SERIES),
+            samples: 0,
+            busy: Duration::ZERO,
+        }
+    }
+}
+
+impl Table {
+    /// Counts one sample: each listener it saw once, however many sockets.
+    fn record(&mut self, snapshot: &Snapshot, now: SystemTime, started: Instant) {
+        let mut seen_this_time = HashSet::new();
+        for series in &snapshot.listeners {
+            let labels = SightingLabels::of(series);
+            if !seen_this_time.insert(labels.clone()) {
+                continue;
+            }
+            let sighting = self.sightings.touch(labels, started);
+            sighting.samples += 1;
+            sighting.last_seen = now;
+        }
+        self.sightings.prune(started);
+        self.samples += 1;
+    }
 }
 
 /// The sampler's shared state, and its Prometheus collector.
@@ -79,39 +102,8 @@ fn sample_loop(collector: Arc<ListenerCollector>, table: Weak<Mutex<Table>>, int
         };
         let started = Instant::now();
         let snapshot = collector.sample();
-        let now = SystemTime::now();
         let mut table = table.lock().unwrap_or_else(|p| p.into_inner());
-        let mut seen_this_time = std::collections::HashSet::new();
-        for series in &snapshot.listeners {
-            let key = Key {
-                port: series.port,
-                protocol: series.transport.as_str(),
-                process: series.process.clone(),
-                netns: series.netns.clone(),
-                expected: series.expected,
-            };
-            if !seen_this_time.insert(key.clone()) {
-                continue; // one count per sample, however many sockets
-            }
-            let entry = table.sightings.entry(key).or_insert(Sighting {
-                samples: 0,
-                last_seen: now,
-                last_seen_at: started,
-            });
-            entry.samples += 1;
-            entry.last_seen = now;
-            entry.last_seen_at = started;
-        }
-        table
-            .sightings
-            .retain(|_, sighting| sighting.last_seen_at.elapsed() < RETENTION);
-        if table.sightings.len() > MAX_TRACKED {
-            let mut ages: Vec<Instant> = table.sightings.values().map(|s| s.last_seen_at).collect();
-            ages.sort_unstable();
-            let cutoff = ages[table.sightings.len() - MAX_TRACKED];
-            table.sightings.retain(|_, s| s.last_seen_at >= cutoff);
-        }
-        table.samples += 1;
+        table.record(&snapshot, SystemTime::now(), started);
         table.busy += started.elapsed();
     }
 }
@@ -123,7 +115,7 @@ fn families(table: &Table) -> Vec<Box<dyn Collector>> {
             "listener_sightings_total",
             "Background samples that saw a listener on a watched port (see --collector.sample-interval).",
         ),
-        &SIGHTING_LABELS,
+        SightingLabels::LABELS,
     )
     .unwrap();
     let last_seen = GaugeVec::new(
@@ -131,21 +123,11 @@ fn families(table: &Table) -> Vec<Box<dyn Collector>> {
             "listener_last_seen_timestamp_seconds",
             "When a background sample last saw this listener (Unix time).",
         ),
-        &SIGHTING_LABELS,
+        SightingLabels::LABELS,
     )
     .unwrap();
-    let mut keys: Vec<(&Key, &Sighting)> = table.sightings.iter().collect();
-    keys.sort_by(|a, b| a.0.cmp(b.0));
-    for (key, sighting) in keys {
-        let port = key.port.to_string();
-        let expected = if key.expected { "true" } else { "false" };
-        let labels = [
-            port.as_str(),
-            key.protocol,
-            key.process.as_str(),
-            key.netns.as_str(),
-            expected,
-        ];
+    for (key, sighting) in table.sightings.sorted() {
+        let labels = key.label_values();
         sightings
             .with_label_values(&labels)
             .inc_by(sighting.samples);
@@ -199,5 +181,87 @@ impl Collector for Sampler {
     fn collect(&self) -> Vec<MetricFamily> {
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         families(&table).iter().flat_map(|c| c.collect()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::netns::Mode;
+    use crate::model::{ListenerSeries, Protocol};
+
+    fn series(port: u16, process: &str, address: &str) -> ListenerSeries {
+        ListenerSeries {
+            port,
+            protocol: Protocol::Tcp,
+            family: "ipv4",
+            address: address.into(),
+            process: process.into(),
+            pid: "1".into(),
+            user: "root".into(),
+            iana: "unassigned",
+            expected: false,
+            netns: "host".into(),
+            container_id: String::new(),
+            pod_uid: String::new(),
+            exposure: "any",
+            dual_stack: "false",
+            interface: String::new(),
+            sockets: 1,
+        }
+    }
+
+    fn snapshot(listeners: Vec<ListenerSeries>) -> Snapshot {
+        Snapshot {
+            listeners,
+            raw_sockets: Vec::new(),
+            processes: Vec::new(),
+            duration: Duration::ZERO,
+            success: true,
+            unprivileged_port_start: Vec::new(),
+            namespaces_read: 1,
+            namespaces_failed: 0,
+            udp_staleness: Duration::ZERO,
+            coverage: Vec::new(),
+            netns_mode: Mode::Host,
+        }
+    }
+
+    #[test]
+    fn a_sample_counts_each_listener_once_however_many_addresses() {
+        let mut table = Table::default();
+        let now = SystemTime::now();
+        let two_addresses = snapshot(vec![
+            series(276, "nc", "0.0.0.0"),
+            series(276, "nc", "127.0.0.1"),
+            series(277, "nc", "0.0.0.0"),
+        ]);
+        table.record(&two_addresses, now, Instant::now());
+        table.record(&two_addresses, now, Instant::now());
+        let rows: Vec<(u16, u64)> = table
+            .sightings
+            .sorted()
+            .iter()
+            .map(|(labels, sighting)| (labels.port, sighting.samples))
+            .collect();
+        assert_eq!(rows, [(276, 2), (277, 2)]);
+        assert_eq!(table.samples, 2);
+    }
+
+    #[test]
+    fn one_sample_with_more_listeners_than_the_cap_stays_within_it() {
+        let mut table = Table::default();
+        let crowd: Vec<ListenerSeries> = (0..MAX_SERIES + 100)
+            .map(|n| series(276, &format!("p{n}"), "0.0.0.0"))
+            .collect();
+        // Every sighting of one sample shares one instant: the cap must hold
+        // anyway.
+        table.record(&snapshot(crowd), SystemTime::now(), Instant::now());
+        assert!(
+            table.sightings.len() <= MAX_SERIES,
+            "{}",
+            table.sightings.len()
+        );
+        assert!(table.sightings.evicted() >= 100);
     }
 }

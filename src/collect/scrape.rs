@@ -6,12 +6,13 @@
 //! tokio's blocking pool: it reads /proc and netlink synchronously.
 //!
 //! The flow is one way: the [`ListenerCollector`] returns a snapshot, the
-//! snapshot becomes metric families beside the other registered collectors
-//! (info gauges, sampler, process metrics), and the result carries both the
-//! text and the snapshot, so the landing page shows exactly what `/metrics`
-//! said.
+//! snapshot becomes metric families (`crate::metrics::snapshot`) beside the
+//! other registered collectors (collection errors, info gauges, events,
+//! sampler, process metrics), and the result carries both the text and the
+//! snapshot, so the landing page shows exactly what `/metrics` said.
 
-use crate::collect::collector::{ListenerCollector, Snapshot};
+use crate::collect::collector::ListenerCollector;
+use crate::model::Snapshot;
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -92,7 +93,7 @@ impl Scraper {
     /// also what tests and benchmarks call directly).
     pub fn render(&self) -> Rendered {
         let snapshot = self.collector.scrape();
-        let mut families = self.collector.families(&snapshot);
+        let mut families = crate::metrics::snapshot::families(&snapshot);
         // Series exist only for what is there: no listeners, no family.
         families.retain(|family| !family.get_metric().is_empty());
         // Label order, as the registry's own gather gives (vectors keep

@@ -9,54 +9,28 @@
 //!   dropped (tracepoint) or receive-buffer overruns (destroy), read from
 //!   the capture's own counters at scrape time.
 //!
-//! Labels arrive already resolved: the caller decides which ports are
-//! watched, which namespace name and owner to show and whether an allow
-//! rule covers the listener, through the closures given to
+//! Labels arrive already resolved, built by `crate::model` (which decides
+//! which ports are watched, the namespace name, the owner shown and whether
+//! an allow rule covers the listener), through [`EventCounters::count_opened`]
+//! and [`EventCounters::count_closed`] or the closures given to
 //! [`EventCounters::listen_handler`] and [`EventCounters::destroy_handler`].
 //!
-//! Memory is bounded like the sampler's: a series not incremented for
-//! `RETENTION` is dropped, and at most `MAX_SERIES` opened and `MAX_SERIES`
-//! closed series are kept (the stalest go first; `events_series_evicted`
-//! is not exported, [`EventCounters::evicted`] tells tests). A series that
-//! is dropped and comes back starts again from 0, which Prometheus reads as
-//! a counter reset. At about 200 bytes a series, the worst case is near
-//! 4 MB.
+//! Memory is bounded by the one series table
+//! (`crate::metrics::series_table`): at most `MAX_SERIES` opened and
+//! `MAX_SERIES` closed series, none older than `RETENTION`
+//! ([`EventCounters::evicted`] tells tests how many went). At about 200
+//! bytes a series, the worst case is near 4 MB.
 
-use crate::collect::collector::NAMESPACE;
 use crate::kernel::events::destroy::DestroyEvent;
 use crate::kernel::events::listen::{ListenEvent, Transition};
+use crate::metrics::series_table::{MAX_SERIES, RETENTION, SeriesTable};
+use crate::model::{ClosedLabels, NAMESPACE, OpenedLabels};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 use std::collections::HashMap;
-use std::hash::Hash;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-/// How long a series nobody increments stays in the metrics.
-pub const RETENTION: Duration = Duration::from_secs(3600);
-/// Upper bound on opened series, and separately on closed series.
-pub const MAX_SERIES: usize = 10_000;
-
-/// Labels of one `listener_opened_total` series.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct OpenedLabels {
-    pub port: u16,
-    pub protocol: String,
-    pub process: String,
-    pub netns: String,
-    pub expected: bool,
-}
-
-/// Labels of one `listener_closed_total` series.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClosedLabels {
-    pub port: u16,
-    pub protocol: String,
-    pub user: String,
-    pub netns: String,
-    pub expected: bool,
-}
+use std::time::Instant;
 
 /// Which kernel event source a status or loss belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -78,68 +52,6 @@ impl CaptureSource {
     }
 }
 
-struct Series {
-    count: u64,
-    last_counted: Instant,
-    /// Position in counting order: unique, so eviction keeps exactly the
-    /// newest even when many series share one clock reading.
-    last_order: u64,
-}
-
-/// Counts per label set, pruned by age and size.
-struct Table<K> {
-    series: HashMap<K, Series>,
-    evicted: u64,
-    next_order: u64,
-}
-
-impl<K: Clone + Eq + Hash + Ord> Table<K> {
-    fn new() -> Table<K> {
-        Table {
-            series: HashMap::new(),
-            evicted: 0,
-            next_order: 0,
-        }
-    }
-
-    fn count(&mut self, labels: K, now: Instant) {
-        self.next_order += 1;
-        let series = self.series.entry(labels).or_insert(Series {
-            count: 0,
-            last_counted: now,
-            last_order: 0,
-        });
-        series.count += 1;
-        series.last_counted = now;
-        series.last_order = self.next_order;
-        if self.series.len() > MAX_SERIES {
-            self.prune(now);
-        }
-    }
-
-    /// Drops expired series, then the stalest until a tenth of the room is
-    /// free again (so a flood does not sort the table on every event).
-    fn prune(&mut self, now: Instant) {
-        let before = self.series.len();
-        self.series
-            .retain(|_, series| now.duration_since(series.last_counted) < RETENTION);
-        if self.series.len() > MAX_SERIES {
-            let keep = MAX_SERIES - MAX_SERIES / 10;
-            let mut orders: Vec<u64> = self.series.values().map(|s| s.last_order).collect();
-            orders.sort_unstable_by(|a, b| b.cmp(a));
-            let cutoff = orders[keep - 1];
-            self.series.retain(|_, series| series.last_order >= cutoff);
-        }
-        self.evicted += (before - self.series.len()) as u64;
-    }
-
-    fn sorted(&self) -> Vec<(&K, &Series)> {
-        let mut rows: Vec<(&K, &Series)> = self.series.iter().collect();
-        rows.sort_by(|a, b| a.0.cmp(b.0));
-        rows
-    }
-}
-
 struct SourceStatus {
     active: bool,
     /// The last reason logged, so each reason is logged once.
@@ -147,8 +59,8 @@ struct SourceStatus {
 }
 
 struct State {
-    opened: Table<OpenedLabels>,
-    closed: Table<ClosedLabels>,
+    opened: SeriesTable<OpenedLabels, u64>,
+    closed: SeriesTable<ClosedLabels, u64>,
     status: HashMap<CaptureSource, SourceStatus>,
 }
 
@@ -184,8 +96,8 @@ impl EventCounters {
         EventCounters {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
-                    opened: Table::new(),
-                    closed: Table::new(),
+                    opened: SeriesTable::new(RETENTION, MAX_SERIES),
+                    closed: SeriesTable::new(RETENTION, MAX_SERIES),
                     status: HashMap::new(),
                 }),
                 lost: Mutex::new(Vec::new()),
@@ -203,12 +115,12 @@ impl EventCounters {
 
     /// One more listen on a watched port.
     pub fn count_opened(&self, labels: OpenedLabels) {
-        self.lock().opened.count(labels, Instant::now());
+        *self.lock().opened.touch(labels, Instant::now()) += 1;
     }
 
     /// One more watched-port socket destroyed.
     pub fn count_closed(&self, labels: ClosedLabels) {
-        self.lock().closed.count(labels, Instant::now());
+        *self.lock().closed.touch(labels, Instant::now()) += 1;
     }
 
     /// Records whether `source` runs. A reason for not running is logged
@@ -253,13 +165,13 @@ impl EventCounters {
     /// Series held now, opened and closed together.
     pub fn tracked_series(&self) -> usize {
         let state = self.lock();
-        state.opened.series.len() + state.closed.series.len()
+        state.opened.len() + state.closed.len()
     }
 
     /// Series dropped so far by age or by the size bound.
     pub fn evicted(&self) -> u64 {
         let state = self.lock();
-        state.opened.evicted + state.closed.evicted
+        state.opened.evicted() + state.closed.evicted()
     }
 
     /// A callback for [`super::ListenCapture::start`]: counts every
@@ -294,13 +206,9 @@ impl EventCounters {
     }
 }
 
-fn expected_str(expected: bool) -> &'static str {
-    if expected { "true" } else { "false" }
-}
-
 fn families(
-    opened: &[(&OpenedLabels, &Series)],
-    closed: &[(&ClosedLabels, &Series)],
+    opened: &[(&OpenedLabels, &u64)],
+    closed: &[(&ClosedLabels, &u64)],
     status: &[(CaptureSource, bool)],
     lost: &[(CaptureSource, u64)],
 ) -> Vec<Box<dyn Collector>> {
@@ -310,40 +218,26 @@ fn families(
             "listener_opened_total",
             "Sockets that started listening on a watched port, from kernel events (however short-lived).",
         ),
-        &["port", "protocol", "process", "netns", "expected"],
+        OpenedLabels::LABELS,
     )
     .unwrap();
-    for (labels, series) in opened {
-        let port = labels.port.to_string();
+    for (labels, count) in opened {
         opened_total
-            .with_label_values(&[
-                port.as_str(),
-                &labels.protocol,
-                &labels.process,
-                &labels.netns,
-                expected_str(labels.expected),
-            ])
-            .inc_by(series.count);
+            .with_label_values(&labels.label_values())
+            .inc_by(**count);
     }
     let closed_total = IntCounterVec::new(
         opts(
             "listener_closed_total",
             "Watched-port sockets (TCP listeners, bound UDP sockets) destroyed, from kernel events.",
         ),
-        &["port", "protocol", "user", "netns", "expected"],
+        ClosedLabels::LABELS,
     )
     .unwrap();
-    for (labels, series) in closed {
-        let port = labels.port.to_string();
+    for (labels, count) in closed {
         closed_total
-            .with_label_values(&[
-                port.as_str(),
-                &labels.protocol,
-                &labels.user,
-                &labels.netns,
-                expected_str(labels.expected),
-            ])
-            .inc_by(series.count);
+            .with_label_values(&labels.label_values())
+            .inc_by(**count);
     }
     let active = IntGaugeVec::new(
         opts(
@@ -424,7 +318,7 @@ mod tests {
     fn opened(port: u16, process: &str) -> OpenedLabels {
         OpenedLabels {
             port,
-            protocol: "tcp".into(),
+            protocol: crate::model::Protocol::Tcp,
             process: process.into(),
             netns: "host".into(),
             expected: false,
@@ -448,7 +342,7 @@ mod tests {
         counters.count_opened(opened(276, "nc"));
         counters.count_closed(ClosedLabels {
             port: 276,
-            protocol: "udp".into(),
+            protocol: crate::model::Protocol::Udp,
             user: "nobody".into(),
             netns: "host".into(),
             expected: true,
@@ -484,15 +378,14 @@ mod tests {
             tid: 1,
             process: None,
             netns: None,
-            kernel_time: Duration::ZERO,
+            kernel_time: std::time::Duration::ZERO,
         };
         handler(event(276, Transition::Opened));
         handler(event(276, Transition::Closed));
         handler(event(8080, Transition::Opened));
         let state = counters.lock();
-        assert_eq!(state.opened.series.len(), 1);
-        assert_eq!(state.opened.series[&opened(276, "nc")].count, 1);
-        assert!(state.closed.series.is_empty());
+        assert_eq!(state.opened.sorted(), [(&opened(276, "nc"), &1)]);
+        assert!(state.closed.is_empty());
     }
 
     #[test]
@@ -505,7 +398,11 @@ mod tests {
         assert!(counters.evicted() >= 500);
         let newest = format!("p{}", MAX_SERIES + 499);
         let state = counters.lock();
-        assert!(state.opened.series.contains_key(&opened(276, &newest)));
-        assert!(!state.opened.series.contains_key(&opened(276, "p0")));
+        let kept = state.opened.sorted();
+        assert!(
+            kept.iter()
+                .any(|(labels, _)| **labels == opened(276, &newest))
+        );
+        assert!(!kept.iter().any(|(labels, _)| **labels == opened(276, "p0")));
     }
 }

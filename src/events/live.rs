@@ -1,71 +1,60 @@
 //! Kernel events in a running exporter: starts the listen capture and the
-//! destroy reader, labels their events the way the listener gauge is
-//! labelled, counts them, and tells the socket source what changed.
+//! destroy reader, labels their events through `crate::model` (the same
+//! judge and namespace namer as the snapshot), counts them, and keeps what
+//! they learn in [`Changes`], which collection reads.
 //!
 //! - A listen event on a watched port counts `listener_opened_total`, moves
-//!   the [`KernelEvents`] generation (so the next collection dumps TCP
-//!   again) and names its thread, whose namespace the next collection reads
-//!   even if only that thread entered it.
+//!   the [`Changes`] generation (so the next collection dumps TCP again)
+//!   and names its thread, whose namespace the next collection reads even
+//!   if only that thread entered it.
 //! - A listener closing (tracepoint) or a bound UDP socket destroyed
 //!   (destroy groups) counts `listener_closed_total`. Destroy messages carry
 //!   no uid (the kernel zeroes it), so UDP closes have an empty `user`; a
 //!   TCP listener's close names the user of the process that closed it.
+//! - The destroy subscriptions follow the namespace set's lifetimes: the
+//!   socket source announces each namespace it opens or drops
+//!   ([`NamespaceObserver`]), and [`DestroyNamespaces`] subscribes there.
 //! - Either source that cannot run leaves `event_capture_active` at 0 and
 //!   says why once; the exporter then works as before (snapshots, and the
 //!   sampler if configured).
 
+use super::view::Changes;
 use super::{
-    CaptureSource, ClosedLabels, DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription,
-    EventCounters, ListenCapture, ListenEvent, OpenedLabels, Transition,
+    CaptureSource, DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription, EventCounters,
+    ListenCapture, ListenEvent, Transition,
 };
+use crate::kernel::netns::NamespaceObserver;
 use crate::kernel::procfs::ProcRoot;
-use crate::owners::{OwnerFaults, ProcessDescriber};
-use crate::policy::allow::Subject;
-use crate::policy::registry::Transport;
-use crate::policy::watch::WatchSet;
-use crate::sockets::{DestroyLink, KernelEvents};
+use crate::model::event::EventSocket;
+use crate::model::{ClosedLabels, Judge, NetnsNamer, OpenedLabels, Protocol};
+use crate::owners::{Owner, OwnerFaults, ProcessDescriber};
+use crate::sockets::{ChangeHints, EventLinks};
 use std::sync::{Arc, Mutex};
 
 /// The running event sources; dropping it stops them.
 pub struct LiveEvents {
     /// The tracepoint capture, while it runs.
     _capture: Option<ListenCapture>,
-    /// The destroy reader, while it runs (namespace channels join it).
-    _reader: Option<Arc<DestroyReader>>,
+    /// The destroy reader's namespace side, while it runs.
+    destroy: Option<Arc<DestroyNamespaces>>,
+    /// What the events learnt, for collection.
+    changes: Arc<Changes>,
     /// The counters both feed; registered on the metric registry.
     pub counters: EventCounters,
 }
 
-/// How events become labels.
+/// How events become labels: the model's judge and namer, and the owner.
 struct Labeller {
-    watch: Arc<WatchSet>,
-    /// The exporter's own namespace, labelled "host".
-    own_netns: u64,
-    /// Users of processes that close listeners.
+    judge: Judge,
+    namer: NetnsNamer,
+    /// Owners of processes that open and close listeners.
     describer: Mutex<ProcessDescriber>,
-    proc_root: ProcRoot,
 }
 
 impl Labeller {
-    fn netns(&self, inode: Option<u64>) -> String {
-        match inode {
-            Some(inode) if inode != self.own_netns => inode.to_string(),
-            _ => crate::collect::collector::HOST_NETNS.to_string(),
-        }
-    }
-
-    fn user_of(&self, pid: u32) -> String {
-        let Some(status) = self.proc_root.status(pid) else {
-            return String::new();
-        };
-        let mut describer = self.describer.lock().unwrap_or_else(|p| p.into_inner());
-        describer.user_name(status.uid)
-    }
-
-    /// Whether an allow rule covers a listener owned by `pid` (none for a
-    /// destroy message), judged on the facts a scrape uses: exe, user,
-    /// unit, container, comm (the event's, if the process is already gone).
-    fn expected(&self, transport: Transport, port: u16, pid: Option<u32>, comm: &str) -> bool {
+    /// The owner of `pid` (none for a destroy message), described as a
+    /// scrape describes it; the event's comm if the process is gone.
+    fn owner(&self, pid: Option<u32>, comm: &str) -> Owner {
         let mut owner = pid
             .and_then(|pid| {
                 let mut describer = self.describer.lock().unwrap_or_else(|p| p.into_inner());
@@ -77,93 +66,91 @@ impl Labeller {
         if owner.process.is_empty() {
             owner.process = comm.to_string();
         }
-        self.watch
-            .is_expected_subject(Subject::Listener(transport, port), &owner.facts())
+        owner
     }
 
     fn listen(&self, event: &ListenEvent, counters: &EventCounters) {
-        if !self.watch.is_watched(Transport::Tcp, event.port) {
+        let Some(protocol) = Protocol::of_ip_protocol(event.protocol.number()) else {
+            return;
+        };
+        if !self.judge.is_watched(protocol, event.port) {
             return;
         }
-        let process = event.process.clone().unwrap_or_default();
-        let expected = self.expected(Transport::Tcp, event.port, Some(event.pid), &process);
-        let netns = self.netns(event.netns);
-        let protocol = event.protocol.as_str().to_string();
+        let socket = EventSocket {
+            protocol,
+            port: event.port,
+            netns: event.netns,
+        };
+        let owner = self.owner(Some(event.pid), event.process.as_deref().unwrap_or(""));
         match event.transition {
-            Transition::Opened => counters.count_opened(OpenedLabels {
-                port: event.port,
-                protocol,
-                process,
-                netns,
-                expected,
-            }),
-            Transition::Closed => counters.count_closed(ClosedLabels {
-                port: event.port,
-                protocol,
-                user: self.user_of(event.pid),
-                netns,
-                expected,
-            }),
+            Transition::Opened => counters.count_opened(OpenedLabels::opened(
+                socket,
+                &owner,
+                &self.judge,
+                &self.namer,
+            )),
+            Transition::Closed => {
+                counters.count_closed(ClosedLabels::new(socket, &owner, &self.judge, &self.namer))
+            }
         }
     }
 
     fn destroyed(&self, event: &DestroyEvent) -> Option<ClosedLabels> {
-        let transport = match event.socket.protocol.as_str() {
-            "udp" => Transport::Udp,
-            "tcp" => Transport::Tcp,
-            _ => return None,
-        };
-        if !self.watch.is_watched(transport, event.socket.port) {
+        let protocol = Protocol::of_ip_protocol(event.socket.protocol.number())?;
+        if !self.judge.is_watched(protocol, event.socket.port) {
             return None;
         }
-        Some(ClosedLabels {
+        let socket = EventSocket {
+            protocol,
             port: event.socket.port,
-            protocol: transport.as_str().to_string(),
-            user: String::new(),
-            netns: self.netns(Some(event.netns)),
-            expected: self.expected(transport, event.socket.port, None, ""),
-        })
+            netns: Some(event.netns),
+        };
+        Some(ClosedLabels::new(
+            socket,
+            &Owner::default(),
+            &self.judge,
+            &self.namer,
+        ))
     }
 }
 
 impl LiveEvents {
-    /// Starts both sources. `kernel_events` is the socket source's link
-    /// (netlink only); without it nothing is started.
-    pub fn start(
-        watch: Arc<WatchSet>,
-        proc_root: &ProcRoot,
-        kernel_events: Option<Arc<KernelEvents>>,
-    ) -> LiveEvents {
+    /// Starts both sources (each may fail on its own and say why).
+    pub fn start(judge: Judge, namer: NetnsNamer, proc_root: &ProcRoot) -> LiveEvents {
         let counters = EventCounters::new();
-        let Some(kernel_events) = kernel_events else {
-            let reason = "the netstat2 backend has no kernel events";
-            counters.set_active(CaptureSource::Tracepoint, Err(reason));
-            counters.set_active(CaptureSource::Destroy, Err(reason));
-            return LiveEvents {
-                _capture: None,
-                _reader: None,
-                counters,
-            };
-        };
-        let max_port = watch.max_watched_port();
+        let changes = Arc::new(Changes::default());
+        let max_port = judge.watch().max_watched_port();
+        let own_netns = proc_root.own_net_namespace().unwrap_or(0);
         let labeller = Arc::new(Labeller {
-            own_netns: proc_root.own_net_namespace().unwrap_or(0),
-            watch,
+            judge,
+            namer,
             describer: Mutex::new(ProcessDescriber::new(proc_root.clone())),
-            proc_root: proc_root.clone(),
         });
-        let capture = start_capture(max_port, proc_root, &labeller, &counters, &kernel_events);
+        let capture = start_capture(max_port, proc_root, &labeller, &counters, &changes);
         // With the tracepoint, TCP closes are known already: UDP groups only.
         let groups = if capture.is_some() {
             DestroyGroups::Udp
         } else {
             DestroyGroups::TcpAndUdp
         };
-        let reader = start_reader(max_port, groups, &labeller, &counters, &kernel_events);
+        let destroy = start_reader(max_port, groups, own_netns, &labeller, &counters);
         LiveEvents {
             _capture: capture,
-            _reader: reader,
+            destroy,
+            changes,
             counters,
+        }
+    }
+
+    /// The links a socket source is opened with: this side's view of what
+    /// changed, and the observer that follows its namespace set.
+    pub fn links(&self) -> EventLinks {
+        EventLinks {
+            hints: Some(Arc::clone(&self.changes) as Arc<dyn ChangeHints>),
+            namespaces: self
+                .destroy
+                .as_ref()
+                .map(|destroy| Arc::clone(destroy) as Arc<dyn NamespaceObserver>),
         }
     }
 }
@@ -173,16 +160,16 @@ fn start_capture(
     proc_root: &ProcRoot,
     labeller: &Arc<Labeller>,
     counters: &EventCounters,
-    kernel_events: &Arc<KernelEvents>,
+    changes: &Arc<Changes>,
 ) -> Option<ListenCapture> {
     let handler = {
         let labeller = Arc::clone(labeller);
         let counters = counters.clone();
-        let kernel_events = Arc::clone(kernel_events);
+        let changes = Arc::clone(changes);
         move |event: ListenEvent| {
-            kernel_events.changed();
+            changes.changed();
             if event.transition == Transition::Opened {
-                kernel_events.note_listener(event.pid, event.tid);
+                changes.note_listener(event.pid, event.tid);
             }
             labeller.listen(&event, &counters);
         }
@@ -191,16 +178,16 @@ fn start_capture(
         Ok(capture) => {
             counters.set_active(CaptureSource::Tracepoint, Ok(()));
             let stats = Arc::clone(capture.stats());
-            let events = Arc::clone(kernel_events);
+            let watched = Arc::clone(changes);
             counters.track_lost(CaptureSource::Tracepoint, move || {
                 let lost = stats.lost.load(std::sync::atomic::Ordering::Relaxed);
                 if lost > 0 {
                     // Lost samples may hide a listen: dump again.
-                    events.changed();
+                    watched.changed();
                 }
                 lost
             });
-            kernel_events.set_watching(true);
+            changes.set_watching(true);
             Some(capture)
         }
         Err(unavailable) => {
@@ -210,14 +197,39 @@ fn start_capture(
     }
 }
 
+/// The destroy reader and how each namespace subscribes to it: follows the
+/// socket source's namespace set through [`NamespaceObserver`].
+pub struct DestroyNamespaces {
+    reader: DestroyReader,
+    groups: DestroyGroups,
+    max_port: u16,
+}
+
+impl NamespaceObserver for DestroyNamespaces {
+    fn entered(&self, inode: u64) {
+        let subscribed = DestroySubscription::open(self.max_port, self.groups)
+            .and_then(|subscription| self.reader.add(inode, subscription));
+        if let Err(err) = subscribed {
+            tracing::debug!(netns = inode, error = %err, "cannot subscribe to a namespace's destroy broadcasts");
+        }
+    }
+
+    fn left(&self, inode: u64) {
+        self.reader.remove(inode);
+    }
+
+    fn descriptors_per_namespace(&self) -> usize {
+        1
+    }
+}
+
 fn start_reader(
     max_port: u16,
     groups: DestroyGroups,
+    own_netns: u64,
     labeller: &Arc<Labeller>,
     counters: &EventCounters,
-    kernel_events: &Arc<KernelEvents>,
-) -> Option<Arc<DestroyReader>> {
-    let own_netns = labeller.own_netns;
+) -> Option<Arc<DestroyNamespaces>> {
     let labeller = Arc::clone(labeller);
     let handler = counters.destroy_handler(move |event| labeller.destroyed(event));
     let started = DestroyReader::start(handler).and_then(|reader| {
@@ -228,22 +240,21 @@ fn start_reader(
     });
     match started {
         Ok(reader) => {
-            let reader = Arc::new(reader);
+            let destroy = Arc::new(DestroyNamespaces {
+                reader,
+                groups,
+                max_port,
+            });
             counters.set_active(CaptureSource::Destroy, Ok(()));
-            let watched = Arc::clone(&reader);
+            let watched = Arc::clone(&destroy);
             counters.track_lost(CaptureSource::Destroy, move || {
                 watched
+                    .reader
                     .stats()
                     .overruns
                     .load(std::sync::atomic::Ordering::Relaxed)
             });
-            let link = DestroyLink {
-                reader: Arc::clone(&reader),
-                groups,
-                max_port,
-            };
-            let _ = kernel_events.destroy.set(link);
-            Some(reader)
+            Some(destroy)
         }
         Err(err) => {
             let reason = format!("cannot join the sock_diag destroy groups: {err}");

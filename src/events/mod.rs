@@ -5,13 +5,15 @@
 //! The readers live in `crate::kernel::events`; this room turns what they
 //! report into labelled counters: [`live`] starts the readers in a running
 //! exporter and labels their events through `crate::model`; [`counters`]
-//! keeps the counters in a bounded series table.
+//! keeps the counters in a bounded series table; [`view`] is what the
+//! events learn and collection may read.
 
 pub mod counters;
 pub mod live;
+pub mod view;
 
 pub use crate::kernel::events::{
     CaptureUnavailable, DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription,
     DestroyedProtocol, DestroyedSocket, ListenCapture, ListenEvent, StreamProtocol, Transition,
 };
-pub use counters::{CaptureSource, ClosedLabels, EventCounters, OpenedLabels};
+pub use counters::{CaptureSource, EventCounters};

@@ -140,14 +140,11 @@ impl ProcRoot {
         None
     }
 
-    /// The target of the `exe` link: the executable and whether it was
-    /// deleted. `None` for kernel threads, processes we may not inspect and
-    /// processes that exited.
-    pub fn exe(&self, pid: u32) -> Option<crate::owners::provenance::Exe> {
-        let target = std::fs::read_link(self.pid_path(pid, "exe")).ok()?;
-        Some(crate::owners::provenance::parse_exe_link(
-            target.as_os_str(),
-        ))
+    /// The target of the `exe` link, as the kernel wrote it. `None` for
+    /// kernel threads, processes we may not inspect and processes that
+    /// exited.
+    pub fn exe_link(&self, pid: u32) -> Option<PathBuf> {
+        std::fs::read_link(self.pid_path(pid, "exe")).ok()
     }
 
     /// The text of `cgroup`.

@@ -1,15 +1,20 @@
 //! Metrics that are fixed at start: the `*_info` gauges and watched ports.
 
-use crate::collect::collector::{ListenerCollector, NAMESPACE};
-use crate::policy::watch::WATCHED_TRANSPORTS;
+use crate::kernel::netns::Mode;
+use crate::model::NAMESPACE;
+use crate::policy::ports::WATCHED_TRANSPORTS;
+use crate::policy::watch::WatchSet;
 use prometheus::{IntGaugeVec, Opts, Registry};
 
-/// Registers the start-time gauges on `registry`, describing how
-/// `collector` reads the socket table (`netlink`/`netstat2`, `all`/`host`).
-pub fn register(registry: &Registry, collector: &ListenerCollector) -> prometheus::Result<()> {
-    let watch = collector.watch();
-    let backend = collector.backend_name();
-    let netns = collector.netns_mode().as_str();
+/// Registers the start-time gauges on `registry`: the watch set, and how
+/// the socket table is read (`netlink`/`netstat2`, `all`/`host`).
+pub fn register(
+    registry: &Registry,
+    watch: &WatchSet,
+    backend: &str,
+    netns_mode: Mode,
+) -> prometheus::Result<()> {
+    let netns = netns_mode.as_str();
     let facts = watch.registry();
     for (name, help, labels) in [
         (

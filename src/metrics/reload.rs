@@ -10,7 +10,7 @@
 //! and a series exists only for a file in use: an exporter started without
 //! a web config has no `file="web"` series, as it has nothing to reload.
 
-use crate::collect::collector::NAMESPACE;
+use crate::model::NAMESPACE;
 use prometheus::{GaugeVec, Opts, Registry};
 use std::time::{SystemTime, UNIX_EPOCH};
 

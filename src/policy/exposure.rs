@@ -25,8 +25,9 @@
 //! Dual stack: an `AF_INET6` socket bound to `::` accepts IPv4 too unless
 //! `IPV6_V6ONLY` is set. sock_diag says which with the `INET_DIAG_SKV6ONLY`
 //! attribute (sent for listening TCP and unconnected UDP sockets, which is
-//! every listener); [`binding`] reads it, and the bound interface
-//! (`idiag_if`, set by `SO_BINDTODEVICE`), from an `inet_diag_msg` payload.
+//! every listener); `crate::kernel::sock_diag::binding` reads it, and the
+//! bound interface (`idiag_if`, set by `SO_BINDTODEVICE`), into a
+//! [`Binding`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -137,47 +138,9 @@ impl Binding {
     }
 }
 
-#[cfg(target_os = "linux")]
-pub use from_sock_diag::binding;
-
-#[cfg(target_os = "linux")]
-mod from_sock_diag {
-    use super::Binding;
-    pub use crate::kernel::sock_diag::wire::INET_DIAG_MSG_LEN;
-    use crate::kernel::sock_diag::wire::{attributes, u32_at};
-
-    pub const INET_DIAG_SKV6ONLY: u16 = 11;
-    /// Offset of `id.idiag_if` in `struct inet_diag_msg`.
-    pub const IDIAG_IF_AT: usize = 40;
-
-    /// Reads [`Binding`] from one `SOCK_DIAG_BY_FAMILY` payload of an
-    /// inet_diag dump (the 72-byte `inet_diag_msg` and the attributes after
-    /// it). A payload shorter than the message gives the default (the
-    /// caller's own parse reports that as an error).
-    pub fn binding(payload: &[u8]) -> Binding {
-        if payload.len() < INET_DIAG_MSG_LEN {
-            return Binding::default();
-        }
-        let mut found = Binding {
-            v6only: None,
-            ifindex: u32_at(payload, IDIAG_IF_AT),
-        };
-        for (kind, value) in attributes(&payload[INET_DIAG_MSG_LEN..]) {
-            if kind == INET_DIAG_SKV6ONLY && !value.is_empty() {
-                found.v6only = Some(value[0] != 0);
-            }
-        }
-        found
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[cfg(target_os = "linux")]
-    use crate::kernel::sock_diag::wire::tests::attribute;
-    #[cfg(target_os = "linux")]
-    use from_sock_diag::{IDIAG_IF_AT, INET_DIAG_MSG_LEN, INET_DIAG_SKV6ONLY};
 
     fn class(text: &str) -> &'static str {
         classify(text.parse().unwrap()).as_str()
@@ -236,67 +199,5 @@ mod tests {
         assert_eq!(classify_bound(any, "lo"), Exposure::Loopback);
         assert_eq!(classify_bound(any, "eth0"), Exposure::Any);
         assert_eq!(classify_bound(any, ""), Exposure::Any);
-    }
-
-    #[cfg(target_os = "linux")]
-    fn message(family: i32, ifindex: u32, attrs: &[Vec<u8>]) -> Vec<u8> {
-        let mut msg = vec![0u8; INET_DIAG_MSG_LEN];
-        msg[0] = family as u8;
-        msg[1] = 10; // TCP_LISTEN
-        msg[IDIAG_IF_AT..IDIAG_IF_AT + 4].copy_from_slice(&ifindex.to_ne_bytes());
-        for attr in attrs {
-            msg.extend_from_slice(attr);
-        }
-        msg
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn reads_v6only_and_the_bound_interface() {
-        let shutdown = attribute(8, &[0]);
-        let dual = message(
-            libc::AF_INET6,
-            0,
-            &[shutdown.clone(), attribute(INET_DIAG_SKV6ONLY, &[0])],
-        );
-        let only = message(
-            libc::AF_INET6,
-            2,
-            &[shutdown.clone(), attribute(INET_DIAG_SKV6ONLY, &[1])],
-        );
-        let v4 = message(libc::AF_INET, 0, &[shutdown]);
-        assert_eq!(
-            binding(&dual),
-            Binding {
-                v6only: Some(false),
-                ifindex: 0
-            }
-        );
-        assert_eq!(
-            binding(&only),
-            Binding {
-                v6only: Some(true),
-                ifindex: 2
-            }
-        );
-        assert_eq!(
-            binding(&v4),
-            Binding {
-                v6only: None,
-                ifindex: 0
-            }
-        );
-        assert_eq!(binding(&[0; 10]), Binding::default());
-        let unspecified: IpAddr = "::".parse().unwrap();
-        let specific: IpAddr = "2001:db8::1".parse().unwrap();
-        assert_eq!(binding(&dual).dual_stack(unspecified), Some(true));
-        assert_eq!(binding(&only).dual_stack(unspecified), Some(false));
-        assert_eq!(binding(&dual).dual_stack(specific), Some(false));
-        assert_eq!(
-            binding(&v4).dual_stack("0.0.0.0".parse().unwrap()),
-            Some(false)
-        );
-        assert_eq!(Binding::default().dual_stack_label(unspecified), "unknown");
-        assert_eq!(binding(&dual).dual_stack_label(unspecified), "true");
     }
 }

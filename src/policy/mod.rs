@@ -5,5 +5,6 @@
 
 pub mod allow;
 pub mod exposure;
+pub mod ports;
 pub mod registry;
 pub mod watch;

@@ -8,17 +8,15 @@
 //! unless added. `--watch.scope=registered` extends the same rule to
 //! 1024-49151; `--watch.ports` adds any port; `--watch.allow` and
 //! `--watch.allow-file` mark expected listeners and packet/raw sockets
-//! (grammar in `allow.rs`), which are still exported with `expected="true"`.
+//! (grammar in `policy/allow`), which are still exported with `expected="true"`.
 //! The file's rules can be replaced while the exporter runs (see
-//! `allow_reload.rs`); the flags' rules are fixed.
+//! `policy/allow/reload.rs`); the flags' rules are fixed.
 
 pub use crate::policy::allow::AllowRule;
 use crate::policy::allow::{OwnerFacts, Subject};
+use crate::policy::ports::PortRange;
 use crate::policy::registry::{Registry, Status, Transport};
 use std::sync::{Arc, RwLock};
-
-/// The transports the exporter collects and watches.
-pub const WATCHED_TRANSPORTS: [Transport; 3] = [Transport::Tcp, Transport::Udp, Transport::Sctp];
 
 /// How far the IANA-derived part of the watch set reaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,62 +43,6 @@ impl Scope {
             Scope::WellKnown => 1023,
             Scope::Registered => 49151,
         }
-    }
-}
-
-/// An inclusive port range from `--watch.ports`, optionally for one transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortRange {
-    pub first: u16,
-    pub last: u16,
-    /// `None` means every watched transport.
-    pub transport: Option<Transport>,
-}
-
-/// Parses one `PORT`, `FIRST-LAST`, optionally followed by `/tcp`, `/udp` or `/sctp`.
-pub fn parse_port_range(text: &str) -> Result<PortRange, String> {
-    let text = text.trim();
-    let (ports, transport) = split_transport(text)?;
-    let port = |part: &str| -> Result<u16, String> {
-        let part = part.trim();
-        match part.parse::<u32>() {
-            Ok(n) if n <= 65535 => Ok(n as u16),
-            Ok(_) => Err(format!("port {part} is out of range (0-65535)")),
-            Err(_) => Err(format!("{part:?} is not a port number")),
-        }
-    };
-    let (first, last) = match ports.split_once('-') {
-        None => {
-            let p = port(ports)?;
-            (p, p)
-        }
-        Some((a, b)) => (port(a)?, port(b)?),
-    };
-    if first > last {
-        return Err(format!("port range {ports:?} runs backwards"));
-    }
-    Ok(PortRange {
-        first,
-        last,
-        transport,
-    })
-}
-
-/// Parses a comma-separated list such as `276,8000-8100,53/udp`.
-pub fn parse_port_list(text: &str) -> Result<Vec<PortRange>, String> {
-    if text.trim().is_empty() {
-        return Err("empty port list".to_string());
-    }
-    text.split(',').map(parse_port_range).collect()
-}
-
-fn split_transport(text: &str) -> Result<(&str, Option<Transport>), String> {
-    match text.split_once('/') {
-        None => Ok((text, None)),
-        Some((ports, name)) => match Transport::parse(name) {
-            Some(t) if WATCHED_TRANSPORTS.contains(&t) => Ok((ports, Some(t))),
-            _ => Err(format!("unknown transport {name:?}: use tcp, udp or sctp")),
-        },
     }
 }
 
@@ -269,10 +211,10 @@ mod tests {
         let watch = WatchSet::new(Registry::embedded(), Scope::WellKnown, &[], vec![]);
         assert_eq!(
             watch.count(Transport::Tcp),
-            283,
-            "281 unassigned + 716, 1008"
+            284,
+            "282 unassigned (114 among them) + 716, 1008"
         );
-        assert_eq!(watch.count(Transport::Udp), 281);
+        assert_eq!(watch.count(Transport::Udp), 282);
         // IANA registers few SCTP ports: most well-known ones have no row.
         assert!(watch.count(Transport::Sctp) > 900);
         for port in 272..=279 {
@@ -280,6 +222,10 @@ mod tests {
             assert!(watch.is_watched(Transport::Udp, port));
         }
         assert!(watch.is_watched(Transport::Tcp, 716));
+        assert!(
+            watch.is_watched(Transport::Tcp, 114),
+            "lower-case unassigned"
+        );
         assert!(!watch.is_watched(Transport::Tcp, 22));
         assert!(
             !watch.is_watched(Transport::Tcp, 0),
@@ -290,45 +236,11 @@ mod tests {
 
     #[test]
     fn registered_scope_and_extra_ports_extend_the_set() {
-        let extra = parse_port_list("22,8000-8001/udp").unwrap();
+        let extra = crate::policy::ports::parse_port_list("22,8000-8001/udp").unwrap();
         let watch = WatchSet::new(Registry::embedded(), Scope::Registered, &extra, vec![]);
         assert!(watch.is_watched(Transport::Tcp, 22));
         assert!(watch.is_watched(Transport::Udp, 8001));
         assert!(watch.count(Transport::Tcp) > 40_000);
-    }
-
-    #[test]
-    fn port_lists_reject_bad_input_clearly() {
-        assert_eq!(
-            parse_port_list("70000").unwrap_err(),
-            "port 70000 is out of range (0-65535)"
-        );
-        assert_eq!(
-            parse_port_list("5-3").unwrap_err(),
-            "port range \"5-3\" runs backwards"
-        );
-        assert_eq!(
-            parse_port_list("abc").unwrap_err(),
-            "\"abc\" is not a port number"
-        );
-        assert!(parse_port_list("").is_err());
-        assert!(parse_port_list("1,").is_err());
-        assert!(parse_port_list("53/quic").unwrap_err().contains("quic"));
-        assert_eq!(
-            parse_port_list("276, 8000-8100").unwrap(),
-            vec![
-                PortRange {
-                    first: 276,
-                    last: 276,
-                    transport: None
-                },
-                PortRange {
-                    first: 8000,
-                    last: 8100,
-                    transport: None
-                }
-            ]
-        );
     }
 
     #[test]

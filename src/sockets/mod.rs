@@ -15,6 +15,10 @@
 
 #[cfg(target_os = "linux")]
 pub mod netlink;
+// Which backends this platform has, one file each, behind `open_backend`.
+#[cfg_attr(target_os = "linux", path = "choose_linux.rs")]
+#[cfg_attr(not(target_os = "linux"), path = "choose_other.rs")]
+mod choose;
 pub mod netstat2;
 
 use crate::kernel::netns::{self, Mode};
@@ -25,7 +29,6 @@ use crate::policy::registry::Transport;
 use crate::policy::watch::WatchSet;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// One listening socket on a watched port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,81 +74,29 @@ impl fmt::Display for SourceError {
 
 impl std::error::Error for SourceError {}
 
-/// What the kernel event sources (`crate::events`) share with the socket
-/// source and the owner search, so a scrape benefits from what the events
-/// already saw:
-///
-/// - a generation that moves whenever a socket on a watched port starts or
-///   stops listening anywhere on the host, in any namespace, or when events
-///   were lost. While it stands still, no namespace's TCP listeners have
-///   changed, so the netlink source reuses what it last read instead of
-///   dumping every namespace again. Without a running capture there is no
-///   generation, and every collection dumps;
-/// - threads that just called `listen()`: namespace discovery reads their
-///   thread's namespace at once (a thread may have unshared alone), and the
-///   owner search looks at their process first;
-/// - the destroy-event reader, which each namespace channel joins (Linux).
-#[derive(Default)]
-pub struct KernelEvents {
-    generation: AtomicU64,
-    watching: AtomicBool,
-    /// (pid, tid) of recent listen() calls, newest last, bounded.
-    recent_listeners: std::sync::Mutex<std::collections::VecDeque<(u32, u32)>>,
-    /// Where namespace channels register their UDP destroy subscriptions.
-    #[cfg(target_os = "linux")]
-    pub destroy: std::sync::OnceLock<DestroyLink>,
+/// What the kernel event side (`crate::events`) lets collection read: it
+/// owns these facts and hands a read-only view down, so a collection
+/// benefits from what the events already saw.
+pub trait ChangeHints: Send + Sync {
+    /// A generation that moves whenever a socket on a watched port starts or
+    /// stops listening anywhere on the host, in any namespace, or when
+    /// events were lost. While it stands still no namespace's TCP listeners
+    /// have changed, so the netlink source reuses what it last read.
+    /// `None` while no capture runs: then every collection dumps.
+    fn generation(&self) -> Option<u64>;
+    /// (pid, tid) of recent listen() calls on watched ports, newest first:
+    /// namespace discovery reads their thread's namespace at once (a thread
+    /// may have unshared alone), and the owner search looks at them first.
+    fn recent_listeners(&self) -> Vec<(u32, u32)>;
 }
 
-/// The destroy-event reader and how to subscribe, set once at start.
-#[cfg(target_os = "linux")]
-pub struct DestroyLink {
-    pub reader: std::sync::Arc<crate::events::DestroyReader>,
-    pub groups: crate::events::DestroyGroups,
-    pub max_port: u16,
-}
-
-/// How many recent listen() callers are remembered.
-const RECENT_LISTENERS: usize = 64;
-
-impl KernelEvents {
-    /// A transition into or out of LISTEN was seen (or events were lost).
-    pub fn changed(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Whether a capture is running; stopping counts as a change.
-    pub fn set_watching(&self, watching: bool) {
-        self.changed();
-        self.watching.store(watching, Ordering::SeqCst);
-    }
-
-    /// The current generation, or `None` when no capture runs.
-    pub fn generation(&self) -> Option<u64> {
-        self.watching
-            .load(Ordering::SeqCst)
-            .then(|| self.generation.load(Ordering::SeqCst))
-    }
-
-    /// A thread called listen() on a watched port.
-    pub fn note_listener(&self, pid: u32, tid: u32) {
-        let mut recent = self
-            .recent_listeners
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if recent.len() == RECENT_LISTENERS {
-            recent.pop_front();
-        }
-        recent.push_back((pid, tid));
-    }
-
-    /// Recent listen() callers, newest first.
-    pub fn recent_listeners(&self) -> Vec<(u32, u32)> {
-        let recent = self
-            .recent_listeners
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        recent.iter().rev().copied().collect()
-    }
+/// The event side's links a source is opened with (none by default).
+#[derive(Clone, Default)]
+pub struct EventLinks {
+    pub hints: Option<std::sync::Arc<dyn ChangeHints>>,
+    /// Told when the source's namespace set opens or drops a namespace
+    /// (the event side subscribes to its destroy broadcasts there).
+    pub namespaces: Option<std::sync::Arc<dyn netns::NamespaceObserver>>,
 }
 
 /// What one pass over the socket tables found.
@@ -181,9 +132,9 @@ pub struct SeenRawSocket {
 pub trait SocketSource: Send + Sync {
     /// Backend name for logs and the landing page.
     fn name(&self) -> &'static str;
-    /// Fills `out` with every listener on a watched port. An error means the
-    /// exporter's own namespace could not be read at all.
-    fn collect(&self, watch: &WatchSet, out: &mut Collected) -> Result<(), SourceError>;
+    /// Every listener on a watched port, with what else the pass found. An
+    /// error means the exporter's own namespace could not be read at all.
+    fn collect(&self, watch: &WatchSet) -> Result<Collected, SourceError>;
     /// Which transports this source can see (SCTP needs the kernel's
     /// sctp_diag).
     fn coverage(&self) -> Vec<(Transport, bool)>;
@@ -219,9 +170,6 @@ pub struct Opened {
     pub fallback_reason: Option<String>,
     /// Which namespaces the source reads.
     pub netns_mode: Mode,
-    /// Where kernel listen events tell the source that TCP listeners
-    /// changed (netlink only).
-    pub kernel_events: Option<std::sync::Arc<KernelEvents>>,
 }
 
 /// Opens the requested backend and decides `--collector.netns` for it.
@@ -233,103 +181,22 @@ pub fn open(
     backend: Backend,
     requested_netns: Option<Mode>,
     proc_root: &ProcRoot,
+    links: &EventLinks,
 ) -> Result<Opened, String> {
-    let (source, fallback_reason) = open_backend(backend, proc_root)?;
+    let (source, fallback_reason) = choose::open_backend(backend, proc_root, links)?;
     let netns_mode = netns::choose_mode(
         requested_netns,
         source.reads_namespaces(),
         source.name(),
         proc_root,
     )?;
-    let kernel_events = source.kernel_events();
     let source = match netns_mode {
-        Mode::All => read_all_namespaces(source, proc_root),
+        Mode::All => source.read_all_namespaces(proc_root),
         Mode::Host => source.into_dyn(),
     };
     Ok(Opened {
         source,
         fallback_reason,
         netns_mode,
-        kernel_events,
     })
-}
-
-/// A backend before the namespace decision.
-enum Chosen {
-    #[cfg(target_os = "linux")]
-    Netlink(Box<netlink::SockDiagSource>),
-    Netstat2(netstat2::Netstat2Source),
-}
-
-impl Chosen {
-    fn reads_namespaces(&self) -> bool {
-        match self {
-            #[cfg(target_os = "linux")]
-            Chosen::Netlink(_) => true,
-            Chosen::Netstat2(_) => false,
-        }
-    }
-
-    fn kernel_events(&self) -> Option<std::sync::Arc<KernelEvents>> {
-        match self {
-            #[cfg(target_os = "linux")]
-            Chosen::Netlink(source) => Some(source.kernel_events()),
-            Chosen::Netstat2(_) => None,
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            #[cfg(target_os = "linux")]
-            Chosen::Netlink(source) => source.name(),
-            Chosen::Netstat2(source) => source.name(),
-        }
-    }
-
-    fn into_dyn(self) -> Box<dyn SocketSource> {
-        match self {
-            #[cfg(target_os = "linux")]
-            Chosen::Netlink(source) => source,
-            Chosen::Netstat2(source) => Box::new(source),
-        }
-    }
-}
-
-fn read_all_namespaces(source: Chosen, proc_root: &ProcRoot) -> Box<dyn SocketSource> {
-    match source {
-        #[cfg(target_os = "linux")]
-        Chosen::Netlink(source) => source.read_other_namespaces(proc_root),
-        other => {
-            let _ = proc_root;
-            other.into_dyn()
-        }
-    }
-}
-
-fn open_backend(
-    backend: Backend,
-    proc_root: &ProcRoot,
-) -> Result<(Chosen, Option<String>), String> {
-    #[cfg(not(target_os = "linux"))]
-    let _ = proc_root;
-    let portable = Chosen::Netstat2(netstat2::Netstat2Source);
-    match backend {
-        Backend::Netstat2 => Ok((portable, None)),
-        #[cfg(target_os = "linux")]
-        Backend::Netlink => netlink::SockDiagSource::open(proc_root)
-            .map(|source| (Chosen::Netlink(Box::new(source)), None))
-            .map_err(|err| format!("{err} (try --collector.backend=netstat2 or auto)")),
-        #[cfg(not(target_os = "linux"))]
-        Backend::Netlink => Err(
-            "the netlink backend exists only on Linux (use --collector.backend=netstat2 or auto)"
-                .to_string(),
-        ),
-        #[cfg(target_os = "linux")]
-        Backend::Auto => match netlink::SockDiagSource::open(proc_root) {
-            Ok(source) => Ok((Chosen::Netlink(Box::new(source)), None)),
-            Err(err) => Ok((portable, Some(err.0))),
-        },
-        #[cfg(not(target_os = "linux"))]
-        Backend::Auto => Ok((portable, None)),
-    }
 }

@@ -18,7 +18,7 @@
 //! every reply into owned structures with a Vec of attributes per socket,
 //! and we want one pass over the receive buffer with no allocation per
 //! socket (the only attribute read, `INET_DIAG_SKV6ONLY`, is read in place
-//! by `exposure::binding`). Port filtering happens in that same pass: a
+//! by `kernel::sock_diag::binding`). Port filtering happens in that same pass: a
 //! listening table is small, so an INET_DIAG_REQ_BYTECODE filter would save
 //! the kernel no walking, only a few copied bytes. The netlink socket
 //! (netlink-sys) is opened once and reused by every scrape; each dumping
@@ -35,13 +35,19 @@
 //! room (`crate::kernel::netns::NamespaceSet`) until the namespace disappears. SCTP
 //! listeners are asked for when the kernel has sctp_diag (probed at start).
 
-use super::{Collected, KernelEvents, Listener, SeenRawSocket, SocketSource, SourceError};
+use super::{
+    ChangeHints, Collected, EventLinks, Listener, SeenRawSocket, SocketSource, SourceError,
+};
+use crate::kernel::netns::NamespaceObserver;
 use crate::kernel::netns::{Discovery, NamespaceSet};
 use crate::kernel::procfs::{ProcRoot, parse_sysctl_integer};
+use crate::kernel::sock_diag::binding;
 use crate::kernel::sock_diag::interfaces::InterfaceNames;
 use crate::kernel::sock_diag::raw::{self, DiagSupport, NamedRawSocket, ProcTables};
-use crate::kernel::sock_diag::wire::{self, SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK, WireError};
-use crate::policy::exposure::{self, Binding};
+use crate::kernel::sock_diag::wire::{
+    self, SOCK_DIAG_BY_FAMILY, TCP_CLOSE, TCP_LISTEN, TCPDIAG_GETSOCK, WireError,
+};
+use crate::policy::exposure::Binding;
 use crate::policy::registry::Transport;
 use crate::policy::watch::WatchSet;
 use std::net::IpAddr;
@@ -57,9 +63,6 @@ pub use crate::kernel::sock_diag::wire::Progress;
 const COMPAT_REQUEST_LEN: usize = 60;
 /// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, sockid.
 const REQUEST_LEN: usize = 56;
-/// `struct inet_diag_msg` up to and including `idiag_inode`.
-const TCP_LISTEN: u32 = 10;
-const TCP_CLOSE: u32 = 7;
 
 /// Address family of a request or a reply (`AF_INET`, `AF_INET6`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,7 +87,7 @@ pub struct DiagSocket {
     pub port: u16,
     pub uid: u32,
     pub inode: u64,
-    /// `IPV6_V6ONLY` and the bound interface (`exposure::binding`).
+    /// `IPV6_V6ONLY` and the bound interface (`kernel::sock_diag::binding`).
     pub binding: Binding,
 }
 
@@ -111,7 +114,7 @@ fn parse_socket(payload: &[u8]) -> Result<DiagSocket, String> {
         port: msg.port,
         uid: msg.uid,
         inode: u64::from(msg.inode),
-        binding: exposure::binding(payload),
+        binding: binding::binding(payload),
     })
 }
 
@@ -208,9 +211,8 @@ struct ForeignNamespace {
     channel: Channel,
     tables: ProcTables,
     unprivileged_port_start: Option<i64>,
-    /// The UDP destroy subscription registered for this namespace (a second
-    /// descriptor), removed from the reader when the handle is dropped.
-    destroy: Option<(Arc<crate::events::DestroyReader>, u64)>,
+    /// Told when this handle is dropped (it was told when it was opened).
+    observer: Option<(Arc<dyn NamespaceObserver>, u64)>,
     /// Listeners the last read found: a namespace no process names any more
     /// is kept while its sockets still listen.
     last_found: usize,
@@ -330,7 +332,7 @@ impl ForeignNamespace {
     fn open(
         procfs: &Path,
         inode: u64,
-        events: &KernelEvents,
+        observer: Option<&Arc<dyn NamespaceObserver>>,
         raw_support: DiagSupport,
     ) -> Result<ForeignNamespace, String> {
         let channel = Channel::open().map_err(|err| err.0)?;
@@ -339,17 +341,15 @@ impl ForeignNamespace {
         let sysctl = std::fs::read(procfs.join("sys/net/ipv4/ip_unprivileged_port_start"))
             .ok()
             .and_then(|bytes| parse_sysctl_integer(&bytes));
-        let destroy = events.destroy.get().and_then(|link| {
-            let subscription =
-                crate::events::DestroySubscription::open(link.max_port, link.groups).ok()?;
-            link.reader.add(inode, subscription).ok()?;
-            Some((Arc::clone(&link.reader), inode))
+        let observer = observer.map(|observer| {
+            observer.entered(inode);
+            (Arc::clone(observer), inode)
         });
         Ok(ForeignNamespace {
             channel,
             tables,
             unprivileged_port_start: sysctl,
-            destroy,
+            observer,
             last_found: 0,
             tcp: None,
             udp: None,
@@ -361,8 +361,8 @@ impl ForeignNamespace {
 
 impl Drop for ForeignNamespace {
     fn drop(&mut self) {
-        if let Some((reader, inode)) = self.destroy.take() {
-            reader.remove(inode);
+        if let Some((observer, inode)) = self.observer.take() {
+            observer.left(inode);
         }
     }
 }
@@ -396,9 +396,11 @@ pub struct SockDiagSource {
     raw_support: DiagSupport,
     /// procfs as seen from inside another namespace (its sysctls).
     procfs: PathBuf,
-    /// Moves when a listen event is seen; lets unchanged namespaces skip
-    /// their TCP dump.
-    changes: Arc<KernelEvents>,
+    /// The event side's view: its generation lets unchanged namespaces
+    /// skip their TCP dump; its recent listeners guide discovery.
+    hints: Option<Arc<dyn ChangeHints>>,
+    /// Follows the namespace set's lifetimes (destroy subscriptions).
+    observer: Option<Arc<dyn NamespaceObserver>>,
 }
 
 impl SockDiagSource {
@@ -406,7 +408,7 @@ impl SockDiagSource {
     /// refuses sock_diag is found at start, not at the first scrape; asks
     /// once which packet/raw diag modules the kernel has. Reads the
     /// exporter's own namespace only until [`Self::read_other_namespaces`].
-    pub fn open(proc_root: &ProcRoot) -> Result<SockDiagSource, SourceError> {
+    pub fn open(proc_root: &ProcRoot, links: &EventLinks) -> Result<SockDiagSource, SourceError> {
         let mut channel = Channel::open()?;
         channel.dump(Query::TcpListeners, &mut |_| {})?;
         let sctp_probe = Query::ByFamily {
@@ -439,7 +441,8 @@ impl SockDiagSource {
             sctp,
             raw_support,
             procfs: PathBuf::from("/proc"),
-            changes: Arc::new(KernelEvents::default()),
+            hints: links.hints.clone(),
+            observer: links.namespaces.clone(),
         })
     }
 
@@ -452,13 +455,8 @@ impl SockDiagSource {
         self
     }
 
-    /// The generation the kernel listen events move (see [`KernelEvents`]).
-    pub fn kernel_events(&self) -> Arc<KernelEvents> {
-        Arc::clone(&self.changes)
-    }
-
     fn queries(&self) -> Vec<Query> {
-        let by_family = |family, transport, state: u32| Query::ByFamily {
+        let by_family = |family, transport, state: u8| Query::ByFamily {
             family,
             transport,
             states: 1 << state,
@@ -525,23 +523,28 @@ impl SockDiagSource {
         let procfs = self.procfs.clone();
         // Read before any dump: a listen after this moves it, so the next
         // collection dumps again.
-        let generation = self.changes.generation();
+        let generation = self.hints.as_ref().and_then(|hints| hints.generation());
         let udp_in_turns = others.held() > UDP_TURNS_FROM;
         // With destroy events each namespace costs two descriptors; the
         // /proc/net tables a kernel without packet_diag/raw_diag needs add
         // up to three.
-        let per_namespace = if self.changes.destroy.get().is_some() {
-            2
-        } else {
-            1
-        } + ProcTables::descriptors(self.raw_support);
+        let per_namespace = 1
+            + self
+                .observer
+                .as_ref()
+                .map_or(0, |observer| observer.descriptors_per_namespace())
+            + ProcTables::descriptors(self.raw_support);
         others.set_max_open(channel_budget() / per_namespace);
-        let events = Arc::clone(&self.changes);
-        let hints = self.changes.recent_listeners();
+        let observer = self.observer.clone();
+        let hints = self
+            .hints
+            .as_ref()
+            .map(|hints| hints.recent_listeners())
+            .unwrap_or_default();
         let raw_support = self.raw_support;
         let outcome = others.collect(
             &hints,
-            move |inode| ForeignNamespace::open(&procfs, inode, &events, raw_support),
+            move |inode| ForeignNamespace::open(&procfs, inode, observer.as_ref(), raw_support),
             |foreign: &mut ForeignNamespace| {
                 foreign
                     .read(queries, watch, generation, udp_in_turns, raw_support)
@@ -643,14 +646,15 @@ impl SocketSource for SockDiagSource {
         ]
     }
 
-    fn collect(&self, watch: &WatchSet, out: &mut Collected) -> Result<(), SourceError> {
+    fn collect(&self, watch: &WatchSet) -> Result<Collected, SourceError> {
         let queries = self.queries();
-        self.collect_host(&queries, watch, out)?;
+        let mut out = Collected::default();
+        self.collect_host(&queries, watch, &mut out)?;
         out.namespaces_read += 1;
         if let Some(others) = &self.others {
-            self.collect_others(others, &queries, watch, out);
+            self.collect_others(others, &queries, watch, &mut out);
         }
-        Ok(())
+        Ok(out)
     }
 }
 
@@ -666,7 +670,7 @@ mod tests {
     fn reads_a_socket_then_done() {
         let mut diag = [0u8; INET_DIAG_MSG_LEN];
         diag[0] = libc::AF_INET as u8;
-        diag[1] = TCP_LISTEN as u8;
+        diag[1] = TCP_LISTEN;
         diag[4..6].copy_from_slice(&276u16.to_be_bytes());
         diag[8..12].copy_from_slice(&[127, 0, 0, 1]);
         diag[64..68].copy_from_slice(&1000u32.to_ne_bytes());

@@ -29,7 +29,8 @@ impl SocketSource for Netstat2Source {
         ]
     }
 
-    fn collect(&self, watch: &WatchSet, out: &mut Collected) -> Result<(), SourceError> {
+    fn collect(&self, watch: &WatchSet) -> Result<Collected, SourceError> {
+        let mut out = Collected::default();
         let families = AddressFamilyFlags::IPV4 | AddressFamilyFlags::IPV6;
         let protocols = ProtocolFlags::TCP | ProtocolFlags::UDP;
         let sockets = netstat2::get_sockets_info(families, protocols)
@@ -67,6 +68,6 @@ impl SocketSource for Netstat2Source {
                 interface: String::new(),
             });
         }
-        Ok(())
+        Ok(out)
     }
 }

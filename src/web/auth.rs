@@ -20,7 +20,7 @@
 //!   against a decoy hash of the same cost, so it takes as long as a wrong
 //!   password.
 
-use crate::collect::collector::NAMESPACE;
+use crate::model::NAMESPACE;
 use base64::Engine;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use ring::hmac;

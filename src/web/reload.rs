@@ -8,15 +8,11 @@
 //! keep the TLS session they negotiated. Every reload's result is recorded
 //! in the `config_last_reload_*{file="web"}` gauges.
 
-use crate::file_watch::FileWatch;
+use crate::file_watch::{FileWatch, POLL_INTERVAL};
 use crate::metrics::reload::{ConfigFile, ReloadMetrics};
 use crate::web::config::{self, ActiveWebConfig};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
-
-/// How often the files are checked for changes.
-const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs until the process ends, swapping `slot` on every good reload and
 /// recording each result in `metrics`.

@@ -11,8 +11,8 @@
 //! that, so a flood cannot queue up collections or crowd Prometheus out).
 //! Every refusal is counted.
 
-use crate::collect::collector::Snapshot;
 use crate::collect::scrape::Scraper;
+use crate::model::Snapshot;
 use crate::policy::registry::Transport;
 use crate::web::auth::{
     BcryptBudget, ClientShare, Credentials, HttpCounters, PerClientLimit, Rejection,
@@ -67,7 +67,7 @@ pub struct App {
 
 impl App {
     /// Everything the server needs, from the pieces the wiring
-    /// (`exporter.rs`) has built: registers the HTTP counters on `metrics`
+    /// (`crate::exporter`) has built: registers the HTTP counters on `metrics`
     /// (the registry the scraper renders), and starts the bcrypt threads.
     /// `max_requests` is `--web.max-requests` (0: no limit); `web_config` is
     /// the slot [`crate::web::reload::watch`] swaps on reload.
@@ -468,7 +468,7 @@ async fn landing_page(app: &App) -> Response<Body> {
 
 fn render_landing(app: &App, snapshot: Option<&Snapshot>) -> String {
     let collector = app.scraper.collector();
-    let watch = collector.watch();
+    let watch = collector.judge().watch();
     let registry = watch.registry();
     let mut rows = String::new();
     let listeners = snapshot.map_or(&[][..], |s| &s.listeners[..]);
@@ -476,7 +476,7 @@ fn render_landing(app: &App, snapshot: Option<&Snapshot>) -> String {
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             l.port,
-            l.transport,
+            l.protocol,
             escape(&l.address),
             l.exposure,
             escape(&l.netns),

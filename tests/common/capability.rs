@@ -40,6 +40,12 @@ pub enum Capability {
     /// user namespace (not root of a namespace `unshare -U -r` made, which
     /// maps one uid) with `useradd`.
     UserAccounts,
+    /// A writable cgroup2 hierarchy to make pod-like cgroups in.
+    Cgroups,
+    /// Debian's `prometheus` and `prometheus-alertmanager`.
+    PrometheusStack,
+    /// `promtool` (Debian's `prometheus` package).
+    Promtool,
     /// A hard open-file limit high enough for what the test holds (the
     /// test probes it).
     OpenFiles,
@@ -57,6 +63,9 @@ impl Capability {
             Capability::PacketDiag => "packet_diag",
             Capability::Podman => "podman",
             Capability::OpenFiles => "a high enough open-file limit",
+            Capability::Cgroups => "a writable cgroup2 hierarchy",
+            Capability::PrometheusStack => "prometheus and prometheus-alertmanager",
+            Capability::Promtool => "promtool",
             Capability::UserAccounts => "user accounts (useradd as the host's root)",
         }
     }
@@ -113,7 +122,10 @@ impl Capability {
                 run_quietly("sh", &["-c", "command -v useradd"])
                     .map_err(|_| "useradd is not installed".to_string())
             }
-            Capability::OpenFiles => Err("probed by the test itself (use `gate`)".to_string()),
+            Capability::Promtool => run_quietly("promtool", &["--version"]),
+            Capability::Cgroups | Capability::PrometheusStack | Capability::OpenFiles => {
+                Err("probed by the test itself (use `gate`)".to_string())
+            }
         }
     }
 }

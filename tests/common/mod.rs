@@ -336,3 +336,52 @@ pub fn scrape_until(exporter: &Exporter, what: &str, done: impl Fn(&str) -> bool
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Runs between fork and exec (so: raw syscalls only, no allocation): opens
+/// a TCP listener or a UDP socket on `port`, without close-on-exec so the
+/// program about to run holds it. SO_REUSEPORT lets many children share a port.
+pub fn listen_before_exec(port: u16, tcp: bool) -> std::io::Result<()> {
+    // SAFETY: plain syscalls on a fresh fd and stack values; nothing here
+    // allocates or takes a lock, as the post-fork child requires.
+    unsafe {
+        let kind = if tcp {
+            libc::SOCK_STREAM
+        } else {
+            libc::SOCK_DGRAM
+        };
+        let fd = libc::socket(libc::AF_INET, kind, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let one: libc::c_int = 1;
+        for option in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&one as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        let address = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(std::net::Ipv4Addr::UNSPECIFIED).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        if libc::bind(
+            fd,
+            (&address as *const libc::sockaddr_in).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        if tcp && libc::listen(fd, 8) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -103,6 +103,15 @@ impl DestroyedProtocol {
     }
 
     /// Label value: `tcp`, `udp` or `other`.
+    /// The IP protocol number (0 when the message had none).
+    pub fn number(self) -> u16 {
+        match self {
+            DestroyedProtocol::Tcp => 6,
+            DestroyedProtocol::Udp => 17,
+            DestroyedProtocol::Other(number) => u16::from(number),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DestroyedProtocol::Tcp => "tcp",

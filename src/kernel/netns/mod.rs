@@ -91,3 +91,17 @@ pub fn choose_mode(
         Err(reason) => Err(format!("--collector.netns=all: {reason}")),
     }
 }
+
+/// Told by whoever owns a namespace set when a namespace is opened or
+/// dropped, so other parts (the destroy-event subscriptions) follow the
+/// same lifetimes without registering themselves with socket readers.
+pub trait NamespaceObserver: Send + Sync {
+    /// Runs on a thread inside namespace `inode`, as the set opens it: what
+    /// must be opened inside the namespace is opened here. An error is
+    /// logged by the observer; the namespace is still read.
+    fn entered(&self, inode: u64);
+    /// The set dropped namespace `inode` (it went away, or the set let go).
+    fn left(&self, inode: u64);
+    /// Descriptors the observer keeps per namespace, for the set's budget.
+    fn descriptors_per_namespace(&self) -> usize;
+}

@@ -36,8 +36,8 @@ pub mod reload;
 
 pub use glob::Glob;
 
+use crate::policy::ports::{PortRange, parse_port_range};
 use crate::policy::registry::Transport;
-use crate::policy::watch::{PortRange, parse_port_range};
 use std::fmt;
 use std::path::{Path, PathBuf};
 

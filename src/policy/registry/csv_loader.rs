@@ -3,8 +3,35 @@
 //! The quirks this handles (see data/iana/README.md): a port column that is
 //! a single port, an inclusive range or empty; an empty transport meaning
 //! every transport; RFC 4180 quoting with embedded newlines (left to the
-//! `csv` crate); "Unassigned ..." and "Reserved" descriptions; `dccp` rows,
-//! a transport the exporter never watches, read and skipped.
+//! `csv` crate); descriptions that say "unassigned" or "reserved" in several
+//! spellings (below); `dccp` rows, a transport the exporter never watches,
+//! read and skipped.
+//!
+//! # What a row's description means
+//!
+//! IANA has no status column: a row's status is written, by hand and over
+//! decades, into its Description. `classify` reads the description's first
+//! word, case-insensitively and past an opening parenthesis, and only on rows
+//! that name no service. Every variant in the 2026-02-25 snapshot (each has a
+//! unit test below):
+//!
+//! | description (Service Name empty unless given) | ports | status |
+//! |---|---|---|
+//! | `Unassigned` | 880 rows, 272-279 among them | unassigned |
+//! | `Unassigned [was netstat]` | 15/tcp | unassigned: a former use, now free |
+//! | `unassigned`, note "Deprecated June 2004" | 114 | unassigned: lower case, still IANA's word |
+//! | `unassigned`, note "Microsoft (unoffically) using 1895" | 1895/tcp, 1895/udp | unassigned: unofficial use is exactly what the exporter exists to report |
+//! | `Unassigned (FRP-Released 12/7/00)` | 2925 | unassigned: released back to IANA |
+//! | `(unassigned) Possibly assigned` | 2825 | unassigned: no service, no assignee; "possibly" is no registration, and a real row for the port would outrank this one |
+//! | `Reserved` | 807 rows: 0, 1023, 1024, 49151 among them | reserved |
+//! | `Reserved - IANA` | 1109 | reserved |
+//! | `Reserved for a future enhancement of STUN-BEHAVIOR`, service `stun-behaviors` | 5349/udp | assigned: a named service holds the port for itself (and `stuns`/`turns` hold 5349/udp anyway) |
+//! | `RemoteWare Unassigned`, service `remoteware-un` | 2999 | assigned: a service whose name contains the word |
+//! | `De-registered`, `Removed`, `Deprecated`, `Decomissioned Port ...`, `De-Commissioned Port` | 585, 659, 1028, 1783, 2682, 2905/udp, 3403, 3404, 7626/udp, 9006, 26264 | assigned: once given out and never put back in the unassigned pool, so its former users may still listen there (585 was IMAP over TLS); the exporter watches ports IANA never gave out |
+//! | anything else (`any private mail system`, `Possibly used by Sun Solaris????`, a service's name) | | assigned |
+//!
+//! When rows disagree about a pair, the strongest claim wins
+//! ([`Status`]'s precedence: assigned, reserved, unassigned).
 //!
 //! [`parse`] runs in steps: find the columns in the header
 //! (`Columns::locate`), read each row (`PortRow::read`), let it claim its
@@ -35,6 +62,7 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+const SERVICE_COLUMN: &str = "Service Name";
 const PORT_COLUMN: &str = "Port Number";
 const TRANSPORT_COLUMN: &str = "Transport Protocol";
 const DESCRIPTION_COLUMN: &str = "Description";
@@ -122,6 +150,7 @@ fn read_claims(bytes: &[u8]) -> Result<(Claims, String), Refusal> {
 
 /// Where the columns this reads sit in the header.
 struct Columns {
+    service: usize,
     port: usize,
     transport: usize,
     description: usize,
@@ -144,6 +173,7 @@ impl Columns {
                 })
         };
         Ok(Columns {
+            service: column(SERVICE_COLUMN)?,
             port: column(PORT_COLUMN)?,
             transport: column(TRANSPORT_COLUMN)?,
             description: column(DESCRIPTION_COLUMN)?,
@@ -191,7 +221,10 @@ impl PortRow {
             first,
             last,
             transports,
-            status: classify(record[columns.description].trim()),
+            status: classify(
+                record[columns.service].trim(),
+                record[columns.description].trim(),
+            ),
         }))
     }
 }
@@ -213,16 +246,32 @@ fn row_transports(name: &str) -> Result<&'static [Transport], String> {
     }
 }
 
-/// "Unassigned" (also "Unassigned [was netstat]") and "Reserved" open the
-/// description; anything else is an assignment.
-fn classify(description: &str) -> Status {
-    if description.starts_with("Unassigned") {
+/// A row's status from its service name and description (the module doc
+/// lists every variant). A named service holds its port whatever the
+/// description says; otherwise the description's first word decides, in any
+/// case ("unassigned" on 114), so "RemoteWare Unassigned" stays assigned.
+fn classify(service: &str, description: &str) -> Status {
+    if !service.is_empty() {
+        return Status::Assigned;
+    }
+    let word = first_word(description);
+    if word.eq_ignore_ascii_case("unassigned") {
         Status::Unassigned
-    } else if description.starts_with("Reserved") {
+    } else if word.eq_ignore_ascii_case("reserved") {
         Status::Reserved
     } else {
         Status::Assigned
     }
+}
+
+/// The leading letters of `text`, past opening parentheses: `unassigned` in
+/// "(unassigned) Possibly assigned", `Reserved` in "Reserved - IANA".
+fn first_word(text: &str) -> &str {
+    let text = text.trim_start_matches('(');
+    let end = text
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    &text[..end]
 }
 
 fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
@@ -316,6 +365,97 @@ mod tests {
     }
 
     const HEADER: &str = "Service Name,Port Number,Transport Protocol,Description,Assignee,Contact,Registration Date,Modification Date,Reference,Service Code,Unauthorized Use Reported,Assignment Notes\n";
+
+    /// The status one row gives `port` on every transport it names: each
+    /// description variant of the module doc, read alone so no other row's
+    /// precedence can mask it. Rows are the snapshot's own text.
+    fn status_of(row: &str, port: u16) -> [Status; 3] {
+        let reg = registry(&format!("{HEADER}{row}\n")).unwrap();
+        Transport::ALL.map(|transport| reg.status(transport, port))
+    }
+
+    const EVERY: [Status; 3] = [Status::Unassigned; 3];
+
+    #[test]
+    fn plain_unassigned_and_reserved() {
+        assert_eq!(status_of(",272-279,,Unassigned,,,,,,,,", 276), EVERY);
+        assert_eq!(
+            status_of(",0,tcp,Reserved,,,,2024-12-20,[RFC6335],,,", 0)[0],
+            Status::Reserved
+        );
+    }
+
+    #[test]
+    fn unassigned_was_netstat_is_unassigned() {
+        let tcp = status_of(",15,tcp,Unassigned [was netstat],,,,,,,,", 15);
+        assert_eq!(tcp[0], Status::Unassigned);
+    }
+
+    #[test]
+    fn lower_case_unassigned_is_unassigned() {
+        // 114, deprecated in 2004: IANA wrote it in lower case.
+        let row = ",114,,unassigned,,,,,,,,Deprecated June 2004";
+        assert_eq!(status_of(row, 114), EVERY);
+    }
+
+    #[test]
+    fn unassigned_with_an_unofficial_user_is_unassigned() {
+        let row = ",1895,tcp,unassigned,,,,,,,,Microsoft (unoffically) using 1895";
+        assert_eq!(status_of(row, 1895)[0], Status::Unassigned);
+    }
+
+    #[test]
+    fn released_port_is_unassigned() {
+        let row = ",2925,,Unassigned (FRP-Released 12/7/00),,,,,,,,";
+        assert_eq!(status_of(row, 2925), EVERY);
+    }
+
+    #[test]
+    fn parenthesised_possibly_assigned_is_unassigned() {
+        let row = ",2825,,(unassigned) Possibly assigned,,,,,,,,";
+        assert_eq!(status_of(row, 2825), EVERY);
+    }
+
+    #[test]
+    fn reserved_iana_is_reserved() {
+        let row = ",1109,,Reserved - IANA,,,,,,,,";
+        assert_eq!(status_of(row, 1109), [Status::Reserved; 3]);
+    }
+
+    #[test]
+    fn a_named_service_holds_its_port_whatever_the_description() {
+        let row = "stun-behaviors,5349,udp,Reserved for a future enhancement of STUN-BEHAVIOR,,,,,[RFC5780],,,";
+        assert_eq!(status_of(row, 5349)[1], Status::Assigned);
+        let row = "remoteware-un,2999,tcp,RemoteWare Unassigned,[Tim_Farley],[Tim_Farley],,,,,,";
+        assert_eq!(status_of(row, 2999)[0], Status::Assigned);
+    }
+
+    #[test]
+    fn withdrawn_assignments_stay_assigned() {
+        for (port, description) in [
+            (585, "De-registered"),
+            (659, "Removed"),
+            (1028, "Deprecated"),
+            (1783, "Decomissioned Port 04/14/00, ms"),
+            (9006, "De-Commissioned Port"),
+        ] {
+            let row = format!(",{port},,\"{description}\",,,,,,,,");
+            assert_eq!(
+                status_of(&row, port),
+                [Status::Assigned; 3],
+                "{description}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_first_word_counts() {
+        assert_eq!(first_word("(unassigned) Possibly assigned"), "unassigned");
+        assert_eq!(first_word("Reserved - IANA"), "Reserved");
+        assert_eq!(first_word("Unassigned [was netstat]"), "Unassigned");
+        assert_eq!(classify("", "Unassignedness"), Status::Assigned);
+        assert_eq!(classify("", ""), Status::Assigned);
+    }
 
     #[test]
     fn empty_transport_applies_to_every_transport() {

@@ -72,11 +72,12 @@ impl fmt::Display for Transport {
 /// IANA's verdict on one (port, transport) pair; the `iana` metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Status {
-    /// A row says "Unassigned".
+    /// A row says "Unassigned", in any of IANA's wordings (114 reads
+    /// "unassigned"; `csv_loader`'s module doc lists them).
     Unassigned,
-    /// A row says "Reserved".
+    /// A row that names no service says "Reserved" ("Reserved - IANA" too).
     Reserved,
-    /// Any other row: a service holds the port.
+    /// Any other row: a service holds the port (or once did: "De-registered").
     Assigned,
     /// No row names this pair at all (716/tcp, most sctp ports).
     Unregistered,
@@ -180,6 +181,7 @@ mod tests {
         assert_eq!(registry.status(Transport::Tcp, 22), Status::Assigned);
         assert_eq!(registry.status(Transport::Tcp, 0), Status::Reserved);
         assert_eq!(registry.status(Transport::Tcp, 716), Status::Unregistered);
+        assert_eq!(registry.status(Transport::Tcp, 114), Status::Unassigned);
         assert_eq!(registry.status(Transport::Tcp, 7775), Status::Assigned);
         assert_eq!(registry.status(Transport::Tcp, 49151), Status::Reserved);
         assert_eq!(registry.status(Transport::Tcp, 65535), Status::Unregistered);

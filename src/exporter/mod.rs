@@ -6,6 +6,14 @@
 //! thing the binary serves. [`run`] adds the binary's parts: the async
 //! runtime, the listeners, web-config reloads and signals.
 
+// Platform halves, one file each, behind the same functions.
+#[cfg_attr(target_os = "linux", path = "events_linux.rs")]
+#[cfg_attr(not(target_os = "linux"), path = "events_other.rs")]
+mod events;
+#[cfg_attr(unix, path = "os_unix.rs")]
+#[cfg_attr(not(unix), path = "os_other.rs")]
+mod os;
+
 use crate::cli::Flags;
 use crate::collect::collector::ListenerCollector;
 use crate::collect::sampler;
@@ -13,12 +21,14 @@ use crate::collect::scrape::Scraper;
 use crate::kernel::procfs::ProcRoot;
 use crate::metrics::info as info_metrics;
 use crate::metrics::reload::{ConfigFile, ReloadMetrics};
+use crate::model::{Judge, NetnsNamer};
 use crate::policy::allow::{self, reload as allow_reload};
 use crate::policy::registry::{Registry, Transport, csv_loader};
 use crate::policy::watch::WatchSet;
 use crate::sockets::{self, Opened};
 use crate::web::config::{self, ActiveWebConfig};
 use crate::web::{reload as web_reload, server as http};
+use events::EventSide;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -73,8 +83,7 @@ pub struct Exporter {
     /// `--web.config.file` as loaded now; swapped whole on reload.
     pub web_config: Arc<RwLock<Arc<ActiveWebConfig>>>,
     /// The kernel event sources, kept running while the exporter lives.
-    #[cfg(target_os = "linux")]
-    _events: Option<crate::events::live::LiveEvents>,
+    _events: Option<EventSide>,
     /// The watch set; its `--watch.allow-file` rules are swapped on reload.
     pub watch: Arc<WatchSet>,
     /// Reload results of the config files in use (none for
@@ -100,14 +109,27 @@ impl Exporter {
         }
         let web_config = load_web_config(flags)?;
         let proc_root = ProcRoot::new(flags.procfs.clone(), flags.netns_path.clone());
-        let opened =
-            sockets::open(flags.backend, flags.netns, &proc_root).map_err(Failure::bad_input)?;
         let extras = Extras {
             process_metrics: true,
             sample_interval: flags.sample_interval,
             kernel_events: true,
         };
-        let mut exporter = Exporter::from_parts(watch, opened, proc_root, extras)?;
+        let naming = Naming::new(&watch, &proc_root);
+        // The event side starts first: it owns what it learns and hands the
+        // socket source a read-only view of it.
+        let events = EventSide::start(&naming.judge, naming.namer, &proc_root);
+        let links = events.links();
+        let opened = sockets::open(flags.backend, flags.netns, &proc_root, &links)
+            .map_err(Failure::bad_input)?;
+        let mut exporter = Exporter::assemble(
+            watch,
+            naming,
+            opened,
+            proc_root,
+            extras,
+            links,
+            Some(events),
+        )?;
         exporter.web_config = Arc::new(RwLock::new(Arc::new(web_config)));
         // The loads at start count as the first reloads (both succeeded, or
         // the exporter would have stopped with exit code 2).
@@ -121,53 +143,70 @@ impl Exporter {
     }
 
     /// Builds an exporter around a given socket source (tests and
-    /// benchmarks pass their own), with plain HTTP.
+    /// benchmarks pass their own), with plain HTTP and no kernel events.
     pub fn from_parts(
         watch: Arc<WatchSet>,
         opened: Opened,
         proc_root: ProcRoot,
         extras: Extras,
     ) -> Result<Exporter, Failure> {
+        let naming = Naming::new(&watch, &proc_root);
+        Exporter::assemble(
+            watch,
+            naming,
+            opened,
+            proc_root,
+            extras,
+            sockets::EventLinks::default(),
+            None,
+        )
+    }
+
+    /// Puts the parts together; each is built once and handed down.
+    fn assemble(
+        watch: Arc<WatchSet>,
+        naming: Naming,
+        opened: Opened,
+        proc_root: ProcRoot,
+        extras: Extras,
+        links: sockets::EventLinks,
+        events: Option<EventSide>,
+    ) -> Result<Exporter, Failure> {
         let metrics = prometheus::Registry::new();
         let internal =
             |err: prometheus::Error| Failure::bad_input(format!("metric setup failed: {err}"));
-        #[cfg(target_os = "linux")]
-        let events = if extras.kernel_events {
-            let live = crate::events::live::LiveEvents::start(
-                Arc::clone(&watch),
-                &proc_root,
-                opened.kernel_events.clone(),
-            );
-            metrics
-                .register(Box::new(live.counters.clone()))
-                .map_err(internal)?;
-            Some(live)
-        } else {
-            None
-        };
+        let events = events.filter(|_| extras.kernel_events);
+        if let Some(events) = &events {
+            events.register(&metrics).map_err(internal)?;
+        }
         let collector = Arc::new(ListenerCollector::new(
-            Arc::clone(&watch),
+            naming.judge,
+            naming.namer,
             opened,
             proc_root,
+            links.hints,
         ));
-        info_metrics::register(&metrics, &collector).map_err(internal)?;
+        metrics
+            .register(Box::new(collector.errors()))
+            .map_err(internal)?;
+        info_metrics::register(
+            &metrics,
+            &watch,
+            collector.backend_name(),
+            collector.netns_mode(),
+        )
+        .map_err(internal)?;
         let reloads = ReloadMetrics::register(&metrics).map_err(internal)?;
         if let Some(interval) = extras.sample_interval {
             let sampler = sampler::Sampler::start(Arc::clone(&collector), interval);
             metrics.register(Box::new(sampler)).map_err(internal)?;
         }
-        #[cfg(target_os = "linux")]
         if extras.process_metrics {
-            metrics
-                .register(Box::new(
-                    prometheus::process_collector::ProcessCollector::for_self(),
-                ))
-                .map_err(internal)?;
+            os::register_process_metrics(&metrics).map_err(internal)?;
         }
         Ok(Exporter {
             scraper: Scraper::new(collector, metrics.clone()),
             metrics,
-            #[cfg(target_os = "linux")]
             _events: events,
             web_config: Arc::new(RwLock::new(Arc::new(ActiveWebConfig::plain()))),
             watch,
@@ -177,6 +216,21 @@ impl Exporter {
 
     fn collector(&self) -> &ListenerCollector {
         self.scraper.collector()
+    }
+}
+
+/// How things are named, decided once for the collector and the events.
+struct Naming {
+    judge: Judge,
+    namer: NetnsNamer,
+}
+
+impl Naming {
+    fn new(watch: &Arc<WatchSet>, proc_root: &ProcRoot) -> Naming {
+        Naming {
+            judge: Judge::new(Arc::clone(watch)),
+            namer: NetnsNamer::new(proc_root.own_net_namespace().ok()),
+        }
     }
 }
 
@@ -211,7 +265,7 @@ pub fn run_until(
     for address in &flags.listen_addresses {
         resolve(address)?;
     }
-    raise_open_file_limit();
+    os::raise_open_file_limit();
     let exporter = Exporter::from_flags(flags)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -221,38 +275,6 @@ pub fn run_until(
         .map_err(|err| Failure::cannot_listen(format!("cannot start the async runtime: {err}")))?;
     runtime.block_on(serve(flags, exporter, stop_request))
 }
-
-/// Raises the soft open-file limit to the hard one, as Go does for
-/// node_exporter: each network namespace read costs one descriptor, and a
-/// soft limit of 1,024 (systemd's default for services) would otherwise cap
-/// a dense host at a few hundred namespaces.
-#[cfg(unix)]
-fn raise_open_file_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current == limit.maximum {
-        return;
-    }
-    let raised = rustix::process::Rlimit {
-        current: limit.maximum,
-        maximum: limit.maximum,
-    };
-    let show =
-        |value: Option<u64>| value.map_or_else(|| "unlimited".to_string(), |v| v.to_string());
-    match setrlimit(Resource::Nofile, raised) {
-        Ok(()) => tracing::info!(
-            soft = %show(limit.current),
-            raised_to = %show(limit.maximum),
-            "raised the open-file limit"
-        ),
-        Err(err) => {
-            tracing::warn!(soft = %show(limit.current), error = %err, "cannot raise the open-file limit")
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn raise_open_file_limit() {}
 
 async fn serve(
     flags: &Flags,
@@ -287,7 +309,7 @@ async fn serve(
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         tokio::select! {
-            () = wait_for_signal() => {}
+            () = os::wait_for_signal() => {}
             () = stop_request => {}
         }
         tracing::info!("shutting down");
@@ -299,7 +321,7 @@ async fn serve(
 
 fn log_start(flags: &Flags, exporter: &Exporter, listeners: &[tokio::net::TcpListener]) {
     let collector = exporter.collector();
-    let watch = collector.watch();
+    let watch = collector.judge().watch();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         backend = collector.backend_name(),
@@ -330,29 +352,6 @@ fn log_start(flags: &Flags, exporter: &Exporter, listeners: &[tokio::net::TcpLis
             );
         }
     }
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let sigterm = async {
-        match terminate.as_mut() {
-            Some(signal) => {
-                signal.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = sigterm => {}
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Binds every `--web.listen-address`. ":PORT" means all interfaces: IPv6

@@ -1,0 +1,156 @@
+//! The series of one snapshot: a listener, a packet/raw socket, a process
+//! owning one of them. Each is built here from what the readers found and
+//! who owns it, so every label is decided in one place.
+
+use super::judge::Judged;
+use super::{Judge, NetnsNamer, Protocol};
+use crate::kernel::sock_diag::raw::RawKind;
+use crate::owners::Owner;
+use crate::policy::exposure;
+use crate::sockets::{Listener, SeenRawSocket};
+
+crate::label_set! {
+    /// One series of `unassigned_port_listeners`: labels and socket count.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub struct ListenerSeries {
+        labels {
+            port: u16,
+            protocol: Protocol,
+            family: &'static str,
+            address: String,
+            process: String,
+            pid: String,
+            user: String,
+            iana: &'static str,
+            expected: bool,
+            netns: String,
+            container_id: String,
+            pod_uid: String,
+            /// `exposure::Exposure` of the bound address (and interface).
+            exposure: &'static str,
+            /// An IPv6 socket on `::` that accepts IPv4 too: "true", "false",
+            /// or "unknown" where the backend cannot tell.
+            dual_stack: &'static str,
+            /// `SO_BINDTODEVICE` interface, "" for none.
+            interface: String,
+        }
+        values {
+            sockets: u64,
+        }
+    }
+}
+
+crate::label_set! {
+    /// One series of `unassigned_port_raw_sockets`: labels and socket count.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub struct RawSocketSeries {
+        labels {
+            kind: &'static str,
+            protocol: String,
+            interface: String,
+            bpf_filter: &'static str,
+            process: String,
+            pid: String,
+            user: String,
+            netns: String,
+            container_id: String,
+            pod_uid: String,
+            expected: bool,
+        }
+        values {
+            sockets: u64,
+        }
+    }
+}
+
+crate::label_set! {
+    /// One series of `unassigned_port_listener_process_info`: a process that
+    /// owns a reported listener or packet/raw socket.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub struct ProcessInfoSeries {
+        labels {
+            pid: u32,
+            /// Namespace of the first socket it was found owning.
+            netns: String,
+            process: String,
+            exe: String,
+            exe_deleted: bool,
+            ppid: String,
+            parent_process: String,
+            unit: String,
+            container_id: String,
+        }
+        values {}
+    }
+}
+
+impl ListenerSeries {
+    /// A listener's labels (with a count of 0: the caller counts).
+    pub fn new(listener: &Listener, owner: &Owner, judge: &Judge, namer: &NetnsNamer) -> Self {
+        let protocol = Protocol::of_transport(listener.transport);
+        ListenerSeries {
+            port: listener.port,
+            protocol,
+            family: listener.family(),
+            address: listener.address.to_string(),
+            process: owner.process.clone(),
+            pid: owner.pid.map(|p| p.to_string()).unwrap_or_default(),
+            user: owner.user.clone(),
+            iana: judge.iana(protocol, listener.port),
+            expected: judge.is_expected(Judged::Listener(protocol, listener.port), &owner.facts()),
+            netns: namer.label(listener.netns),
+            container_id: owner.place.container_id.clone(),
+            pod_uid: owner.place.pod_uid.clone(),
+            exposure: exposure::classify_bound(listener.address, &listener.interface).as_str(),
+            dual_stack: listener.binding.dual_stack_label(listener.address),
+            interface: listener.interface.clone(),
+            sockets: 0,
+        }
+    }
+}
+
+impl RawSocketSeries {
+    /// A packet or raw socket's labels (with a count of 0).
+    pub fn new(seen: &SeenRawSocket, owner: &Owner, judge: &Judge, namer: &NetnsNamer) -> Self {
+        let socket = &seen.found.socket;
+        let judged = match socket.kind {
+            RawKind::Packet => Judged::Packet,
+            RawKind::Raw => Judged::Raw,
+        };
+        RawSocketSeries {
+            kind: socket.kind.as_str(),
+            protocol: socket.protocol_label().into_owned(),
+            interface: seen.found.interface.clone(),
+            bpf_filter: socket.bpf_filter.as_str(),
+            process: owner.process.clone(),
+            pid: owner.pid.map(|p| p.to_string()).unwrap_or_default(),
+            user: owner.user.clone(),
+            netns: namer.label(seen.netns),
+            container_id: owner.place.container_id.clone(),
+            pod_uid: owner.place.pod_uid.clone(),
+            expected: judge.is_expected(judged, &owner.facts()),
+            sockets: 0,
+        }
+    }
+}
+
+impl ProcessInfoSeries {
+    pub fn new(pid: u32, netns: String, owner: &Owner) -> ProcessInfoSeries {
+        let exe = owner.provenance.exe.as_ref();
+        ProcessInfoSeries {
+            pid,
+            netns,
+            process: owner.process.clone(),
+            exe: exe.map(|exe| exe.path.clone()).unwrap_or_default(),
+            exe_deleted: exe.is_some_and(|exe| exe.deleted),
+            ppid: owner
+                .provenance
+                .ppid
+                .map(|ppid| ppid.to_string())
+                .unwrap_or_default(),
+            parent_process: owner.provenance.parent_process.clone(),
+            unit: owner.provenance.unit.clone(),
+            container_id: owner.place.container_id.clone(),
+        }
+    }
+}
