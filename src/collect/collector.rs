@@ -9,10 +9,12 @@
 
 use super::faults::{FaultCounter, Faults, stage};
 use super::owners::{Found, OwnerSearch};
+use super::rpc::RpcPrograms;
 use crate::kernel::netns::Mode;
 use crate::kernel::procfs::ProcRoot;
 use crate::model::{
-    HOST_NETNS, Judge, ListenerSeries, NetnsNamer, ProcessInfoSeries, RawSocketSeries, Snapshot,
+    HOST_NETNS, Judge, ListenerSeries, NetnsNamer, ProcessInfoSeries, RawSocketSeries,
+    RpcProgramSeries, Snapshot,
 };
 use crate::owners::{Owner, OwnerResolver, ProcessDescriber};
 use crate::sockets::{ChangeHints, Collected, Opened, SocketSource};
@@ -24,6 +26,7 @@ use std::time::Instant;
 /// What [`ListenerCollector`]'s labelling produced.
 struct Labelled {
     listeners: Vec<ListenerSeries>,
+    rpc_programs: Vec<RpcProgramSeries>,
     raw_sockets: Vec<RawSocketSeries>,
     processes: Vec<ProcessInfoSeries>,
 }
@@ -50,6 +53,8 @@ pub struct ListenerCollector {
     /// The event side's view: recent listen() callers are searched first
     /// for owners.
     hints: Option<Arc<dyn ChangeHints>>,
+    /// RPC registrations per namespace, refreshed off the scrape path.
+    rpc: RpcPrograms,
 }
 
 impl ListenerCollector {
@@ -76,6 +81,7 @@ impl ListenerCollector {
                 OwnerResolver::new(proc_root.clone()),
                 ProcessDescriber::new(proc_root.clone()),
             ),
+            rpc: RpcPrograms::new(proc_root.clone()),
             proc_root,
             faults,
             hints,
@@ -148,6 +154,7 @@ impl ListenerCollector {
             listeners: labelled.listeners,
             raw_sockets: labelled.raw_sockets,
             processes: labelled.processes,
+            rpc_programs: labelled.rpc_programs,
             duration: started.elapsed(),
             success,
             unprivileged_port_start,
@@ -173,6 +180,7 @@ impl ListenerCollector {
             .unwrap_or_default();
         let Found {
             listener_pids,
+            holders,
             raw_pids,
             described,
             faults,
@@ -185,15 +193,27 @@ impl ListenerCollector {
         // pid -> netns label of the first socket it owns.
         let mut owning: BTreeMap<u32, String> = BTreeMap::new();
         let mut listeners: BTreeMap<ListenerSeries, u64> = BTreeMap::new();
-        for (listener, pid) in collected.listeners.iter().zip(listener_pids) {
+        let registered = self.rpc.view(&collected.listeners, &listener_pids);
+        let mut rpc_programs: Vec<RpcProgramSeries> = Vec::new();
+        let listed = collected.listeners.iter().zip(listener_pids).zip(holders);
+        for ((listener, pid), holder) in listed {
             if let Some(pid) = pid {
                 owning
                     .entry(pid)
                     .or_insert_with(|| self.namer.label(listener.netns));
             }
-            let series = ListenerSeries::new(listener, owner_of(pid), &self.judge, &self.namer);
+            let programs = registered.programs(listener);
+            rpc_programs.extend(registered.registrations(listener).map(|r| {
+                let netns = self.namer.label(listener.netns);
+                RpcProgramSeries::new(listener.port, r.transport, netns, r.program, r.version)
+            }));
+            let socket = (holder, programs.as_slice());
+            let series =
+                ListenerSeries::new(listener, owner_of(pid), socket, &self.judge, &self.namer);
             *listeners.entry(series).or_default() += 1;
         }
+        rpc_programs.sort();
+        rpc_programs.dedup();
         let mut raw_sockets: BTreeMap<RawSocketSeries, u64> = BTreeMap::new();
         for (seen, pid) in collected.raw_sockets.iter().zip(raw_pids) {
             if let Some(pid) = pid {
@@ -213,6 +233,7 @@ impl ListenerCollector {
             })
             .collect();
         let labelled = Labelled {
+            rpc_programs,
             listeners: listeners
                 .into_iter()
                 .map(|(mut series, sockets)| {

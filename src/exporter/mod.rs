@@ -103,9 +103,10 @@ impl Exporter {
             flags.watch_allow.clone(),
         ));
         allow::warn_about_comm_only(watch.flag_rules(), "--watch.allow");
-        if let Some(file) = &flags.watch_allow_file {
+        for (slot, file) in flags.watch_allow_files.iter().enumerate() {
             allow::warn_about_comm_only(&file.rules, &file.path.display().to_string());
-            watch.set_file_rules(file.rules.clone());
+            tracing::info!(file = %file.path.display(), rules = file.rules.len(), "loaded the allow file");
+            watch.set_file_rules(slot, file.rules.clone());
         }
         let web_config = load_web_config(flags)?;
         let proc_root = ProcRoot::new(flags.procfs.clone(), flags.netns_path.clone());
@@ -134,10 +135,10 @@ impl Exporter {
         // The loads at start count as the first reloads (both succeeded, or
         // the exporter would have stopped with exit code 2).
         if flags.web_config_file.is_some() {
-            exporter.reloads.record(ConfigFile::Web, true);
+            exporter.reloads.record(ConfigFile::Web, 0, true);
         }
-        if flags.watch_allow_file.is_some() {
-            exporter.reloads.record(ConfigFile::Allow, true);
+        for slot in 0..flags.watch_allow_files.len() {
+            exporter.reloads.record(ConfigFile::Allow, slot, true);
         }
         Ok(exporter)
     }
@@ -299,9 +300,10 @@ async fn serve(
             exporter.reloads.clone(),
         ));
     }
-    if let Some(file) = &flags.watch_allow_file {
+    for (slot, file) in flags.watch_allow_files.iter().enumerate() {
         tokio::spawn(allow_reload::watch(
             file.path.clone(),
+            slot,
             Arc::clone(&exporter.watch),
             exporter.reloads.clone(),
         ));

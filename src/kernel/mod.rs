@@ -6,6 +6,7 @@
 //! - [`procfs`]: the one way into `/proc` (`--path.procfs`, `--path.netns`).
 //! - [`netns`]: network namespaces: discovery, entering, per-namespace handles.
 //! - [`events`]: the listen tracepoint and the destroy groups (Linux).
+//! - [`rpcbind`]: the ONC RPC registrations of a namespace's rpcbind.
 //! - `test_support` (unit tests only): the gate for tests that need root,
 //!   IPv6 and the like.
 
@@ -13,6 +14,7 @@
 pub mod events;
 pub mod netns;
 pub mod procfs;
+pub mod rpcbind;
 pub mod sock_diag;
 #[cfg(test)]
 pub mod test_support;

@@ -31,6 +31,10 @@ pub struct ProcRoot {
     netns_dir: PathBuf,
 }
 
+/// Inode of the initial pid namespace, fixed by the kernel
+/// (`PROC_PID_INIT_INO` in include/linux/proc_ns.h).
+pub const INITIAL_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
+
 /// The facts about a process that its `status` file holds and we use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcessStatus {
@@ -107,6 +111,25 @@ impl ProcRoot {
             }
         }
         Ok(found)
+    }
+
+    /// Whether this procfs shows the initial pid namespace, so that its pid
+    /// list is every process of the host. A procfs shows one pid namespace
+    /// and all of its descendants, so it is the initial one when any process
+    /// it lists is in the initial namespace (whose inode the kernel fixes:
+    /// `PROC_PID_INIT_INO`). `self` is asked first (readable without
+    /// privilege; absent when the exporter is not in this procfs's
+    /// namespace tree), then pid 1. False when neither says so: a procfs of
+    /// a container's own pid namespace, or links we may not read.
+    pub fn shows_every_process(&self) -> bool {
+        [self.self_path("ns/pid"), self.pid_path(1, "ns/pid")]
+            .iter()
+            .any(|path| {
+                std::fs::read_link(path)
+                    .ok()
+                    .and_then(|target| bracketed_inode(target.to_str()?, "pid:["))
+                    == Some(INITIAL_PID_NAMESPACE)
+            })
     }
 
     /// The socket inode behind one fd, if it is (still) a socket.
@@ -297,5 +320,10 @@ mod tests {
         );
         assert_eq!(root.net_namespace(me), root.own_net_namespace().ok());
         assert!(root.pids().unwrap().contains(&me));
+        if std::fs::read_link("/proc/self/ns/pid")
+            .is_ok_and(|link| link.to_str() == Some(&format!("pid:[{INITIAL_PID_NAMESPACE}]")))
+        {
+            assert!(root.shows_every_process());
+        }
     }
 }

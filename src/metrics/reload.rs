@@ -9,9 +9,14 @@
 //! `file` is `web` (`--web.config.file`) or `allow` (`--watch.allow-file`),
 //! and a series exists only for a file in use: an exporter started without
 //! a web config has no `file="web"` series, as it has nothing to reload.
+//! `--watch.allow-file` may be given several times: `file="allow"` is then
+//! 1 only while every allow file's last load succeeded, and its timestamp
+//! is the last successful load of any of them.
 
 use crate::model::NAMESPACE;
 use prometheus::{GaugeVec, Opts, Registry};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The config files the exporter reloads, as the `file` label names them.
@@ -37,6 +42,9 @@ impl ConfigFile {
 pub struct ReloadMetrics {
     successful: GaugeVec,
     success_timestamp: GaugeVec,
+    /// The last load's result of each file of a kind, by its position among
+    /// the flags (several `--watch.allow-file`s).
+    last: Arc<Mutex<BTreeMap<(&'static str, usize), bool>>>,
 }
 
 impl ReloadMetrics {
@@ -64,15 +72,24 @@ impl ReloadMetrics {
         Ok(ReloadMetrics {
             successful,
             success_timestamp,
+            last: Arc::default(),
         })
     }
 
-    /// Records one load of `file` (the one at start, or a reload).
-    pub fn record(&self, file: ConfigFile, succeeded: bool) {
+    /// Records one load (at start, or a reload) of the file of kind `file`
+    /// at position `slot` among its flags (0 when there is one).
+    pub fn record(&self, file: ConfigFile, slot: usize, succeeded: bool) {
         let label = [file.as_str()];
+        let all_good = {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            last.insert((file.as_str(), slot), succeeded);
+            last.iter()
+                .filter(|((kind, _), _)| *kind == file.as_str())
+                .all(|(_, good)| *good)
+        };
         self.successful
             .with_label_values(&label)
-            .set(if succeeded { 1.0 } else { 0.0 });
+            .set(if all_good { 1.0 } else { 0.0 });
         if succeeded {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -102,7 +119,7 @@ mod tests {
         let registry = Registry::new();
         let metrics = ReloadMetrics::register(&registry).unwrap();
         assert!(!exposition(&registry).contains("config_last_reload"));
-        metrics.record(ConfigFile::Allow, true);
+        metrics.record(ConfigFile::Allow, 0, true);
         let text = exposition(&registry);
         assert!(text.contains("unassigned_port_config_last_reload_successful{file=\"allow\"} 1"));
         assert!(!text.contains("file=\"web\""), "{text}");
@@ -111,7 +128,7 @@ mod tests {
             .with_label_values(&["allow"])
             .get();
         assert!(stamp > 1.7e9, "a Unix time: {stamp}");
-        metrics.record(ConfigFile::Allow, false);
+        metrics.record(ConfigFile::Allow, 0, false);
         assert_eq!(metrics.successful.with_label_values(&["allow"]).get(), 0.0);
         assert_eq!(
             metrics
@@ -120,5 +137,21 @@ mod tests {
                 .get(),
             stamp
         );
+    }
+
+    #[test]
+    fn several_allow_files_are_good_only_while_each_one_is() {
+        let metrics = ReloadMetrics::register(&Registry::new()).unwrap();
+        let successful = || metrics.successful.with_label_values(&["allow"]).get();
+        metrics.record(ConfigFile::Allow, 0, true);
+        metrics.record(ConfigFile::Allow, 1, true);
+        assert_eq!(successful(), 1.0);
+        metrics.record(ConfigFile::Allow, 1, false);
+        metrics.record(ConfigFile::Allow, 0, true);
+        assert_eq!(successful(), 0.0, "file 1 is still broken");
+        metrics.record(ConfigFile::Web, 0, true);
+        assert_eq!(successful(), 0.0, "the web config is another file");
+        metrics.record(ConfigFile::Allow, 1, true);
+        assert_eq!(successful(), 1.0);
     }
 }

@@ -5,7 +5,9 @@
 
 use crate::kernel::netns::Mode;
 use crate::model::Snapshot;
-use crate::model::{ListenerSeries, NAMESPACE, ProcessInfoSeries, RawSocketSeries};
+use crate::model::{
+    ListenerSeries, NAMESPACE, ProcessInfoSeries, RawSocketSeries, RpcProgramSeries,
+};
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, Opts};
@@ -34,6 +36,12 @@ pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
         processes.with_label_values(&values).set(1.0);
     }
     families.extend(processes.collect());
+    let rpc_programs = rpc_program_info_vec();
+    for series in &snapshot.rpc_programs {
+        let values = series.label_values();
+        rpc_programs.with_label_values(&values).set(1.0);
+    }
+    families.extend(rpc_programs.collect());
     let single = |opts: Opts, value: f64| {
         let gauge = GaugeVec::new(opts, &[]).unwrap();
         gauge.with_label_values::<&str>(&[]).set(value);
@@ -107,6 +115,18 @@ fn process_info_vec() -> GaugeVec {
         )
         .namespace(NAMESPACE),
         ProcessInfoSeries::LABELS,
+    )
+    .unwrap()
+}
+
+fn rpc_program_info_vec() -> GaugeVec {
+    GaugeVec::new(
+        Opts::new(
+            "rpc_program_info",
+            "Always 1, one per ONC RPC program version registered with the rpcbind of a reported listener's network namespace on that listener's port and protocol (what rpcinfo -p shows); join on netns, port and protocol.",
+        )
+        .namespace(NAMESPACE),
+        RpcProgramSeries::LABELS,
     )
     .unwrap()
 }

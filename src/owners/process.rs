@@ -10,7 +10,7 @@ use super::OwnerFaults;
 use super::cgroup::{Attribution, parse_cgroup};
 use crate::kernel::procfs::ProcRoot;
 use crate::owners::provenance::Provenance;
-use crate::policy::allow::OwnerFacts;
+use crate::policy::allow::{OwnerFacts, SocketFacts};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use sysinfo::{Uid, Users};
@@ -43,6 +43,7 @@ impl Owner {
             uid: self.uid,
             unit: &self.provenance.unit,
             container_id: &self.place.container_id,
+            socket: SocketFacts::default(),
         }
     }
 }

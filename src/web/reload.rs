@@ -22,7 +22,7 @@ pub async fn watch(path: PathBuf, slot: Arc<RwLock<Arc<ActiveWebConfig>>>, metri
     loop {
         let forced = changes.changed(&files).await;
         let loaded = reload(&path, &slot, forced).await;
-        metrics.record(ConfigFile::Web, loaded);
+        metrics.record(ConfigFile::Web, 0, loaded);
         // The new config may name other certificates.
         files = config::watched_files(&path);
         changes.note(&files);
