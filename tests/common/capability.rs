@@ -46,6 +46,8 @@ pub enum Capability {
     PrometheusStack,
     /// `promtool` (Debian's `prometheus` package).
     Promtool,
+    /// Debian packages a test runs (the test lists what is missing).
+    Packages,
     /// A hard open-file limit high enough for what the test holds (the
     /// test probes it).
     OpenFiles,
@@ -66,6 +68,7 @@ impl Capability {
             Capability::Cgroups => "a writable cgroup2 hierarchy",
             Capability::PrometheusStack => "prometheus and prometheus-alertmanager",
             Capability::Promtool => "promtool",
+            Capability::Packages => "the Debian packages it runs",
             Capability::UserAccounts => "user accounts (useradd as the host's root)",
         }
     }
@@ -123,9 +126,10 @@ impl Capability {
                     .map_err(|_| "useradd is not installed".to_string())
             }
             Capability::Promtool => run_quietly("promtool", &["--version"]),
-            Capability::Cgroups | Capability::PrometheusStack | Capability::OpenFiles => {
-                Err("probed by the test itself (use `gate`)".to_string())
-            }
+            Capability::Cgroups
+            | Capability::PrometheusStack
+            | Capability::Packages
+            | Capability::OpenFiles => Err("probed by the test itself (use `gate`)".to_string()),
         }
     }
 }
