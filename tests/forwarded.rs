@@ -221,8 +221,12 @@ fn a_wildcard_bind_is_as_exposed_as_its_namespace_addresses() {
     };
     // Only lo: nothing outside can reach 0.0.0.0 there.
     wait_for("loopback");
-    if let Err(err) = namespace.exec(&["ip", "link", "add", "upe0", "type", "dummy"]) {
-        return skip_or_fail(&format!("no dummy interfaces: {err}"));
+    // A veth pair inside the namespace: this kernel has no dummy module,
+    // and its peer keeps everything inside the test's own namespace.
+    if let Err(err) = namespace.exec(&[
+        "ip", "link", "add", "upe0", "type", "veth", "peer", "name", "upe1",
+    ]) {
+        return skip_or_fail(&format!("no veth interfaces: {err}"));
     }
     namespace
         .exec(&["ip", "addr", "add", "10.77.0.1/24", "dev", "upe0"])
@@ -233,6 +237,9 @@ fn a_wildcard_bind_is_as_exposed_as_its_namespace_addresses() {
         exposure_of(&text, &inode, port).as_deref(),
         Some("loopback")
     );
+    namespace
+        .exec(&["ip", "link", "set", "upe1", "up"])
+        .unwrap();
     namespace
         .exec(&["ip", "link", "set", "upe0", "up"])
         .unwrap();
