@@ -13,6 +13,7 @@ use crate::collect::scrape::Scraper;
 use crate::kernel::procfs::ProcRoot;
 use crate::metrics::info as info_metrics;
 use crate::model::{Judge, NetnsNamer};
+use crate::owners::ExeHashes;
 use crate::policy::allow::{self, reload as allow_reload};
 use crate::policy::registry::{Registry, Transport, csv_loader};
 use crate::policy::watch::WatchSet;
@@ -103,11 +104,26 @@ impl Exporter {
             kernel_events: true,
         };
         let naming = Naming::new(&watch, &proc_root);
+        // One executable hash cache for collections, events and the trail.
+        let hashes = ExeHashes::start();
+        #[cfg(target_os = "linux")]
+        let trail = (flags.log_events && flags.log_level >= tracing::Level::INFO).then(|| {
+            crate::events::trail::Trail::start(
+                flags.log_events_per_second,
+                proc_root.clone(),
+                hashes.clone(),
+            )
+        });
         // The event side starts first: it owns what it learns and hands the
         // socket source a read-only view of it.
         #[cfg(target_os = "linux")]
-        let events =
-            crate::events::live::LiveEvents::start(naming.judge.clone(), naming.namer, &proc_root);
+        let events = crate::events::live::LiveEvents::start(
+            naming.judge.clone(),
+            naming.namer,
+            &proc_root,
+            hashes.clone(),
+            trail.clone(),
+        );
         #[cfg(target_os = "linux")]
         let links = events.links();
         #[cfg(not(target_os = "linux"))]
@@ -121,15 +137,19 @@ impl Exporter {
             proc_root,
             extras,
             links,
+            hashes,
             #[cfg(target_os = "linux")]
             Some(events),
+            #[cfg(target_os = "linux")]
+            trail,
         )?;
         exporter.web_config = Arc::new(RwLock::new(Arc::new(web_config)));
         Ok(exporter)
     }
 
     /// Builds an exporter around a given socket source (tests and
-    /// benchmarks pass their own), with plain HTTP and no kernel events.
+    /// benchmarks pass their own), with plain HTTP, no kernel events and no
+    /// event trail.
     pub fn from_parts(
         watch: Arc<WatchSet>,
         opened: Opened,
@@ -144,12 +164,16 @@ impl Exporter {
             proc_root,
             extras,
             sockets::EventLinks::default(),
+            ExeHashes::start(),
+            #[cfg(target_os = "linux")]
+            None,
             #[cfg(target_os = "linux")]
             None,
         )
     }
 
     /// Puts the parts together; each is built once and handed down.
+    #[allow(clippy::too_many_arguments)]
     fn assemble(
         watch: Arc<WatchSet>,
         naming: Naming,
@@ -157,7 +181,9 @@ impl Exporter {
         proc_root: ProcRoot,
         extras: Extras,
         links: sockets::EventLinks,
+        hashes: ExeHashes,
         #[cfg(target_os = "linux")] events: Option<crate::events::live::LiveEvents>,
+        #[cfg(target_os = "linux")] trail: Option<crate::events::trail::Trail>,
     ) -> Result<Exporter, Failure> {
         let metrics = prometheus::Registry::new();
         let internal =
@@ -170,13 +196,12 @@ impl Exporter {
                 .register(Box::new(live.counters.clone()))
                 .map_err(internal)?;
         }
-        let collector = Arc::new(ListenerCollector::new(
-            naming.judge,
-            naming.namer,
-            opened,
-            proc_root,
-            links.hints,
-        ));
+        let collector =
+            ListenerCollector::new(naming.judge, naming.namer, opened, proc_root, links.hints)
+                .with_exe_hashes(hashes);
+        #[cfg(target_os = "linux")]
+        let collector = collector.with_trail(trail);
+        let collector = Arc::new(collector);
         metrics
             .register(Box::new(collector.errors()))
             .map_err(internal)?;

@@ -13,7 +13,7 @@ use crate::model::{
     HOST_NETNS, Judge, ListenerSeries, NAMESPACE, NetnsNamer, ProcessInfoSeries, RawSocketSeries,
     Snapshot,
 };
-use crate::owners::{Owner, OwnerFaults, OwnerResolver, ProcessDescriber, Wanted};
+use crate::owners::{ExeHashes, Owner, OwnerFaults, OwnerResolver, ProcessDescriber, Wanted};
 use crate::sockets::{ChangeHints, Collected, Listener, Opened, SeenRawSocket, SocketSource};
 use prometheus::{IntCounterVec, Opts};
 use std::collections::{BTreeMap, HashMap};
@@ -89,6 +89,9 @@ pub struct ListenerCollector {
     /// The event side's view: recent listen() callers are searched first
     /// for owners.
     hints: Option<Arc<dyn ChangeHints>>,
+    /// The event trail: a line for each packet/raw socket first seen.
+    #[cfg(target_os = "linux")]
+    trail: Option<crate::events::trail::Trail>,
 }
 
 impl ListenerCollector {
@@ -119,7 +122,23 @@ impl ListenerCollector {
             errors,
             warned_denied: AtomicBool::new(false),
             hints,
+            #[cfg(target_os = "linux")]
+            trail: None,
         }
+    }
+
+    /// Owners' `exe_sha256` from the shared hash cache.
+    pub fn with_exe_hashes(mut self, hashes: ExeHashes) -> ListenerCollector {
+        let owners = self.owners.get_mut().unwrap_or_else(|p| p.into_inner());
+        owners.describer = ProcessDescriber::new(self.proc_root.clone()).with_exe_hashes(hashes);
+        self
+    }
+
+    /// Writes packet and raw sockets to the event trail when first seen.
+    #[cfg(target_os = "linux")]
+    pub fn with_trail(mut self, trail: Option<crate::events::trail::Trail>) -> ListenerCollector {
+        self.trail = trail;
+        self
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -204,6 +223,11 @@ impl ListenerCollector {
     fn label(&self, collected: &Collected, faults: &mut OwnerFaults) -> Labelled {
         let (listener_pids, raw_pids, described) =
             self.find_owners(&collected.listeners, &collected.raw_sockets, faults);
+        #[cfg(target_os = "linux")]
+        if let Some(trail) = &self.trail {
+            let (sockets, judge) = (&collected.raw_sockets, &self.judge);
+            trail.raw_sockets(sockets, &raw_pids, &described, judge, &self.namer);
+        }
         let nobody = Owner::default();
         let owner_of =
             |pid: Option<u32>| pid.and_then(|pid| described.get(&pid)).unwrap_or(&nobody);

@@ -21,13 +21,16 @@
 //! scrape for sockets that stay hidden.
 //!
 //! Layout: this file finds pids; [`process`] names them (name, user);
-//! [`cgroup`] says which container and pod they run in.
+//! [`cgroup`] says which container and pod they run in; [`exe_hash`]
+//! hashes their executables off the scrape path.
 
 pub mod cgroup;
+pub mod exe_hash;
 pub mod process;
 pub mod provenance;
 
 pub use cgroup::Attribution;
+pub use exe_hash::ExeHashes;
 pub use process::{Owner, ProcessDescriber};
 
 use crate::kernel::procfs::ProcRoot;

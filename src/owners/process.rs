@@ -4,9 +4,12 @@
 //! On Linux the name is `/proc/PID/comm` and the uid comes from
 //! `/proc/PID/status`, both through [`ProcRoot`] (so `--path.procfs` and
 //! fixture trees steer them); the user's name comes from sysinfo's passwd
-//! reader. Elsewhere sysinfo reads both.
+//! reader. Elsewhere sysinfo reads both. The login uid is
+//! `/proc/PID/loginuid`, named like the user; the executable's hash comes
+//! from the shared [`ExeHashes`] cache when the describer has one.
 
 use super::OwnerFaults;
+use super::exe_hash::{ExeHashes, NEW_FILES_PER_COLLECTION};
 use super::cgroup::{Attribution, parse_cgroup};
 use crate::kernel::procfs::ProcRoot;
 use crate::owners::provenance::Provenance;
@@ -31,6 +34,13 @@ pub struct Owner {
     pub place: Attribution,
     /// Executable, parent and systemd unit.
     pub provenance: Provenance,
+    /// `/proc/PID/loginuid`: who logged in to start it (survives sudo);
+    /// `None` when unset.
+    pub login_uid: Option<u32>,
+    /// The login uid's user name ("" when unset).
+    pub login_user: String,
+    /// Lower-case hex SHA-256 of the executable; "" until it is known.
+    pub exe_sha256: String,
 }
 
 impl Owner {
@@ -43,6 +53,7 @@ impl Owner {
             uid: self.uid,
             unit: &self.provenance.unit,
             container_id: &self.place.container_id,
+            exe_sha256: &self.exe_sha256,
         }
     }
 }
@@ -54,6 +65,8 @@ pub struct ProcessDescriber {
     users: Option<Users>,
     /// When `users` was last loaded.
     users_loaded_at: Instant,
+    /// The executable hash cache, when this describer fills `exe_sha256`.
+    hashes: Option<ExeHashes>,
 }
 
 /// What one process says about itself.
@@ -71,13 +84,21 @@ impl ProcessDescriber {
             proc_root,
             users: Users::new_with_refreshed_list().ok(),
             users_loaded_at: Instant::now(),
+            hashes: None,
         }
+    }
+
+    /// Fills `exe_sha256` from `hashes` (and hands it new files).
+    pub fn with_exe_hashes(mut self, hashes: ExeHashes) -> ProcessDescriber {
+        self.hashes = Some(hashes);
+        self
     }
 
     /// Names, users and containers of the given pids. A pid that vanished
     /// keeps its number and is counted in `faults.vanished`.
     pub fn describe(&mut self, pids: &[u32], faults: &mut OwnerFaults) -> HashMap<u32, Owner> {
         let mut owners = HashMap::with_capacity(pids.len());
+        let mut new_files = NEW_FILES_PER_COLLECTION;
         for &pid in pids {
             let Some(facts) = self.facts(pid) else {
                 faults.vanished += 1;
@@ -98,6 +119,17 @@ impl ProcessDescriber {
             let cgroup = self.proc_root.cgroup(pid);
             let place = cgroup.as_deref().map(parse_cgroup).unwrap_or_default();
             let provenance = Provenance::read(&self.proc_root, pid, facts.ppid, cgroup.as_deref());
+            let login_uid = self.proc_root.login_uid(pid);
+            let login_user = login_uid
+                .map(|uid| self.user_name(uid))
+                .unwrap_or_default();
+            let exe_sha256 = match (&self.hashes, &provenance.exe) {
+                (Some(hashes), Some(_)) => hashes
+                    .lookup(&self.proc_root.pid_path(pid, "exe"), &mut new_files)
+                    .map(|hex| hex.to_string())
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
             owners.insert(
                 pid,
                 Owner {
@@ -107,6 +139,9 @@ impl ProcessDescriber {
                     uid: facts.uid,
                     place,
                     provenance,
+                    login_uid,
+                    login_user,
+                    exe_sha256,
                 },
             );
         }
@@ -190,5 +225,35 @@ mod tests {
         assert!(!owners[&me].process.is_empty());
         assert!(!owners[&me].user.is_empty());
         assert_eq!(faults.vanished, 0);
+        let own = std::fs::read_to_string("/proc/self/loginuid").ok();
+        assert_eq!(
+            owners[&me].login_uid,
+            own.as_deref()
+                .and_then(crate::kernel::procfs::parse_login_uid)
+        );
+        // Without a hash cache, no hash.
+        assert_eq!(owners[&me].exe_sha256, "");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_hash_comes_from_the_shared_cache_once_hashed() {
+        let hashes = ExeHashes::start();
+        let mut describer = ProcessDescriber::new(ProcRoot::default()).with_exe_hashes(hashes);
+        let me = std::process::id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let hex = loop {
+            let owner = describer.describe(&[me], &mut OwnerFaults::default());
+            if !owner[&me].exe_sha256.is_empty() {
+                break owner[&me].exe_sha256.clone();
+            }
+            assert!(Instant::now() < deadline, "never hashed");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut exe = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
+        assert_eq!(
+            hex,
+            &*crate::owners::exe_hash::sha256_hex(&mut exe).unwrap()
+        );
     }
 }

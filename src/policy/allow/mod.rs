@@ -12,6 +12,7 @@
 //!          | "unit=" NAME         systemd unit from the cgroup (ssh.service)
 //!          | "container=" HEX     container id prefix
 //!          | "comm=" NAME         process name (/proc/PID/comm)
+//!          | "sha256=" HEX        SHA-256 of the executable (64 hex digits)
 //!          | NAME                 same as comm=NAME (the original grammar)
 //! ```
 //!
@@ -26,7 +27,10 @@
 //! [`AllowRule::trusts_comm_only`] lets the exporter warn at start that any
 //! process can claim it. `exe=` matches the executable's path even when the
 //! file was replaced or deleted after start (a package upgrade does that);
-//! the deleted state has its own label and alert.
+//! the deleted state has its own label and alert. `sha256=` matches the
+//! bytes the process runs, whatever its path: the hash is computed off the
+//! scrape path (`crate::owners::exe_hash`), so until a new file has been
+//! hashed (normally by the next collection) the rule does not match it.
 //!
 //! In a file, `#` starts a comment (at the start of a line, or after
 //! whitespace) and blank lines are skipped; errors name `FILE:LINE`.
@@ -61,6 +65,8 @@ pub enum Selector {
     /// Lower-case hex prefix of the container id.
     Container(String),
     Comm(String),
+    /// Lower-case hex SHA-256 of the executable.
+    Sha256(String),
 }
 
 impl Selector {
@@ -71,6 +77,7 @@ impl Selector {
             Selector::Unit(_) => "unit",
             Selector::Container(_) => "container",
             Selector::Comm(_) => "comm",
+            Selector::Sha256(_) => "sha256",
         }
     }
 
@@ -101,8 +108,14 @@ impl Selector {
                 "container={value}: a container id prefix is hexadecimal"
             )),
             "comm" => Ok(Selector::Comm(value.to_string())),
+            "sha256" if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(Selector::Sha256(value.to_ascii_lowercase()))
+            }
+            "sha256" => Err(format!(
+                "sha256={value}: a SHA-256 is 64 hexadecimal digits (as sha256sum prints it)"
+            )),
             other => Err(format!(
-                "unknown selector {other:?}: use exe=, user=, unit=, container= or comm="
+                "unknown selector {other:?}: use exe=, user=, unit=, container=, comm= or sha256="
             )),
         }
     }
@@ -121,6 +134,7 @@ impl Selector {
                 !owner.container_id.is_empty() && owner.container_id.starts_with(prefix.as_str())
             }
             Selector::Comm(name) => !owner.comm.is_empty() && owner.comm == name,
+            Selector::Sha256(hex) => owner.exe_sha256 == hex,
         }
     }
 }
@@ -129,7 +143,11 @@ impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Selector::Exe(glob) => write!(f, "exe={glob}"),
-            Selector::User(v) | Selector::Unit(v) | Selector::Container(v) | Selector::Comm(v) => {
+            Selector::User(v)
+            | Selector::Unit(v)
+            | Selector::Container(v)
+            | Selector::Comm(v)
+            | Selector::Sha256(v) => {
                 write!(f, "{}={v}", self.key())
             }
         }
@@ -150,6 +168,8 @@ pub struct OwnerFacts<'a> {
     /// systemd unit, e.g. `ssh.service`.
     pub unit: &'a str,
     pub container_id: &'a str,
+    /// Lower-case hex SHA-256 of the executable; "" until it is known.
+    pub exe_sha256: &'a str,
 }
 
 /// What is being judged.
@@ -329,8 +349,11 @@ mod tests {
             uid: Some(0),
             unit: "ssh.service",
             container_id: "4f1c2e8a9b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e",
+            exe_sha256: SSHD_SHA256,
         }
     }
+
+    const SSHD_SHA256: &str = "0d5c0e5b7f0e4f1a6c2b9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a";
 
     const TCP_276: Subject = Subject::Listener(Transport::Tcp, 276);
 
@@ -462,12 +485,43 @@ mod tests {
     }
 
     #[test]
+    fn sha256_matches_the_bytes_not_the_name() {
+        let upper = SSHD_SHA256.to_ascii_uppercase();
+        let rule = AllowRule::parse(&format!("276/tcp:sha256={upper}")).unwrap();
+        assert_eq!(rule.to_string(), format!("276-276/tcp:sha256={SSHD_SHA256}"));
+        let good = owner("anything", "/tmp/renamed");
+        assert!(rule.matches(TCP_276, &good));
+        let other = "1".repeat(64);
+        assert!(!rule.matches(
+            TCP_276,
+            &OwnerFacts {
+                exe_sha256: &other,
+                ..good
+            }
+        ));
+        // Not hashed yet: no match.
+        assert!(!rule.matches(
+            TCP_276,
+            &OwnerFacts {
+                exe_sha256: "",
+                ..good
+            }
+        ));
+        assert!(!rule.trusts_comm_only());
+    }
+
+    #[test]
     fn bad_rules_say_what_is_wrong() {
         for (text, expected) in [
             ("276:exe=sshd", "must be absolute"),
             ("276:exe=", "empty value"),
             ("276:unit=a/b", "no '/'"),
             ("276:container=xyz", "hexadecimal"),
+            ("276:sha256=abc", "64 hexadecimal digits"),
+            (
+                format!("276:sha256={}", "g".repeat(64)).as_str(),
+                "64 hexadecimal digits",
+            ),
             ("276:color=red", "unknown selector \"color\""),
             ("276:sshd,,user=root", "empty selector"),
             ("276:user=root,user=admin", "appears twice"),
