@@ -1,6 +1,6 @@
 //! Noticing that a config file changed: the one loop behind every reload
-//! (`web_reload.rs` for the web config and its certificates,
-//! `allow_reload.rs` for the allow file).
+//! (`web/reload.rs` for the web config and its certificates,
+//! `policy/allow/reload.rs` for the allow file).
 //!
 //! Files are polled: their size, modification time and (on Unix) inode are
 //! compared every interval, which catches editors that write in place and
@@ -9,6 +9,9 @@
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
+
+/// How often every reloadable file is checked for changes.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What a file looked like when last checked; `None` when it was missing.
 type Fingerprint = Option<(u64, SystemTime, u64)>;

@@ -7,62 +7,25 @@
 //! `unassigned_port_collection_errors_total` by stage and never fail the
 //! scrape: what could be read is reported.
 
+use super::faults::{FaultCounter, Faults, stage};
+use super::owners::{Found, OwnerSearch};
 use crate::kernel::netns::Mode;
 use crate::kernel::procfs::ProcRoot;
 use crate::model::{
-    HOST_NETNS, Judge, ListenerSeries, NAMESPACE, NetnsNamer, ProcessInfoSeries, RawSocketSeries,
-    Snapshot,
+    HOST_NETNS, Judge, ListenerSeries, NetnsNamer, ProcessInfoSeries, RawSocketSeries, Snapshot,
 };
-use crate::owners::{ExeHashes, Owner, OwnerFaults, OwnerResolver, ProcessDescriber, Wanted};
-use crate::sockets::{ChangeHints, Collected, Listener, Opened, SeenRawSocket, SocketSource};
-use prometheus::{IntCounterVec, Opts};
-use std::collections::{BTreeMap, HashMap};
+use crate::owners::{ExeHashes, Owner, OwnerResolver, ProcessDescriber};
+use crate::sockets::{ChangeHints, Collected, Opened, SocketSource};
+use prometheus::IntCounterVec;
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-
-/// Stages of `unassigned_port_collection_errors_total`.
-pub mod stage {
-    /// The socket table could not be read (the scrape reports success 0).
-    pub const SOCKETS: &str = "sockets";
-    /// A listener's process could not be found (no privilege, or it exited).
-    pub const OWNERS: &str = "owners";
-    /// A process vanished before its name and user were read.
-    pub const PROCESS: &str = "process";
-    /// `ip_unprivileged_port_start` could not be read.
-    pub const SYSCTL: &str = "sysctl";
-    /// `--collector.backend=auto` had to fall back from netlink to netstat2.
-    pub const BACKEND: &str = "backend";
-    /// Another network namespace could not be entered or read.
-    pub const NETNS: &str = "netns";
-    /// A namespace's packet and raw sockets could not be read.
-    pub const RAW: &str = "raw";
-    pub const ALL: [&str; 7] = [SOCKETS, OWNERS, PROCESS, SYSCTL, BACKEND, NETNS, RAW];
-}
 
 /// What [`ListenerCollector`]'s labelling produced.
 struct Labelled {
     listeners: Vec<ListenerSeries>,
     raw_sockets: Vec<RawSocketSeries>,
     processes: Vec<ProcessInfoSeries>,
-}
-
-/// Faults of one collection, counted by the scrape path only.
-#[derive(Clone, Copy, Debug, Default)]
-struct Faults {
-    sockets: u64,
-    netns: u64,
-    sysctl: u64,
-    raw: u64,
-    owners: OwnerFaults,
-}
-
-/// The owner search and description, behind one lock: collections share
-/// their caches.
-struct Owners {
-    resolver: OwnerResolver,
-    describer: ProcessDescriber,
 }
 
 /// Collects listeners on watched ports. The scrape path
@@ -80,12 +43,10 @@ pub struct ListenerCollector {
     /// The exporter's own sysctls are read through it.
     proc_root: ProcRoot,
     /// Inode -> pid search and pid -> labels, with their caches.
-    owners: Mutex<Owners>,
-    /// `collection_errors_total{stage}`; owned here, reported after each
+    owners: OwnerSearch,
+    /// `collection_errors_total{stage}`; reported after each scrape's
     /// collection so a scrape's counts include that scrape's faults.
-    errors: IntCounterVec,
-    /// Set once we have said that owners are hidden, so the log says it once.
-    warned_denied: AtomicBool,
+    faults: FaultCounter,
     /// The event side's view: recent listen() callers are searched first
     /// for owners.
     hints: Option<Arc<dyn ChangeHints>>,
@@ -104,23 +65,22 @@ impl ListenerCollector {
         proc_root: ProcRoot,
         hints: Option<Arc<dyn ChangeHints>>,
     ) -> ListenerCollector {
-        let errors = errors_counter();
+        let faults = FaultCounter::new();
         if let Some(reason) = &opened.fallback_reason {
             tracing::warn!(reason = %reason, "netlink sock_diag is not available; using the slower netstat2 backend");
-            errors.with_label_values(&[stage::BACKEND]).inc();
+            faults.count(stage::BACKEND, 1);
         }
         ListenerCollector {
             judge,
             namer,
             source: opened.source,
             netns_mode: opened.netns_mode,
-            owners: Mutex::new(Owners {
-                resolver: OwnerResolver::new(proc_root.clone()),
-                describer: ProcessDescriber::new(proc_root.clone()),
-            }),
+            owners: OwnerSearch::new(
+                OwnerResolver::new(proc_root.clone()),
+                ProcessDescriber::new(proc_root.clone()),
+            ),
             proc_root,
-            errors,
-            warned_denied: AtomicBool::new(false),
+            faults,
             hints,
             #[cfg(target_os = "linux")]
             trail: None,
@@ -129,8 +89,10 @@ impl ListenerCollector {
 
     /// Owners' `exe_sha256` from the shared hash cache.
     pub fn with_exe_hashes(mut self, hashes: ExeHashes) -> ListenerCollector {
-        let owners = self.owners.get_mut().unwrap_or_else(|p| p.into_inner());
-        owners.describer = ProcessDescriber::new(self.proc_root.clone()).with_exe_hashes(hashes);
+        self.owners = OwnerSearch::new(
+            OwnerResolver::new(self.proc_root.clone()),
+            ProcessDescriber::new(self.proc_root.clone()).with_exe_hashes(hashes),
+        );
         self
     }
 
@@ -156,13 +118,13 @@ impl ListenerCollector {
     /// `collection_errors_total{stage}`, registered beside the other
     /// collectors so a scrape renders its own counts.
     pub fn errors(&self) -> IntCounterVec {
-        self.errors.clone()
+        self.faults.collector()
     }
 
     /// One collection for a scrape: faults are logged and counted.
     pub fn scrape(&self) -> Snapshot {
         let (snapshot, faults) = self.look();
-        self.report(&faults);
+        self.faults.report(&faults);
         snapshot
     }
 
@@ -186,7 +148,8 @@ impl ListenerCollector {
         };
         faults.netns = collected.namespace_faults;
         faults.raw = collected.raw_faults;
-        let labelled = self.label(&collected, &mut faults.owners);
+        let (labelled, owner_faults) = self.label(&collected);
+        faults.owners = owner_faults;
         let mut unprivileged_port_start = Vec::new();
         match self.proc_root.unprivileged_port_start() {
             Ok(Some(value)) => unprivileged_port_start.push((HOST_NETNS.to_string(), value)),
@@ -220,9 +183,23 @@ impl ListenerCollector {
 
     /// Finds the owner of every listener and packet/raw socket, and turns
     /// them into counted series, plus one info series per owning process.
-    fn label(&self, collected: &Collected, faults: &mut OwnerFaults) -> Labelled {
-        let (listener_pids, raw_pids, described) =
-            self.find_owners(&collected.listeners, &collected.raw_sockets, faults);
+    fn label(&self, collected: &Collected) -> (Labelled, crate::owners::OwnerFaults) {
+        let likely: Vec<u32> = self
+            .hints
+            .as_ref()
+            .map(|hints| {
+                let recent = hints.recent_listeners();
+                recent.into_iter().map(|(pid, _)| pid).collect()
+            })
+            .unwrap_or_default();
+        let Found {
+            listener_pids,
+            raw_pids,
+            described,
+            faults,
+        } = self
+            .owners
+            .find(&collected.listeners, &collected.raw_sockets, &likely);
         #[cfg(target_os = "linux")]
         if let Some(trail) = &self.trail {
             let (sockets, judge) = (&collected.raw_sockets, &self.judge);
@@ -261,7 +238,7 @@ impl ListenerCollector {
                 (!owner.process.is_empty()).then(|| ProcessInfoSeries::new(pid, netns, owner))
             })
             .collect();
-        Labelled {
+        let labelled = Labelled {
             listeners: listeners
                 .into_iter()
                 .map(|(mut series, sockets)| {
@@ -277,123 +254,7 @@ impl ListenerCollector {
                 })
                 .collect(),
             processes,
-        }
+        };
+        (labelled, faults)
     }
-
-    /// The pid of each listener and of each packet/raw socket (in order),
-    /// and the description of each pid. One search for all inodes: the
-    /// resolver forgets places of inodes it is not asked about.
-    #[allow(clippy::type_complexity)]
-    fn find_owners(
-        &self,
-        listeners: &[Listener],
-        raw_sockets: &[SeenRawSocket],
-        faults: &mut OwnerFaults,
-    ) -> (Vec<Option<u32>>, Vec<Option<u32>>, HashMap<u32, Owner>) {
-        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-        // Backends that already know the pids (netstat2) skip the fd search.
-        let wanted: Vec<Wanted> = listeners
-            .iter()
-            .filter(|l| l.known_pids.is_none())
-            .map(|l| Wanted {
-                inode: l.inode,
-                uid: l.uid,
-            })
-            .chain(raw_sockets.iter().map(|seen| Wanted {
-                inode: seen.found.socket.inode,
-                uid: seen.found.socket.uid.unwrap_or(0),
-            }))
-            .collect();
-        let likely: Vec<u32> = self
-            .hints
-            .as_ref()
-            .map(|hints| {
-                hints
-                    .recent_listeners()
-                    .into_iter()
-                    .map(|(pid, _)| pid)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let found = owners.resolver.find_pids(&wanted, &likely, faults);
-        // Lowest pid first, like the fd search (see owners/mod.rs).
-        let listener_pids: Vec<Option<u32>> = listeners
-            .iter()
-            .map(|listener| match &listener.known_pids {
-                Some(pids) => pids.first().copied(),
-                None => found.get(&listener.inode).copied(),
-            })
-            .collect();
-        let raw_pids: Vec<Option<u32>> = raw_sockets
-            .iter()
-            .map(|seen| found.get(&seen.found.socket.inode).copied())
-            .collect();
-        // netstat2 finding no pid is the same fault as an unplaced inode.
-        faults.unfound += listeners
-            .iter()
-            .filter(|l| l.known_pids.as_ref().is_some_and(Vec::is_empty))
-            .count() as u64;
-        let mut unique: Vec<u32> = listener_pids
-            .iter()
-            .chain(&raw_pids)
-            .flatten()
-            .copied()
-            .collect();
-        unique.sort_unstable();
-        unique.dedup();
-        let described = owners.describer.describe(&unique, faults);
-        (listener_pids, raw_pids, described)
-    }
-
-    fn count_error(&self, stage: &str, n: u64) {
-        if n > 0 {
-            self.errors.with_label_values(&[stage]).inc_by(n);
-        }
-    }
-
-    /// Counts and logs one scrape's faults.
-    fn report(&self, faults: &Faults) {
-        self.count_error(stage::SOCKETS, faults.sockets);
-        self.count_error(stage::NETNS, faults.netns);
-        self.count_error(stage::SYSCTL, faults.sysctl);
-        self.count_error(stage::RAW, faults.raw);
-        let owners = &faults.owners;
-        self.count_error(stage::OWNERS, owners.unfound);
-        self.count_error(stage::PROCESS, owners.vanished);
-        if owners.unfound > 0 {
-            if owners.denied > 0 && !self.warned_denied.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    hidden_processes = owners.denied,
-                    "cannot read other processes' /proc/PID/fd: listeners are reported with empty process, pid and user labels; grant CAP_SYS_PTRACE (and CAP_DAC_READ_SEARCH) or run as root to see owners"
-                );
-            }
-            tracing::debug!(
-                sockets = owners.unfound,
-                "listeners without a known process"
-            );
-        }
-        if owners.vanished > 0 {
-            tracing::debug!(
-                processes = owners.vanished,
-                "processes exited before they could be described"
-            );
-        }
-    }
-}
-
-/// The `collection_errors_total{stage}` counter, with every stage at 0.
-fn errors_counter() -> IntCounterVec {
-    let errors = IntCounterVec::new(
-        Opts::new(
-            "collection_errors_total",
-            "Faults during collection, by stage; the scrape still reports what it could read.",
-        )
-        .namespace(NAMESPACE),
-        &["stage"],
-    )
-    .unwrap();
-    for stage in stage::ALL {
-        errors.with_label_values(&[stage]);
-    }
-    errors
 }

@@ -2,9 +2,13 @@
 //! through `crate::model`, returned as a value.
 //!
 //! - [`collector`]: one collection into a snapshot.
+//! - [`owners`]: the owner search of one collection.
+//! - [`faults`]: what went wrong, counted by stage.
 //! - [`scrape`]: single-flight collection for the HTTP side.
 //! - [`sampler`]: optional background sampling between scrapes.
 
 pub mod collector;
+pub mod faults;
+pub mod owners;
 pub mod sampler;
 pub mod scrape;

@@ -183,3 +183,85 @@ impl Collector for Sampler {
         families(&table).iter().flat_map(|c| c.collect()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::netns::Mode;
+    use crate::model::{ListenerSeries, Protocol};
+
+    fn series(port: u16, process: &str, address: &str) -> ListenerSeries {
+        ListenerSeries {
+            port,
+            protocol: Protocol::Tcp,
+            family: "ipv4",
+            address: address.into(),
+            process: process.into(),
+            pid: "1".into(),
+            user: "root".into(),
+            iana: "unassigned",
+            expected: false,
+            netns: "host".into(),
+            container_id: String::new(),
+            pod_uid: String::new(),
+            exposure: "any",
+            dual_stack: "false",
+            interface: String::new(),
+            sockets: 1,
+        }
+    }
+
+    fn snapshot(listeners: Vec<ListenerSeries>) -> Snapshot {
+        Snapshot {
+            listeners,
+            raw_sockets: Vec::new(),
+            processes: Vec::new(),
+            duration: Duration::ZERO,
+            success: true,
+            unprivileged_port_start: Vec::new(),
+            namespaces_read: 1,
+            namespaces_failed: 0,
+            udp_staleness: Duration::ZERO,
+            coverage: Vec::new(),
+            netns_mode: Mode::Host,
+        }
+    }
+
+    #[test]
+    fn a_sample_counts_each_listener_once_however_many_addresses() {
+        let mut table = Table::default();
+        let now = SystemTime::now();
+        let two_addresses = snapshot(vec![
+            series(276, "nc", "0.0.0.0"),
+            series(276, "nc", "127.0.0.1"),
+            series(277, "nc", "0.0.0.0"),
+        ]);
+        table.record(&two_addresses, now, Instant::now());
+        table.record(&two_addresses, now, Instant::now());
+        let rows: Vec<(u16, u64)> = table
+            .sightings
+            .sorted()
+            .iter()
+            .map(|(labels, sighting)| (labels.port, sighting.samples))
+            .collect();
+        assert_eq!(rows, [(276, 2), (277, 2)]);
+        assert_eq!(table.samples, 2);
+    }
+
+    #[test]
+    fn one_sample_with_more_listeners_than_the_cap_stays_within_it() {
+        let mut table = Table::default();
+        let crowd: Vec<ListenerSeries> = (0..MAX_SERIES + 100)
+            .map(|n| series(276, &format!("p{n}"), "0.0.0.0"))
+            .collect();
+        // Every sighting of one sample shares one instant: the cap must hold
+        // anyway.
+        table.record(&snapshot(crowd), SystemTime::now(), Instant::now());
+        assert!(
+            table.sightings.len() <= MAX_SERIES,
+            "{}",
+            table.sightings.len()
+        );
+        assert!(table.sightings.evicted() >= 100);
+    }
+}

@@ -15,6 +15,10 @@
 
 #[cfg(target_os = "linux")]
 pub mod netlink;
+// Which backends this platform has, one file each, behind `open_backend`.
+#[cfg_attr(target_os = "linux", path = "choose_linux.rs")]
+#[cfg_attr(not(target_os = "linux"), path = "choose_other.rs")]
+mod choose;
 pub mod netstat2;
 
 use crate::kernel::netns::{self, Mode};
@@ -179,7 +183,7 @@ pub fn open(
     proc_root: &ProcRoot,
     links: &EventLinks,
 ) -> Result<Opened, String> {
-    let (source, fallback_reason) = open_backend(backend, proc_root, links)?;
+    let (source, fallback_reason) = choose::open_backend(backend, proc_root, links)?;
     let netns_mode = netns::choose_mode(
         requested_netns,
         source.reads_namespaces(),
@@ -187,7 +191,7 @@ pub fn open(
         proc_root,
     )?;
     let source = match netns_mode {
-        Mode::All => read_all_namespaces(source, proc_root),
+        Mode::All => source.read_all_namespaces(proc_root),
         Mode::Host => source.into_dyn(),
     };
     Ok(Opened {
@@ -195,77 +199,4 @@ pub fn open(
         fallback_reason,
         netns_mode,
     })
-}
-
-/// A backend before the namespace decision.
-enum Chosen {
-    #[cfg(target_os = "linux")]
-    Netlink(Box<netlink::SockDiagSource>),
-    Netstat2(netstat2::Netstat2Source),
-}
-
-impl Chosen {
-    fn reads_namespaces(&self) -> bool {
-        match self {
-            #[cfg(target_os = "linux")]
-            Chosen::Netlink(_) => true,
-            Chosen::Netstat2(_) => false,
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            #[cfg(target_os = "linux")]
-            Chosen::Netlink(source) => source.name(),
-            Chosen::Netstat2(source) => source.name(),
-        }
-    }
-
-    fn into_dyn(self) -> Box<dyn SocketSource> {
-        match self {
-            #[cfg(target_os = "linux")]
-            Chosen::Netlink(source) => source,
-            Chosen::Netstat2(source) => Box::new(source),
-        }
-    }
-}
-
-fn read_all_namespaces(source: Chosen, proc_root: &ProcRoot) -> Box<dyn SocketSource> {
-    match source {
-        #[cfg(target_os = "linux")]
-        Chosen::Netlink(source) => source.read_other_namespaces(proc_root),
-        other => {
-            let _ = proc_root;
-            other.into_dyn()
-        }
-    }
-}
-
-fn open_backend(
-    backend: Backend,
-    proc_root: &ProcRoot,
-    links: &EventLinks,
-) -> Result<(Chosen, Option<String>), String> {
-    #[cfg(not(target_os = "linux"))]
-    let _ = (proc_root, links);
-    let portable = Chosen::Netstat2(netstat2::Netstat2Source);
-    match backend {
-        Backend::Netstat2 => Ok((portable, None)),
-        #[cfg(target_os = "linux")]
-        Backend::Netlink => netlink::SockDiagSource::open(proc_root, links)
-            .map(|source| (Chosen::Netlink(Box::new(source)), None))
-            .map_err(|err| format!("{err} (try --collector.backend=netstat2 or auto)")),
-        #[cfg(not(target_os = "linux"))]
-        Backend::Netlink => Err(
-            "the netlink backend exists only on Linux (use --collector.backend=netstat2 or auto)"
-                .to_string(),
-        ),
-        #[cfg(target_os = "linux")]
-        Backend::Auto => match netlink::SockDiagSource::open(proc_root, links) {
-            Ok(source) => Ok((Chosen::Netlink(Box::new(source)), None)),
-            Err(err) => Ok((portable, Some(err.0))),
-        },
-        #[cfg(not(target_os = "linux"))]
-        Backend::Auto => Ok((portable, None)),
-    }
 }

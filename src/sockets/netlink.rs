@@ -44,7 +44,9 @@ use crate::kernel::procfs::{ProcRoot, parse_sysctl_integer};
 use crate::kernel::sock_diag::binding;
 use crate::kernel::sock_diag::interfaces::InterfaceNames;
 use crate::kernel::sock_diag::raw::{self, DiagSupport, NamedRawSocket, ProcTables};
-use crate::kernel::sock_diag::wire::{self, SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK, WireError};
+use crate::kernel::sock_diag::wire::{
+    self, SOCK_DIAG_BY_FAMILY, TCP_CLOSE, TCP_LISTEN, TCPDIAG_GETSOCK, WireError,
+};
 use crate::policy::exposure::Binding;
 use crate::policy::registry::Transport;
 use crate::policy::watch::WatchSet;
@@ -61,9 +63,6 @@ pub use crate::kernel::sock_diag::wire::Progress;
 const COMPAT_REQUEST_LEN: usize = 60;
 /// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, sockid.
 const REQUEST_LEN: usize = 56;
-/// `struct inet_diag_msg` up to and including `idiag_inode`.
-const TCP_LISTEN: u32 = 10;
-const TCP_CLOSE: u32 = 7;
 
 /// Address family of a request or a reply (`AF_INET`, `AF_INET6`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -457,7 +456,7 @@ impl SockDiagSource {
     }
 
     fn queries(&self) -> Vec<Query> {
-        let by_family = |family, transport, state: u32| Query::ByFamily {
+        let by_family = |family, transport, state: u8| Query::ByFamily {
             family,
             transport,
             states: 1 << state,
@@ -671,7 +670,7 @@ mod tests {
     fn reads_a_socket_then_done() {
         let mut diag = [0u8; INET_DIAG_MSG_LEN];
         diag[0] = libc::AF_INET as u8;
-        diag[1] = TCP_LISTEN as u8;
+        diag[1] = TCP_LISTEN;
         diag[4..6].copy_from_slice(&276u16.to_be_bytes());
         diag[8..12].copy_from_slice(&[127, 0, 0, 1]);
         diag[64..68].copy_from_slice(&1000u32.to_ne_bytes());

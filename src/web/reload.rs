@@ -7,14 +7,10 @@
 //! empty) and its TLS settings to every new connection; open connections
 //! keep the TLS session they negotiated.
 
-use crate::file_watch::FileWatch;
+use crate::file_watch::{FileWatch, POLL_INTERVAL};
 use crate::web::config::{self, ActiveWebConfig};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
-
-/// How often the files are checked for changes.
-const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs until the process ends, swapping `slot` on every good reload.
 pub async fn watch(path: PathBuf, slot: Arc<RwLock<Arc<ActiveWebConfig>>>) {

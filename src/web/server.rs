@@ -67,7 +67,7 @@ pub struct App {
 
 impl App {
     /// Everything the server needs, from the pieces the wiring
-    /// (`exporter.rs`) has built: registers the HTTP counters on `metrics`
+    /// (`crate::exporter`) has built: registers the HTTP counters on `metrics`
     /// (the registry the scraper renders), and starts the bcrypt threads.
     /// `max_requests` is `--web.max-requests` (0: no limit); `web_config` is
     /// the slot [`crate::web::reload::watch`] swaps on reload.

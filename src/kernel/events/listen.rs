@@ -49,8 +49,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// `TCP_LISTEN` in the kernel's socket state numbering.
-const TCP_LISTEN: i64 = 10;
+/// `TCP_LISTEN`, as the tracepoint's state fields carry it.
+const TCP_LISTEN: i64 = crate::kernel::sock_diag::wire::TCP_LISTEN as i64;
 /// Each CPU's ring buffer holds 2^this pages (32 KiB with 4 KiB pages):
 /// about 300 filtered samples, far more than listeners appear between two
 /// wake-ups of the capture thread.

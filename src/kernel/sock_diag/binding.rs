@@ -40,7 +40,7 @@ mod tests {
     fn message(family: i32, ifindex: u32, attrs: &[Vec<u8>]) -> Vec<u8> {
         let mut msg = vec![0u8; INET_DIAG_MSG_LEN];
         msg[0] = family as u8;
-        msg[1] = 10; // TCP_LISTEN
+        msg[1] = crate::kernel::sock_diag::wire::TCP_LISTEN;
         msg[IDIAG_IF_AT..IDIAG_IF_AT + 4].copy_from_slice(&ifindex.to_ne_bytes());
         for attr in attrs {
             msg.extend_from_slice(attr);

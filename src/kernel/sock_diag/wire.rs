@@ -1,4 +1,4 @@
-//! Netlink framing for every sock_diag reader (listeners in `netlink.rs`,
+//! Netlink framing for every sock_diag reader (listeners in `crate::sockets::netlink`,
 //! packet and raw sockets in `raw/`): walking the messages of a receive
 //! buffer, walking a message's attributes, and a reusable dump channel.
 //!
@@ -14,6 +14,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, BorrowedFd};
 
 pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
+
+/// Socket states in the kernel's TCP numbering, which sock_diag requests,
+/// replies and the `inet_sock_set_state` tracepoint all use.
+pub const TCP_LISTEN: u8 = 10;
+/// Closed: listeners being destroyed, and every unconnected UDP socket.
+pub const TCP_CLOSE: u8 = 7;
+
 /// The older TCP-only request (`struct inet_diag_req`); replies carry it too.
 pub const TCPDIAG_GETSOCK: u16 = 18;
 /// Message types below this are netlink's own (noop, error, done, overrun).

@@ -1,20 +1,17 @@
 //! Re-reads `--watch.allow-file` when it changes, or on SIGHUP (Unix), like
-//! `web_reload.rs` does for the web config (both wait on `file_watch.rs`).
+//! `web/reload.rs` does for the web config (both wait on `file_watch.rs`).
 //!
 //! A file that no longer parses leaves the previous rules in force and says
 //! why in the log (with FILE:LINE); a good one replaces the file's rules in
 //! the [`WatchSet`] whole, so a scrape sees either the old list or the new
 //! one. Rules given with `--watch.allow` are not touched.
 
-use crate::file_watch::FileWatch;
+use crate::file_watch::{FileWatch, POLL_INTERVAL};
 use crate::policy::allow::{self, AllowFile};
 use crate::policy::watch::WatchSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How often the file is checked for changes.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs until the process ends, checking every [`POLL_INTERVAL`]; spawn it.
 pub fn watch(path: PathBuf, watch: Arc<WatchSet>) -> impl std::future::Future<Output = ()> {

@@ -6,6 +6,14 @@
 //! thing the binary serves. [`run`] adds the binary's parts: the async
 //! runtime, the listeners, web-config reloads and signals.
 
+// Platform halves, one file each, behind the same functions.
+#[cfg_attr(target_os = "linux", path = "events_linux.rs")]
+#[cfg_attr(not(target_os = "linux"), path = "events_other.rs")]
+mod events;
+#[cfg_attr(unix, path = "os_unix.rs")]
+#[cfg_attr(not(unix), path = "os_other.rs")]
+mod os;
+
 use crate::cli::Flags;
 use crate::collect::collector::ListenerCollector;
 use crate::collect::sampler;
@@ -20,6 +28,7 @@ use crate::policy::watch::WatchSet;
 use crate::sockets::{self, Opened};
 use crate::web::config::{self, ActiveWebConfig};
 use crate::web::{reload as web_reload, server as http};
+use events::EventSide;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -74,8 +83,7 @@ pub struct Exporter {
     /// `--web.config.file` as loaded now; swapped whole on reload.
     pub web_config: Arc<RwLock<Arc<ActiveWebConfig>>>,
     /// The kernel event sources, kept running while the exporter lives.
-    #[cfg(target_os = "linux")]
-    _events: Option<crate::events::live::LiveEvents>,
+    _events: Option<EventSide>,
     /// The watch set; its `--watch.allow-file` rules are swapped on reload.
     pub watch: Arc<WatchSet>,
 }
@@ -106,28 +114,13 @@ impl Exporter {
         let naming = Naming::new(&watch, &proc_root);
         // One executable hash cache for collections, events and the trail.
         let hashes = ExeHashes::start();
-        #[cfg(target_os = "linux")]
-        let trail = (flags.log_events && flags.log_level >= tracing::Level::INFO).then(|| {
-            crate::events::trail::Trail::start(
-                flags.log_events_per_second,
-                proc_root.clone(),
-                hashes.clone(),
-            )
-        });
+        // The trail's lines are info lines: above info there is no trail.
+        let trail = (flags.log_events && flags.log_level >= tracing::Level::INFO)
+            .then_some(flags.log_events_per_second);
         // The event side starts first: it owns what it learns and hands the
         // socket source a read-only view of it.
-        #[cfg(target_os = "linux")]
-        let events = crate::events::live::LiveEvents::start(
-            naming.judge.clone(),
-            naming.namer,
-            &proc_root,
-            hashes.clone(),
-            trail.clone(),
-        );
-        #[cfg(target_os = "linux")]
+        let events = EventSide::start(&naming.judge, naming.namer, &proc_root, &hashes, trail);
         let links = events.links();
-        #[cfg(not(target_os = "linux"))]
-        let links = sockets::EventLinks::default();
         let opened = sockets::open(flags.backend, flags.netns, &proc_root, &links)
             .map_err(Failure::bad_input)?;
         let mut exporter = Exporter::assemble(
@@ -138,10 +131,7 @@ impl Exporter {
             extras,
             links,
             hashes,
-            #[cfg(target_os = "linux")]
             Some(events),
-            #[cfg(target_os = "linux")]
-            trail,
         )?;
         exporter.web_config = Arc::new(RwLock::new(Arc::new(web_config)));
         Ok(exporter)
@@ -165,9 +155,6 @@ impl Exporter {
             extras,
             sockets::EventLinks::default(),
             ExeHashes::start(),
-            #[cfg(target_os = "linux")]
-            None,
-            #[cfg(target_os = "linux")]
             None,
         )
     }
@@ -182,26 +169,22 @@ impl Exporter {
         extras: Extras,
         links: sockets::EventLinks,
         hashes: ExeHashes,
-        #[cfg(target_os = "linux")] events: Option<crate::events::live::LiveEvents>,
-        #[cfg(target_os = "linux")] trail: Option<crate::events::trail::Trail>,
+        events: Option<EventSide>,
     ) -> Result<Exporter, Failure> {
         let metrics = prometheus::Registry::new();
         let internal =
             |err: prometheus::Error| Failure::bad_input(format!("metric setup failed: {err}"));
-        #[cfg(target_os = "linux")]
         let events = events.filter(|_| extras.kernel_events);
-        #[cfg(target_os = "linux")]
-        if let Some(live) = &events {
-            metrics
-                .register(Box::new(live.counters.clone()))
-                .map_err(internal)?;
+        if let Some(events) = &events {
+            events.register(&metrics).map_err(internal)?;
         }
         let collector =
             ListenerCollector::new(naming.judge, naming.namer, opened, proc_root, links.hints)
                 .with_exe_hashes(hashes);
-        #[cfg(target_os = "linux")]
-        let collector = collector.with_trail(trail);
-        let collector = Arc::new(collector);
+        let collector = Arc::new(match &events {
+            Some(events) => events.attach(collector),
+            None => collector,
+        });
         metrics
             .register(Box::new(collector.errors()))
             .map_err(internal)?;
@@ -216,18 +199,12 @@ impl Exporter {
             let sampler = sampler::Sampler::start(Arc::clone(&collector), interval);
             metrics.register(Box::new(sampler)).map_err(internal)?;
         }
-        #[cfg(target_os = "linux")]
         if extras.process_metrics {
-            metrics
-                .register(Box::new(
-                    prometheus::process_collector::ProcessCollector::for_self(),
-                ))
-                .map_err(internal)?;
+            os::register_process_metrics(&metrics).map_err(internal)?;
         }
         Ok(Exporter {
             scraper: Scraper::new(collector, metrics.clone()),
             metrics,
-            #[cfg(target_os = "linux")]
             _events: events,
             web_config: Arc::new(RwLock::new(Arc::new(ActiveWebConfig::plain()))),
             watch,
@@ -285,7 +262,7 @@ pub fn run_until(
     for address in &flags.listen_addresses {
         resolve(address)?;
     }
-    raise_open_file_limit();
+    os::raise_open_file_limit();
     let exporter = Exporter::from_flags(flags)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -295,38 +272,6 @@ pub fn run_until(
         .map_err(|err| Failure::cannot_listen(format!("cannot start the async runtime: {err}")))?;
     runtime.block_on(serve(flags, exporter, stop_request))
 }
-
-/// Raises the soft open-file limit to the hard one, as Go does for
-/// node_exporter: each network namespace read costs one descriptor, and a
-/// soft limit of 1,024 (systemd's default for services) would otherwise cap
-/// a dense host at a few hundred namespaces.
-#[cfg(unix)]
-fn raise_open_file_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current == limit.maximum {
-        return;
-    }
-    let raised = rustix::process::Rlimit {
-        current: limit.maximum,
-        maximum: limit.maximum,
-    };
-    let show =
-        |value: Option<u64>| value.map_or_else(|| "unlimited".to_string(), |v| v.to_string());
-    match setrlimit(Resource::Nofile, raised) {
-        Ok(()) => tracing::info!(
-            soft = %show(limit.current),
-            raised_to = %show(limit.maximum),
-            "raised the open-file limit"
-        ),
-        Err(err) => {
-            tracing::warn!(soft = %show(limit.current), error = %err, "cannot raise the open-file limit")
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn raise_open_file_limit() {}
 
 async fn serve(
     flags: &Flags,
@@ -356,7 +301,7 @@ async fn serve(
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         tokio::select! {
-            () = wait_for_signal() => {}
+            () = os::wait_for_signal() => {}
             () = stop_request => {}
         }
         tracing::info!("shutting down");
@@ -396,29 +341,6 @@ fn log_start(flags: &Flags, exporter: &Exporter, listeners: &[tokio::net::TcpLis
             );
         }
     }
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let sigterm = async {
-        match terminate.as_mut() {
-            Some(signal) => {
-                signal.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = sigterm => {}
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Binds every `--web.listen-address`. ":PORT" means all interfaces: IPv6
