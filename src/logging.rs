@@ -413,7 +413,12 @@ mod tests {
     #[test]
     fn json_lines_are_flat_as_prometheus_writes_them() {
         let text = output(Level::INFO, LogFormat::Json, || {
-            tracing::info!(port = 276, tls = false, address = "0.0.0.0:276", "listening");
+            tracing::info!(
+                port = 276,
+                tls = false,
+                address = "0.0.0.0:276",
+                "listening"
+            );
             let error = std::io::Error::other("say \"no\"\n");
             tracing::warn!(error = %error, ratio = 0.5, delta = -3, "cannot read");
         });

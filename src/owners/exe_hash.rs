@@ -289,6 +289,9 @@ mod tests {
         let hex = hashes.hash_file(via_proc).unwrap();
         let direct = sha256_hex(&mut File::open(std::env::current_exe().unwrap()).unwrap());
         assert_eq!(hex, direct.unwrap());
-        assert_eq!(hashes.lookup(Path::new("/proc/self/exe"), &mut 0), Some(hex));
+        assert_eq!(
+            hashes.lookup(Path::new("/proc/self/exe"), &mut 0),
+            Some(hex)
+        );
     }
 }

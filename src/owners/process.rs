@@ -9,8 +9,8 @@
 //! from the shared [`ExeHashes`] cache when the describer has one.
 
 use super::OwnerFaults;
-use super::exe_hash::{ExeHashes, NEW_FILES_PER_COLLECTION};
 use super::cgroup::{Attribution, parse_cgroup};
+use super::exe_hash::{ExeHashes, NEW_FILES_PER_COLLECTION};
 use crate::kernel::procfs::ProcRoot;
 use crate::owners::provenance::Provenance;
 use crate::policy::allow::OwnerFacts;
@@ -120,9 +120,7 @@ impl ProcessDescriber {
             let place = cgroup.as_deref().map(parse_cgroup).unwrap_or_default();
             let provenance = Provenance::read(&self.proc_root, pid, facts.ppid, cgroup.as_deref());
             let login_uid = self.proc_root.login_uid(pid);
-            let login_user = login_uid
-                .map(|uid| self.user_name(uid))
-                .unwrap_or_default();
+            let login_user = login_uid.map(|uid| self.user_name(uid)).unwrap_or_default();
             let exe_sha256 = match (&self.hashes, &provenance.exe) {
                 (Some(hashes), Some(_)) => hashes
                     .lookup(&self.proc_root.pid_path(pid, "exe"), &mut new_files)

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses a different part of this
 
+pub mod log;
 pub mod pki;
 
 use std::collections::BTreeMap;
@@ -45,7 +46,20 @@ impl Exporter {
         exporter
     }
 
+    /// Starts the binary with its stderr read into a [`log::Log`].
+    pub fn start_logged(extra_args: &[&str]) -> (Exporter, log::Log) {
+        let mut exporter = Exporter::spawn_with(&[], extra_args, Stdio::piped());
+        let stderr = exporter.child.stderr.take().expect("piped stderr");
+        let log = log::Log::read(stderr);
+        exporter.wait_ready();
+        (exporter, log)
+    }
+
     fn spawn(wrapper: &[&str], extra_args: &[&str]) -> Exporter {
+        Exporter::spawn_with(wrapper, extra_args, Stdio::inherit())
+    }
+
+    fn spawn_with(wrapper: &[&str], extra_args: &[&str], stderr: Stdio) -> Exporter {
         let port = free_port();
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -59,7 +73,7 @@ impl Exporter {
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .args(extra_args)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start the exporter binary");
         Exporter { child, port }

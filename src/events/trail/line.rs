@@ -133,9 +133,7 @@ impl TrailLine {
             ppid: number(owner.provenance.ppid),
             process: owner.process.clone(),
             exe: exe.map(|exe| exe.path.clone()).unwrap_or_default(),
-            exe_deleted: exe
-                .map(|exe| exe.deleted.to_string())
-                .unwrap_or_default(),
+            exe_deleted: exe.map(|exe| exe.deleted.to_string()).unwrap_or_default(),
             exe_sha256: owner.exe_sha256.clone(),
             cmdline: String::new(),
             uid: number(owner.uid),

@@ -488,7 +488,10 @@ mod tests {
     fn sha256_matches_the_bytes_not_the_name() {
         let upper = SSHD_SHA256.to_ascii_uppercase();
         let rule = AllowRule::parse(&format!("276/tcp:sha256={upper}")).unwrap();
-        assert_eq!(rule.to_string(), format!("276-276/tcp:sha256={SSHD_SHA256}"));
+        assert_eq!(
+            rule.to_string(),
+            format!("276-276/tcp:sha256={SSHD_SHA256}")
+        );
         let good = owner("anything", "/tmp/renamed");
         assert!(rule.matches(TCP_276, &good));
         let other = "1".repeat(64);
