@@ -103,7 +103,7 @@ fn process_info_vec() -> GaugeVec {
     GaugeVec::new(
         Opts::new(
             "listener_process_info",
-            "Always 1, one per process owning a reported listener or packet/raw socket; labels say its executable (and whether it was deleted), parent and systemd unit.",
+            "Always 1, one per process owning a reported listener or packet/raw socket; labels say its executable (whether it was deleted, its SHA-256 once hashed), parent, systemd unit and login user.",
         )
         .namespace(NAMESPACE),
         ProcessInfoSeries::LABELS,
