@@ -20,6 +20,14 @@ fn main() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=BUILD_REVISION={revision}");
     println!("cargo:rustc-env=BUILD_RUSTC_VERSION={rustc_version}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs");
+    // Where git keeps them: `.git/` in a checkout, elsewhere in a worktree
+    // (whose `.git` is a file). A path that does not exist would make cargo
+    // rerun this script, and rebuild the crate, on every build.
+    for name in ["HEAD", "refs", "packed-refs"] {
+        let path = output_of("git", &["rev-parse", "--git-path", name])
+            .unwrap_or_else(|| format!(".git/{name}"));
+        if std::path::Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
 }

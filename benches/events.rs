@@ -14,6 +14,10 @@
 //! tracepoint and destroy-broadcast costs, and the kernel workers', which
 //! build the broadcasts) are the steadier comparison.
 //!
+//! Last, the burst: 10,000 `listen()`+`close()` on watched port 277 as
+//! fast as one thread goes, counted by a fresh capture's callback (opened,
+//! closed, lost).
+//!
 //! It reports the storm's socket lifecycles per second, the CPU time the
 //! two capture threads used over the storm (from
 //! `/proc/self/task/TID/schedstat`, nanoseconds; `stat` ticks as fallback),
@@ -100,6 +104,7 @@ fn main() {
     // Let both threads start and publish their tids.
     std::thread::sleep(Duration::from_millis(50));
     let capture_tid = capture.stats().thread_id.load(Ordering::Relaxed);
+    let describe_tid = capture.stats().describe_thread_id.load(Ordering::Relaxed);
     let destroy_tid = destroy.stats().thread_id.load(Ordering::Relaxed);
 
     let stop_probe = Arc::new(AtomicBool::new(false));
@@ -107,7 +112,7 @@ fn main() {
         let stop = Arc::clone(&stop_probe);
         std::thread::spawn(move || probe_latencies(&stop, &probe_rx))
     };
-    let capture_cpu_before = thread_cpu(capture_tid);
+    let capture_cpu_before = thread_cpu(capture_tid) + thread_cpu(describe_tid);
     let destroy_cpu_before = thread_cpu(destroy_tid);
     let with_capture = measured_storm(
         "tracepoint + destroy UDP groups",
@@ -115,7 +120,7 @@ fn main() {
         storm_for,
         Some(&baseline),
     );
-    let capture_cpu = thread_cpu(capture_tid) - capture_cpu_before;
+    let capture_cpu = thread_cpu(capture_tid) + thread_cpu(describe_tid) - capture_cpu_before;
     let destroy_cpu = thread_cpu(destroy_tid) - destroy_cpu_before;
     stop_probe.store(true, Ordering::SeqCst);
     let mut latencies = probe.join().unwrap();
@@ -123,7 +128,7 @@ fn main() {
     let seconds = with_capture.elapsed.as_secs_f64();
     let pct = |cpu: Duration| 100.0 * cpu.as_secs_f64() / seconds;
     println!(
-        "  tracepoint capture thread: {:.4} s CPU = {:.3}% of one core over {} CPUs' rings; events delivered {}, lost {}",
+        "  tracepoint capture threads (draining + describing): {:.4} s CPU = {:.3}% of one core over {} CPUs' rings; events delivered {}, lost {}",
         capture_cpu.as_secs_f64(),
         pct(capture_cpu),
         capture.cpus(),
@@ -151,11 +156,84 @@ fn main() {
         latencies.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1e6),
         latencies.len()
     );
+    drop(capture);
+    let burst = burst(10_000);
     println!(
-        "summary_events: storm_rate_per_s={:.0} capture_cpu_pct={:.3} latency_p50_us={p50:.0} latency_p99_us={p99:.0}",
-        with_capture.rate(),
-        pct(capture_cpu + destroy_cpu)
+        "  burst: {} listen+close on 127.0.0.1:{BURST_PORT} in {:.3} s; opened {} closed {} lost {} ({} KiB ring per CPU)",
+        burst.made,
+        burst.took.as_secs_f64(),
+        burst.opened,
+        burst.closed,
+        burst.lost,
+        burst.ring_bytes / 1024
     );
+    println!(
+        "summary_events: storm_rate_per_s={:.0} capture_cpu_pct={:.3} latency_p50_us={p50:.0} latency_p99_us={p99:.0} burst={} burst_opened={} burst_closed={} burst_lost={} burst_s={:.3}",
+        with_capture.rate(),
+        pct(capture_cpu + destroy_cpu),
+        burst.made,
+        burst.opened,
+        burst.closed,
+        burst.lost,
+        burst.took.as_secs_f64()
+    );
+}
+
+/// The watched port of the burst.
+const BURST_PORT: u16 = 277;
+
+struct Burst {
+    made: u64,
+    took: Duration,
+    opened: u64,
+    closed: u64,
+    lost: u64,
+    ring_bytes: usize,
+}
+
+/// `count` listen+close on [`BURST_PORT`] as fast as this thread goes,
+/// counted by a fresh capture; waits (10 s at most) for the counts.
+fn burst(count: u64) -> Burst {
+    use std::sync::atomic::AtomicU64;
+    let opened = Arc::new(AtomicU64::new(0));
+    let closed = Arc::new(AtomicU64::new(0));
+    let me = std::process::id();
+    let capture = {
+        let (opened, closed) = (Arc::clone(&opened), Arc::clone(&closed));
+        ListenCapture::start(MAX_PORT, Path::new("/proc"), move |event| {
+            if event.port != BURST_PORT || event.listener_pid != me {
+                return;
+            }
+            match event.transition {
+                Transition::Opened => opened.fetch_add(1, Ordering::Relaxed),
+                Transition::Closed => closed.fetch_add(1, Ordering::Relaxed),
+            };
+        })
+        .expect("the capture started before")
+    };
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, BURST_PORT));
+    let started = Instant::now();
+    let mut made = 0;
+    for _ in 0..count {
+        if TcpListener::bind(address).is_ok() {
+            made += 1;
+        }
+    }
+    let took = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (opened.load(Ordering::Relaxed) < made || closed.load(Ordering::Relaxed) < made)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Burst {
+        made,
+        took,
+        opened: opened.load(Ordering::Relaxed),
+        closed: closed.load(Ordering::Relaxed),
+        lost: capture.lost_samples(),
+        ring_bytes: capture.ring_bytes(),
+    }
 }
 
 /// Runs a storm and prints its rate and the kernel workers' CPU over it.

@@ -69,8 +69,17 @@ pub struct Flags {
     /// A file of --watch.allow rules, one a line, # for comments; read at
     /// start (a bad file stops the exporter) and again when it changes or on
     /// SIGHUP (a bad edit keeps the previous rules and is logged).
+    /// Repeatable: the shipped default policy and an operator's own file
+    /// load side by side, each reloading on its own. None by default (the
+    /// Debian package's unit and the DaemonSet pass the shipped one).
     #[arg(long = "watch.allow-file", value_name = "PATH", value_parser = AllowFile::parse_flag)]
-    pub watch_allow_file: Option<AllowFile>,
+    pub watch_allow_files: Vec<AllowFile>,
+
+    /// Print the shipped default allow policy (deploy/allow/default.allow:
+    /// the well-known daemons that bind random privileged ports) and exit;
+    /// save it and pass it with --watch.allow-file.
+    #[arg(long = "watch.print-default-allow")]
+    pub print_default_allow: bool,
 
     /// A newer copy of IANA's service-names-port-numbers.csv to use instead
     /// of the table built into the binary.
@@ -202,6 +211,9 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     match Flags::try_parse_from(args) {
+        Ok(flags) if flags.print_default_allow => {
+            Parsed::Print(crate::policy::allow::shipped::DEFAULT_ALLOW.to_string())
+        }
         Ok(flags) => Parsed::Run(Box::new(flags)),
         Err(err) => match err.kind() {
             clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
@@ -288,6 +300,37 @@ mod tests {
             assert!(line.contains(expected), "{args:?}: {line}");
             assert_eq!(line.lines().count(), 1, "{line}");
         }
+    }
+
+    #[test]
+    fn allow_files_repeat_and_the_default_policy_prints() {
+        let Parsed::Run(flags) = parse(["x"]) else {
+            panic!()
+        };
+        assert!(flags.watch_allow_files.is_empty(), "no policy by default");
+        let dir = std::env::temp_dir().join(format!("cli-allow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        std::fs::write(&a, "276:exe=/usr/bin/a\n").unwrap();
+        std::fs::write(&b, "277:exe=/usr/bin/b\n278:exe=/usr/bin/b\n").unwrap();
+        let Parsed::Run(flags) = parse([
+            "x".to_string(),
+            format!("--watch.allow-file={}", a.display()),
+            format!("--watch.allow-file={}", b.display()),
+        ]) else {
+            panic!()
+        };
+        let counts: Vec<usize> = flags
+            .watch_allow_files
+            .iter()
+            .map(|f| f.rules.len())
+            .collect();
+        assert_eq!(counts, [1, 2]);
+        let _ = std::fs::remove_dir_all(&dir);
+        let Parsed::Print(text) = parse(["x", "--watch.print-default-allow"]) else {
+            panic!()
+        };
+        assert_eq!(text, crate::policy::allow::shipped::DEFAULT_ALLOW);
     }
 
     #[test]

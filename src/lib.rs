@@ -31,7 +31,7 @@
 //! - [`logging`]: logfmt and JSON log lines.
 //! - [`platform`]: what only other operating systems need (Windows service).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod cli;
 pub mod collect;

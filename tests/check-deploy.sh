@@ -501,6 +501,19 @@ tracing = mounts.get("/sys/kernel/tracing")
 need(tracing is not None and tracing.get("readOnly") is True
      and vols.get(tracing["name"], {}).get("hostPath", {}).get("path") == "/sys/kernel/tracing",
      "/sys/kernel/tracing is not the node's tracefs mounted readOnly (hostPath)")
+# The shipped default policy comes from its ConfigMap, a verbatim copy of
+# deploy/allow/default.allow, and the exporter loads it.
+cm = docs.get("ConfigMap", {})
+shipped = open("deploy/allow/default.allow").read()
+need(cm.get("data", {}).get("default.allow") == shipped,
+     "ConfigMap default.allow differs from deploy/allow/default.allow (copy it into configmap-default-allow.yaml)")
+allow_vol = next((v for v in pod.get("volumes", []) if v.get("configMap", {}).get("name") == cm.get("metadata", {}).get("name")), None)
+need(allow_vol is not None, "no volume from the default-allow ConfigMap")
+allow_mount = next((m for m in c.get("volumeMounts", []) if allow_vol and m["name"] == allow_vol["name"]), None)
+need(allow_mount is not None and allow_mount.get("readOnly") is True, "the default-allow ConfigMap is not mounted read-only")
+if allow_mount:
+    need(f"--watch.allow-file={allow_mount['mountPath']}/default.allow" in c.get("args", []),
+         "the DaemonSet does not pass --watch.allow-file for the mounted default policy")
 res = c.get("resources", {})
 need(res == {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}},
      f"resources {res}")

@@ -25,6 +25,7 @@ ACCOUNT=unassigned_port_exporter
 BINARY=/usr/bin/unassigned_port_exporter
 UNIT=/usr/lib/systemd/system/unassigned_port_exporter.service
 DEFAULTS=/etc/default/unassigned_port_exporter
+ALLOW=/etc/unassigned_port_exporter/default.allow
 SHARE=/usr/share/unassigned-port-exporter
 ENABLED_LINK=/etc/systemd/system/multi-user.target.wants/unassigned_port_exporter.service
 CRATE_VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
@@ -96,7 +97,7 @@ echo "# $DEB ($(du -k "$DEB" | cut -f1) KiB)"
 check_contents() {
     dpkg-deb -c "$DEB" | awk '{print $6}' | sed 's|^\./|/|' >"$WORK/contents"
     local path missing_paths=0
-    for path in "$BINARY" "$UNIT" "$DEFAULTS" \
+    for path in "$BINARY" "$UNIT" "$DEFAULTS" "$ALLOW" \
         "$SHARE/prometheus/unassigned-ports.rules.yml" \
         "$SHARE/prometheus/prometheus.yml" \
         "$SHARE/alertmanager/alertmanager.yml" \
@@ -110,9 +111,10 @@ check "package holds the binary, unit, defaults, rules, dashboard, Alertmanager 
 
 check_control() {
     dpkg-deb -f "$DEB" Depends | tee /dev/stderr | grep -q adduser &&
-        dpkg-deb --ctrl-tarfile "$DEB" | tar -xO ./conffiles | grep -qx "$DEFAULTS"
+        dpkg-deb --ctrl-tarfile "$DEB" | tar -xO ./conffiles | grep -qx "$DEFAULTS" &&
+        dpkg-deb --ctrl-tarfile "$DEB" | tar -xO ./conffiles | grep -qx "$ALLOW"
 }
-check "control: depends on adduser, $DEFAULTS is a conffile" check_control
+check "control: depends on adduser, $DEFAULTS and $ALLOW are conffiles" check_control
 
 # --------------------------------------------------------------------------
 # Installed
@@ -185,7 +187,16 @@ check_serves() {
     server_pid=
     grep -q '^unassigned_port_collection_success 1' "$WORK/metrics" 2>/dev/null ||
         { echo "no successful scrape after $attempt attempts"; cat "$WORK/server.log"; return 1; }
+    # The packaged defaults load the shipped policy (the log says so).
+    grep -q "$ALLOW" "$WORK/server.log" ||
+        { echo "the packaged defaults did not load $ALLOW"; cat "$WORK/server.log"; return 1; }
 }
+check_default_policy() {
+    cmp "$ALLOW" deploy/allow/default.allow &&
+        grep -q -- "--watch.allow-file=$ALLOW" "$DEFAULTS" &&
+        "$BINARY" --watch.print-default-allow | cmp - "$ALLOW"
+}
+check "installed $ALLOW is the shipped policy, loaded by $DEFAULTS, and --watch.print-default-allow prints it" check_default_policy
 check "installed binary serves /metrics as $ACCOUNT with the packaged defaults" check_serves
 
 # --------------------------------------------------------------------------

@@ -15,7 +15,9 @@
 //! filtered packet socket and a raw TCP socket: a passive backdoor), a
 //! Kubernetes container process in another network namespace (500), and a
 //! DHCP client with its filtered packet socket (600). Sockets 50004 and
-//! 50013 are held by nobody in the tree. The packet and raw sockets come
+//! 50013 are held by nobody in the tree (`holder="none"`: the tree's
+//! `self/ns/pid` names the initial pid namespace, so the walk covered every
+//! process). The packet and raw sockets come
 //! from the tree's `self/net/{packet,raw,raw6}`; `/proc` does not say which
 //! has a BPF filter, so the table marks 50010 and 50012 as packet_diag
 //! would.

@@ -27,7 +27,10 @@ step() {
 }
 
 install_packages() {
-    local wanted=(prometheus prometheus-alertmanager iproute2 systemd python3-yaml python3-venv curl openssl)
+    # rpcbind ... avahi-daemon: the stock daemons tests/fleet_daemons.rs runs
+    # in a namespace of its own against the shipped default allow policy.
+    local wanted=(prometheus prometheus-alertmanager iproute2 systemd python3-yaml python3-venv curl openssl
+        rpcbind nfs-common openssh-server chrony dnsmasq avahi-daemon util-linux)
     local missing=()
     for package in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -39,6 +42,13 @@ install_packages() {
     fi
     # Debian starts the packaged services; the tests start their own copies.
     systemctl stop prometheus prometheus-alertmanager prometheus-node-exporter 2>/dev/null || true
+    # Where systemd is not PID 1 the packages' init scripts may have started
+    # the daemons anyway: stop them (the fleet test starts its own copies).
+    local service
+    for service in rpcbind rpc-statd nfs-common ssh chrony dnsmasq avahi-daemon; do
+        systemctl stop "$service" 2>/dev/null || true
+        if [[ -x /etc/init.d/$service ]]; then /etc/init.d/"$service" stop >/dev/null 2>&1 || true; fi
+    done
     command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null
 }
 
@@ -74,8 +84,8 @@ step "dependency licenses" bash tests/check-licenses.sh
 step "cargo test --release (unit, integration, end-to-end)" cargo test --release --no-fail-fast
 step "alert rules, Alertmanager config, dashboard" bash tests/check-rules.sh
 step "deployment manifests" bash tests/check-deploy.sh
-step "benchmarks (smoke mode): connections, namespaces, kernel events, event trail" \
-    cargo bench --bench scrape --bench netns --bench events --bench trail -- --smoke
+step "benchmarks (smoke mode): connections, namespaces, kernel events, listeners, event trail" \
+    cargo bench --bench scrape --bench netns --bench events --bench listeners --bench trail -- --smoke
 if [[ -x tests/fuzz-smoke.sh ]]; then
     step "fuzz targets (bounded)" bash tests/fuzz-smoke.sh
 fi

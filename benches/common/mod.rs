@@ -50,6 +50,31 @@ impl RunningExporter {
         response
     }
 
+    /// One `/metrics` request, gzip-encoded when `gzip`; returns the body
+    /// as sent (compressed when the exporter compressed it) and whether it
+    /// came gzip-encoded. Panics unless it answers 200.
+    pub fn scrape_body(&self, gzip: bool) -> (Vec<u8>, bool) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let accept = if gzip {
+            "Accept-Encoding: gzip\r\n"
+        } else {
+            ""
+        };
+        let request =
+            format!("GET /metrics HTTP/1.1\r\nHost: bench\r\n{accept}Connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let end = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("no end of headers");
+        let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let gzipped = head.contains("content-encoding: gzip");
+        (response.split_off(end + 4), gzipped)
+    }
+
     /// Open file descriptors now.
     pub fn fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))

@@ -9,10 +9,12 @@
 
 use super::faults::{FaultCounter, Faults, stage};
 use super::owners::{Found, OwnerSearch};
+use super::rpc::RpcPrograms;
 use crate::kernel::netns::Mode;
 use crate::kernel::procfs::ProcRoot;
 use crate::model::{
-    HOST_NETNS, Judge, ListenerSeries, NetnsNamer, ProcessInfoSeries, RawSocketSeries, Snapshot,
+    HOST_NETNS, Judge, ListenerSeries, NetnsNamer, ProcessInfoSeries, RawSocketSeries,
+    RpcProgramSeries, Snapshot,
 };
 use crate::owners::{ExeHashes, Owner, OwnerResolver, ProcessDescriber};
 use crate::sockets::{ChangeHints, Collected, Opened, SocketSource};
@@ -24,6 +26,7 @@ use std::time::Instant;
 /// What [`ListenerCollector`]'s labelling produced.
 struct Labelled {
     listeners: Vec<ListenerSeries>,
+    rpc_programs: Vec<RpcProgramSeries>,
     raw_sockets: Vec<RawSocketSeries>,
     processes: Vec<ProcessInfoSeries>,
 }
@@ -53,6 +56,8 @@ pub struct ListenerCollector {
     /// The event trail: a line for each packet/raw socket first seen.
     #[cfg(target_os = "linux")]
     trail: Option<crate::events::trail::Trail>,
+    /// RPC registrations per namespace, refreshed off the scrape path.
+    rpc: RpcPrograms,
 }
 
 impl ListenerCollector {
@@ -79,6 +84,7 @@ impl ListenerCollector {
                 OwnerResolver::new(proc_root.clone()),
                 ProcessDescriber::new(proc_root.clone()),
             ),
+            rpc: RpcPrograms::new(proc_root.clone()),
             proc_root,
             faults,
             hints,
@@ -169,6 +175,7 @@ impl ListenerCollector {
             listeners: labelled.listeners,
             raw_sockets: labelled.raw_sockets,
             processes: labelled.processes,
+            rpc_programs: labelled.rpc_programs,
             duration: started.elapsed(),
             success,
             unprivileged_port_start,
@@ -194,6 +201,7 @@ impl ListenerCollector {
             .unwrap_or_default();
         let Found {
             listener_pids,
+            holders,
             raw_pids,
             described,
             faults,
@@ -210,25 +218,41 @@ impl ListenerCollector {
             |pid: Option<u32>| pid.and_then(|pid| described.get(&pid)).unwrap_or(&nobody);
         // pid -> netns label of the first socket it owns.
         let mut owning: BTreeMap<u32, String> = BTreeMap::new();
-        let mut listeners: BTreeMap<ListenerSeries, u64> = BTreeMap::new();
-        for (listener, pid) in collected.listeners.iter().zip(listener_pids) {
+        // One series per socket, sorted, then equal label sets merged into
+        // one counted series: in place, no tree of nodes beside the vector.
+        let mut listeners = Vec::with_capacity(collected.listeners.len());
+        let registered = self.rpc.view(&collected.listeners, &listener_pids);
+        let mut rpc_programs: Vec<RpcProgramSeries> = Vec::new();
+        let listed = collected.listeners.iter().zip(listener_pids).zip(holders);
+        for ((listener, pid), holder) in listed {
             if let Some(pid) = pid {
                 owning
                     .entry(pid)
                     .or_insert_with(|| self.namer.label(listener.netns));
             }
-            let series = ListenerSeries::new(listener, owner_of(pid), &self.judge, &self.namer);
-            *listeners.entry(series).or_default() += 1;
+            let programs = registered.programs(listener);
+            rpc_programs.extend(registered.registrations(listener).map(|r| {
+                let netns = self.namer.label(listener.netns);
+                RpcProgramSeries::new(listener.port, r.transport, netns, r.program, r.version)
+            }));
+            let socket = (holder, programs.as_slice());
+            let mut series =
+                ListenerSeries::new(listener, owner_of(pid), socket, &self.judge, &self.namer);
+            series.sockets = 1;
+            listeners.push(series);
         }
-        let mut raw_sockets: BTreeMap<RawSocketSeries, u64> = BTreeMap::new();
+        rpc_programs.sort();
+        rpc_programs.dedup();
+        let mut raw_sockets = Vec::with_capacity(collected.raw_sockets.len());
         for (seen, pid) in collected.raw_sockets.iter().zip(raw_pids) {
             if let Some(pid) = pid {
                 owning
                     .entry(pid)
                     .or_insert_with(|| self.namer.label(seen.netns));
             }
-            let series = RawSocketSeries::new(seen, owner_of(pid), &self.judge, &self.namer);
-            *raw_sockets.entry(series).or_default() += 1;
+            let mut series = RawSocketSeries::new(seen, owner_of(pid), &self.judge, &self.namer);
+            series.sockets = 1;
+            raw_sockets.push(series);
         }
         let processes = owning
             .into_iter()
@@ -238,23 +262,32 @@ impl ListenerCollector {
                 (!owner.process.is_empty()).then(|| ProcessInfoSeries::new(pid, netns, owner))
             })
             .collect();
+        merge_counted(&mut listeners, |series| &mut series.sockets);
+        merge_counted(&mut raw_sockets, |series| &mut series.sockets);
         let labelled = Labelled {
-            listeners: listeners
-                .into_iter()
-                .map(|(mut series, sockets)| {
-                    series.sockets = sockets;
-                    series
-                })
-                .collect(),
-            raw_sockets: raw_sockets
-                .into_iter()
-                .map(|(mut series, sockets)| {
-                    series.sockets = sockets;
-                    series
-                })
-                .collect(),
+            rpc_programs,
+            listeners,
+            raw_sockets,
             processes,
         };
         (labelled, faults)
     }
+}
+
+/// Sorts series of one socket each and merges equal label sets into one
+/// series counting their sockets (the count is the last field, so equal
+/// labels sort next to each other; it is set aside while comparing).
+fn merge_counted<T: Ord>(series: &mut Vec<T>, count: fn(&mut T) -> &mut u64) {
+    series.sort_unstable();
+    series.dedup_by(|later, kept| {
+        let own = *count(later);
+        *count(later) = *count(kept);
+        let same = later == kept;
+        if same {
+            *count(kept) += own;
+        } else {
+            *count(later) = own;
+        }
+        same
+    });
 }

@@ -6,9 +6,11 @@
 //! - [`faults`]: what went wrong, counted by stage.
 //! - [`scrape`]: single-flight collection for the HTTP side.
 //! - [`sampler`]: optional background sampling between scrapes.
+//! - [`rpc`]: RPC registrations per namespace, refreshed off the scrape path.
 
 pub mod collector;
 pub mod faults;
 pub mod owners;
+pub mod rpc;
 pub mod sampler;
 pub mod scrape;

@@ -4,6 +4,7 @@
 //! about). The search and the descriptions keep their caches between
 //! collections, behind one lock.
 
+use crate::model::Holder;
 use crate::owners::{Owner, OwnerFaults, OwnerResolver, ProcessDescriber, Wanted};
 use crate::sockets::{Listener, SeenRawSocket};
 use std::collections::HashMap;
@@ -14,6 +15,8 @@ pub struct Found {
     /// The pid of each listener, `None` where no process holds it (or none
     /// could be seen).
     pub listener_pids: Vec<Option<u32>>,
+    /// Whether a process holds each listener (`model/holder.rs`).
+    pub holders: Vec<Holder>,
     /// The pid of each packet/raw socket.
     pub raw_pids: Vec<Option<u32>>,
     /// Each pid's description.
@@ -66,6 +69,15 @@ impl OwnerSearch {
                 None => found.get(&listener.inode).copied(),
             })
             .collect();
+        let holders: Vec<Holder> = listeners
+            .iter()
+            .zip(&listener_pids)
+            .map(|(listener, pid)| match &listener.known_pids {
+                Some(_) if pid.is_some() => Holder::Process,
+                Some(_) => Holder::Unknown,
+                None => resolver.holder(listener.inode, pid.is_some()),
+            })
+            .collect();
         let raw_pids: Vec<Option<u32>> = raw_sockets
             .iter()
             .map(|seen| found.get(&seen.found.socket.inode).copied())
@@ -86,6 +98,7 @@ impl OwnerSearch {
         let described = describer.describe(&unique, &mut faults);
         Found {
             listener_pids,
+            holders,
             raw_pids,
             described,
             faults,

@@ -207,6 +207,7 @@ mod tests {
             exposure: "any",
             dual_stack: "false",
             interface: String::new(),
+            holder: crate::model::Holder::Process,
             sockets: 1,
         }
     }
@@ -216,6 +217,7 @@ mod tests {
             listeners,
             raw_sockets: Vec::new(),
             processes: Vec::new(),
+            rpc_programs: Vec::new(),
             duration: Duration::ZERO,
             success: true,
             unprivileged_port_start: Vec::new(),

@@ -3,18 +3,29 @@
 //! Scrapes that arrive while a collection is running wait for it and share
 //! its result instead of starting their own, so ten Prometheus replicas
 //! scraping at once cost one look at the socket table. The collection runs on
-//! tokio's blocking pool: it reads /proc and netlink synchronously.
+//! one long-lived thread of its own (it reads /proc and netlink
+//! synchronously): not tokio's blocking pool, whose back-to-back scrapes can
+//! land on a fresh thread, and so in a fresh malloc arena, each time; at
+//! 34,000 listeners that took the peak RSS from 52 to 93 MB.
 //!
 //! The flow is one way: the [`ListenerCollector`] returns a snapshot, the
-//! snapshot becomes metric families (`crate::metrics::snapshot`) beside the
+//! snapshot's families are written (`crate::metrics::snapshot`) beside the
 //! other registered collectors (collection errors, info gauges, events,
-//! sampler, process metrics), and the result carries both the text and the
-//! snapshot, so the landing page shows exactly what `/metrics` said.
+//! sampler, process metrics), all in name order into one buffer, and the result carries both the text and
+//! the snapshot, so the landing page shows exactly what `/metrics` said.
+//!
+//! Memory: a scrape holds the snapshot (one value per series, shared by
+//! `Arc` with the landing page) and the text; nothing per series outlives
+//! the scrape. The text buffer is sized from the previous scrape's, so it
+//! is allocated once, not grown.
 
 use crate::collect::collector::ListenerCollector;
+use crate::metrics::snapshot::SnapshotFamilies;
+use crate::metrics::text::{Gathered, write_sorted};
 use crate::model::Snapshot;
-use prometheus::{Encoder, Registry, TextEncoder};
-use std::sync::{Arc, Mutex};
+use prometheus::Registry;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use tokio::sync::watch;
 
 /// One finished scrape.
@@ -23,7 +34,7 @@ pub struct Scrape {
     /// The exposition text.
     pub text: Vec<u8>,
     /// What the listener collection found.
-    pub snapshot: Snapshot,
+    pub snapshot: Arc<Snapshot>,
 }
 
 /// A scrape, or why it failed.
@@ -37,6 +48,31 @@ pub struct Scraper {
     registry: Registry,
     /// Receiver of the collection under way, if one is.
     in_flight: Mutex<Option<watch::Receiver<Option<Rendered>>>>,
+    /// Length of the last exposition: the next one's buffer capacity.
+    last_len: AtomicUsize,
+    /// The collection thread's queue, started at the first scrape.
+    jobs: OnceLock<Mutex<mpsc::Sender<Job>>>,
+}
+
+/// Work for the collection thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Starts the thread every collection runs on; it ends when the sender goes.
+fn collection_thread() -> mpsc::Sender<Job> {
+    let (sender, jobs) = mpsc::channel::<Job>();
+    let started = std::thread::Builder::new()
+        .name("collection".into())
+        .spawn(move || {
+            for job in jobs {
+                // A panicking collection drops its result sender, which the
+                // waiting scrapes report; the thread lives on for the next.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
+        });
+    if let Err(err) = started {
+        tracing::error!(error = %err, "cannot start the collection thread");
+    }
+    sender
 }
 
 impl Scraper {
@@ -45,6 +81,8 @@ impl Scraper {
             collector,
             registry,
             in_flight: Mutex::new(None),
+            last_len: AtomicUsize::new(16 * 1024),
+            jobs: OnceLock::new(),
         })
     }
 
@@ -67,13 +105,21 @@ impl Scraper {
                     let (sender, receiver) = watch::channel(None);
                     *slot = Some(receiver.clone());
                     let scraper = Arc::clone(self);
-                    tokio::task::spawn_blocking(move || {
+                    let job: Job = Box::new(move || {
                         let rendered = scraper.render();
                         // Clear first: a scrape arriving after this point
                         // wants a fresh look, not this one.
                         *scraper.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
                         let _ = sender.send(Some(rendered));
                     });
+                    let jobs = self
+                        .jobs
+                        .get_or_init(|| Mutex::new(collection_thread()))
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    // A send fails only if the thread could not start; the
+                    // dropped job's sender then fails this scrape below.
+                    let _ = jobs.send(job);
                     receiver
                 }
             }
@@ -92,25 +138,13 @@ impl Scraper {
     /// Collects and encodes synchronously (the blocking half of a scrape;
     /// also what tests and benchmarks call directly).
     pub fn render(&self) -> Rendered {
-        let snapshot = self.collector.scrape();
-        let mut families = crate::metrics::snapshot::families(&snapshot);
-        // Series exist only for what is there: no listeners, no family.
-        families.retain(|family| !family.get_metric().is_empty());
-        // Label order, as the registry's own gather gives (vectors keep
-        // their series in a hash map).
-        for family in &mut families {
-            family.mut_metric().sort_unstable_by(|a, b| {
-                let pairs_a = a.get_label().iter().map(|p| (p.name(), p.value()));
-                let pairs_b = b.get_label().iter().map(|p| (p.name(), p.value()));
-                pairs_a.cmp(pairs_b)
-            });
-        }
-        families.extend(self.registry.gather());
-        families.sort_by(|a, b| a.name().cmp(b.name()));
-        let mut text = Vec::with_capacity(16 * 1024);
-        TextEncoder::new()
-            .encode(&families, &mut text)
-            .map_err(|err| format!("cannot encode metrics: {err}"))?;
+        let snapshot = Arc::new(self.collector.scrape());
+        let listeners = SnapshotFamilies(&snapshot);
+        let registered = Gathered(self.registry.gather());
+        let last_len = self.last_len.load(Ordering::Relaxed);
+        let mut text = Vec::with_capacity(last_len + 64 * 1024);
+        write_sorted(&[&listeners, &registered], &mut text);
+        self.last_len.store(text.len(), Ordering::Relaxed);
         Ok(Arc::new(Scrape { text, snapshot }))
     }
 }

@@ -376,7 +376,10 @@ mod tests {
             port,
             pid: 1,
             tid: 1,
+            skaddr: 0,
+            listener_pid: 1,
             process: None,
+            uid: None,
             netns: None,
             kernel_time: std::time::Duration::ZERO,
         };

@@ -8,9 +8,14 @@
 //!   and names its thread, whose namespace the next collection reads even
 //!   if only that thread entered it.
 //! - A listener closing (tracepoint) or a bound UDP socket destroyed
-//!   (destroy groups) counts `listener_closed_total`. Destroy messages carry
-//!   no uid (the kernel zeroes it), so UDP closes have an empty `user`; a
-//!   TCP listener's close names the user of the process that closed it.
+//!   (destroy groups) counts `listener_closed_total`. Its `netns` is the
+//!   socket's namespace and its `user` the user of the process that held
+//!   the socket, as the capture learnt them at listen time and remembered
+//!   per socket. Destroy messages carry no uid: on Linux 6.18 the broadcast
+//!   path zeroes `idiag_uid` and `idiag_inode` (checked with a UDP socket of
+//!   uid 1001: the message said uid 0), so a UDP close carries the socket's
+//!   uid as the last collection saw it ([`SeenUdpSockets`]; empty when no
+//!   collection saw the socket).
 //! - The destroy subscriptions follow the namespace set's lifetimes: the
 //!   socket source announces each namespace it opens or drops
 //!   ([`NamespaceObserver`]), and [`DestroyNamespaces`] subscribes there.
@@ -32,7 +37,7 @@ use crate::kernel::procfs::ProcRoot;
 use crate::model::event::EventSocket;
 use crate::model::{ClosedLabels, Judge, NetnsNamer, OpenedLabels, Protocol};
 use crate::owners::{ExeHashes, Owner, OwnerFaults, ProcessDescriber};
-use crate::sockets::{ChangeHints, EventLinks};
+use crate::sockets::{ChangeHints, EventLinks, SeenUdpSockets};
 use std::sync::{Arc, Mutex};
 
 /// The running event sources; dropping it stops them.
@@ -43,6 +48,8 @@ pub struct LiveEvents {
     destroy: Option<Arc<DestroyNamespaces>>,
     /// What the events learnt, for collection.
     changes: Arc<Changes>,
+    /// Filled by collection, read when labelling UDP closes.
+    udp_sockets: Arc<SeenUdpSockets>,
     /// The counters both feed; registered on the metric registry.
     pub counters: EventCounters,
 }
@@ -53,6 +60,10 @@ struct Labeller {
     namer: NetnsNamer,
     /// Owners of processes that open and close listeners.
     describer: Mutex<ProcessDescriber>,
+    /// The exporter's own namespace (the destroy reader's key for it).
+    own_netns: u64,
+    /// UDP sockets (and their uid) the last collections saw.
+    udp_sockets: Arc<SeenUdpSockets>,
     /// One log line per event, when the trail is on.
     trail: Option<Trail>,
 }
@@ -75,6 +86,23 @@ impl Labeller {
         owner
     }
 
+    /// The owner of the process that listened; when it is gone (a close at
+    /// exit), the uid learnt at listen time still names its user.
+    fn listener(&self, event: &ListenEvent) -> Owner {
+        let mut owner = self.owner(
+            Some(event.listener_pid),
+            event.process.as_deref().unwrap_or(""),
+        );
+        if owner.uid.is_none()
+            && let Some(uid) = event.uid
+        {
+            owner.uid = Some(uid);
+            let mut describer = self.describer.lock().unwrap_or_else(|p| p.into_inner());
+            owner.user = describer.user_name(uid);
+        }
+        owner
+    }
+
     fn listen(&self, event: &ListenEvent, counters: &EventCounters) {
         let Some(protocol) = Protocol::of_ip_protocol(event.protocol.number()) else {
             return;
@@ -87,7 +115,7 @@ impl Labeller {
             port: event.port,
             netns: event.netns,
         };
-        let owner = self.owner(Some(event.pid), event.process.as_deref().unwrap_or(""));
+        let owner = self.listener(event);
         let trail = |kind, netns: &str, expected| {
             if let Some(trail) = &self.trail {
                 let facts = ListenerFacts {
@@ -126,7 +154,19 @@ impl Labeller {
             port: event.socket.port,
             netns: Some(event.netns),
         };
-        let labels = ClosedLabels::new(socket, &Owner::default(), &self.judge, &self.namer);
+        let mut owner = Owner {
+            uid: self.udp_sockets.uid(
+                (event.netns != self.own_netns).then_some(event.netns),
+                event.socket.address,
+                event.socket.port,
+            ),
+            ..Owner::default()
+        };
+        if let Some(uid) = owner.uid {
+            let mut describer = self.describer.lock().unwrap_or_else(|p| p.into_inner());
+            owner.user = describer.user_name(uid);
+        }
+        let labels = ClosedLabels::new(socket, &owner, &self.judge, &self.namer);
         if let Some(trail) = &self.trail {
             let facts = ListenerFacts {
                 event: TrailEvent::ListenerClosed,
@@ -137,7 +177,7 @@ impl Labeller {
                 expected: labels.expected,
                 at: None,
             };
-            trail.listener(facts, &Owner::default());
+            trail.listener(facts, &owner);
         }
         Some(labels)
     }
@@ -161,8 +201,11 @@ impl LiveEvents {
             judge,
             namer,
             describer: Mutex::new(ProcessDescriber::new(proc_root.clone()).with_exe_hashes(hashes)),
+            own_netns,
+            udp_sockets: Arc::default(),
             trail,
         });
+        let udp_sockets = Arc::clone(&labeller.udp_sockets);
         let capture = start_capture(max_port, proc_root, &labeller, &counters, &changes);
         // With the tracepoint, TCP closes are known already: UDP groups only.
         let groups = if capture.is_some() {
@@ -175,6 +218,7 @@ impl LiveEvents {
             _capture: capture,
             destroy,
             changes,
+            udp_sockets,
             counters,
         }
     }
@@ -188,6 +232,7 @@ impl LiveEvents {
                 .destroy
                 .as_ref()
                 .map(|destroy| Arc::clone(destroy) as Arc<dyn NamespaceObserver>),
+            udp_sockets: Some(Arc::clone(&self.udp_sockets)),
         }
     }
 }
@@ -224,6 +269,7 @@ fn start_capture(
                 }
                 lost
             });
+            changes.set_learnt_namespaces(capture.namespaces());
             changes.set_watching(true);
             Some(capture)
         }

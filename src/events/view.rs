@@ -1,6 +1,7 @@
 //! What the event side learns and lets collection read: a generation that
 //! moves with every listen transition on a watched port (or lost events),
-//! and the threads that just called `listen()`. Written only by the event
+//! the threads that just called `listen()`, and the namespaces learnt from
+//! listening sockets (which only a socket may hold). Written only by the event
 //! handlers here; collection sees it through `crate::sockets::ChangeHints`.
 
 use crate::sockets::ChangeHints;
@@ -18,6 +19,8 @@ pub struct Changes {
     watching: AtomicBool,
     /// (pid, tid) of recent listen() calls, newest last, bounded.
     recent: Mutex<VecDeque<(u32, u32)>>,
+    /// Namespaces the listen capture learnt from sockets.
+    learnt: std::sync::OnceLock<crate::kernel::events::LearntNamespaces>,
 }
 
 impl Changes {
@@ -30,6 +33,11 @@ impl Changes {
     pub fn set_watching(&self, watching: bool) {
         self.changed();
         self.watching.store(watching, Ordering::SeqCst);
+    }
+
+    /// The capture's namespaces learnt from sockets, set once at start.
+    pub fn set_learnt_namespaces(&self, learnt: crate::kernel::events::LearntNamespaces) {
+        let _ = self.learnt.set(learnt);
     }
 
     /// A thread called listen() on a watched port.
@@ -52,6 +60,13 @@ impl ChangeHints for Changes {
     fn recent_listeners(&self) -> Vec<(u32, u32)> {
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         recent.iter().rev().copied().collect()
+    }
+
+    fn learnt_namespaces(&self) -> Vec<(u64, std::sync::Arc<std::os::fd::OwnedFd>)> {
+        self.learnt
+            .get()
+            .map(|learnt| learnt.list())
+            .unwrap_or_default()
     }
 }
 

@@ -100,9 +100,10 @@ impl Exporter {
             flags.watch_allow.clone(),
         ));
         allow::warn_about_comm_only(watch.flag_rules(), "--watch.allow");
-        if let Some(file) = &flags.watch_allow_file {
+        for (slot, file) in flags.watch_allow_files.iter().enumerate() {
             allow::warn_about_comm_only(&file.rules, &file.path.display().to_string());
-            watch.set_file_rules(file.rules.clone());
+            tracing::info!(file = %file.path.display(), rules = file.rules.len(), "loaded the allow file");
+            watch.set_file_rules(slot, file.rules.clone());
         }
         let web_config = load_web_config(flags)?;
         let proc_root = ProcRoot::new(flags.procfs.clone(), flags.netns_path.clone());
@@ -292,9 +293,10 @@ async fn serve(
     if let Some(path) = flags.web_config_file.clone() {
         tokio::spawn(web_reload::watch(path, Arc::clone(&exporter.web_config)));
     }
-    if let Some(file) = &flags.watch_allow_file {
+    for (slot, file) in flags.watch_allow_files.iter().enumerate() {
         tokio::spawn(allow_reload::watch(
             file.path.clone(),
+            slot,
             Arc::clone(&exporter.watch),
         ));
     }

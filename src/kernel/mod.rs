@@ -6,9 +6,11 @@
 //! - [`procfs`]: the one way into `/proc` (`--path.procfs`, `--path.netns`).
 //! - [`netns`]: network namespaces: discovery, entering, per-namespace handles.
 //! - [`events`]: the listen tracepoint and the destroy groups (Linux).
+//! - [`rpcbind`]: the ONC RPC registrations of a namespace's rpcbind.
 
 #[cfg(target_os = "linux")]
 pub mod events;
 pub mod netns;
 pub mod procfs;
+pub mod rpcbind;
 pub mod sock_diag;

@@ -1,6 +1,8 @@
 //! Metric families: what the exporter writes into the exposition, rendered
 //! from values the other rooms hand over. Nothing here collects.
 //!
+//! - [`text`]: the exposition writer and [`text::Render`], the one interface
+//!   of the metric rooms.
 //! - [`info`]: the `*_info` gauges and watched-port counts.
 //! - [`snapshot`]: the families of one collection (listeners, raw sockets,
 //!   processes, collection health), from the snapshot value alone.
@@ -10,3 +12,4 @@
 pub mod info;
 pub mod series_table;
 pub mod snapshot;
+pub mod text;

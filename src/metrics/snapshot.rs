@@ -1,172 +1,264 @@
 //! The families of one collection: listeners, packet/raw sockets, owning
 //! processes, and how the collection went (duration, success, coverage,
-//! namespaces, sysctls). Rendered from the [`Snapshot`] value alone: the
-//! label names come from the model's label sets, never written here again.
+//! namespaces, sysctls). Written from the [`Snapshot`] value alone, straight
+//! into the exposition through [`crate::metrics::text`]; the label names
+//! and their order come from the model's label sets, never written here.
+//!
+//! Series come in the snapshot's order (the model's: protocol, port, then
+//! the other labels for listeners; kind and protocol for packet/raw sockets;
+//! pid for processes), which is stable from scrape to scrape and costs no
+//! sort at scrape time; the few-series families (one series per stage,
+//! namespace or protocol) come sorted by label value as the prometheus
+//! registry would give them.
 
 use crate::kernel::netns::Mode;
+use crate::metrics::text::{Family, Kind, Render};
+use crate::model::NAMESPACE;
 use crate::model::Snapshot;
-use crate::model::{ListenerSeries, NAMESPACE, ProcessInfoSeries, RawSocketSeries};
-use prometheus::core::Collector;
-use prometheus::proto::MetricFamily;
-use prometheus::{GaugeVec, Opts};
+use std::borrow::Cow;
 
-/// The metric families of one snapshot.
-pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
-    let listeners = listeners_vec();
-    for series in &snapshot.listeners {
-        let values = series.label_values();
-        listeners
-            .with_label_values(&values)
-            .set(series.sockets as f64);
+/// Full family names, in the order [`SnapshotFamilies`] numbers them.
+const NAMES: [&str; 10] = [
+    "unassigned_port_listeners",
+    "unassigned_port_raw_sockets",
+    "unassigned_port_listener_process_info",
+    "unassigned_port_collection_duration_seconds",
+    "unassigned_port_collection_success",
+    "unassigned_port_unprivileged_port_start",
+    "unassigned_port_transport_coverage",
+    "unassigned_port_network_namespaces",
+    "unassigned_port_network_namespace_udp_staleness_seconds",
+    "unassigned_port_rpc_program_info",
+];
+
+/// One snapshot's families.
+pub struct SnapshotFamilies<'a>(pub &'a Snapshot);
+
+impl Render for SnapshotFamilies<'_> {
+    fn family_names(&self) -> Vec<Cow<'_, str>> {
+        debug_assert!(NAMES.iter().all(|n| n.starts_with(NAMESPACE)));
+        NAMES.iter().map(|name| Cow::Borrowed(*name)).collect()
     }
-    let mut families = listeners.collect();
-    let raw_sockets = raw_sockets_vec();
-    for series in &snapshot.raw_sockets {
-        let values = series.label_values();
-        raw_sockets
-            .with_label_values(&values)
-            .set(series.sockets as f64);
+
+    fn render(&self, index: usize, out: &mut Vec<u8>) {
+        let snapshot = self.0;
+        let name = NAMES[index];
+        match index {
+            0 => {
+                let mut family = Family::new(
+                    out,
+                    name,
+                    "Listening sockets on a watched port (IANA unassigned, unregistered or added), by owner.",
+                    Kind::Gauge,
+                );
+                for series in &snapshot.listeners {
+                    family.labelled(series, series.sockets);
+                }
+            }
+            1 => {
+                let mut family = Family::new(
+                    out,
+                    name,
+                    "Packet (AF_PACKET) and raw IP sockets, which listen without a port, by kind, protocol, BPF filter and owner.",
+                    Kind::Gauge,
+                );
+                for series in &snapshot.raw_sockets {
+                    family.labelled(series, series.sockets);
+                }
+            }
+            2 => {
+                let mut family = Family::new(
+                    out,
+                    name,
+                    "Always 1, one per process owning a reported listener or packet/raw socket; labels say its executable (whether it was deleted, its SHA-256 once hashed), parent, systemd unit and login user.",
+                    Kind::Gauge,
+                );
+                for series in &snapshot.processes {
+                    family.labelled(series, 1);
+                }
+            }
+            3 => Family::new(out, name, "Time the last collection took.", Kind::Gauge)
+                .single_f64(snapshot.duration.as_secs_f64()),
+            4 => Family::new(
+                out,
+                name,
+                "1 if the last collection read the socket table, 0 if it could not.",
+                Kind::Gauge,
+            )
+            .single_f64(f64::from(u8::from(snapshot.success))),
+            5 => {
+                let mut rows: Vec<(&str, i64)> = snapshot
+                    .unprivileged_port_start
+                    .iter()
+                    .map(|(netns, value)| (netns.as_str(), *value))
+                    .collect();
+                rows.sort_unstable();
+                rows.dedup_by(|a, b| a.0 == b.0);
+                let mut family = Family::new(
+                    out,
+                    name,
+                    "net.ipv4.ip_unprivileged_port_start per network namespace: ports from here up can be bound by any user.",
+                    Kind::Gauge,
+                );
+                for (netns, value) in rows {
+                    let mut series = family.series();
+                    series.label("netns", netns);
+                    series.value_f64(value as f64);
+                }
+            }
+            6 => {
+                let mut rows: Vec<(&str, bool)> = snapshot
+                    .coverage
+                    .iter()
+                    .map(|(transport, covered)| (transport.as_str(), *covered))
+                    .collect();
+                rows.sort_unstable();
+                rows.dedup_by(|a, b| a.0 == b.0);
+                let mut family = Family::new(
+                    out,
+                    name,
+                    "1 if listeners of this transport are collected, 0 if the backend or kernel cannot see them.",
+                    Kind::Gauge,
+                );
+                for (protocol, covered) in rows {
+                    let mut series = family.series();
+                    series.label("protocol", protocol);
+                    series.value_u64(u64::from(covered));
+                }
+            }
+            7 => {
+                let mut family = Family::new(
+                    out,
+                    name,
+                    "Network namespaces in the last collection, by state: read (the exporter's own included) or failed (could not be entered or read).",
+                    Kind::Gauge,
+                );
+                for (state, count) in [
+                    ("failed", snapshot.namespaces_failed),
+                    ("read", snapshot.namespaces_read),
+                ] {
+                    let mut series = family.series();
+                    series.label("state", state);
+                    series.value_u64(count);
+                }
+            }
+            9 => {
+                let mut family = Family::new(
+                    out,
+                    name,
+                    "Always 1, one per ONC RPC program version registered with the rpcbind of a reported listener's network namespace on that listener's port and protocol (what rpcinfo -p shows); join on netns, port and protocol.",
+                    Kind::Gauge,
+                );
+                for series in &snapshot.rpc_programs {
+                    family.labelled(series, 1);
+                }
+            }
+            _ => {
+                if snapshot.netns_mode == Mode::All {
+                    Family::new(
+                        out,
+                        name,
+                        "Age of the oldest UDP listing of another network namespace in the last collection: with more than 256 namespaces each one's UDP sockets are re-read every 4th collection, in turns (0 when all are fresh). TCP is always exact.",
+                        Kind::Gauge,
+                    )
+                    .single_f64(snapshot.udp_staleness.as_secs_f64());
+                }
+            }
+        }
     }
-    families.extend(raw_sockets.collect());
-    let processes = process_info_vec();
-    for series in &snapshot.processes {
-        let values = series.label_values();
-        processes.with_label_values(&values).set(1.0);
-    }
-    families.extend(processes.collect());
-    let single = |opts: Opts, value: f64| {
-        let gauge = GaugeVec::new(opts, &[]).unwrap();
-        gauge.with_label_values::<&str>(&[]).set(value);
-        gauge.collect()
-    };
-    families.extend(single(duration_opts(), snapshot.duration.as_secs_f64()));
-    families.extend(single(
-        success_opts(),
-        f64::from(u8::from(snapshot.success)),
-    ));
-    let unprivileged = unprivileged_vec();
-    for (netns, value) in &snapshot.unprivileged_port_start {
-        unprivileged
-            .with_label_values(&[netns.as_str()])
-            .set(*value as f64);
-    }
-    families.extend(unprivileged.collect());
-    let coverage = coverage_vec();
-    for (transport, covered) in &snapshot.coverage {
-        coverage
-            .with_label_values(&[transport.as_str()])
-            .set(f64::from(u8::from(*covered)));
-    }
-    families.extend(coverage.collect());
-    let namespaces = namespaces_vec();
-    for (state, count) in [
-        ("read", snapshot.namespaces_read),
-        ("failed", snapshot.namespaces_failed),
-    ] {
-        namespaces.with_label_values(&[state]).set(count as f64);
-    }
-    families.extend(namespaces.collect());
-    if snapshot.netns_mode == Mode::All {
-        families.extend(single(
-            udp_staleness_opts(),
-            snapshot.udp_staleness.as_secs_f64(),
-        ));
-    }
-    families
 }
 
-fn listeners_vec() -> GaugeVec {
-    GaugeVec::new(
-        Opts::new(
-            "listeners",
-            "Listening sockets on a watched port (IANA unassigned, unregistered or added), by owner.",
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::labels::SortedLabels;
+    use crate::model::{ListenerSeries, ProcessInfoSeries, Protocol, RawSocketSeries};
+    use prometheus::{Encoder, GaugeVec, Opts, Registry};
+    use std::borrow::Cow;
+
+    /// The prometheus crate's exposition of one series, and ours.
+    fn both(
+        labels: &impl SortedLabels,
+        names: &[&str],
+        values: &[Cow<'_, str>],
+    ) -> (String, String) {
+        let gauge = GaugeVec::new(Opts::new("t", "help \\ text\n"), names).unwrap();
+        let values: Vec<&str> = values.iter().map(|v| v.as_ref()).collect();
+        gauge.with_label_values(&values).set(3.0);
+        let registry = Registry::new();
+        registry.register(Box::new(gauge)).unwrap();
+        let mut theirs = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&registry.gather(), &mut theirs)
+            .unwrap();
+        let mut ours = Vec::new();
+        Family::new(&mut ours, "t", "help \\ text\n", Kind::Gauge).labelled(labels, 3);
+        (
+            String::from_utf8(ours).unwrap(),
+            String::from_utf8(theirs).unwrap(),
         )
-        .namespace(NAMESPACE),
-        ListenerSeries::LABELS,
-    )
-    .unwrap()
-}
+    }
 
-fn raw_sockets_vec() -> GaugeVec {
-    GaugeVec::new(
-        Opts::new(
-            "raw_sockets",
-            "Packet (AF_PACKET) and raw IP sockets, which listen without a port, by kind, protocol, BPF filter and owner.",
-        )
-        .namespace(NAMESPACE),
-        RawSocketSeries::LABELS,
-    )
-    .unwrap()
-}
+    const ODD: &str = "py \"x\"\\\nthon é";
 
-fn process_info_vec() -> GaugeVec {
-    GaugeVec::new(
-        Opts::new(
-            "listener_process_info",
-            "Always 1, one per process owning a reported listener or packet/raw socket; labels say its executable (whether it was deleted, its SHA-256 once hashed), parent, systemd unit and login user.",
-        )
-        .namespace(NAMESPACE),
-        ProcessInfoSeries::LABELS,
-    )
-    .unwrap()
-}
+    #[test]
+    fn a_listener_is_written_as_the_prometheus_crate_writes_it() {
+        let series = ListenerSeries {
+            port: 276,
+            protocol: Protocol::Tcp,
+            family: "ipv4",
+            address: "127.0.0.2".into(),
+            process: ODD.into(),
+            pid: "42".into(),
+            user: "root".into(),
+            iana: "unassigned",
+            expected: false,
+            netns: "host".into(),
+            container_id: String::new(),
+            pod_uid: String::new(),
+            exposure: "loopback",
+            dual_stack: "false",
+            interface: String::new(),
+            holder: crate::model::holder::Holder::Process,
+            sockets: 3,
+        };
+        let (ours, theirs) = both(&series, ListenerSeries::LABELS, &series.label_values());
+        assert_eq!(ours, theirs);
+    }
 
-fn duration_opts() -> Opts {
-    Opts::new(
-        "collection_duration_seconds",
-        "Time the last collection took.",
-    )
-    .namespace(NAMESPACE)
-}
-
-fn success_opts() -> Opts {
-    Opts::new(
-        "collection_success",
-        "1 if the last collection read the socket table, 0 if it could not.",
-    )
-    .namespace(NAMESPACE)
-}
-
-fn unprivileged_vec() -> GaugeVec {
-    GaugeVec::new(
-        Opts::new(
-            "unprivileged_port_start",
-            "net.ipv4.ip_unprivileged_port_start per network namespace: ports from here up can be bound by any user.",
-        )
-        .namespace(NAMESPACE),
-        &["netns"],
-    )
-    .unwrap()
-}
-
-fn udp_staleness_opts() -> Opts {
-    Opts::new(
-        "network_namespace_udp_staleness_seconds",
-        "Age of the oldest UDP listing of another network namespace in the last collection: with more than 256 namespaces each one's UDP sockets are re-read every 4th collection, in turns (0 when all are fresh). TCP is always exact.",
-    )
-    .namespace(NAMESPACE)
-}
-
-fn namespaces_vec() -> GaugeVec {
-    GaugeVec::new(
-        Opts::new(
-            "network_namespaces",
-            "Network namespaces in the last collection, by state: read (the exporter's own included) or failed (could not be entered or read).",
-        )
-        .namespace(NAMESPACE),
-        &["state"],
-    )
-    .unwrap()
-}
-
-fn coverage_vec() -> GaugeVec {
-    GaugeVec::new(
-        Opts::new(
-            "transport_coverage",
-            "1 if listeners of this transport are collected, 0 if the backend or kernel cannot see them.",
-        )
-        .namespace(NAMESPACE),
-        &["protocol"],
-    )
-    .unwrap()
+    #[test]
+    fn raw_sockets_and_processes_are_written_as_the_prometheus_crate_writes_them() {
+        let raw = RawSocketSeries {
+            kind: "packet",
+            protocol: "all".into(),
+            interface: "eth0".into(),
+            bpf_filter: "true",
+            process: ODD.into(),
+            pid: "1".into(),
+            user: "u".into(),
+            netns: "4026532500".into(),
+            container_id: "c".into(),
+            pod_uid: "d".into(),
+            expected: true,
+            sockets: 3,
+        };
+        let (ours, theirs) = both(&raw, RawSocketSeries::LABELS, &raw.label_values());
+        assert_eq!(ours, theirs);
+        let process = ProcessInfoSeries {
+            pid: 4_000_000,
+            netns: "host".into(),
+            process: "p".into(),
+            exe: "/tmp/a \"b\" (deleted)".into(),
+            exe_deleted: true,
+            exe_sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+            ppid: "1".into(),
+            parent_process: "init".into(),
+            unit: "u.service".into(),
+            container_id: String::new(),
+            login_uid: "1000".into(),
+            login_user: "al\\ice".into(),
+        };
+        let (ours, theirs) = both(&process, ProcessInfoSeries::LABELS, &process.label_values());
+        assert_eq!(ours, theirs);
+    }
 }

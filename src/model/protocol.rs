@@ -74,6 +74,9 @@ impl crate::model::labels::LabelValue for Protocol {
     fn label(&self) -> std::borrow::Cow<'_, str> {
         std::borrow::Cow::Borrowed(self.as_str())
     }
+    fn label_ref(&self) -> crate::model::labels::LabelRef<'_> {
+        crate::model::labels::LabelRef::Text(self.as_str())
+    }
 }
 
 impl std::fmt::Display for Protocol {

@@ -5,8 +5,11 @@
 use super::judge::Judged;
 use super::{Judge, NetnsNamer, Protocol};
 use crate::kernel::sock_diag::raw::RawKind;
+use crate::model::Holder;
 use crate::owners::Owner;
+use crate::policy::allow::{OwnerFacts, SocketFacts};
 use crate::policy::exposure;
+use crate::policy::registry::Transport;
 use crate::sockets::{Listener, SeenRawSocket};
 
 crate::label_set! {
@@ -33,9 +36,43 @@ crate::label_set! {
             dual_stack: &'static str,
             /// `SO_BINDTODEVICE` interface, "" for none.
             interface: String,
+            /// Whether a process holds the socket (`model/holder.rs`).
+            holder: Holder,
         }
         values {
             sockets: u64,
+        }
+    }
+}
+
+crate::label_set! {
+    /// One series of `unassigned_port_rpc_program_info`: an ONC RPC program
+    /// version registered with the rpcbind of a reported listener's
+    /// namespace on that listener's port and protocol.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub struct RpcProgramSeries {
+        labels {
+            port: u16,
+            protocol: &'static str,
+            netns: String,
+            program: u32,
+            /// `model/rpc.rs`'s name, or the number.
+            name: String,
+            version: u32,
+        }
+        values {}
+    }
+}
+
+impl RpcProgramSeries {
+    pub fn new(port: u16, transport: Transport, netns: String, program: u32, version: u32) -> Self {
+        RpcProgramSeries {
+            port,
+            protocol: transport.as_str(),
+            netns,
+            program,
+            name: super::rpc::label(program),
+            version,
         }
     }
 }
@@ -90,9 +127,27 @@ crate::label_set! {
 }
 
 impl ListenerSeries {
-    /// A listener's labels (with a count of 0: the caller counts).
-    pub fn new(listener: &Listener, owner: &Owner, judge: &Judge, namer: &NetnsNamer) -> Self {
+    /// A listener's labels (with a count of 0: the caller counts), given
+    /// whether a process holds it and the RPC programs registered on its
+    /// port (allow rules may check both).
+    pub fn new(
+        listener: &Listener,
+        owner: &Owner,
+        socket: (Holder, &[u32]),
+        judge: &Judge,
+        namer: &NetnsNamer,
+    ) -> Self {
         let protocol = Protocol::of_transport(listener.transport);
+        let exposure = exposure::classify_bound(listener.address, &listener.interface);
+        let (holder, rpc_programs) = socket;
+        let facts = OwnerFacts {
+            socket: SocketFacts {
+                exposure: Some(exposure),
+                holder: Some(holder),
+                rpc_programs,
+            },
+            ..owner.facts()
+        };
         ListenerSeries {
             port: listener.port,
             protocol,
@@ -102,13 +157,14 @@ impl ListenerSeries {
             pid: owner.pid.map(|p| p.to_string()).unwrap_or_default(),
             user: owner.user.clone(),
             iana: judge.iana(protocol, listener.port),
-            expected: judge.is_expected(Judged::Listener(protocol, listener.port), &owner.facts()),
+            expected: judge.is_expected(Judged::Listener(protocol, listener.port), &facts),
             netns: namer.label(listener.netns),
             container_id: owner.place.container_id.clone(),
             pod_uid: owner.place.pod_uid.clone(),
-            exposure: exposure::classify_bound(listener.address, &listener.interface).as_str(),
+            exposure: exposure.as_str(),
             dual_stack: listener.binding.dual_stack_label(listener.address),
             interface: listener.interface.clone(),
+            holder,
             sockets: 0,
         }
     }

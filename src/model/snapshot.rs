@@ -16,6 +16,8 @@ pub struct Snapshot {
     pub raw_sockets: Vec<RawSocketSeries>,
     /// One per process owning a listener or packet/raw socket, by pid.
     pub processes: Vec<ProcessInfoSeries>,
+    /// RPC registrations on reported listeners' ports, sorted.
+    pub rpc_programs: Vec<super::RpcProgramSeries>,
     pub duration: Duration,
     /// False when the socket table could not be read at all.
     pub success: bool,

@@ -1,5 +1,13 @@
-//! Which container and Kubernetes pod a process runs in, from the text of
-//! its `/proc/PID/cgroup`.
+//! What `/proc/PID/cgroup` says about a process, parsed in one place:
+//! which container and Kubernetes pod it runs in, and its systemd unit.
+//!
+//! - `unit`: the last path component that ends in `.service` or `.scope`,
+//!   on the cgroup v2 line (`0::`), else on the v1 `name=systemd` line
+//!   (hybrid hosts may have both, with the unit on either). So
+//!   `/system.slice/ssh.service` gives `ssh.service`, a delegated
+//!   sub-cgroup `/system.slice/x.service/worker` still gives `x.service`, a
+//!   login session gives `session-3.scope`, a container started by docker
+//!   gives `docker-ID.scope`.
 
 /// Container and Kubernetes pod of a process.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -14,8 +22,7 @@ pub struct Attribution {
 /// the process runs in no container.
 pub fn parse_cgroup(text: &str) -> Attribution {
     let mut found = Attribution::default();
-    for line in text.lines() {
-        let path = line.splitn(3, ':').nth(2).unwrap_or("");
+    for (_, path) in entries(text) {
         if let Some(id) = last_hex_run(path, 64) {
             found.container_id = id.to_string();
         }
@@ -24,6 +31,39 @@ pub fn parse_cgroup(text: &str) -> Attribution {
         }
     }
     found
+}
+
+/// Each line's controllers and path (`HIERARCHY:CONTROLLERS:PATH`).
+fn entries(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.lines().map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let hierarchy = parts.next().unwrap_or("");
+        let controllers = parts.next().unwrap_or("");
+        let path = parts.next().unwrap_or("");
+        // The unified (v2) line is "0::PATH"; mark it by its hierarchy.
+        let controllers = if hierarchy == "0" && controllers.is_empty() {
+            "0"
+        } else {
+            controllers
+        };
+        (controllers, path)
+    })
+}
+
+/// The systemd unit (see the module doc).
+pub fn systemd_unit(text: &str) -> Option<&str> {
+    // In systemd's "legacy" layout the unified line exists but is just "/".
+    let unified = entries(text).find(|(controllers, _)| *controllers == "0");
+    let named = entries(text).find(|(controllers, _)| *controllers == "name=systemd");
+    unified
+        .and_then(|(_, path)| unit_in(path))
+        .or_else(|| named.and_then(|(_, path)| unit_in(path)))
+}
+
+/// The last `.service`/`.scope` component of a cgroup path.
+fn unit_in(path: &str) -> Option<&str> {
+    path.rsplit('/')
+        .find(|part| part.ends_with(".service") || part.ends_with(".scope"))
 }
 
 fn last_hex_run(text: &str, length: usize) -> Option<&str> {
@@ -65,6 +105,35 @@ fn pod_uid(path: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn units_come_from_the_unified_or_the_systemd_hierarchy() {
+        assert_eq!(
+            systemd_unit("0::/system.slice/ssh.service\n"),
+            Some("ssh.service")
+        );
+        assert_eq!(
+            systemd_unit("0::/system.slice/build.service/worker\n"),
+            Some("build.service")
+        );
+        assert_eq!(
+            systemd_unit("0::/user.slice/user-1000.slice/session-3.scope\n"),
+            Some("session-3.scope")
+        );
+        assert_eq!(
+            systemd_unit(
+                "0::/user.slice/user-1000.slice/user@1000.service/app.slice/pipewire.service\n"
+            ),
+            Some("pipewire.service")
+        );
+        let v1 = "12:pids:/system.slice/cron.service\n1:name=systemd:/system.slice/cron.service\n";
+        assert_eq!(systemd_unit(v1), Some("cron.service"));
+        let legacy = "1:name=systemd:/system.slice/cron.service\n0::/\n";
+        assert_eq!(systemd_unit(legacy), Some("cron.service"));
+        assert_eq!(systemd_unit("0::/\n"), None);
+        assert_eq!(systemd_unit("0::/kubepods/besteffort/pod1/abc\n"), None);
+        assert_eq!(systemd_unit(""), None);
+    }
 
     #[test]
     fn reads_docker_containerd_and_kubernetes_cgroups() {

@@ -20,6 +20,17 @@
 //! another process is placed within seconds without walking /proc on every
 //! scrape for sockets that stay hidden.
 //!
+//! The search also says whether a socket it could not place has no holder
+//! at all ([`OwnerResolver::holder`], the `holder` label, see
+//! `model/holder.rs`). That is claimed only when a walk read the fd table
+//! of every process, /proc showing the initial pid namespace, with no
+//! permission refused, and then a second walk over every thread's fd table
+//! (a thread can `unshare(CLONE_FILES)` and hold files its process does
+//! not; the second walk, on a fresh pid list, also catches a socket handed
+//! from one process to another while the first walk ran) found it nowhere.
+//! The second walk runs only for inodes the first could not place, at the
+//! retry cadence below, so kernel sockets cost one pair of walks a minute.
+//!
 //! Layout: this file finds pids; [`process`] names them (name, user);
 //! [`cgroup`] says which container and pod they run in; [`exe_hash`]
 //! hashes their executables off the scrape path.
@@ -34,6 +45,7 @@ pub use exe_hash::ExeHashes;
 pub use process::{Owner, ProcessDescriber};
 
 use crate::kernel::procfs::ProcRoot;
+use crate::model::Holder;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -65,13 +77,30 @@ pub struct Wanted {
 struct Backoff {
     next_try: Instant,
     wait: Duration,
+    /// The last search for it read every fd table and found it nowhere.
+    unheld: bool,
+}
+
+/// Where a socket was found: the process, and the task whose fd table
+/// holds it (the process itself, unless a thread has its own table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Place {
+    pid: u32,
+    task: u32,
+    fd: u32,
+}
+
+/// What one walk found, and whether it read every fd table it should have.
+struct Walked {
+    places: HashMap<u64, Place>,
+    covered: bool,
 }
 
 /// Remembers inode locations between collections.
 pub struct OwnerResolver {
     proc_root: ProcRoot,
-    /// inode -> (pid, fd) where an earlier collection found it.
-    places: HashMap<u64, (u32, u32)>,
+    /// inode -> where an earlier collection found it.
+    places: HashMap<u64, Place>,
     /// inode -> when to search again, for inodes no walk could place.
     unfound: HashMap<u64, Backoff>,
 }
@@ -103,17 +132,45 @@ impl OwnerResolver {
                 .filter(|socket| missing.contains(&socket.inode))
                 .map(|socket| socket.uid)
                 .collect();
-            for (inode, place) in self.walk(&missing, &uids, likely, faults) {
-                self.places.insert(inode, place);
-                found.insert(inode, place.0);
+            let walked = self.walk(&missing, &uids, likely, faults);
+            let mut covered = walked.covered;
+            let mut places = walked.places;
+            if covered && places.len() < missing.len() {
+                let still: HashSet<u64> = missing
+                    .iter()
+                    .filter(|inode| !places.contains_key(inode))
+                    .copied()
+                    .collect();
+                let tasks = self.walk_tasks(&still);
+                covered = tasks.covered;
+                places.extend(tasks.places);
             }
+            for (inode, place) in places {
+                self.places.insert(inode, place);
+                found.insert(inode, place.pid);
+            }
+            self.note_unfound(wanted, &missing, &found, covered, now, faults);
+        } else {
+            self.note_unfound(wanted, &missing, &found, false, now, faults);
         }
         self.forget_closed(wanted);
-        self.note_unfound(wanted, &found, now, faults);
         found
     }
 
-    /// Confirms remembered places with one readlink each; returns what was
+    /// The `holder` label of a socket after [`OwnerResolver::find_pids`]:
+    /// `found` says whether that search placed it.
+    pub fn holder(&self, inode: u64, found: bool) -> Holder {
+        if found {
+            Holder::Process
+        } else if self.unfound.get(&inode).is_some_and(|b| b.unheld) {
+            Holder::None
+        } else {
+            Holder::Unknown
+        }
+    }
+
+    /// Confirms remembered places with one readlink each (in task order,
+    /// through one open fd directory per task); returns what was
     /// confirmed and the inodes due for a /proc walk.
     fn check_remembered(
         &self,
@@ -122,22 +179,39 @@ impl OwnerResolver {
     ) -> (HashMap<u64, u32>, HashSet<u64>) {
         let mut found = HashMap::with_capacity(wanted.len());
         let mut missing = HashSet::new();
+        // (task whose fd table holds it, fd, inode, pid)
+        let mut remembered: Vec<(u32, u32, u64, u32)> = Vec::with_capacity(wanted.len());
         for socket in wanted {
-            if let Some(&(pid, fd)) = self.places.get(&socket.inode)
-                && self.proc_root.fd_socket_inode(pid, fd) == Some(socket.inode)
-            {
-                found.insert(socket.inode, pid);
-                continue;
+            match self.places.get(&socket.inode) {
+                Some(place) => remembered.push((place.task, place.fd, socket.inode, place.pid)),
+                None => self.note_missing(socket.inode, now, &mut missing),
             }
-            let waiting = self
-                .unfound
-                .get(&socket.inode)
-                .is_some_and(|backoff| now < backoff.next_try);
-            if !waiting {
-                missing.insert(socket.inode);
+        }
+        remembered.sort_unstable();
+        let mut links: Option<crate::kernel::procfs::FdLinks<'_>> = None;
+        for (task, fd, inode, pid) in remembered {
+            if links.as_ref().is_none_or(|links| links.pid() != task) {
+                links = Some(self.proc_root.fd_links(task));
+            }
+            let links = links.as_mut().expect("opened above");
+            if links.socket_inode(fd) == Some(inode) {
+                found.insert(inode, pid);
+            } else {
+                self.note_missing(inode, now, &mut missing);
             }
         }
         (found, missing)
+    }
+
+    /// Adds `inode` to the /proc walk unless it waits out its backoff.
+    fn note_missing(&self, inode: u64, now: Instant, missing: &mut HashSet<u64>) {
+        let waiting = self
+            .unfound
+            .get(&inode)
+            .is_some_and(|backoff| now < backoff.next_try);
+        if !waiting {
+            missing.insert(inode);
+        }
     }
 
     /// Forgets what no longer listens, so the maps stay as small as the table.
@@ -147,11 +221,14 @@ impl OwnerResolver {
         self.unfound.retain(|inode, _| current.contains(inode));
     }
 
-    /// Counts unplaced inodes and schedules their next search.
+    /// Counts unplaced inodes and schedules their next search; those
+    /// searched for now (`searched`) note whether the search was `covered`.
     fn note_unfound(
         &mut self,
         wanted: &[Wanted],
+        searched: &HashSet<u64>,
         found: &HashMap<u64, u32>,
+        covered: bool,
         now: Instant,
         faults: &mut OwnerFaults,
     ) {
@@ -164,7 +241,11 @@ impl OwnerResolver {
             let backoff = self.unfound.entry(socket.inode).or_insert(Backoff {
                 next_try: now,
                 wait: FIRST_RETRY / 2,
+                unheld: false,
             });
+            if searched.contains(&socket.inode) {
+                backoff.unheld = covered;
+            }
             if now >= backoff.next_try {
                 backoff.wait = (backoff.wait * 2).min(LONGEST_RETRY);
                 backoff.next_try = now + backoff.wait;
@@ -181,11 +262,15 @@ impl OwnerResolver {
         uids: &HashSet<u32>,
         likely: &[u32],
         faults: &mut OwnerFaults,
-    ) -> HashMap<u64, (u32, u32)> {
+    ) -> Walked {
         let mut places = HashMap::new();
         let Ok(mut pids) = self.proc_root.pids_with_uid() else {
-            return places;
+            return Walked {
+                places,
+                covered: false,
+            };
         };
+        let mut covered = self.proc_root.shows_every_process();
         // Likely pids, then same-uid processes, each group in ascending pid
         // order (a likely pid is a thread group leader that called listen();
         // a pre-fork master still sorts first among same-uid holders).
@@ -195,21 +280,64 @@ impl OwnerResolver {
                 Ok(sockets) => {
                     for (fd, inode) in sockets {
                         if missing.contains(&inode) {
-                            places.entry(inode).or_insert((pid, fd));
+                            places.entry(inode).or_insert(Place { pid, task: pid, fd });
                         }
                     }
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
                     faults.denied += 1;
+                    covered = false;
                 }
-                Err(_) => {} // the process exited while we looked
+                Err(err) if exited(&err) => {} // it holds nothing now
+                Err(_) => covered = false,
             }
             if places.len() == missing.len() {
                 break;
             }
         }
-        places
+        Walked { places, covered }
     }
+
+    /// The second walk (see the module doc): every thread of every process,
+    /// on a fresh pid list. Denials were counted by the first walk.
+    fn walk_tasks(&self, missing: &HashSet<u64>) -> Walked {
+        let mut places = HashMap::new();
+        let Ok(pids) = self.proc_root.pids() else {
+            return Walked {
+                places,
+                covered: false,
+            };
+        };
+        let mut covered = self.proc_root.shows_every_process();
+        'pids: for pid in pids {
+            let mut tasks = self.proc_root.threads(pid);
+            if tasks.is_empty() {
+                tasks.push(pid); // a tree without task/ folders (fixtures)
+            }
+            for task in tasks {
+                match self.proc_root.socket_fds(task) {
+                    Ok(sockets) => {
+                        for (fd, inode) in sockets {
+                            if missing.contains(&inode) {
+                                places.entry(inode).or_insert(Place { pid, task, fd });
+                            }
+                        }
+                    }
+                    Err(err) if exited(&err) => {}
+                    Err(_) => covered = false,
+                }
+                if places.len() == missing.len() {
+                    break 'pids;
+                }
+            }
+        }
+        Walked { places, covered }
+    }
+}
+
+/// Whether reading a process's fds failed because it exited.
+fn exited(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::NotFound || err.raw_os_error() == Some(3 /* ESRCH */)
 }
 
 #[cfg(test)]
@@ -235,12 +363,90 @@ mod tests {
             resolver.find_pids(&wanted, &[], &mut faults).get(&inode),
             Some(&me)
         );
-        assert_eq!(resolver.places.get(&inode).map(|p| p.0), Some(me));
+        assert_eq!(resolver.places.get(&inode).map(|p| p.pid), Some(me));
         assert_eq!(
             resolver.find_pids(&wanted, &[], &mut faults).get(&inode),
             Some(&me)
         );
         assert_eq!(faults.unfound, 0);
+    }
+
+    /// Root sees every fd table; under CI a missing privilege is a failure.
+    fn can_read_every_process() -> bool {
+        if ProcRoot::default().shows_every_process() && rustix::process::geteuid().is_root() {
+            return true;
+        }
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+        assert!(
+            !ci,
+            "CI: reading every process's fds needs root in the initial pid namespace"
+        );
+        eprintln!("skipped: needs root in the initial pid namespace");
+        false
+    }
+
+    /// Sends `fd` over `via` in an SCM_RIGHTS message nobody reads yet.
+    fn park(via: &std::os::fd::OwnedFd, fd: std::os::fd::BorrowedFd<'_>) {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
+        let mut space = [0u8; rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        let fds = [fd];
+        assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
+        sendmsg(
+            via,
+            &[std::io::IoSlice::new(b"x")],
+            &mut control,
+            SendFlags::empty(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_socket_in_flight_has_no_holder_and_a_held_one_has_its_process() {
+        if !can_read_every_process() {
+            return;
+        }
+        use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
+        let root = ProcRoot::default();
+        let me = std::process::id();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let inode = root
+            .fd_socket_inode(me, listener.as_raw_fd() as u32)
+            .unwrap();
+        let (sender, _receiver) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let mut resolver = OwnerResolver::new(root);
+        let wanted = [Wanted { inode, uid: 0 }];
+        let mut faults = OwnerFaults::default();
+        let found = resolver.find_pids(&wanted, &[], &mut faults);
+        assert_eq!(
+            resolver.holder(inode, found.contains_key(&inode)),
+            Holder::Process
+        );
+        {
+            use std::os::fd::AsFd;
+            park(&sender, listener.as_fd());
+        }
+        drop(listener); // the only copy left is in the unread message
+        let mut resolver = OwnerResolver::new(ProcRoot::default());
+        let found = resolver.find_pids(&wanted, &[], &mut faults);
+        assert!(found.is_empty());
+        assert_eq!(resolver.holder(inode, false), Holder::None);
+        // Within the backoff nothing is walked and the answer stands.
+        resolver.find_pids(&wanted, &[], &mut faults);
+        assert_eq!(resolver.holder(inode, false), Holder::None);
+        // A procfs that is not the host's cannot tell.
+        let dir = std::env::temp_dir().join(format!("owners-notcovered-{me}"));
+        std::fs::create_dir_all(dir.join("1")).unwrap();
+        let mut partial = OwnerResolver::new(ProcRoot::new(dir.clone(), dir.join("netns")));
+        partial.find_pids(&wanted, &[], &mut faults);
+        assert_eq!(partial.holder(inode, false), Holder::Unknown);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::cgroup::{Attribution, parse_cgroup};
 use super::exe_hash::{ExeHashes, NEW_FILES_PER_COLLECTION};
 use crate::kernel::procfs::ProcRoot;
 use crate::owners::provenance::Provenance;
-use crate::policy::allow::OwnerFacts;
+use crate::policy::allow::{OwnerFacts, SocketFacts};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use sysinfo::{Uid, Users};
@@ -54,6 +54,7 @@ impl Owner {
             unit: &self.provenance.unit,
             container_id: &self.place.container_id,
             exe_sha256: &self.exe_sha256,
+            socket: SocketFacts::default(),
         }
     }
 }

@@ -15,14 +15,10 @@
 //!   CAP_SYS_PTRACE); kernel threads have none.
 //! - `ppid` from `/proc/PID/status` (read by the owner description already),
 //!   `parent_process` from the parent's `comm`.
-//! - `unit`: from `/proc/PID/cgroup`, the last path component that ends in
-//!   `.service` or `.scope`, on the cgroup v2 line (`0::`), else on the v1
-//!   `name=systemd` line (hybrid hosts may have both, with the unit on
-//!   either). So `/system.slice/ssh.service` gives `ssh.service`,
-//!   a delegated sub-cgroup `/system.slice/x.service/worker` still gives
-//!   `x.service`, a login session gives `session-3.scope`, a container
-//!   started by docker gives `docker-ID.scope`.
+//! - `unit`: the systemd unit in `/proc/PID/cgroup`, parsed with the
+//!   container and pod in `super::cgroup`.
 
+use super::cgroup::systemd_unit;
 use crate::kernel::procfs::ProcRoot;
 use std::ffi::OsStr;
 
@@ -50,25 +46,6 @@ pub fn parse_exe_link(target: &OsStr) -> Exe {
             deleted: false,
         },
     }
-}
-
-/// The systemd unit in the text of `/proc/PID/cgroup` (see the module doc).
-pub fn systemd_unit(cgroup: &str) -> Option<&str> {
-    // In systemd's "legacy" layout the unified line exists but is just "/".
-    let unified = cgroup.lines().find(|line| line.starts_with("0::"));
-    let named = cgroup
-        .lines()
-        .find(|line| line.split(':').nth(1) == Some("name=systemd"));
-    unified
-        .and_then(unit_in)
-        .or_else(|| named.and_then(unit_in))
-}
-
-/// The last `.service`/`.scope` component of one `/proc/PID/cgroup` line.
-fn unit_in(line: &str) -> Option<&str> {
-    let path = line.splitn(3, ':').nth(2)?;
-    path.rsplit('/')
-        .find(|part| part.ends_with(".service") || part.ends_with(".scope"))
 }
 
 /// Everything above for one pid; missing facts are empty.
@@ -133,35 +110,6 @@ mod tests {
         );
         let memfd = parse_exe_link(OsStr::new("/memfd: (deleted)"));
         assert_eq!((memfd.path.as_str(), memfd.deleted), ("/memfd:", true));
-    }
-
-    #[test]
-    fn units_come_from_the_unified_or_the_systemd_hierarchy() {
-        assert_eq!(
-            systemd_unit("0::/system.slice/ssh.service\n"),
-            Some("ssh.service")
-        );
-        assert_eq!(
-            systemd_unit("0::/system.slice/build.service/worker\n"),
-            Some("build.service")
-        );
-        assert_eq!(
-            systemd_unit("0::/user.slice/user-1000.slice/session-3.scope\n"),
-            Some("session-3.scope")
-        );
-        assert_eq!(
-            systemd_unit(
-                "0::/user.slice/user-1000.slice/user@1000.service/app.slice/pipewire.service\n"
-            ),
-            Some("pipewire.service")
-        );
-        let v1 = "12:pids:/system.slice/cron.service\n1:name=systemd:/system.slice/cron.service\n";
-        assert_eq!(systemd_unit(v1), Some("cron.service"));
-        let legacy = "1:name=systemd:/system.slice/cron.service\n0::/\n";
-        assert_eq!(systemd_unit(legacy), Some("cron.service"));
-        assert_eq!(systemd_unit("0::/\n"), None);
-        assert_eq!(systemd_unit("0::/kubepods/besteffort/pod1/abc\n"), None);
-        assert_eq!(systemd_unit(""), None);
     }
 
     #[test]

@@ -51,6 +51,19 @@ impl Exposure {
             Exposure::Any => "any",
         }
     }
+
+    /// Parses a label value (the allow selector `exposure=`).
+    pub fn parse(text: &str) -> Option<Exposure> {
+        [
+            Exposure::Loopback,
+            Exposure::LinkLocal,
+            Exposure::Private,
+            Exposure::Public,
+            Exposure::Any,
+        ]
+        .into_iter()
+        .find(|exposure| exposure.as_str() == text)
+    }
 }
 
 /// Classifies a bound address (see the module doc).

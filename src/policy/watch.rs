@@ -65,6 +65,13 @@ impl PortBits {
     }
 }
 
+/// The rules of every `--watch.allow-file`, by the file's position.
+#[derive(Default)]
+struct FileRules {
+    each: Vec<Arc<Vec<AllowRule>>>,
+    all: Arc<Vec<AllowRule>>,
+}
+
 /// Everything the collector needs to decide what to report and how to label it.
 pub struct WatchSet {
     registry: Registry,
@@ -73,8 +80,9 @@ pub struct WatchSet {
     sctp: PortBits,
     /// `--watch.allow` rules.
     allow: Vec<AllowRule>,
-    /// `--watch.allow-file` rules, swapped whole on reload.
-    allow_file: RwLock<Arc<Vec<AllowRule>>>,
+    /// `--watch.allow-file` rules: each file's own (swapped whole when that
+    /// file reloads), and all of them together (what scrapes read).
+    allow_files: RwLock<FileRules>,
 }
 
 impl WatchSet {
@@ -120,7 +128,7 @@ impl WatchSet {
             udp,
             sctp,
             allow,
-            allow_file: RwLock::new(Arc::new(Vec::new())),
+            allow_files: RwLock::new(FileRules::default()),
         }
     }
 
@@ -183,16 +191,24 @@ impl WatchSet {
                 .any(|rule| rule.matches(subject, owner))
     }
 
-    /// Replaces the `--watch.allow-file` rules (at start and on reload).
-    pub fn set_file_rules(&self, rules: Vec<AllowRule>) {
-        *self.allow_file.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+    /// Replaces the rules of the `file`-th `--watch.allow-file` (0 for the
+    /// first), at start and when that file reloads; the other files' rules
+    /// stay.
+    pub fn set_file_rules(&self, file: usize, rules: Vec<AllowRule>) {
+        let mut files = self.allow_files.write().unwrap_or_else(|p| p.into_inner());
+        if files.each.len() <= file {
+            files.each.resize_with(file + 1, Arc::default);
+        }
+        files.each[file] = Arc::new(rules);
+        files.all = Arc::new(files.each.iter().flat_map(|r| r.iter().cloned()).collect());
     }
 
-    /// The `--watch.allow-file` rules in force.
+    /// The rules of every `--watch.allow-file` in force, in file order.
     pub fn file_rules(&self) -> Arc<Vec<AllowRule>> {
-        self.allow_file
+        self.allow_files
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .all
             .clone()
     }
 
@@ -255,20 +271,23 @@ mod tests {
             ..OwnerFacts::default()
         };
         assert!(!watch.is_expected_subject(Subject::Packet, &owner));
-        watch.set_file_rules(vec![
-            AllowRule::parse("277:nc").unwrap(),
-            AllowRule::parse("packet:exe=/usr/sbin/dhclient").unwrap(),
-        ]);
+        watch.set_file_rules(
+            0,
+            vec![
+                AllowRule::parse("277:nc").unwrap(),
+                AllowRule::parse("packet:exe=/usr/sbin/dhclient").unwrap(),
+            ],
+        );
         assert!(watch.is_expected(Transport::Tcp, 277, "nc"));
         assert!(watch.is_expected_subject(Subject::Packet, &owner));
-        watch.set_file_rules(Vec::new());
+        watch.set_file_rules(0, Vec::new());
         assert!(!watch.is_expected(Transport::Tcp, 277, "nc"));
         assert!(
             watch.is_expected(Transport::Tcp, 276, "sshd"),
             "flag rules stay"
         );
         // Only the name is known here: an exe rule cannot match.
-        watch.set_file_rules(vec![AllowRule::parse("278:exe=/usr/bin/nc").unwrap()]);
+        watch.set_file_rules(0, vec![AllowRule::parse("278:exe=/usr/bin/nc").unwrap()]);
         assert!(!watch.is_expected(Transport::Tcp, 278, "nc"));
     }
 }

@@ -88,6 +88,53 @@ pub trait ChangeHints: Send + Sync {
     /// namespace discovery reads their thread's namespace at once (a thread
     /// may have unshared alone), and the owner search looks at them first.
     fn recent_listeners(&self) -> Vec<(u32, u32)>;
+    /// Namespaces learnt from listening sockets (inode and our descriptor
+    /// of each): a namespace that only a socket holds (its maker went back
+    /// to its first namespace) is found by no process, but collection
+    /// enters it through this descriptor while the socket listens.
+    #[cfg(target_os = "linux")]
+    fn learnt_namespaces(&self) -> Vec<(u64, std::sync::Arc<std::os::fd::OwnedFd>)> {
+        Vec::new()
+    }
+}
+
+/// The uid of each UDP socket on a watched port that the last two
+/// collections saw, keyed by (namespace inode or `None` for the exporter's
+/// own, address, port). Collection writes it; the event side only reads it,
+/// to label a UDP socket's destroy event (the kernel zeroes the uid in
+/// destroy broadcasts).
+#[derive(Default)]
+pub struct SeenUdpSockets {
+    generations: std::sync::Mutex<[UdpUids; 2]>,
+}
+
+type UdpUids = std::collections::HashMap<(Option<u64>, std::net::IpAddr, u16), u32>;
+
+impl SeenUdpSockets {
+    /// The UDP sockets one collection saw. The previous collection's are
+    /// kept too, for a socket destroyed just before this one ran.
+    pub fn saw<'a>(&self, listeners: impl Iterator<Item = &'a Listener>) {
+        let now: UdpUids = listeners
+            .filter(|listener| listener.transport == Transport::Udp)
+            .map(|listener| {
+                (
+                    (listener.netns, listener.address, listener.port),
+                    listener.uid,
+                )
+            })
+            .collect();
+        let mut generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        generations.swap(0, 1);
+        generations[0] = now;
+    }
+
+    /// The uid of the UDP socket a collection last saw there.
+    pub fn uid(&self, netns: Option<u64>, address: std::net::IpAddr, port: u16) -> Option<u32> {
+        let generations = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        generations
+            .iter()
+            .find_map(|seen| seen.get(&(netns, address, port)).copied())
+    }
 }
 
 /// The event side's links a source is opened with (none by default).
@@ -97,6 +144,9 @@ pub struct EventLinks {
     /// Told when the source's namespace set opens or drops a namespace
     /// (the event side subscribes to its destroy broadcasts there).
     pub namespaces: Option<std::sync::Arc<dyn netns::NamespaceObserver>>,
+    /// Where collection records the UDP sockets it saw (their uid), for
+    /// the event side to read.
+    pub udp_sockets: Option<std::sync::Arc<SeenUdpSockets>>,
 }
 
 /// What one pass over the socket tables found.

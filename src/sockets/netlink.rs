@@ -401,6 +401,9 @@ pub struct SockDiagSource {
     hints: Option<Arc<dyn ChangeHints>>,
     /// Follows the namespace set's lifetimes (destroy subscriptions).
     observer: Option<Arc<dyn NamespaceObserver>>,
+    /// Where each collection records the UDP sockets it saw, for the event
+    /// side (a UDP close's uid).
+    udp_sockets: Option<Arc<crate::sockets::SeenUdpSockets>>,
 }
 
 impl SockDiagSource {
@@ -443,6 +446,7 @@ impl SockDiagSource {
             procfs: PathBuf::from("/proc"),
             hints: links.hints.clone(),
             observer: links.namespaces.clone(),
+            udp_sockets: links.udp_sockets.clone(),
         })
     }
 
@@ -541,6 +545,11 @@ impl SockDiagSource {
             .as_ref()
             .map(|hints| hints.recent_listeners())
             .unwrap_or_default();
+        // Namespaces only a listening socket holds: entered through the
+        // event side's descriptor of them (kept while the socket listens).
+        if let Some(hints) = &self.hints {
+            others.learn(hints.learnt_namespaces());
+        }
         let raw_support = self.raw_support;
         let outcome = others.collect(
             &hints,
@@ -653,6 +662,9 @@ impl SocketSource for SockDiagSource {
         out.namespaces_read += 1;
         if let Some(others) = &self.others {
             self.collect_others(others, &queries, watch, &mut out);
+        }
+        if let Some(udp_sockets) = &self.udp_sockets {
+            udp_sockets.saw(out.listeners.iter());
         }
         Ok(out)
     }

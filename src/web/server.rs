@@ -11,7 +11,7 @@
 //! that, so a flood cannot queue up collections or crowd Prometheus out).
 //! Every refusal is counted.
 
-use crate::collect::scrape::Scraper;
+use crate::collect::scrape::{Scrape, Scraper};
 use crate::model::Snapshot;
 use crate::policy::registry::Transport;
 use crate::web::auth::{
@@ -388,10 +388,11 @@ async fn metrics(app: &App, request: &Request<Incoming>) -> Response<Body> {
                     .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
                 response
             }
-            Err(_) => Response::new(Full::new(Bytes::from(body.text.clone()))),
+            Err(_) => Response::new(Full::new(Bytes::from_owner(SharedText(body)))),
         }
     } else {
-        Response::new(Full::new(Bytes::from(body.text.clone())))
+        // The scrape's own buffer, shared, not copied.
+        Response::new(Full::new(Bytes::from_owner(SharedText(body))))
     };
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -401,6 +402,15 @@ async fn metrics(app: &App, request: &Request<Incoming>) -> Response<Body> {
         .headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     response
+}
+
+/// A scrape's exposition as a response body, without a copy.
+struct SharedText(Arc<Scrape>);
+
+impl AsRef<[u8]> for SharedText {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.text
+    }
 }
 
 fn has_body(request: &Request<Incoming>) -> bool {
@@ -457,7 +467,7 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
 async fn landing_page(app: &App) -> Response<Body> {
     // A fresh look through the same single-flight path as /metrics.
     let scrape = app.scraper.scrape().await.ok();
-    let html = render_landing(app, scrape.as_ref().map(|s| &s.snapshot));
+    let html = render_landing(app, scrape.as_ref().map(|s| &*s.snapshot));
     let mut response = Response::new(Full::new(Bytes::from(html)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -15,6 +15,10 @@
 //!   being able to open a socket inside the namespace (entering one takes
 //!   CAP_SYS_ADMIN). UDP-Lite is never broadcast; the messages carry no uid.
 //!
+//! [`describe`] learns each listening socket's facts at listen time (off the
+//! draining thread) and remembers them for its close; [`held_socket`] and
+//! [`socket_ns`] ask a listening socket which namespace it is in (the one
+//! place the crate uses `unsafe`, for the `SIOCGSKNS` ioctl).
 //! [`tracefs`] finds tracefs and reads a tracepoint's record layout.
 //!
 //! ## Why the `perf-event-open` crate
@@ -34,10 +38,14 @@
 //! kernel bindings per version; feature `linux-4.1` is all we need, for the
 //! CLOCK_MONOTONIC sample clock).
 
+pub mod describe;
 pub mod destroy;
+pub mod held_socket;
 pub mod listen;
+pub mod socket_ns;
 pub mod tracefs;
 
+pub use describe::LearntNamespaces;
 pub use destroy::{
     DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription, DestroyedProtocol,
     DestroyedSocket,

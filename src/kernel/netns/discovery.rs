@@ -17,10 +17,18 @@
 //! name the threads that just called `listen()` ([`Discovery::namespaces`]'s
 //! `hints`): their namespaces are read at once, and those threads are
 //! re-checked at every collection while they live.
+//!
+//! A namespace may hold no process and have no mount at all: a process
+//! made it, listened, and went back to its first namespace; only the
+//! listening socket keeps it. The listen events learn it from the socket
+//! and hand over a descriptor of it ([`Discovery::learn`]), which is found
+//! as `/proc/self/fd/N` for as long as that socket listens.
 
 use crate::kernel::procfs::ProcRoot;
 use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A namespace other than ours, and a path that opens it.
@@ -45,6 +53,10 @@ pub struct Discovery {
     /// (pid, tid) -> namespace of threads whose namespace differs from
     /// their process's: found by the full re-read or named by listen events.
     thread_namespaces: HashMap<(u32, u32), u64>,
+    /// Namespaces learnt from listening sockets, with our descriptor of
+    /// each (held here until the next `learn`, so `/proc/self/fd/N` stays
+    /// that namespace while a collection opens it).
+    learnt: Vec<(u64, Arc<OwnedFd>)>,
 }
 
 impl Discovery {
@@ -55,7 +67,13 @@ impl Discovery {
             namespace_of: HashMap::new(),
             last_full_read: None,
             thread_namespaces: HashMap::new(),
+            learnt: Vec::new(),
         }
+    }
+
+    /// Replaces the namespaces learnt from listening sockets.
+    pub fn learn(&mut self, learnt: Vec<(u64, Arc<OwnedFd>)>) {
+        self.learnt = learnt;
     }
 
     /// Every network namespace except the exporter's own, once each, in
@@ -91,6 +109,11 @@ impl Discovery {
             found
                 .entry(inode)
                 .or_insert_with(|| self.proc_root.pid_path(pid, &format!("task/{tid}/ns/net")));
+        }
+        for (inode, fd) in &self.learnt {
+            found
+                .entry(*inode)
+                .or_insert_with(|| PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())));
         }
         found.remove(&self.own);
         found

@@ -82,6 +82,13 @@ impl<T: Send + 'static> NamespaceSet<T> {
         self.max_open = max_open;
     }
 
+    /// Namespaces the listen events learnt from sockets (inode and a
+    /// descriptor of each), found by the next collections as well as those
+    /// discovery finds; see [`Discovery::learn`].
+    pub fn learn(&mut self, learnt: Vec<(u64, std::sync::Arc<std::os::fd::OwnedFd>)>) {
+        self.discovery.learn(learnt);
+    }
+
     /// Handles held now.
     pub fn held(&self) -> usize {
         self.open.len()

@@ -14,7 +14,20 @@
 //!          | "comm=" NAME         process name (/proc/PID/comm)
 //!          | "sha256=" HEX        SHA-256 of the executable (64 hex digits)
 //!          | NAME                 same as comm=NAME (the original grammar)
+//!          | "exposure=" EXPOSURE loopback, link-local, private, public or
+//!                                 any: how far the bound address reaches
+//!                                 (policy/exposure.rs; listeners only)
+//!          | "holder=" HOLDER     process, none or unknown: whether a
+//!                                 process holds the socket (model/holder.rs;
+//!                                 listeners only)
+//!          | "rpc=" NAME | NUMBER an ONC RPC program registered with the
+//!                                 rpcbind of the listener's namespace on its
+//!                                 port and protocol (model/rpc.rs names)
 //! ```
+//!
+//! `holder=none` is how the kernel's own sockets (lockd, the NFS callback)
+//! are allowed: they have no process to name. Combine it with a port range,
+//! `exposure=` and `rpc=` so that it lets through only what the kernel opens.
 //!
 //! Every selector of a rule must match; a rule without selectors matches any
 //! owner; a listener or socket is expected when any rule matches. A selector
@@ -37,9 +50,12 @@
 
 mod glob;
 pub mod reload;
+pub mod shipped;
 
 pub use glob::Glob;
 
+use crate::model::{Holder, rpc};
+use crate::policy::exposure::Exposure;
 use crate::policy::ports::{PortRange, parse_port_range};
 use crate::policy::registry::Transport;
 use std::fmt;
@@ -67,6 +83,10 @@ pub enum Selector {
     Comm(String),
     /// Lower-case hex SHA-256 of the executable.
     Sha256(String),
+    Exposure(Exposure),
+    Holder(Holder),
+    /// An RPC program number.
+    Rpc(u32),
 }
 
 impl Selector {
@@ -78,6 +98,9 @@ impl Selector {
             Selector::Container(_) => "container",
             Selector::Comm(_) => "comm",
             Selector::Sha256(_) => "sha256",
+            Selector::Exposure(_) => "exposure",
+            Selector::Holder(_) => "holder",
+            Selector::Rpc(_) => "rpc",
         }
     }
 
@@ -114,8 +137,20 @@ impl Selector {
             "sha256" => Err(format!(
                 "sha256={value}: a SHA-256 is 64 hexadecimal digits (as sha256sum prints it)"
             )),
+            "exposure" => Exposure::parse(value).map(Selector::Exposure).ok_or_else(|| {
+                format!("exposure={value}: use loopback, link-local, private, public or any")
+            }),
+            "holder" => Holder::parse(value)
+                .map(Selector::Holder)
+                .ok_or_else(|| format!("holder={value}: use process, none or unknown")),
+            "rpc" => match value.parse::<u32>() {
+                Ok(number) => Ok(Selector::Rpc(number)),
+                Err(_) => rpc::number_of(value).map(Selector::Rpc).ok_or_else(|| {
+                    format!("rpc={value}: not a known RPC program name; give its number (rpcinfo -p shows it)")
+                }),
+            },
             other => Err(format!(
-                "unknown selector {other:?}: use exe=, user=, unit=, container=, comm= or sha256="
+                "unknown selector {other:?}: use exe=, user=, unit=, container=, comm=, sha256=, exposure=, holder= or rpc="
             )),
         }
     }
@@ -135,6 +170,9 @@ impl Selector {
             }
             Selector::Comm(name) => !owner.comm.is_empty() && owner.comm == name,
             Selector::Sha256(hex) => owner.exe_sha256 == hex,
+            Selector::Exposure(exposure) => owner.socket.exposure == Some(*exposure),
+            Selector::Holder(holder) => owner.socket.holder == Some(*holder),
+            Selector::Rpc(program) => owner.socket.rpc_programs.contains(program),
         }
     }
 }
@@ -150,6 +188,12 @@ impl fmt::Display for Selector {
             | Selector::Sha256(v) => {
                 write!(f, "{}={v}", self.key())
             }
+            Selector::Exposure(exposure) => write!(f, "exposure={}", exposure.as_str()),
+            Selector::Holder(holder) => write!(f, "holder={holder}"),
+            Selector::Rpc(program) => match rpc::name_of(*program) {
+                Some(name) => write!(f, "rpc={name}"),
+                None => write!(f, "rpc={program}"),
+            },
         }
     }
 }
@@ -170,6 +214,21 @@ pub struct OwnerFacts<'a> {
     pub container_id: &'a str,
     /// Lower-case hex SHA-256 of the executable; "" until it is known.
     pub exe_sha256: &'a str,
+    /// Facts about the socket itself rather than its owner.
+    pub socket: SocketFacts<'a>,
+}
+
+/// What the exporter knows about a listening socket beyond its port and
+/// owner. `None` and empty mean "not known", which no selector matches.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SocketFacts<'a> {
+    /// How far the bound address (and interface) reaches.
+    pub exposure: Option<Exposure>,
+    /// Whether a process holds it.
+    pub holder: Option<Holder>,
+    /// RPC programs registered with the namespace's rpcbind on the
+    /// socket's port and protocol.
+    pub rpc_programs: &'a [u32],
 }
 
 /// What is being judged.
@@ -350,6 +409,7 @@ mod tests {
             unit: "ssh.service",
             container_id: "4f1c2e8a9b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e",
             exe_sha256: SSHD_SHA256,
+            socket: SocketFacts::default(),
         }
     }
 
@@ -514,6 +574,83 @@ mod tests {
     }
 
     #[test]
+    fn socket_selectors_match_the_socket_not_the_owner() {
+        let kernel = AllowRule::parse("512-65535:holder=none,rpc=nlockmgr").unwrap();
+        let statd =
+            AllowRule::parse("512-1023/udp:exe=/usr/sbin/rpc.statd,user=root,exposure=loopback")
+                .unwrap();
+        let udp_800 = Subject::Listener(Transport::Udp, 800);
+        let lockd = OwnerFacts {
+            socket: SocketFacts {
+                exposure: Some(Exposure::Any),
+                holder: Some(Holder::None),
+                rpc_programs: &[100021],
+            },
+            ..OwnerFacts::default()
+        };
+        assert!(kernel.matches(udp_800, &lockd));
+        // A hidden holder is not "none"; another program is not nlockmgr.
+        for spoiled in [
+            OwnerFacts {
+                socket: SocketFacts {
+                    holder: Some(Holder::Unknown),
+                    ..lockd.socket
+                },
+                ..lockd
+            },
+            OwnerFacts {
+                socket: SocketFacts {
+                    rpc_programs: &[100024],
+                    ..lockd.socket
+                },
+                ..lockd
+            },
+            OwnerFacts::default(),
+        ] {
+            assert!(!kernel.matches(udp_800, &spoiled), "{spoiled:?}");
+        }
+        assert!(!kernel.matches(TCP_276, &lockd), "276 is outside the range");
+        let real = OwnerFacts {
+            socket: SocketFacts {
+                exposure: Some(Exposure::Loopback),
+                holder: Some(Holder::Process),
+                rpc_programs: &[],
+            },
+            ..owner("rpc.statd", "/usr/sbin/rpc.statd")
+        };
+        assert!(statd.matches(udp_800, &real));
+        let public = OwnerFacts {
+            socket: SocketFacts {
+                exposure: Some(Exposure::Public),
+                ..real.socket
+            },
+            ..real
+        };
+        assert!(!statd.matches(udp_800, &public));
+        let impostor = owner("rpc.statd", "/usr/bin/python3.11");
+        assert!(!statd.matches(
+            udp_800,
+            &OwnerFacts {
+                socket: real.socket,
+                ..impostor
+            }
+        ));
+        assert_eq!(
+            kernel.to_string(),
+            "512-65535:holder=none,rpc=nlockmgr",
+            "names print back"
+        );
+        assert_eq!(
+            AllowRule::parse("1-65535:rpc=100024").unwrap().to_string(),
+            "1-65535:rpc=status"
+        );
+        assert_eq!(
+            AllowRule::parse("1-65535:rpc=400123").unwrap().to_string(),
+            "1-65535:rpc=400123"
+        );
+    }
+
+    #[test]
     fn bad_rules_say_what_is_wrong() {
         for (text, expected) in [
             ("276:exe=sshd", "must be absolute"),
@@ -526,6 +663,9 @@ mod tests {
                 "64 hexadecimal digits",
             ),
             ("276:color=red", "unknown selector \"color\""),
+            ("276:exposure=lan", "use loopback, link-local"),
+            ("276:holder=kernel", "use process, none or unknown"),
+            ("276:rpc=statd", "not a known RPC program name"),
             ("276:sshd,,user=root", "empty selector"),
             ("276:user=root,user=admin", "appears twice"),
             ("276:sshd,comm=nc", "appears twice"),
@@ -544,6 +684,7 @@ mod tests {
             " 276/tcp : exe=/opt/**/bin/x , user=1000 ",
             "raw:unit=lldpd.service,container=AB12",
             "packet:comm=a=b",
+            "800/udp:exposure=link-local,holder=none,rpc=ypbind",
         ] {
             let rule = AllowRule::parse(text).unwrap();
             assert_eq!(

@@ -1,10 +1,12 @@
-//! Re-reads `--watch.allow-file` when it changes, or on SIGHUP (Unix), like
+//! Re-reads each `--watch.allow-file` when it changes, or on SIGHUP (Unix), like
 //! `web/reload.rs` does for the web config (both wait on `file_watch.rs`).
 //!
 //! A file that no longer parses leaves the previous rules in force and says
 //! why in the log (with FILE:LINE); a good one replaces the file's rules in
 //! the [`WatchSet`] whole, so a scrape sees either the old list or the new
-//! one. Rules given with `--watch.allow` are not touched.
+//! one. Rules given with `--watch.allow`, and other files' rules, are not
+//! touched: each file has its own watcher and its own slot (its position
+//! among the flags).
 
 use crate::file_watch::{FileWatch, POLL_INTERVAL};
 use crate::policy::allow::{self, AllowFile};
@@ -13,9 +15,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Runs until the process ends, checking every [`POLL_INTERVAL`]; spawn it.
-pub fn watch(path: PathBuf, watch: Arc<WatchSet>) -> impl std::future::Future<Output = ()> {
-    watch_every(path, watch, POLL_INTERVAL)
+/// Runs until the process ends, checking every [`POLL_INTERVAL`]; spawn it
+/// once per file (`slot`: the file's position among the flags).
+pub fn watch(
+    path: PathBuf,
+    slot: usize,
+    watch: Arc<WatchSet>,
+) -> impl std::future::Future<Output = ()> {
+    watch_every(path, slot, watch, POLL_INTERVAL)
 }
 
 /// [`watch`] with a chosen interval (tests use a short one). The file's
@@ -23,6 +30,7 @@ pub fn watch(path: PathBuf, watch: Arc<WatchSet>) -> impl std::future::Future<Ou
 /// runs, so an edit made in between is not missed.
 pub fn watch_every(
     path: PathBuf,
+    slot: usize,
     watch: Arc<WatchSet>,
     interval: Duration,
 ) -> impl std::future::Future<Output = ()> {
@@ -31,18 +39,18 @@ pub fn watch_every(
     async move {
         loop {
             let forced = changes.changed(&files).await;
-            reload(&files[0], &watch, forced);
+            reload(&files[0], slot, &watch, forced);
         }
     }
 }
 
 /// Reads the file once and swaps its rules in; false when it did not load.
-pub fn reload(path: &Path, watch: &WatchSet, forced: bool) -> bool {
+pub fn reload(path: &Path, slot: usize, watch: &WatchSet, forced: bool) -> bool {
     match AllowFile::load(path) {
         Ok(file) => {
             allow::warn_about_comm_only(&file.rules, &path.display().to_string());
             tracing::info!(file = %path.display(), rules = file.rules.len(), on_sighup = forced, "reloaded the allow file");
-            watch.set_file_rules(file.rules);
+            watch.set_file_rules(slot, file.rules);
             true
         }
         Err(err) => {
@@ -81,16 +89,16 @@ mod tests {
     fn a_bad_file_keeps_the_previous_rules() {
         let path = scratch_file("bad", "276:nc\n");
         let watch = watch_set();
-        assert!(reload(&path, &watch, false));
+        assert!(reload(&path, 0, &watch, false));
         assert!(watch.is_expected(Transport::Tcp, 276, "nc"));
         std::fs::write(&path, "276:nc\n277:color=red\n").unwrap();
-        assert!(!reload(&path, &watch, false));
+        assert!(!reload(&path, 0, &watch, false));
         assert!(
             watch.is_expected(Transport::Tcp, 276, "nc"),
             "old rules stay"
         );
         std::fs::remove_file(&path).unwrap();
-        assert!(!reload(&path, &watch, false));
+        assert!(!reload(&path, 0, &watch, false));
         assert!(watch.is_expected(Transport::Tcp, 276, "nc"));
         assert!(
             watch.is_expected(Transport::Tcp, 279, "keep"),
@@ -103,9 +111,11 @@ mod tests {
     async fn an_edit_is_picked_up_by_the_watcher() {
         let path = scratch_file("edit", "276:nc\n");
         let watch = watch_set();
-        watch.set_file_rules(AllowFile::load(&path).unwrap().rules);
+        watch.set_file_rules(0, AllowFile::load(&path).unwrap().rules);
+        watch.set_file_rules(1, vec![AllowRule::parse("278:other").unwrap()]);
         let task = tokio::spawn(watch_every(
             path.clone(),
+            0,
             Arc::clone(&watch),
             Duration::from_millis(20),
         ));
@@ -126,5 +136,9 @@ mod tests {
         let _ = std::fs::remove_dir(path.parent().unwrap());
         assert!(picked_up, "the new rules were not loaded within 5 s");
         assert!(!watch.is_expected(Transport::Tcp, 276, "nc"));
+        assert!(
+            watch.is_expected(Transport::Tcp, 278, "other"),
+            "another file's rules stay"
+        );
     }
 }
