@@ -29,7 +29,6 @@ use unassigned_port_exporter::kernel::sock_diag::raw::{
     self, BpfFilter, DiagSupport, ProcTables, RawKind,
 };
 use unassigned_port_exporter::kernel::sock_diag::wire::{Channel, inet_diag_request};
-use unassigned_port_exporter::owners::provenance::parse_exe_link;
 use unassigned_port_exporter::policy::allow::{AllowRule, OwnerFacts, Subject};
 use unassigned_port_exporter::policy::exposure::{self, Exposure};
 use unassigned_port_exporter::policy::registry::Transport;
@@ -212,16 +211,14 @@ fn a_process_named_sshd_does_not_satisfy_exe_but_its_real_executable_does() {
     let pid = helper.pid();
     let comm = root.comm(pid).unwrap();
     assert_eq!(comm, "sshd", "the helper renamed itself");
-    let exe = root
-        .exe_link(pid)
-        .map(|target| parse_exe_link(target.as_os_str()))
+    let exe = unassigned_port_exporter::owners::provenance::read_exe(&root, pid)
         .expect("our own child's exe is readable");
     assert!(!exe.deleted);
     let real_python = helper.facts["exe"].as_str().unwrap();
     assert_eq!(exe.path, real_python);
     let owner = OwnerFacts {
         comm: &comm,
-        exe: Some(&exe.path),
+        exe: Some(&exe.raw),
         ..OwnerFacts::default()
     };
     let subject = Subject::Listener(Transport::Tcp, port);

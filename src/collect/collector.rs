@@ -16,8 +16,8 @@ use crate::model::{
     HOST_NETNS, Judge, ListenerSeries, NetnsNamer, ProcessInfoSeries, RawSocketSeries,
     RpcProgramSeries, Snapshot,
 };
-use crate::owners::{ExeHashes, Owner, OwnerResolver, ProcessDescriber};
-use crate::sockets::{ChangeHints, Collected, Opened, SocketSource};
+use crate::owners::{ExeHashes, Owner, OwnerBook, Placed};
+use crate::sockets::{ChangeHints, Collected, Opened, Recheck, SocketSource};
 use prometheus::IntCounterVec;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -80,10 +80,7 @@ impl ListenerCollector {
             namer,
             source: opened.source,
             netns_mode: opened.netns_mode,
-            owners: OwnerSearch::new(
-                OwnerResolver::new(proc_root.clone()),
-                ProcessDescriber::new(proc_root.clone()),
-            ),
+            owners: OwnerSearch::new(OwnerBook::new(proc_root.clone())),
             rpc: RpcPrograms::new(proc_root.clone()),
             proc_root,
             faults,
@@ -95,10 +92,8 @@ impl ListenerCollector {
 
     /// Owners' `exe_sha256` from the shared hash cache.
     pub fn with_exe_hashes(mut self, hashes: ExeHashes) -> ListenerCollector {
-        self.owners = OwnerSearch::new(
-            OwnerResolver::new(self.proc_root.clone()),
-            ProcessDescriber::new(self.proc_root.clone()).with_exe_hashes(hashes),
-        );
+        self.owners =
+            OwnerSearch::new(OwnerBook::new(self.proc_root.clone()).with_exe_hashes(hashes));
         self
     }
 
@@ -200,67 +195,71 @@ impl ListenerCollector {
             })
             .unwrap_or_default();
         let Found {
-            listener_pids,
-            holders,
-            raw_pids,
-            described,
+            listeners: listener_placed,
+            raw_sockets: raw_placed,
             faults,
         } = self
             .owners
             .find(&collected.listeners, &collected.raw_sockets, &likely);
+        let (listener_owners, raw_owners) = self.confirm(collected, listener_placed, raw_placed);
         #[cfg(target_os = "linux")]
         if let Some(trail) = &self.trail {
+            let owners: Vec<Option<&Owner>> = raw_owners
+                .iter()
+                .map(|placed| placed.as_ref().map(|p| &p.owner))
+                .collect();
             let (sockets, judge) = (&collected.raw_sockets, &self.judge);
-            trail.raw_sockets(sockets, &raw_pids, &described, judge, &self.namer);
+            trail.raw_sockets(sockets, &owners, judge, &self.namer);
         }
-        let nobody = Owner::default();
-        let owner_of =
-            |pid: Option<u32>| pid.and_then(|pid| described.get(&pid)).unwrap_or(&nobody);
-        // pid -> netns label of the first socket it owns.
-        let mut owning: BTreeMap<u32, String> = BTreeMap::new();
+        let listener_pids: Vec<Option<u32>> = listener_owners
+            .iter()
+            .map(|placed| placed.as_ref().and_then(|p| p.owner.pid))
+            .collect();
+        // pid -> (netns label of the first socket it owns, its owner).
+        let mut owning: BTreeMap<u32, (String, &Owner)> = BTreeMap::new();
         // One series per socket, sorted, then equal label sets merged into
         // one counted series: in place, no tree of nodes beside the vector.
         let mut listeners = Vec::with_capacity(collected.listeners.len());
         let registered = self.rpc.view(&collected.listeners, &listener_pids);
         let mut rpc_programs: Vec<RpcProgramSeries> = Vec::new();
-        let listed = collected.listeners.iter().zip(listener_pids).zip(holders);
-        for ((listener, pid), holder) in listed {
-            if let Some(pid) = pid {
+        for (listener, placed) in collected.listeners.iter().zip(&listener_owners) {
+            let Some(placed) = placed else { continue };
+            let owner = &placed.owner;
+            if let Some(pid) = owner.pid {
                 owning
                     .entry(pid)
-                    .or_insert_with(|| self.namer.label(listener.netns));
+                    .or_insert_with(|| (self.namer.label(listener.netns), owner));
             }
             let programs = registered.programs(listener);
             rpc_programs.extend(registered.registrations(listener).map(|r| {
                 let netns = self.namer.label(listener.netns);
                 RpcProgramSeries::new(listener.port, r.transport, netns, r.program, r.version)
             }));
-            let socket = (holder, programs.as_slice());
-            let mut series =
-                ListenerSeries::new(listener, owner_of(pid), socket, &self.judge, &self.namer);
+            let socket = (placed.holder, programs.as_slice());
+            let mut series = ListenerSeries::new(listener, owner, socket, &self.judge, &self.namer);
             series.sockets = 1;
             listeners.push(series);
         }
         rpc_programs.sort();
         rpc_programs.dedup();
         let mut raw_sockets = Vec::with_capacity(collected.raw_sockets.len());
-        for (seen, pid) in collected.raw_sockets.iter().zip(raw_pids) {
-            if let Some(pid) = pid {
+        for (seen, placed) in collected.raw_sockets.iter().zip(&raw_owners) {
+            let Some(placed) = placed else { continue };
+            let owner = &placed.owner;
+            if let Some(pid) = owner.pid {
                 owning
                     .entry(pid)
-                    .or_insert_with(|| self.namer.label(seen.netns));
+                    .or_insert_with(|| (self.namer.label(seen.netns), owner));
             }
-            let mut series = RawSocketSeries::new(seen, owner_of(pid), &self.judge, &self.namer);
+            let mut series = RawSocketSeries::new(seen, owner, &self.judge, &self.namer);
             series.sockets = 1;
             raw_sockets.push(series);
         }
         let processes = owning
             .into_iter()
-            .filter_map(|(pid, netns)| {
-                let owner = described.get(&pid)?;
-                // A process that vanished before it was described has no facts.
-                (!owner.process.is_empty()).then(|| ProcessInfoSeries::new(pid, netns, owner))
-            })
+            // A process that vanished before it was described has no facts.
+            .filter(|(_, (_, owner))| !owner.process.is_empty())
+            .map(|(pid, (netns, owner))| ProcessInfoSeries::new(pid, netns, owner))
             .collect();
         merge_counted(&mut listeners, |series| &mut series.sockets);
         merge_counted(&mut raw_sockets, |series| &mut series.sockets);
@@ -271,6 +270,57 @@ impl ListenerCollector {
             processes,
         };
         (labelled, faults)
+    }
+
+    /// Asks the source once more about each socket the owner search could
+    /// not place and saw for the first time: one the kernel no longer lists
+    /// lost its process while we looked and is left out (`None`); see
+    /// `crate::owners::book`.
+    #[allow(clippy::type_complexity)]
+    fn confirm(
+        &self,
+        collected: &Collected,
+        listeners: Vec<Placed>,
+        raw_sockets: Vec<Placed>,
+    ) -> (Vec<Option<Placed>>, Vec<Option<Placed>>) {
+        let mut recheck: Vec<Recheck> = Vec::new();
+        for (listener, placed) in collected.listeners.iter().zip(&listeners) {
+            if placed.confirm {
+                recheck.push(Recheck {
+                    netns: listener.netns,
+                    transport: Some(listener.transport),
+                    inode: listener.inode,
+                });
+            }
+        }
+        for (seen, placed) in collected.raw_sockets.iter().zip(&raw_sockets) {
+            if placed.confirm {
+                recheck.push(Recheck {
+                    netns: seen.netns,
+                    transport: None,
+                    inode: seen.found.socket.inode,
+                });
+            }
+        }
+        let still = if recheck.is_empty() {
+            Default::default()
+        } else {
+            self.source.still_listed(self.judge.watch(), &recheck)
+        };
+        let keep = |placed: Placed, inode: u64| {
+            (!placed.confirm || still.contains(&inode)).then_some(placed)
+        };
+        let listeners = listeners
+            .into_iter()
+            .zip(&collected.listeners)
+            .map(|(placed, listener)| keep(placed, listener.inode))
+            .collect();
+        let raw_sockets = raw_sockets
+            .into_iter()
+            .zip(&collected.raw_sockets)
+            .map(|(placed, seen)| keep(placed, seen.found.socket.inode))
+            .collect();
+        (listeners, raw_sockets)
     }
 }
 

@@ -144,23 +144,12 @@ impl ProcRoot {
         socket_inode(target.as_os_str())
     }
 
-    /// `comm`: the name a process gives itself (15 bytes at most).
-    pub fn comm(&self, pid: u32) -> Option<String> {
-        let text = std::fs::read_to_string(self.pid_path(pid, "comm")).ok()?;
-        Some(text.trim_end_matches('\n').to_string())
-    }
-
-    /// Uid and parent pid from `status`.
+    /// Uid and parent pid from `status`, read as bytes: the `Name:` line
+    /// holds whatever bytes the process named itself with, which must not
+    /// cost the uid.
     #[cfg(target_os = "linux")]
     pub fn status(&self, pid: u32) -> Option<ProcessStatus> {
-        let status = procfs::process::Process::new_with_root(self.pid_path(pid, ""))
-            .ok()?
-            .status()
-            .ok()?;
-        Some(ProcessStatus {
-            uid: status.ruid,
-            ppid: u32::try_from(status.ppid).unwrap_or(0),
-        })
+        parse_status(&std::fs::read(self.pid_path(pid, "status")).ok()?)
     }
 
     /// Uid and parent pid from `status` (Linux only).
@@ -169,11 +158,13 @@ impl ProcRoot {
         None
     }
 
-    /// The target of the `exe` link, as the kernel wrote it. `None` for
+    /// The raw target of the `exe` link (the kernel appends " (deleted)"
+    /// to an unlinked file; see `crate::owners::provenance`). `None` for
     /// kernel threads, processes we may not inspect and processes that
     /// exited.
-    pub fn exe_link(&self, pid: u32) -> Option<PathBuf> {
-        std::fs::read_link(self.pid_path(pid, "exe")).ok()
+    pub fn exe_target(&self, pid: u32) -> Option<Vec<u8>> {
+        let target = std::fs::read_link(self.pid_path(pid, "exe")).ok()?;
+        Some(os_bytes(target.into_os_string()))
     }
 
     /// `loginuid`: the uid of the user whose login session started the
@@ -196,9 +187,38 @@ impl ProcRoot {
         Some(bytes)
     }
 
-    /// The text of `cgroup`.
+    /// The file the process runs, whatever its name now: `exe` followed
+    /// (procfs resolves it to the file itself, deleted or not).
+    pub fn exe_identity(&self, pid: u32) -> Option<FileIdentity> {
+        file_identity(&self.pid_path(pid, "exe"))
+    }
+
+    /// The file at `path` as the process sees it (through its `root`, so in
+    /// its mount namespace), if there is one.
+    pub fn identity_in_root(&self, pid: u32, path: &[u8]) -> Option<FileIdentity> {
+        let relative = path.strip_prefix(b"/")?;
+        let mut full = self.pid_path(pid, "root");
+        full.push(bytes_path(relative)?);
+        file_identity(&full)
+    }
+
+    /// `comm`: the name a process gives itself (15 bytes at most), escaped
+    /// where it is not plain text (`crate::owners::escape`).
+    pub fn comm(&self, pid: u32) -> Option<String> {
+        let bytes = std::fs::read(self.pid_path(pid, "comm")).ok()?;
+        let name = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        Some(crate::owners::escape::escape(name))
+    }
+
+    /// The text of `cgroup`, each line escaped where it is not plain text
+    /// (a cgroup may be named with any bytes; see `crate::owners::escape`).
     pub fn cgroup(&self, pid: u32) -> Option<String> {
-        std::fs::read_to_string(self.pid_path(pid, "cgroup")).ok()
+        let bytes = std::fs::read(self.pid_path(pid, "cgroup")).ok()?;
+        let lines: Vec<String> = bytes
+            .split(|&b| b == b'\n')
+            .map(crate::owners::escape::escape)
+            .collect();
+        Some(lines.join("\n"))
     }
 
     /// The network namespace a process's main thread is in: one readlink.
@@ -262,6 +282,78 @@ impl ProcRoot {
             Err(err) => Err(format!("cannot read {}: {err}", path.display())),
         }
     }
+}
+
+/// Real uid (`Uid:` line, first field) and parent pid (`PPid:`) from the
+/// bytes of a `status` file.
+pub fn parse_status(bytes: &[u8]) -> Option<ProcessStatus> {
+    let mut uid = None;
+    let mut ppid = None;
+    for line in bytes.split(|&b| b == b'\n') {
+        let field = |key: &[u8]| -> Option<u32> {
+            let rest = line.strip_prefix(key)?;
+            let text = std::str::from_utf8(rest).ok()?;
+            text.split_ascii_whitespace().next()?.parse().ok()
+        };
+        if let Some(value) = field(b"Uid:") {
+            uid = Some(value);
+        } else if let Some(value) = field(b"PPid:") {
+            ppid = Some(value);
+        }
+        if uid.is_some() && ppid.is_some() {
+            break;
+        }
+    }
+    Some(ProcessStatus {
+        uid: uid?,
+        ppid: ppid.unwrap_or(0),
+    })
+}
+
+/// Device, inode and link count of a file (symlinks followed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub inode: u64,
+    /// 0 once the file was unlinked everywhere.
+    pub links: u64,
+}
+
+#[cfg(unix)]
+fn file_identity(path: &Path) -> Option<FileIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some(FileIdentity {
+        dev: meta.dev(),
+        inode: meta.ino(),
+        links: meta.nlink(),
+    })
+}
+
+#[cfg(not(unix))]
+fn file_identity(_path: &Path) -> Option<FileIdentity> {
+    None
+}
+
+#[cfg(unix)]
+fn os_bytes(text: std::ffi::OsString) -> Vec<u8> {
+    std::os::unix::ffi::OsStringExt::into_vec(text)
+}
+
+#[cfg(not(unix))]
+fn os_bytes(text: std::ffi::OsString) -> Vec<u8> {
+    text.to_string_lossy().into_owned().into_bytes()
+}
+
+#[cfg(unix)]
+fn bytes_path(bytes: &[u8]) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+}
+
+#[cfg(not(unix))]
+fn bytes_path(bytes: &[u8]) -> Option<PathBuf> {
+    std::str::from_utf8(bytes).ok().map(PathBuf::from)
 }
 
 /// The one parser for integer sysctls: ASCII digits, a newline, maybe
@@ -410,6 +502,20 @@ mod tests {
         assert_eq!(parse_login_uid("0\n"), Some(0));
         assert_eq!(parse_login_uid("4294967295"), None);
         assert_eq!(parse_login_uid(""), None);
+    }
+
+    #[test]
+    fn status_is_read_whatever_the_name() {
+        let status =
+            b"Name:\tbad\xff\nUmask:\t0022\nState:\tS\nPPid:\t17\nUid:\t1001\t1001\t1001\t1001\n";
+        assert_eq!(
+            parse_status(status),
+            Some(ProcessStatus {
+                uid: 1001,
+                ppid: 17
+            })
+        );
+        assert_eq!(parse_status(b"Name:\tx\n"), None);
     }
 
     #[test]

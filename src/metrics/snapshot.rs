@@ -70,7 +70,7 @@ impl Render for SnapshotFamilies<'_> {
                 let mut family = Family::new(
                     out,
                     name,
-                    "Always 1, one per process owning a reported listener or packet/raw socket; labels say its executable (whether it was deleted, its SHA-256 once hashed), parent, systemd unit and login user.",
+                    "Always 1, one per process owning a reported listener or packet/raw socket; labels say its user, its executable (whether it was deleted, its SHA-256 once hashed), parent, systemd unit and login user.",
                     Kind::Gauge,
                 );
                 for series in &snapshot.processes {
@@ -248,6 +248,7 @@ mod tests {
             pid: 4_000_000,
             netns: "host".into(),
             process: "p".into(),
+            user: "root".into(),
             exe: "/tmp/a \"b\" (deleted)".into(),
             exe_deleted: true,
             exe_sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),

@@ -110,6 +110,8 @@ crate::label_set! {
             /// Namespace of the first socket it was found owning.
             netns: String,
             process: String,
+            /// The process's user (its real uid, named).
+            user: String,
             exe: String,
             exe_deleted: bool,
             /// SHA-256 of the executable; "" until the hash worker has it.
@@ -202,6 +204,7 @@ impl ProcessInfoSeries {
             pid,
             netns,
             process: owner.process.clone(),
+            user: owner.user.clone(),
             exe: exe.map(|exe| exe.path.clone()).unwrap_or_default(),
             exe_deleted: exe.is_some_and(|exe| exe.deleted),
             ppid: owner

@@ -32,14 +32,20 @@
 //! retry cadence below, so kernel sockets cost one pair of walks a minute.
 //!
 //! Layout: this file finds pids; [`process`] names them (name, user);
-//! [`cgroup`] says which container and pod they run in; [`exe_hash`]
-//! hashes their executables off the scrape path.
+//! [`cgroup`] says which container and pod they run in; [`provenance`]
+//! their executable, parent and unit; [`escape`] writes kernel bytes as
+//! label text; [`book`] puts it together, one whole owner per socket (or
+//! the last one known, when a process exits while we look).
+//! [`exe_hash`] hashes their executables off the scrape path.
 
+pub mod book;
 pub mod cgroup;
+pub mod escape;
 pub mod exe_hash;
 pub mod process;
 pub mod provenance;
 
+pub use book::{OwnerBook, Placed, SocketRef};
 pub use cgroup::Attribution;
 pub use exe_hash::ExeHashes;
 pub use process::{Owner, ProcessDescriber};

@@ -3,8 +3,10 @@
 //!
 //! On Linux the name is `/proc/PID/comm` and the uid comes from
 //! `/proc/PID/status`, both through [`ProcRoot`] (so `--path.procfs` and
-//! fixture trees steer them); the user's name comes from sysinfo's passwd
-//! reader. Elsewhere sysinfo reads both. The login uid is
+//! fixture trees steer them) and both read as bytes: a name that is not
+//! UTF-8 is escaped (`super::escape`) and never costs the uid, the exe or
+//! the unit. The user's name comes from sysinfo's passwd reader. Elsewhere
+//! sysinfo reads both. The login uid is
 //! `/proc/PID/loginuid`, named like the user; the executable's hash comes
 //! from the shared [`ExeHashes`] cache when the describer has one.
 
@@ -48,7 +50,7 @@ impl Owner {
     pub fn facts(&self) -> OwnerFacts<'_> {
         OwnerFacts {
             comm: &self.process,
-            exe: self.provenance.exe.as_ref().map(|exe| exe.path.as_str()),
+            exe: self.provenance.exe.as_ref().map(|exe| exe.raw.as_slice()),
             user: &self.user,
             uid: self.uid,
             unit: &self.provenance.unit,
@@ -91,25 +93,23 @@ impl ProcessDescriber {
 
     /// Fills `exe_sha256` from `hashes` (and hands it new files).
     pub fn with_exe_hashes(mut self, hashes: ExeHashes) -> ProcessDescriber {
-        self.hashes = Some(hashes);
+        self.set_exe_hashes(hashes);
         self
     }
 
+    /// [`Self::with_exe_hashes`] on a describer already built.
+    pub fn set_exe_hashes(&mut self, hashes: ExeHashes) {
+        self.hashes = Some(hashes);
+    }
+
     /// Names, users and containers of the given pids. A pid that vanished
-    /// keeps its number and is counted in `faults.vanished`.
+    /// is absent from the answer and counted in `faults.vanished`.
     pub fn describe(&mut self, pids: &[u32], faults: &mut OwnerFaults) -> HashMap<u32, Owner> {
         let mut owners = HashMap::with_capacity(pids.len());
         let mut new_files = NEW_FILES_PER_COLLECTION;
         for &pid in pids {
             let Some(facts) = self.facts(pid) else {
                 faults.vanished += 1;
-                owners.insert(
-                    pid,
-                    Owner {
-                        pid: Some(pid),
-                        ..Owner::default()
-                    },
-                );
                 continue;
             };
             let user = match (facts.user, facts.uid) {
@@ -254,5 +254,33 @@ mod tests {
             hex,
             &*crate::owners::exe_hash::sha256_hex(&mut exe).unwrap()
         );
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_keeps_every_other_fact() {
+        // A thread renames itself; /proc/PID/task/TID is a process view of it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            rustix::thread::set_name(c"bad\xff\n\\x").unwrap();
+            tx.send(rustix::thread::gettid().as_raw_nonzero().get() as u32)
+                .unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = rx.recv().unwrap();
+        let root = ProcRoot::new(
+            std::path::PathBuf::from(format!("/proc/{}/task", std::process::id())),
+            std::path::PathBuf::from("/run/netns"),
+        );
+        let mut describer = ProcessDescriber::new(root);
+        let mut faults = OwnerFaults::default();
+        let owners = describer.describe(&[tid], &mut faults);
+        done_tx.send(()).unwrap();
+        thread.join().unwrap();
+        let owner = &owners[&tid];
+        assert_eq!(owner.process, "bad\\xff\\x0a\\\\x");
+        assert_eq!(owner.uid, Some(rustix::process::getuid().as_raw()));
+        assert!(!owner.user.is_empty());
+        assert_eq!(faults.vanished, 0);
     }
 }

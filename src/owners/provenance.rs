@@ -9,43 +9,83 @@
 //! - `exe`: the target of `/proc/PID/exe`. The kernel appends " (deleted)"
 //!   when the file was unlinked after the process started (a package upgrade
 //!   replacing a binary, or malware removing itself; a `memfd` executable
-//!   reads `/memfd:NAME (deleted)`). The path is as the process's mount
-//!   namespace names it, so a container's binary shows its in-container
-//!   path. Reading it needs ptrace access to the process (root, or
-//!   CAP_SYS_PTRACE); kernel threads have none.
+//!   reads `/memfd:NAME (deleted)`). But a file may also be *named*
+//!   `z (deleted)`, so the text alone decides nothing: when the target ends
+//!   so, the file at that path, seen through the process's own root, is
+//!   compared with the file the process runs (`exe` followed: device and
+//!   inode). The same file, still linked, means the name is real and
+//!   nothing was deleted; anything else means the kernel added the suffix.
+//!   The path is as the process's mount namespace names it, so a
+//!   container's binary shows its in-container path, kept as raw bytes for
+//!   `exe=` rules and escaped for the label (`super::escape`). Reading it
+//!   needs ptrace access to the process (root, or CAP_SYS_PTRACE); kernel
+//!   threads have none.
 //! - `ppid` from `/proc/PID/status` (read by the owner description already),
 //!   `parent_process` from the parent's `comm`.
 //! - `unit`: the systemd unit in `/proc/PID/cgroup`, parsed with the
 //!   container and pod in `super::cgroup`.
 
 use super::cgroup::systemd_unit;
-use crate::kernel::procfs::ProcRoot;
-use std::ffi::OsStr;
+use super::escape::escape;
+use crate::kernel::procfs::{FileIdentity, ProcRoot};
 
-const DELETED_SUFFIX: &str = " (deleted)";
+const DELETED_SUFFIX: &[u8] = b" (deleted)";
 
 /// A process's executable.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Exe {
-    /// The path, without the " (deleted)" suffix.
+    /// The path as label text (escaped), without a " (deleted)" the kernel
+    /// added.
     pub path: String,
     /// The file was unlinked after the process started.
     pub deleted: bool,
+    /// The path's bytes, for `exe=` rules.
+    pub raw: Vec<u8>,
 }
 
-/// Splits a `/proc/PID/exe` link target into path and deleted flag.
-pub fn parse_exe_link(target: &OsStr) -> Exe {
-    let text = target.to_string_lossy();
-    match text.strip_suffix(DELETED_SUFFIX) {
-        Some(path) => Exe {
-            path: path.to_string(),
-            deleted: true,
-        },
-        None => Exe {
-            path: text.into_owned(),
-            deleted: false,
-        },
+impl Exe {
+    fn new(raw: &[u8], deleted: bool) -> Exe {
+        Exe {
+            path: escape(raw),
+            deleted,
+            raw: raw.to_vec(),
+        }
     }
+}
+
+/// Decides what an `exe` link target means. `running` is the file the
+/// process runs; `named` the file at the full target path (suffix
+/// included) as the process sees it. Only when both are the same linked
+/// file is a " (deleted)" ending part of the name.
+pub fn judge_exe_link(
+    target: &[u8],
+    running: Option<FileIdentity>,
+    named: Option<FileIdentity>,
+) -> Exe {
+    let Some(path) = target.strip_suffix(DELETED_SUFFIX) else {
+        return Exe::new(target, false);
+    };
+    let same_linked_file = matches!(
+        (running, named),
+        (Some(running), Some(named))
+            if running.dev == named.dev && running.inode == named.inode && running.links > 0
+    );
+    if same_linked_file {
+        Exe::new(target, false)
+    } else {
+        Exe::new(path, true)
+    }
+}
+
+/// The executable of `pid` (see the module doc).
+pub fn read_exe(proc_root: &ProcRoot, pid: u32) -> Option<Exe> {
+    let target = proc_root.exe_target(pid)?;
+    if !target.ends_with(DELETED_SUFFIX) {
+        return Some(Exe::new(&target, false));
+    }
+    let running = proc_root.exe_identity(pid);
+    let named = proc_root.identity_in_root(pid, &target);
+    Some(judge_exe_link(&target, running, named))
 }
 
 /// Everything above for one pid; missing facts are empty.
@@ -70,9 +110,7 @@ impl Provenance {
         cgroup: Option<&str>,
     ) -> Provenance {
         Provenance {
-            exe: proc_root
-                .exe_link(pid)
-                .map(|target| parse_exe_link(target.as_os_str())),
+            exe: read_exe(proc_root, pid),
             ppid,
             parent_process: ppid
                 .filter(|&ppid| ppid != 0)
@@ -94,22 +132,37 @@ mod tests {
 
     #[test]
     fn exe_links_say_when_the_file_was_deleted() {
+        let file = |inode, links| {
+            Some(FileIdentity {
+                dev: 8,
+                inode,
+                links,
+            })
+        };
         assert_eq!(
-            parse_exe_link(OsStr::new("/usr/sbin/sshd")),
-            Exe {
-                path: "/usr/sbin/sshd".into(),
-                deleted: false
-            }
+            judge_exe_link(b"/usr/sbin/sshd", None, None),
+            Exe::new(b"/usr/sbin/sshd", false)
         );
+        let deleted = judge_exe_link(b"/tmp/.x/kworker (deleted)", file(5, 0), None);
         assert_eq!(
-            parse_exe_link(OsStr::new("/tmp/.x/kworker (deleted)")),
-            Exe {
-                path: "/tmp/.x/kworker".into(),
-                deleted: true
-            }
+            (deleted.path.as_str(), deleted.deleted),
+            ("/tmp/.x/kworker", true)
         );
-        let memfd = parse_exe_link(OsStr::new("/memfd: (deleted)"));
+        let memfd = judge_exe_link(b"/memfd: (deleted)", file(5, 0), None);
         assert_eq!((memfd.path.as_str(), memfd.deleted), ("/memfd:", true));
+        // A file named "z (deleted)", present: the name is the path.
+        let named = judge_exe_link(b"/tmp/z (deleted)", file(5, 1), file(5, 1));
+        assert_eq!(
+            (named.path.as_str(), named.deleted),
+            ("/tmp/z (deleted)", false)
+        );
+        // Another file now has that name: the one running was deleted.
+        let replaced = judge_exe_link(b"/tmp/z (deleted)", file(5, 0), file(6, 1));
+        assert_eq!((replaced.path.as_str(), replaced.deleted), ("/tmp/z", true));
+        // Bytes that are not UTF-8 are escaped in the label, kept raw.
+        let bad = judge_exe_link(b"/tmp/bad\xff\n", None, None);
+        assert_eq!(bad.path, "/tmp/bad\\xff\\x0a");
+        assert_eq!(bad.raw, b"/tmp/bad\xff\n");
     }
 
     #[test]
@@ -147,19 +200,32 @@ mod tests {
         let expected = std::fs::canonicalize(&copy).unwrap();
         let mut child = spawn_retrying(&copy);
         std::fs::remove_file(&copy).unwrap();
-        let exe = ProcRoot::default()
-            .exe_link(child.id())
-            .map(|target| parse_exe_link(target.as_os_str()));
+        let exe = read_exe(&ProcRoot::default(), child.id());
         let _ = child.kill();
         let _ = child.wait();
         let _ = std::fs::remove_dir(&dir);
-        assert_eq!(
-            exe,
-            Some(Exe {
-                path: expected.to_string_lossy().into_owned(),
-                deleted: true
-            })
-        );
+        let expected = expected.to_str().unwrap().as_bytes();
+        assert_eq!(exe, Some(Exe::new(expected, true)));
+    }
+
+    #[test]
+    fn a_file_named_deleted_is_not_deleted() {
+        let dir = std::env::temp_dir().join(format!("provenance-named-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join("z (deleted)");
+        std::fs::copy(which("sleep"), &copy).unwrap();
+        let expected = std::fs::canonicalize(&copy).unwrap();
+        let mut child = spawn_retrying(&copy);
+        let present = read_exe(&ProcRoot::default(), child.id());
+        // Deleting it now makes the kernel add a second suffix.
+        std::fs::remove_file(&copy).unwrap();
+        let gone = read_exe(&ProcRoot::default(), child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir(&dir);
+        let expected = expected.to_str().unwrap().as_bytes();
+        assert_eq!(present, Some(Exe::new(expected, false)));
+        assert_eq!(gone, Some(Exe::new(expected, true)));
     }
 
     /// A file just written may be briefly "busy" when another test thread

@@ -267,7 +267,7 @@ mod tests {
         assert!(!watch.is_expected(Transport::Tcp, 277, "nc"));
         let owner = OwnerFacts {
             comm: "dhclient",
-            exe: Some("/usr/sbin/dhclient"),
+            exe: Some(b"/usr/sbin/dhclient"),
             ..OwnerFacts::default()
         };
         assert!(!watch.is_expected_subject(Subject::Packet, &owner));

@@ -178,6 +178,17 @@ pub struct SeenRawSocket {
     pub netns: Option<u64>,
 }
 
+/// A socket to look for once more: one whose owner could not be found,
+/// seen for the first time (see `crate::owners::book`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recheck {
+    /// Inode of the network namespace, `None` for the exporter's own.
+    pub netns: Option<u64>,
+    /// A listener of this transport, or (`None`) a packet/raw socket.
+    pub transport: Option<Transport>,
+    pub inode: u64,
+}
+
 /// Lists the listening sockets on watched ports.
 pub trait SocketSource: Send + Sync {
     /// Backend name for logs and the landing page.
@@ -188,6 +199,12 @@ pub trait SocketSource: Send + Sync {
     /// Which transports this source can see (SCTP needs the kernel's
     /// sctp_diag).
     fn coverage(&self) -> Vec<(Transport, bool)>;
+    /// The inodes of `asked` the kernel still lists. A source that cannot
+    /// tell answers all of them.
+    fn still_listed(&self, watch: &WatchSet, asked: &[Recheck]) -> std::collections::HashSet<u64> {
+        let _ = watch;
+        asked.iter().map(|socket| socket.inode).collect()
+    }
 }
 
 /// `--collector.backend`.

@@ -36,7 +36,7 @@
 //! listeners are asked for when the kernel has sctp_diag (probed at start).
 
 use super::{
-    ChangeHints, Collected, EventLinks, Listener, SeenRawSocket, SocketSource, SourceError,
+    ChangeHints, Collected, EventLinks, Listener, Recheck, SeenRawSocket, SocketSource, SourceError,
 };
 use crate::kernel::netns::NamespaceObserver;
 use crate::kernel::netns::{Discovery, NamespaceSet};
@@ -50,6 +50,7 @@ use crate::kernel::sock_diag::wire::{
 use crate::policy::exposure::Binding;
 use crate::policy::registry::Transport;
 use crate::policy::watch::WatchSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -630,6 +631,36 @@ fn dump_one(
     })
 }
 
+/// Which of `sockets` (all of one namespace) one channel still lists: the
+/// dumps of the transports asked about, and the packet/raw listing when a
+/// packet/raw socket is asked about. `None` when a dump fails.
+fn relist(
+    channel: &mut Channel,
+    tables: &mut ProcTables,
+    raw_support: DiagSupport,
+    queries: &[Query],
+    watch: &WatchSet,
+    sockets: &[Recheck],
+) -> Option<HashSet<u64>> {
+    let mut found = HashSet::new();
+    let mut listeners = Vec::new();
+    for &query in queries {
+        if sockets
+            .iter()
+            .any(|s| s.transport == Some(query.transport()))
+        {
+            dump_one(channel, query, watch, &mut listeners).ok()?;
+        }
+    }
+    found.extend(listeners.iter().map(|l| l.inode));
+    if sockets.iter().any(|s| s.transport.is_none()) {
+        let mut raw_sockets = Vec::new();
+        raw::collect(&mut channel.0, raw_support, tables, &mut raw_sockets).ok()?;
+        found.extend(raw_sockets.iter().map(|r| r.socket.inode));
+    }
+    Some(found)
+}
+
 /// Names the interfaces bound listeners use (`SO_BINDTODEVICE`), in the
 /// channel's namespace.
 fn name_interfaces(channel: &Channel, listeners: &mut [Listener]) {
@@ -653,6 +684,56 @@ impl SocketSource for SockDiagSource {
             (Transport::UdpLite, true),
             (Transport::Sctp, self.sctp),
         ]
+    }
+
+    fn still_listed(&self, watch: &WatchSet, asked: &[Recheck]) -> HashSet<u64> {
+        let mut listed = HashSet::new();
+        let mut by_netns: BTreeMap<Option<u64>, Vec<Recheck>> = BTreeMap::new();
+        for socket in asked {
+            by_netns.entry(socket.netns).or_default().push(*socket);
+        }
+        let queries = self.queries();
+        for (netns, sockets) in by_netns {
+            let found = match netns {
+                None => {
+                    let mut host = self.host.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut tables = self.host_tables.lock().unwrap_or_else(|p| p.into_inner());
+                    let found = host.as_mut().and_then(|channel| {
+                        relist(
+                            channel,
+                            &mut tables,
+                            self.raw_support,
+                            &queries,
+                            watch,
+                            &sockets,
+                        )
+                    });
+                    if found.is_none() {
+                        *host = None; // a failed dump may leave its reply behind
+                    }
+                    found
+                }
+                Some(inode) => self.others.as_ref().and_then(|others| {
+                    let mut others = others.lock().unwrap_or_else(|p| p.into_inner());
+                    others
+                        .visit_one(inode, |foreign| {
+                            relist(
+                                &mut foreign.channel,
+                                &mut foreign.tables,
+                                self.raw_support,
+                                &queries,
+                                watch,
+                                &sockets,
+                            )
+                        })
+                        .flatten()
+                }),
+            };
+            // A namespace that cannot be read again keeps what it listed.
+            let found = found.unwrap_or_else(|| sockets.iter().map(|s| s.inode).collect());
+            listed.extend(found);
+        }
+        listed
     }
 
     fn collect(&self, watch: &WatchSet) -> Result<Collected, SourceError> {

@@ -37,7 +37,7 @@ use crate::policy::exposure;
 use crate::sockets::SeenRawSocket;
 use budget::Budget;
 use line::{CMDLINE_READ, Described, LATE_AFTER, TrailEvent, TrailLine, render_cmdline};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::net::IpAddr;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
@@ -123,14 +123,13 @@ impl Trail {
         self.send(line, owner, facts.at);
     }
 
-    /// The packet and raw sockets of one collection (with each one's pid
-    /// and the described owners): a line for each the previous collection
-    /// did not see.
+    /// The packet and raw sockets of one collection (with each one's
+    /// owner, where known): a line for each the previous collection did not
+    /// see.
     pub fn raw_sockets(
         &self,
         sockets: &[SeenRawSocket],
-        pids: &[Option<u32>],
-        owners: &HashMap<u32, Owner>,
+        owners: &[Option<&Owner>],
         judge: &Judge,
         namer: &NetnsNamer,
     ) {
@@ -147,14 +146,14 @@ impl Trail {
             std::mem::replace(&mut *seen, current)
         };
         let nobody = Owner::default();
-        for (seen, pid) in sockets.iter().zip(pids) {
+        for (seen, owner) in sockets.iter().zip(owners) {
             if previous.contains(&(seen.netns, seen.found.socket.inode)) {
                 continue;
             }
             if !self.shared.budget.admit() {
                 continue;
             }
-            let owner = pid.and_then(|pid| owners.get(&pid)).unwrap_or(&nobody);
+            let owner = owner.unwrap_or(&nobody);
             let series = RawSocketSeries::new(seen, owner, judge, namer);
             let event = match series.kind {
                 "packet" => TrailEvent::PacketSocketSeen,

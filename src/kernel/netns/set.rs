@@ -208,6 +208,14 @@ impl<T: Send + 'static> NamespaceSet<T> {
         on_demand
     }
 
+    /// Runs `visit` on the handle held for namespace `inode`, if one is
+    /// held (a namespace read on demand has none between collections).
+    pub fn visit_one<R>(&mut self, inode: u64, visit: impl FnOnce(&mut T) -> R) -> Option<R> {
+        self.open
+            .get_mut(&inode)
+            .map(|held| visit(&mut held.handle))
+    }
+
     /// Runs `visit` on every held handle, on several threads when there
     /// are many.
     fn visit_held<R, V>(&mut self, visit: &V) -> Vec<(u64, Result<R, String>)>

@@ -6,10 +6,15 @@
 //! - `**` matches any run of characters, `/` included,
 //! - `?` matches one character except `/`;
 //!
-//! everything else matches itself. Matching is a dynamic programme over
+//! everything else matches itself. The pattern is written in the label
+//! notation of `crate::owners::escape` (`\xff` is the byte 0xff, `\\` a
+//! backslash) and matched against the executable's raw bytes, so a path
+//! that is not UTF-8 can be named, and an escaped `\x2a` is a literal `*`.
+//! Matching is a dynamic programme over
 //! (pattern position, text position), so its cost is bounded by
 //! pattern length x path length whatever the pattern: no backtracking blow-up.
 
+use crate::owners::escape::{Piece, pieces};
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,23 +32,25 @@ enum Token {
 pub struct Glob {
     source: String,
     tokens: Vec<Token>,
-    literal: bool,
+    /// The bytes, when the pattern has no wildcard.
+    literal: Option<Vec<u8>>,
 }
 
 impl Glob {
-    pub fn new(source: &str) -> Glob {
-        let bytes = source.as_bytes();
-        let mut tokens = Vec::with_capacity(bytes.len());
+    /// Compiles a pattern; an escape that does not parse is an error.
+    pub fn new(source: &str) -> Result<Glob, String> {
+        let pieces = pieces(source)?;
+        let mut tokens = Vec::with_capacity(pieces.len());
         let mut at = 0;
-        while at < bytes.len() {
-            let token = match bytes[at] {
-                b'*' if bytes.get(at + 1) == Some(&b'*') => {
+        while at < pieces.len() {
+            let token = match pieces[at] {
+                Piece::Plain(b'*') if pieces.get(at + 1) == Some(&Piece::Plain(b'*')) => {
                     at += 1;
                     Token::DoubleStar
                 }
-                b'*' => Token::Star,
-                b'?' => Token::AnyOne,
-                byte => Token::Byte(byte),
+                Piece::Plain(b'*') => Token::Star,
+                Piece::Plain(b'?') => Token::AnyOne,
+                piece => Token::Byte(piece.byte()),
             };
             // Runs of stars collapse: "***" is "**".
             match (tokens.last_mut(), token) {
@@ -55,23 +62,29 @@ impl Glob {
             }
             at += 1;
         }
-        let literal = tokens.iter().all(|t| matches!(t, Token::Byte(_)));
-        Glob {
+        let literal = tokens
+            .iter()
+            .map(|t| match t {
+                Token::Byte(byte) => Some(*byte),
+                _ => None,
+            })
+            .collect();
+        Ok(Glob {
             source: source.to_string(),
             tokens,
             literal,
-        }
+        })
     }
 
     pub fn as_str(&self) -> &str {
         &self.source
     }
 
-    pub fn is_match(&self, text: &str) -> bool {
-        if self.literal {
-            return self.source == text;
+    /// Matches the raw bytes of a path.
+    pub fn is_match(&self, text: &[u8]) -> bool {
+        if let Some(literal) = &self.literal {
+            return literal == text;
         }
-        let text = text.as_bytes();
         // matched[j]: the pattern so far matches the first j bytes of text.
         let mut matched = vec![false; text.len() + 1];
         let mut next = vec![false; text.len() + 1];
@@ -131,7 +144,7 @@ mod tests {
     use super::*;
 
     fn check(pattern: &str, text: &str) -> bool {
-        Glob::new(pattern).is_match(text)
+        Glob::new(pattern).unwrap().is_match(text.as_bytes())
     }
 
     #[test]
@@ -181,6 +194,18 @@ mod tests {
     #[test]
     fn compares_and_prints_as_its_source() {
         assert_eq!(Glob::new("/x/*"), Glob::new("/x/*"));
-        assert_eq!(Glob::new("/x/*").to_string(), "/x/*");
+        assert_eq!(Glob::new("/x/*").unwrap().to_string(), "/x/*");
+    }
+
+    #[test]
+    fn escapes_name_raw_bytes() {
+        let bad = Glob::new("/tmp/bad\\xff").unwrap();
+        assert!(bad.is_match(b"/tmp/bad\xff"));
+        assert!(!bad.is_match(b"/tmp/bad\\xff"));
+        let star = Glob::new("/tmp/\\x2a").unwrap();
+        assert!(star.is_match(b"/tmp/*"));
+        assert!(!star.is_match(b"/tmp/a"));
+        assert!(Glob::new("/tmp/\\q").is_err());
+        assert!(Glob::new("/tmp/\\\\*").unwrap().is_match(b"/tmp/\\ab"));
     }
 }

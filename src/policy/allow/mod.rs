@@ -45,6 +45,13 @@
 //! scrape path (`crate::owners::exe_hash`), so until a new file has been
 //! hashed (normally by the next collection) the rule does not match it.
 //!
+//! `exe=`, `unit=` and `comm=` values are written as the labels show them
+//! (`crate::owners::escape`): `\xNN` is the byte NN, `\\` a backslash, so a
+//! name that is not UTF-8 or holds a newline can be allowed, and a value
+//! names exactly one name. `exe=` is matched against the executable's raw
+//! bytes: a file merely named `/tmp/z (deleted)` is that path, never
+//! `/tmp/z`.
+//!
 //! In a file, `#` starts a comment (at the start of a line, or after
 //! whitespace) and blank lines are skipped; errors name `FILE:LINE`.
 
@@ -55,6 +62,7 @@ pub mod shipped;
 pub use glob::Glob;
 
 use crate::model::{Holder, rpc};
+use crate::owners::escape::canonical;
 use crate::policy::exposure::Exposure;
 use crate::policy::ports::{PortRange, parse_port_range};
 use crate::policy::registry::Transport;
@@ -110,27 +118,27 @@ impl Selector {
             return Err("empty selector (a stray comma?)".to_string());
         }
         let Some((key, value)) = text.split_once('=') else {
-            return Ok(Selector::Comm(text.to_string())); // a bare process name
+            return Ok(Selector::Comm(canonical(text)?)); // a bare process name
         };
         let value = value.trim();
         if value.is_empty() {
             return Err(format!("selector {key}= has an empty value"));
         }
         match key.trim() {
-            "exe" if value.starts_with('/') => Ok(Selector::Exe(Glob::new(value))),
+            "exe" if value.starts_with('/') => Ok(Selector::Exe(Glob::new(value)?)),
             "exe" => Err(format!("exe={value}: the path must be absolute")),
             "user" => Ok(Selector::User(value.to_string())),
             "unit" if value.contains('/') => Err(format!(
                 "unit={value}: a unit name has no '/' (e.g. unit=ssh.service)"
             )),
-            "unit" => Ok(Selector::Unit(value.to_string())),
+            "unit" => Ok(Selector::Unit(canonical(value)?)),
             "container" if value.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 Ok(Selector::Container(value.to_ascii_lowercase()))
             }
             "container" => Err(format!(
                 "container={value}: a container id prefix is hexadecimal"
             )),
-            "comm" => Ok(Selector::Comm(value.to_string())),
+            "comm" => Ok(Selector::Comm(canonical(value)?)),
             "sha256" if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 Ok(Selector::Sha256(value.to_ascii_lowercase()))
             }
@@ -202,14 +210,15 @@ impl fmt::Display for Selector {
 /// and `None` mean "not known", which no selector matches.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OwnerFacts<'a> {
-    /// `/proc/PID/comm` (the `process` label).
+    /// `/proc/PID/comm` as the `process` label writes it (escaped).
     pub comm: &'a str,
-    /// Resolved `/proc/PID/exe`, without the " (deleted)" suffix.
-    pub exe: Option<&'a str>,
+    /// Resolved `/proc/PID/exe`, raw bytes, without the " (deleted)" the
+    /// kernel appends to an unlinked file.
+    pub exe: Option<&'a [u8]>,
     /// User name, or the uid as text when no passwd entry has it.
     pub user: &'a str,
     pub uid: Option<u32>,
-    /// systemd unit, e.g. `ssh.service`.
+    /// systemd unit, e.g. `ssh.service` (escaped like `comm`).
     pub unit: &'a str,
     pub container_id: &'a str,
     /// Lower-case hex SHA-256 of the executable; "" until it is known.
@@ -403,7 +412,7 @@ mod tests {
     fn owner<'a>(comm: &'a str, exe: &'a str) -> OwnerFacts<'a> {
         OwnerFacts {
             comm,
-            exe: Some(exe),
+            exe: Some(exe.as_bytes()),
             user: "root",
             uid: Some(0),
             unit: "ssh.service",
@@ -459,6 +468,35 @@ mod tests {
     }
 
     #[test]
+    fn names_are_matched_as_the_kernel_has_them() {
+        // A file merely named "... (deleted)" is that path, not /tmp/z.
+        let rule = AllowRule::parse("276/tcp:exe=/tmp/z").unwrap();
+        let look_alike = OwnerFacts {
+            exe: Some(b"/tmp/z (deleted)"),
+            ..owner("z", "")
+        };
+        assert!(!rule.matches(TCP_276, &look_alike));
+        // Bytes that are not UTF-8 are written \xNN, a backslash \\.
+        let bad = AllowRule::parse("276:exe=/opt/bad\\xff,comm=bad\\xFF").unwrap();
+        let owner_bad = OwnerFacts {
+            exe: Some(b"/opt/bad\xff"),
+            ..owner("bad\\xff", "")
+        };
+        assert!(bad.matches(TCP_276, &owner_bad));
+        assert_eq!(bad.to_string(), "276-276:exe=/opt/bad\\xff,comm=bad\\xff");
+        let literal = OwnerFacts {
+            exe: Some(b"/opt/bad\\xff"),
+            ..owner("bad\\\\xff", "")
+        };
+        assert!(!bad.matches(TCP_276, &literal));
+        assert!(
+            AllowRule::parse("276:exe=/opt/a\\b")
+                .unwrap_err()
+                .contains("backslash")
+        );
+    }
+
+    #[test]
     fn every_selector_must_match() {
         let rule = AllowRule::parse(
             "276/tcp:exe=/usr/sbin/*,user=root,unit=ssh.service,container=4F1C,comm=sshd",
@@ -486,7 +524,7 @@ mod tests {
             },
             OwnerFacts { comm: "nc", ..good },
             OwnerFacts {
-                exe: Some("/usr/sbin/x/sshd"),
+                exe: Some(b"/usr/sbin/x/sshd"),
                 ..good
             },
         ] {

@@ -22,7 +22,7 @@ mod tests {
     fn statd(exposure: Exposure, exe: &'static str) -> OwnerFacts<'static> {
         OwnerFacts {
             comm: "rpc.statd",
-            exe: Some(exe),
+            exe: Some(exe.as_bytes()),
             user: "statd",
             uid: Some(107),
             socket: SocketFacts {
