@@ -249,13 +249,18 @@ fn a_storm_of_10000_listens_stays_within_the_budget_and_adds_up() {
     }
     let started = Instant::now();
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut listened = 0;
+    let mut listened: u32 = 0;
     for _ in 0..LISTENS {
         if TcpListener::bind(address).is_ok() {
             listened += 1;
         }
     }
-    assert_eq!(listened, LISTENS, "the storm's port was taken");
+    // A bind fails while another socket happens to use the port (an
+    // ephemeral port of some connection on this busy machine): rare.
+    assert!(
+        listened >= LISTENS * 99 / 100,
+        "the storm's port was taken: {listened} listens"
+    );
 
     // Every event the exporter counted is a line or in a notice's count.
     // Other tests on this machine open watched ports too: wait for a
@@ -300,14 +305,14 @@ fn a_storm_of_10000_listens_stays_within_the_budget_and_adds_up() {
     let closed = port_total(&text, "unassigned_port_listener_closed_total", port);
     let lost = total(&text, "unassigned_port_event_capture_lost_total");
     println!(
-        "storm: {LISTENS} listens in {elapsed:.1} s; counted {opened} opened and {closed} closed on port {port} \
+        "storm: {listened} listens in {elapsed:.1} s; counted {opened} opened and {closed} closed on port {port} \
          ({counted} events in all, {lost} samples lost); {lines} lines + {suppressed} suppressed"
     );
     // The storm's own events were counted (all of them when none was lost).
     assert!(opened > 0.0 && closed > 0.0);
     if lost == 0.0 {
-        assert_eq!(opened, f64::from(LISTENS));
-        assert_eq!(closed, f64::from(LISTENS));
+        assert_eq!(opened, f64::from(listened));
+        assert_eq!(closed, f64::from(listened));
     }
     // Bounded: one budget per second since the exporter started, at most.
     let parsed = log.parsed();

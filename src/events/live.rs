@@ -126,6 +126,7 @@ impl Labeller {
                     netns,
                     expected,
                     at: Some(event.kernel_time),
+                    pid: Some(event.listener_pid),
                 };
                 trail.listener(facts, &owner);
             }
@@ -176,6 +177,7 @@ impl Labeller {
                 netns: &labels.netns,
                 expected: labels.expected,
                 at: None,
+                pid: None,
             };
             trail.listener(facts, &owner);
         }

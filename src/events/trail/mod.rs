@@ -83,6 +83,9 @@ pub struct ListenerFacts<'a> {
     pub expected: bool,
     /// When the kernel saw it, on CLOCK_MONOTONIC (tracepoint events).
     pub at: Option<Duration>,
+    /// The process the event names (the one that listened), even when it
+    /// could not be described.
+    pub pid: Option<u32>,
 }
 
 impl Trail {
@@ -120,7 +123,11 @@ impl Trail {
         }
         line.netns = facts.netns.to_string();
         line.expected = facts.expected;
-        self.send(line, owner, facts.at);
+        let pid = owner.pid.or(facts.pid);
+        if let Some(pid) = pid {
+            line.pid = pid.to_string();
+        }
+        self.send(line, owner, pid, facts.at);
     }
 
     /// The packet and raw sockets of one collection (with each one's
@@ -165,15 +172,15 @@ impl Trail {
             line.address = series.interface;
             line.netns = series.netns;
             line.expected = series.expected;
-            self.send(line, owner, None);
+            self.send(line, owner, owner.pid, None);
         }
     }
 
     /// Reads what only the live process can give, decides `described`,
     /// and queues the line (or counts it as suppressed).
-    fn send(&self, mut line: TrailLine, owner: &Owner, at: Option<Duration>) {
+    fn send(&self, mut line: TrailLine, owner: &Owner, pid: Option<u32>, at: Option<Duration>) {
         let mut exe = None;
-        line.described = match owner.pid {
+        line.described = match pid {
             None => Described::None,
             Some(pid) => {
                 let proc_root = &self.shared.proc_root;
