@@ -11,6 +11,10 @@
 //! with a `summary_netns:` line. Needs root; figures, not assertions.
 //!
 //! `-- --smoke` uses 0 and 20 namespaces and fewer scrapes, for CI.
+//! `-- --counts 0,1000` picks the namespace counts. `-- --compare BINARY`
+//! also scrapes another build of the exporter (e.g. main's, to measure what
+//! a change costs) over the same namespaces, taking turns with this one,
+//! and adds its p50s and the ratio to the table.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
@@ -33,13 +37,26 @@ fn main() {
         println!("not root: the namespace benchmark needs root (ip netns add, setns); skipped");
         return;
     }
-    let smoke = std::env::args().any(|a| a == "--smoke");
-    let (counts, scrapes) = if smoke {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|at| args.get(at + 1))
+            .cloned()
+    };
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let (mut counts, scrapes) = if smoke {
         (vec![0, 20], 20)
     } else {
         (vec![0, 100, 500, 1_000], 100)
     };
-    run(&counts, scrapes);
+    if let Some(list) = value("--counts") {
+        counts = list
+            .split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect();
+    }
+    run(&counts, scrapes, value("--compare").as_deref());
 }
 
 /// Child role: for each namespace name read on stdin, enter it and bind
@@ -147,7 +164,66 @@ fn ss_loop_ms() -> f64 {
     started.elapsed().as_secs_f64() * 1e3
 }
 
-fn run(counts: &[usize], scrapes: usize) {
+/// Scrapes `exporter` `scrapes` times: sorted HTTP times and collection
+/// durations (ms), and the namespaced listeners the last scrape reported.
+fn measure(exporter: &RunningExporter, scrapes: usize) -> (Vec<f64>, Vec<f64>, usize) {
+    exporter.scrape(); // the first collection enters every namespace
+    let mut times = Vec::with_capacity(scrapes);
+    let mut collections = Vec::with_capacity(scrapes);
+    let mut reported = 0;
+    for _ in 0..scrapes {
+        let started = Instant::now();
+        let text = exporter.scrape();
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+        collections.push(collection_ms(&text));
+        reported = namespaced_listeners(&text);
+    }
+    times.sort_by(f64::total_cmp);
+    collections.sort_by(f64::total_cmp);
+    (times, collections, reported)
+}
+
+/// With `compare`, the other binary is measured over the same namespaces
+/// in rounds taken in turns with this one (so load noise falls on both);
+/// medians of the per-round p50s are compared.
+fn compare_row(count: usize, scrapes: usize, compare: &str) {
+    let rounds = 5;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut ours_c, mut theirs_c) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let exporter = RunningExporter::start(&[]);
+        let (t, c, _) = measure(&exporter, scrapes);
+        ours.push(percentile(&t, 0.5));
+        ours_c.push(percentile(&c, 0.5));
+        drop(exporter);
+        let other = RunningExporter::start_binary(compare, &[]);
+        let (t, c, _) = measure(&other, scrapes);
+        theirs.push(percentile(&t, 0.5));
+        theirs_c.push(percentile(&c, 0.5));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (o, t, oc, tc) = (
+        median(&mut ours),
+        median(&mut theirs),
+        median(&mut ours_c),
+        median(&mut theirs_c),
+    );
+    println!(
+        "compare {count} namespaces ({rounds} rounds of {scrapes} scrapes, taking turns): scrape p50 {o:.2} ms this build, {t:.2} ms {compare} (ratio {:.3}); collection p50 {oc:.2} ms vs {tc:.2} ms (ratio {:.3})",
+        o / t,
+        oc / tc
+    );
+    println!(
+        "summary_compare: namespaces={count} scrape_p50_ms={o:.2} compare_scrape_p50_ms={t:.2} ratio={:.3} collection_ratio={:.3}",
+        o / t,
+        oc / tc
+    );
+}
+
+fn run(counts: &[usize], scrapes: usize, compare: Option<&str>) {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average at start: {}", load.trim());
     println!(
@@ -159,19 +235,7 @@ fn run(counts: &[usize], scrapes: usize) {
     for &count in counts {
         namespaces.grow_to(count);
         let exporter = RunningExporter::start(&[]);
-        exporter.scrape(); // the first collection enters every namespace
-        let mut times = Vec::with_capacity(scrapes);
-        let mut collections = Vec::with_capacity(scrapes);
-        let mut reported = 0;
-        for _ in 0..scrapes {
-            let started = Instant::now();
-            let text = exporter.scrape();
-            times.push(started.elapsed().as_secs_f64() * 1e3);
-            collections.push(collection_ms(&text));
-            reported = namespaced_listeners(&text);
-        }
-        times.sort_by(f64::total_cmp);
-        collections.sort_by(f64::total_cmp);
+        let (times, collections, reported) = measure(&exporter, scrapes);
         let ss = ss_loop_ms();
         let p50 = percentile(&times, 0.5);
         let row = (
@@ -198,6 +262,10 @@ fn run(counts: &[usize], scrapes: usize) {
             row.3,
             row.4
         );
+        drop(exporter);
+        if let Some(compare) = compare {
+            compare_row(count, scrapes, compare);
+        }
     }
     println!("{last}");
 }

@@ -9,6 +9,9 @@
 //! real exporter binary, then the exporter's peak RSS after 1,000 scrapes at
 //! the largest size. It prints a table and a `summary:` line.
 //!
+//! `-- --nat-only` prints only the NAT rule figures: collection p50 with a
+//! namespace holding 100 REDIRECT rules against none, in one run.
+//!
 //! `-- --smoke` runs a small version (0 and 2,000 connections, fewer rounds)
 //! in well under a minute, for CI. Figures, not assertions: this machine is
 //! shared and noisy; compare ratios from one run.
@@ -70,7 +73,44 @@ fn main() {
             idle_processes: 300,
         }
     };
+    if std::env::args().any(|a| a == "--nat-only") {
+        return nat_only(&plan);
+    }
     run(&plan, smoke);
+}
+
+/// `-- --nat-only`: the NAT rule figures alone (no connections, no
+/// listeners on the watched ports, which a shared machine may hold).
+fn nat_only(plan: &Plan) {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at start: {}", load.trim());
+    let watch = Arc::new(WatchSet::new(
+        Registry::embedded(),
+        Scope::WellKnown,
+        &[],
+        Vec::new(),
+    ));
+    if let Some(nat) = measure_nat_rules(plan, &watch) {
+        print_nat(&nat);
+    }
+}
+
+fn print_nat(nat: &NatCost) {
+    println!(
+        "NAT rules: netlink p50 {:.3} ms with none, {:.3} ms with {NAT_RULES} (ratio {:.2}; {} forwarded series), {:.3} ms when the ruleset changed before each collection (re-read)",
+        nat.none,
+        nat.present,
+        nat.present / nat.none,
+        nat.series,
+        nat.changed
+    );
+    println!(
+        "summary_nat: p50_ms_0_rules={:.3} p50_ms_{NAT_RULES}_rules={:.3} ratio={:.2} p50_ms_changed_each_collection={:.3}",
+        nat.none,
+        nat.present,
+        nat.present / nat.none,
+        nat.changed
+    );
 }
 
 /// Child role: hold N established loopback connections until stdin closes.
@@ -254,6 +294,7 @@ fn run(plan: &Plan, smoke: bool) {
         });
     }
     let namespace_cost = measure_namespaces(plan, &watch);
+    let nat_cost = measure_nat_rules(plan, &watch);
     let processes = std::fs::read_dir("/proc")
         .map(|d| {
             d.flatten()
@@ -305,6 +346,9 @@ fn run(plan: &Plan, smoke: bool) {
             "network namespaces: netlink p50 {before:.3} ms with the host's alone, {after:.3} ms with {count} more namespaces (each with a listener on {NS_PORT}/tcp): {:.3} ms per extra namespace",
             (after - before) / count as f64
         );
+    }
+    if let Some(nat) = &nat_cost {
+        print_nat(nat);
     }
     let first = &rows[0];
     let last = rows.last().unwrap();
@@ -391,6 +435,109 @@ fn measure_namespaces(plan: &Plan, watch: &Arc<WatchSet>) -> Option<(f64, f64, u
     })
     .0;
     Some((before, after, count))
+}
+
+/// How many NAT rules [`measure_nat_rules`] writes.
+const NAT_RULES: u16 = 100;
+
+/// Collection cost with NAT rules present.
+struct NatCost {
+    /// p50 ms with the namespace's ruleset empty.
+    none: f64,
+    /// p50 ms with [`NAT_RULES`] REDIRECT rules present and unchanged.
+    present: f64,
+    /// p50 ms when a rule was added or deleted before each collection.
+    changed: f64,
+    /// Forwarded series reported with the rules present.
+    series: usize,
+}
+
+/// Netlink collection p50 with a namespace whose nat table is empty, then
+/// holding [`NAT_RULES`] REDIRECT rules (ports 200-299, the watched ones
+/// among them reported), in one run; and the cost when the ruleset changes
+/// before every collection. `None` without root or iptables.
+fn measure_nat_rules(plan: &Plan, watch: &Arc<WatchSet>) -> Option<NatCost> {
+    if !is_root() {
+        println!("not root: the NAT rule cost is not measured");
+        return None;
+    }
+    let name = format!("upe-bench-nat-{}", std::process::id());
+    let ok = Command::new("ip")
+        .args(["netns", "add", &name])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!("ip netns add failed: the NAT rule cost is not measured");
+        return None;
+    }
+    let _made = Namespaces(vec![name.clone()]);
+    let iptables = |args: &[&str], input: Option<&str>| -> bool {
+        let mut child = match Command::new("ip")
+            .args(["netns", "exec", &name])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(_) => return false,
+        };
+        if let Some(text) = input {
+            use std::io::Write;
+            let _ = child.stdin.take().unwrap().write_all(text.as_bytes());
+        }
+        drop(child.stdin.take());
+        child.wait().is_ok_and(|s| s.success())
+    };
+    if !iptables(&["iptables", "-t", "nat", "-L", "-n"], None) {
+        println!("iptables is missing: the NAT rule cost is not measured");
+        return None;
+    }
+    let collector = build(watch, Backend::Netlink);
+    collector.scrape();
+    let rounds = plan.netlink_rounds;
+    let none = time(rounds, || {
+        collector.scrape();
+    })
+    .0;
+    let mut rules = String::from("*nat\n");
+    for i in 0..NAT_RULES {
+        rules.push_str(&format!(
+            "-A PREROUTING -p tcp --dport {} -j REDIRECT --to-ports 31337\n",
+            200 + i
+        ));
+    }
+    rules.push_str("COMMIT\n");
+    if !iptables(&["iptables-restore", "-n"], Some(&rules)) {
+        println!("iptables-restore failed: the NAT rule cost is not measured");
+        return None;
+    }
+    let series = collector.scrape().forwarded.len();
+    let present = time(rounds, || {
+        collector.scrape();
+    })
+    .0;
+    let toggles = (rounds / 10).clamp(20, 100);
+    let mut changed = Vec::with_capacity(toggles);
+    for i in 0..toggles {
+        let verb = if i % 2 == 0 { "-A" } else { "-D" };
+        let rule = [
+            "iptables", "-t", "nat", verb, "OUTPUT", "-p", "udp", "--dport", "276", "-j",
+            "REDIRECT",
+        ];
+        iptables(&rule, None);
+        let started = Instant::now();
+        collector.scrape();
+        changed.push(started.elapsed());
+    }
+    changed.sort();
+    Some(NatCost {
+        none,
+        present,
+        changed: percentile(&changed, 0.5),
+        series,
+    })
 }
 
 /// The exporter the binary would build for this backend, through the

@@ -60,15 +60,16 @@ fn expected_series(
     expected: bool,
 ) -> Series {
     let iana = if is_root() { "unassigned" } else { "high-port" };
-    let exposure = if address.starts_with("127.") {
-        "loopback"
-    } else {
-        "any"
-    };
     // An IPv6 socket on :: takes IPv4 too unless the host defaults to v6only.
     let bindv6only = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only")
         .is_ok_and(|value| value.trim() == "1");
     let dual_stack = address == "::" && !bindv6only;
+    // A wildcard is as exposed as the host's own up addresses.
+    let exposure = if address.starts_with("127.") {
+        "loopback".to_string()
+    } else {
+        common::host_wildcard_exposure(family == "ipv4" || dual_stack, family == "ipv6")
+    };
     let labels: BTreeMap<String, String> = [
         ("port", port.to_string()),
         ("protocol", protocol.to_string()),
@@ -85,6 +86,7 @@ fn expected_series(
         ("exposure", exposure.to_string()),
         ("dual_stack", dual_stack.to_string()),
         ("interface", String::new()),
+        ("holder", "process".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -194,13 +196,15 @@ fn netlink_and_netstat2_backends_report_identical_series() {
         TcpListener::bind(("::1", ports.tcp_loopback)).unwrap(),
         UdpSocket::bind(("127.0.0.1", ports.tcp_loopback)).unwrap(),
     );
-    // netstat2 cannot see IPV6_V6ONLY (dual_stack="unknown" on ::): the
-    // label is left out of the comparison.
+    // netstat2 cannot see IPV6_V6ONLY (dual_stack="unknown" on ::) nor the
+    // namespace's addresses (a wildcard's exposure stays "any"): those
+    // labels are left out of the comparison.
     let every_listener = |text: &str| -> BTreeSet<String> {
         samples(text, "unassigned_port_listeners")
             .into_iter()
             .map(|(mut labels, value)| {
                 labels.remove("dual_stack");
+                labels.remove("exposure");
                 format!("{labels:?} {value}")
             })
             .collect()

@@ -464,9 +464,13 @@ fn exporter_labels_exposure_dual_stack_and_interface() {
         )
     };
     assert_eq!(labels(&ports[0]), expect("loopback", "false", ""));
-    assert_eq!(labels(&ports[1]), expect("any", "false", ""));
-    assert_eq!(labels(&ports[2]), expect("any", "true", ""));
-    assert_eq!(labels(&ports[3]), expect("any", "false", ""));
+    // Wildcards are as exposed as the host's up addresses of their families.
+    let v4 = common::host_wildcard_exposure(true, false);
+    let v6 = common::host_wildcard_exposure(false, true);
+    let both = common::host_wildcard_exposure(true, true);
+    assert_eq!(labels(&ports[1]), expect(&v4, "false", ""));
+    assert_eq!(labels(&ports[2]), expect(&both, "true", ""));
+    assert_eq!(labels(&ports[3]), expect(&v6, "false", ""));
     assert_eq!(labels(&ports[4]), expect("loopback", "false", "lo"));
 }
 

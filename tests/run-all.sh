@@ -30,7 +30,8 @@ install_packages() {
     # rpcbind ... avahi-daemon: the stock daemons tests/fleet_daemons.rs runs
     # in a namespace of its own against the shipped default allow policy.
     local wanted=(prometheus prometheus-alertmanager iproute2 systemd python3-yaml python3-venv curl openssl
-        rpcbind nfs-common openssh-server chrony dnsmasq avahi-daemon util-linux)
+        rpcbind nfs-common openssh-server chrony dnsmasq avahi-daemon util-linux
+        podman runc conmon containernetworking-plugins busybox-static iptables)
     local missing=()
     for package in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -88,7 +88,14 @@ fn tls_with_basic_auth_needs_the_right_password() {
         Some(3.0),
         "{text}"
     );
-    for reason in ["max_requests", "auth_budget", "rate_limit"] {
+    for reason in [
+        "max_requests",
+        "auth_budget",
+        "auth_guessing",
+        "auth_client_busy",
+        "auth_displaced",
+        "rate_limit",
+    ] {
         let series = format!("unassigned_port_http_requests_rejected_total{{reason=\"{reason}\"}}");
         assert_eq!(value_of(&text, &series), Some(0.0), "{series}");
     }

@@ -18,12 +18,18 @@ impl RunningExporter {
     /// Starts the binary with `extra` flags (and warnings-only logs) and
     /// waits until it accepts connections.
     pub fn start(extra: &[String]) -> RunningExporter {
+        RunningExporter::start_binary(env!("CARGO_BIN_EXE_unassigned_port_exporter"), extra)
+    }
+
+    /// [`RunningExporter::start`] with another build of the exporter (a
+    /// benchmark comparing two versions in one run).
+    pub fn start_binary(binary: &str, extra: &[String]) -> RunningExporter {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_unassigned_port_exporter"))
+        let child = Command::new(binary)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--log.level=warn")
             .args(extra)

@@ -11,15 +11,17 @@ use super::faults::{FaultCounter, Faults, stage};
 use super::owners::{Found, OwnerSearch};
 use super::rpc::RpcPrograms;
 use crate::kernel::netns::Mode;
+use crate::kernel::nftables::Unread;
 use crate::kernel::procfs::ProcRoot;
 use crate::model::{
-    HOST_NETNS, Judge, ListenerSeries, NetnsNamer, ProcessInfoSeries, RawSocketSeries,
-    RpcProgramSeries, Snapshot,
+    ForwardedSeries, HOST_NETNS, Judge, ListenerSeries, NetnsNamer, ProcessInfoSeries,
+    RawSocketSeries, RpcProgramSeries, Snapshot,
 };
 use crate::owners::{ExeHashes, Owner, OwnerBook, Placed};
 use crate::sockets::{ChangeHints, Collected, Opened, Recheck, SocketSource};
 use prometheus::IntCounterVec;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -151,6 +153,7 @@ impl ListenerCollector {
         faults.raw = collected.raw_faults;
         let (labelled, owner_faults) = self.label(&collected);
         faults.owners = owner_faults;
+        let forwarded = self.forwarded(&collected, &labelled, &mut faults);
         let mut unprivileged_port_start = Vec::new();
         match self.proc_root.unprivileged_port_start() {
             Ok(Some(value)) => unprivileged_port_start.push((HOST_NETNS.to_string(), value)),
@@ -171,6 +174,7 @@ impl ListenerCollector {
             raw_sockets: labelled.raw_sockets,
             processes: labelled.processes,
             rpc_programs: labelled.rpc_programs,
+            forwarded,
             duration: started.elapsed(),
             success,
             unprivileged_port_start,
@@ -181,6 +185,42 @@ impl ListenerCollector {
             netns_mode: self.netns_mode,
         };
         (snapshot, faults)
+    }
+
+    /// The forwarded-port series (`forwarded.rs`); counts namespaces whose
+    /// NAT rules or addresses could not be read.
+    fn forwarded(
+        &self,
+        collected: &Collected,
+        labelled: &Labelled,
+        faults: &mut Faults,
+    ) -> Vec<ForwardedSeries> {
+        for facts in &collected.namespaces {
+            let netns = self.namer.label(facts.netns);
+            match &facts.nat_rules {
+                Ok(_) => {}
+                Err(Unread::NoPrivilege(reason)) => {
+                    self.faults.nat_needs_privilege(reason);
+                }
+                Err(Unread::Failed(err)) => {
+                    faults.nat += 1;
+                    tracing::debug!(netns, error = %err, "cannot read NAT rules");
+                }
+            }
+            if let Err(err) = &facts.addresses {
+                faults.addresses += 1;
+                tracing::debug!(netns, error = %err, "cannot read interface addresses");
+            }
+        }
+        let cmdline = |pid: u32| self.proc_root.cmdline(pid);
+        super::forwarded::series(&super::forwarded::Inputs {
+            judge: &self.judge,
+            namer: &self.namer,
+            namespaces: &collected.namespaces,
+            listeners: &labelled.listeners,
+            processes: &labelled.processes,
+            cmdline: &cmdline,
+        })
     }
 
     /// Finds the owner of every listener and packet/raw socket, and turns
@@ -215,6 +255,12 @@ impl ListenerCollector {
             .iter()
             .map(|placed| placed.as_ref().and_then(|p| p.owner.pid))
             .collect();
+        // Each namespace's up addresses decide its wildcards' exposure.
+        let addresses: HashMap<Option<u64>, &[IpAddr]> = collected
+            .namespaces
+            .iter()
+            .filter_map(|facts| Some((facts.netns, facts.addresses.as_deref().ok()?)))
+            .collect();
         // pid -> (netns label of the first socket it owns, its owner).
         let mut owning: BTreeMap<u32, (String, &Owner)> = BTreeMap::new();
         // One series per socket, sorted, then equal label sets merged into
@@ -236,7 +282,14 @@ impl ListenerCollector {
                 RpcProgramSeries::new(listener.port, r.transport, netns, r.program, r.version)
             }));
             let socket = (placed.holder, programs.as_slice());
-            let mut series = ListenerSeries::new(listener, owner, socket, &self.judge, &self.namer);
+            let mut series = ListenerSeries::new(
+                listener,
+                owner,
+                socket,
+                &self.judge,
+                &self.namer,
+                addresses.get(&listener.netns).copied(),
+            );
             series.sockets = 1;
             listeners.push(series);
         }

@@ -23,7 +23,13 @@ pub mod stage {
     pub const NETNS: &str = "netns";
     /// A namespace's packet and raw sockets could not be read.
     pub const RAW: &str = "raw";
-    pub const ALL: [&str; 7] = [SOCKETS, OWNERS, PROCESS, SYSCTL, BACKEND, NETNS, RAW];
+    /// A namespace's NAT rules (nf_tables) could not be read.
+    pub const NAT: &str = "nat";
+    /// A namespace's interface addresses could not be read.
+    pub const ADDRESSES: &str = "addresses";
+    pub const ALL: [&str; 9] = [
+        SOCKETS, OWNERS, PROCESS, SYSCTL, BACKEND, NETNS, RAW, NAT, ADDRESSES,
+    ];
 }
 
 /// Faults of one collection, returned with it; counted by the scrape path
@@ -34,6 +40,8 @@ pub struct Faults {
     pub netns: u64,
     pub sysctl: u64,
     pub raw: u64,
+    pub nat: u64,
+    pub addresses: u64,
     pub owners: OwnerFaults,
 }
 
@@ -42,6 +50,8 @@ pub struct FaultCounter {
     errors: IntCounterVec,
     /// Set once we have said that owners are hidden, so the log says it once.
     warned_denied: AtomicBool,
+    /// Set once we have said that NAT rules need CAP_NET_ADMIN.
+    warned_nat: AtomicBool,
 }
 
 impl FaultCounter {
@@ -62,6 +72,7 @@ impl FaultCounter {
         FaultCounter {
             errors,
             warned_denied: AtomicBool::new(false),
+            warned_nat: AtomicBool::new(false),
         }
     }
 
@@ -76,12 +87,22 @@ impl FaultCounter {
         }
     }
 
+    /// NAT rules cannot be read without CAP_NET_ADMIN: said once, not
+    /// counted as a fault each scrape.
+    pub fn nat_needs_privilege(&self, reason: &str) {
+        if !self.warned_nat.swap(true, Ordering::Relaxed) {
+            tracing::warn!(reason = %reason, "grant CAP_NET_ADMIN to see NAT rules that forward watched ports (port holders of container runtimes are still reported)");
+        }
+    }
+
     /// Counts and logs one scrape's faults.
     pub fn report(&self, faults: &Faults) {
         self.count(stage::SOCKETS, faults.sockets);
         self.count(stage::NETNS, faults.netns);
         self.count(stage::SYSCTL, faults.sysctl);
         self.count(stage::RAW, faults.raw);
+        self.count(stage::NAT, faults.nat);
+        self.count(stage::ADDRESSES, faults.addresses);
         let owners = &faults.owners;
         self.count(stage::OWNERS, owners.unfound);
         self.count(stage::PROCESS, owners.vanished);

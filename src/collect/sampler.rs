@@ -218,6 +218,7 @@ mod tests {
             raw_sockets: Vec::new(),
             processes: Vec::new(),
             rpc_programs: Vec::new(),
+            forwarded: Vec::new(),
             duration: Duration::ZERO,
             success: true,
             unprivileged_port_start: Vec::new(),

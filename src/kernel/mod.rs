@@ -6,11 +6,19 @@
 //! - [`procfs`]: the one way into `/proc` (`--path.procfs`, `--path.netns`).
 //! - [`netns`]: network namespaces: discovery, entering, per-namespace handles.
 //! - [`events`]: the listen tracepoint and the destroy groups (Linux).
+//! - [`nftables`]: NAT rules (redirect, DNAT) of a namespace (Linux).
+//! - [`addresses`]: a namespace's interface addresses (Linux).
+//! - [`nlsock`]: a netlink socket that dumps only after change notifications.
 //! - [`rpcbind`]: the ONC RPC registrations of a namespace's rpcbind.
 
 #[cfg(target_os = "linux")]
+pub mod addresses;
+#[cfg(target_os = "linux")]
 pub mod events;
 pub mod netns;
+pub mod nftables;
+#[cfg(target_os = "linux")]
+pub mod nlsock;
 pub mod procfs;
 pub mod rpcbind;
 pub mod sock_diag;

@@ -144,6 +144,20 @@ impl ProcRoot {
         socket_inode(target.as_os_str())
     }
 
+    /// The arguments a process was started with (`cmdline`); empty when
+    /// it is gone or hidden.
+    pub fn cmdline(&self, pid: u32) -> Vec<String> {
+        std::fs::read(self.pid_path(pid, "cmdline"))
+            .map(|bytes| {
+                bytes
+                    .split(|&b| b == 0)
+                    .filter(|arg| !arg.is_empty())
+                    .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Uid and parent pid from `status`, read as bytes: the `Name:` line
     /// holds whatever bytes the process named itself with, which must not
     /// cost the uid.
@@ -179,7 +193,7 @@ impl ProcRoot {
     /// `cmdline`, raw: arguments separated (and usually ended) by NUL. At
     /// most `limit` bytes are read. `None` when the process is gone or
     /// hidden; empty for kernel threads and zombies.
-    pub fn cmdline(&self, pid: u32, limit: usize) -> Option<Vec<u8>> {
+    pub fn cmdline_bytes(&self, pid: u32, limit: usize) -> Option<Vec<u8>> {
         use std::io::Read;
         let file = std::fs::File::open(self.pid_path(pid, "cmdline")).ok()?;
         let mut bytes = Vec::with_capacity(limit.min(4096));
@@ -538,10 +552,10 @@ mod tests {
         );
         assert_eq!(root.net_namespace(me), root.own_net_namespace().ok());
         assert!(root.pids().unwrap().contains(&me));
-        let cmdline = root.cmdline(me, 1 << 20).unwrap();
+        let cmdline = root.cmdline_bytes(me, 1 << 20).unwrap();
         let first = std::env::args_os().next().unwrap();
         assert!(cmdline.starts_with(first.as_encoded_bytes()));
-        assert_eq!(root.cmdline(me, 3).unwrap().len(), 3);
+        assert_eq!(root.cmdline_bytes(me, 3).unwrap().len(), 3);
         let own = std::fs::read_to_string("/proc/self/loginuid").ok();
         assert_eq!(root.login_uid(me), own.as_deref().and_then(parse_login_uid));
         if std::fs::read_link("/proc/self/ns/pid")

@@ -1,5 +1,5 @@
 //! The families of one collection: listeners, packet/raw sockets, owning
-//! processes, and how the collection went (duration, success, coverage,
+//! processes, forwarded ports, and how the collection went (duration, success, coverage,
 //! namespaces, sysctls). Written from the [`Snapshot`] value alone, straight
 //! into the exposition through [`crate::metrics::text`]; the label names
 //! and their order come from the model's label sets, never written here.
@@ -18,7 +18,7 @@ use crate::model::Snapshot;
 use std::borrow::Cow;
 
 /// Full family names, in the order [`SnapshotFamilies`] numbers them.
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 11] = [
     "unassigned_port_listeners",
     "unassigned_port_raw_sockets",
     "unassigned_port_listener_process_info",
@@ -29,6 +29,7 @@ const NAMES: [&str; 10] = [
     "unassigned_port_network_namespaces",
     "unassigned_port_network_namespace_udp_staleness_seconds",
     "unassigned_port_rpc_program_info",
+    "unassigned_port_forwarded_ports",
 ];
 
 /// One snapshot's families.
@@ -153,6 +154,17 @@ impl Render for SnapshotFamilies<'_> {
                     family.labelled(series, 1);
                 }
             }
+            10 => {
+                let mut family = Family::new(
+                    out,
+                    name,
+                    "Watched ports the kernel forwards elsewhere: NAT rules (redirect, dnat) and container runtimes' port holders (holder), with where they lead; the value counts rules or holders.",
+                    Kind::Gauge,
+                );
+                for series in &snapshot.forwarded {
+                    family.labelled(series, series.count);
+                }
+            }
             _ => {
                 if snapshot.netns_mode == Mode::All {
                     Family::new(
@@ -260,6 +272,28 @@ mod tests {
             login_user: "al\\ice".into(),
         };
         let (ours, theirs) = both(&process, ProcessInfoSeries::LABELS, &process.label_values());
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn a_forwarded_port_is_written_as_the_prometheus_crate_writes_it() {
+        let series = crate::model::ForwardedSeries {
+            port: 277,
+            protocol: Protocol::Tcp,
+            netns: "host".into(),
+            mechanism: "dnat",
+            to_address: "10.88.0.2".into(),
+            to_port: "80".into(),
+            to_netns: ODD.into(),
+            container_id: "c".into(),
+            expected: false,
+            count: 2,
+        };
+        let (ours, theirs) = both(
+            &series,
+            crate::model::ForwardedSeries::LABELS,
+            &series.label_values(),
+        );
         assert_eq!(ours, theirs);
     }
 }

@@ -22,6 +22,8 @@ pub enum Judged {
     Packet,
     /// A raw IP socket.
     Raw,
+    /// A forwarded port (`forward:` allow rules).
+    Forward(Protocol, u16),
 }
 
 impl Judge {
@@ -51,6 +53,7 @@ impl Judge {
             Judged::Listener(protocol, port) => Subject::Listener(protocol.judged_as(), port),
             Judged::Packet => Subject::Packet,
             Judged::Raw => Subject::Raw,
+            Judged::Forward(protocol, port) => Subject::Forward(protocol.judged_as(), port),
         };
         self.watch.is_expected_subject(subject, owner)
     }

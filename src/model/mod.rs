@@ -28,7 +28,9 @@ pub use judge::Judge;
 pub use labels::LabelValue;
 pub use netns::{HOST_NETNS, NetnsNamer};
 pub use protocol::Protocol;
-pub use series::{ListenerSeries, ProcessInfoSeries, RawSocketSeries, RpcProgramSeries};
+pub use series::{
+    ForwardedSeries, ListenerSeries, ProcessInfoSeries, RawSocketSeries, RpcProgramSeries,
+};
 pub use snapshot::Snapshot;
 
 /// Prefix of every metric name the exporter writes.

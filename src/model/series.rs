@@ -11,6 +11,7 @@ use crate::policy::allow::{OwnerFacts, SocketFacts};
 use crate::policy::exposure;
 use crate::policy::registry::Transport;
 use crate::sockets::{Listener, SeenRawSocket};
+use std::net::IpAddr;
 
 crate::label_set! {
     /// One series of `unassigned_port_listeners`: labels and socket count.
@@ -101,6 +102,31 @@ crate::label_set! {
 }
 
 crate::label_set! {
+    /// One series of `unassigned_port_forwarded_ports`: a watched port the
+    /// kernel forwards elsewhere (`crate::collect::forwarded`), and how many
+    /// rules or holders do it.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub struct ForwardedSeries {
+        labels {
+            port: u16,
+            protocol: Protocol,
+            /// Where the forwarding happens.
+            netns: String,
+            /// "redirect", "dnat" or "holder".
+            mechanism: &'static str,
+            to_address: String,
+            to_port: String,
+            to_netns: String,
+            container_id: String,
+            expected: bool,
+        }
+        values {
+            count: u64,
+        }
+    }
+}
+
+crate::label_set! {
     /// One series of `unassigned_port_listener_process_info`: a process that
     /// owns a reported listener or packet/raw socket.
     #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -131,16 +157,24 @@ crate::label_set! {
 impl ListenerSeries {
     /// A listener's labels (with a count of 0: the caller counts), given
     /// whether a process holds it and the RPC programs registered on its
-    /// port (allow rules may check both).
+    /// port (allow rules may check both). `addresses`: the up addresses of
+    /// the listener's namespace, which decide a wildcard's exposure (`None`:
+    /// not known).
     pub fn new(
         listener: &Listener,
         owner: &Owner,
         socket: (Holder, &[u32]),
         judge: &Judge,
         namer: &NetnsNamer,
+        addresses: Option<&[IpAddr]>,
     ) -> Self {
         let protocol = Protocol::of_transport(listener.transport);
-        let exposure = exposure::classify_bound(listener.address, &listener.interface);
+        let exposure = exposure::classify_in_namespace(
+            listener.address,
+            &listener.interface,
+            listener.binding.dual_stack(listener.address),
+            addresses,
+        );
         let (holder, rpc_programs) = socket;
         let facts = OwnerFacts {
             socket: SocketFacts {

@@ -2,7 +2,7 @@
 //! took and how it went. The metric families and the landing page render
 //! this value alone; nothing reads the collector's state behind it.
 
-use super::{ListenerSeries, ProcessInfoSeries, RawSocketSeries};
+use super::{ForwardedSeries, ListenerSeries, ProcessInfoSeries, RawSocketSeries};
 use crate::kernel::netns::Mode;
 use crate::policy::registry::Transport;
 use std::time::Duration;
@@ -18,6 +18,8 @@ pub struct Snapshot {
     pub processes: Vec<ProcessInfoSeries>,
     /// RPC registrations on reported listeners' ports, sorted.
     pub rpc_programs: Vec<super::RpcProgramSeries>,
+    /// Watched ports forwarded elsewhere (NAT rules, port holders).
+    pub forwarded: Vec<ForwardedSeries>,
     pub duration: Duration,
     /// False when the socket table could not be read at all.
     pub success: bool,

@@ -22,6 +22,19 @@
 //! IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are classified by their
 //! IPv4 part.
 //!
+//! A wildcard bind is then narrowed by its own namespace
+//! ([`classify_in_namespace`]): it reaches exactly the addresses the
+//! namespace's interfaces have, so its class is the widest class among the
+//! addresses of the interfaces that are up (IPv4 addresses for `0.0.0.0`,
+//! IPv6 for `::`, both for `::` without `IPV6_V6ONLY`). A namespace whose
+//! only interface is `lo` gives `loopback`, a pod with only `10.x`
+//! `private`, a host with a public address `public`; a namespace with no
+//! address on an up interface is unreachable, and is called `loopback`.
+//! `any` remains only where the addresses could not be read. The label
+//! changes when the class changes, not when an address is added within it.
+//! A socket bound to an interface other than `lo` is judged by all of the
+//! namespace's addresses (the interface's own are not singled out).
+//!
 //! Dual stack: an `AF_INET6` socket bound to `::` accepts IPv4 too unless
 //! `IPV6_V6ONLY` is set. sock_diag says which with the `INET_DIAG_SKV6ONLY`
 //! attribute (sent for listening TCP and unconnected UDP sockets, which is
@@ -84,6 +97,39 @@ pub fn classify_bound(address: IpAddr, interface: &str) -> Exposure {
         return Exposure::Loopback;
     }
     classify(address)
+}
+
+/// The exposure of a listener bound to `address` (and `interface`) in a
+/// namespace whose up interfaces have `addresses` (`None`: they could not
+/// be read). `dual_stack`: whether an IPv6 socket on `::` also accepts IPv4
+/// (`None`, unknown, counts as yes). See the module doc.
+pub fn classify_in_namespace(
+    address: IpAddr,
+    interface: &str,
+    dual_stack: Option<bool>,
+    addresses: Option<&[IpAddr]>,
+) -> Exposure {
+    let bound = classify_bound(address, interface);
+    if bound != Exposure::Any {
+        return bound;
+    }
+    let Some(addresses) = addresses else {
+        return Exposure::Any;
+    };
+    let (v4, v6) = match address {
+        IpAddr::V4(_) => (true, false),
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => (true, false),
+        IpAddr::V6(_) => (dual_stack != Some(false), true),
+    };
+    addresses
+        .iter()
+        .filter(|a| match a {
+            IpAddr::V4(_) => v4,
+            IpAddr::V6(_) => v6,
+        })
+        .map(|&a| classify(a))
+        .max()
+        .unwrap_or(Exposure::Loopback)
 }
 
 fn classify_v4(address: Ipv4Addr) -> Exposure {
@@ -212,5 +258,33 @@ mod tests {
         assert_eq!(classify_bound(any, "lo"), Exposure::Loopback);
         assert_eq!(classify_bound(any, "eth0"), Exposure::Any);
         assert_eq!(classify_bound(any, ""), Exposure::Any);
+    }
+
+    #[test]
+    fn a_wildcard_takes_the_widest_class_of_its_namespace() {
+        let addresses: Vec<IpAddr> = ["127.0.0.1", "::1", "10.1.2.3", "fe80::1", "2001:db8::1"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let v4: IpAddr = "0.0.0.0".parse().unwrap();
+        let v6: IpAddr = "::".parse().unwrap();
+        let c = |address, dual, addresses: Option<&[IpAddr]>| {
+            classify_in_namespace(address, "", dual, addresses).as_str()
+        };
+        assert_eq!(c(v4, Some(false), Some(&addresses)), "private");
+        assert_eq!(c(v6, Some(false), Some(&addresses)), "public");
+        assert_eq!(c(v6, Some(true), Some(&addresses[..4])), "private");
+        assert_eq!(c(v6, Some(false), Some(&addresses[..4])), "link-local");
+        // Only lo: nothing outside reaches it.
+        assert_eq!(c(v4, Some(false), Some(&addresses[..2])), "loopback");
+        assert_eq!(c(v4, Some(false), Some(&[])), "loopback");
+        // Unreadable: any. A specific address keeps its own class.
+        assert_eq!(c(v4, Some(false), None), "any");
+        let specific: IpAddr = "10.9.9.9".parse().unwrap();
+        assert_eq!(c(specific, Some(false), Some(&addresses[..2])), "private");
+        assert_eq!(
+            classify_in_namespace(v4, "lo", Some(false), Some(&addresses)).as_str(),
+            "loopback"
+        );
     }
 }

@@ -14,6 +14,8 @@
 //! interfaces inside each namespace.
 
 #[cfg(target_os = "linux")]
+pub mod facts;
+#[cfg(target_os = "linux")]
 pub mod netlink;
 // Which backends this platform has, one file each, behind `open_backend`.
 #[cfg_attr(target_os = "linux", path = "choose_linux.rs")]
@@ -22,6 +24,7 @@ mod choose;
 pub mod netstat2;
 
 use crate::kernel::netns::{self, Mode};
+use crate::kernel::nftables::{NatRule, Unread};
 use crate::kernel::procfs::ProcRoot;
 use crate::kernel::sock_diag::raw;
 use crate::policy::exposure::Binding;
@@ -168,6 +171,20 @@ pub struct Collected {
     pub raw_sockets: Vec<SeenRawSocket>,
     /// Namespaces whose packet/raw sockets could not be read this time.
     pub raw_faults: u64,
+    /// Interface addresses and NAT rules of every namespace read (netlink
+    /// only; empty with netstat2).
+    pub namespaces: Vec<NamespaceFacts>,
+}
+
+/// What a namespace's kernel says beyond its sockets (`facts.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamespaceFacts {
+    /// Inode of the network namespace, `None` for the exporter's own.
+    pub netns: Option<u64>,
+    /// Addresses of the interfaces that are up, or why they are unknown.
+    pub addresses: Result<Vec<IpAddr>, String>,
+    /// Rules that forward destination ports, or why they are unknown.
+    pub nat_rules: Result<Vec<NatRule>, Unread>,
 }
 
 /// A packet or raw socket and the namespace it was found in.

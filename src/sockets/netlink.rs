@@ -35,8 +35,10 @@
 //! room (`crate::kernel::netns::NamespaceSet`) until the namespace disappears. SCTP
 //! listeners are asked for when the kernel has sctp_diag (probed at start).
 
+use super::facts::{self, FactWatch};
 use super::{
-    ChangeHints, Collected, EventLinks, Listener, Recheck, SeenRawSocket, SocketSource, SourceError,
+    ChangeHints, Collected, EventLinks, Listener, NamespaceFacts, Recheck, SeenRawSocket,
+    SocketSource, SourceError,
 };
 use crate::kernel::netns::NamespaceObserver;
 use crate::kernel::netns::{Discovery, NamespaceSet};
@@ -226,6 +228,10 @@ struct ForeignNamespace {
     /// Collections since UDP was read; staggered at open so namespaces take
     /// turns.
     udp_turn: u64,
+    /// The namespace's inode.
+    inode: u64,
+    /// Its interface addresses and NAT rules (two more descriptors).
+    facts: FactWatch,
 }
 
 /// With more namespaces than this, other namespaces' UDP is re-read in
@@ -245,6 +251,8 @@ struct Visited {
     udp_reused_since: Option<Instant>,
     /// Packet and raw sockets, or why they could not be read.
     raw_sockets: Result<Vec<NamedRawSocket>, String>,
+    /// Interface addresses and NAT rules.
+    facts: NamespaceFacts,
 }
 
 impl ForeignNamespace {
@@ -323,6 +331,7 @@ impl ForeignNamespace {
             unprivileged_port_start: self.unprivileged_port_start,
             udp_reused_since,
             raw_sockets,
+            facts: self.facts.read(Some(self.inode)),
         })
     }
 }
@@ -356,6 +365,8 @@ impl ForeignNamespace {
             udp: None,
             raw: None,
             udp_turn: OPENED.fetch_add(1, Ordering::Relaxed) % UDP_TURNS,
+            inode,
+            facts: FactWatch::open(),
         })
     }
 }
@@ -389,6 +400,8 @@ pub struct SockDiagSource {
     host: Mutex<Option<Channel>>,
     /// The exporter's own `/proc/net` tables that sock_diag cannot replace.
     host_tables: Mutex<ProcTables>,
+    /// The exporter's own namespace's addresses and NAT rules.
+    host_facts: Mutex<FactWatch>,
     /// Every other namespace's channel, with `--collector.netns=all`.
     others: Option<Mutex<NamespaceSet<ForeignNamespace>>>,
     /// False when the kernel has no sctp_diag: SCTP is then not asked for.
@@ -441,6 +454,7 @@ impl SockDiagSource {
         Ok(SockDiagSource {
             host: Mutex::new(Some(channel)),
             host_tables: Mutex::new(host_tables),
+            host_facts: Mutex::new(FactWatch::open()),
             others: None,
             sctp,
             raw_support,
@@ -498,6 +512,8 @@ impl SockDiagSource {
             return dumped;
         }
         name_interfaces(channel, &mut out.listeners[first..]);
+        let mut host_facts = self.host_facts.lock().unwrap_or_else(|p| p.into_inner());
+        out.namespaces.push(host_facts.read(None));
         let mut found = Vec::new();
         let mut tables = self.host_tables.lock().unwrap_or_else(|p| p.into_inner());
         match raw::collect(&mut channel.0, self.raw_support, &mut tables, &mut found) {
@@ -532,8 +548,9 @@ impl SockDiagSource {
         let udp_in_turns = others.held() > UDP_TURNS_FROM;
         // With destroy events each namespace costs two descriptors; the
         // /proc/net tables a kernel without packet_diag/raw_diag needs add
-        // up to three.
+        // up to three, the address and NAT watches two.
         let per_namespace = 1
+            + facts::DESCRIPTORS
             + self
                 .observer
                 .as_ref()
@@ -570,6 +587,7 @@ impl SockDiagSource {
                     netns: Some(inode),
                     ..listener
                 }));
+            out.namespaces.push(visited.facts);
             if let Some(value) = visited.unprivileged_port_start {
                 out.unprivileged_port_start.push((inode, value));
             }

@@ -200,6 +200,58 @@ pub fn scrape_until(exporter: &Exporter, what: &str, done: impl Fn(&str) -> bool
     }
 }
 
+/// Whether the environment variable CI is set (non-empty, not 0/false).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// A missing capability: under CI the test fails naming it; elsewhere it
+/// prints why it skips. Returns so the caller can `return`.
+pub fn skip_or_fail(reason: &str) {
+    assert!(!in_ci(), "CI is set but {reason}");
+    eprintln!("skipped: {reason}");
+}
+
+/// Runs a command, returning its stdout when it succeeds.
+pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|err| format!("cannot run {program}: {err}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// The `exposure` a wildcard bind in the exporter's own namespace should
+/// get: the widest class among the addresses `ip -o addr show up` lists,
+/// of IPv4 (`v4`) and/or IPv6 (`v6`). Read with `ip`, independently of the
+/// exporter's own rtnetlink reader.
+pub fn host_wildcard_exposure(v4: bool, v6: bool) -> String {
+    use unassigned_port_exporter::policy::exposure::{Exposure, classify};
+    let text = run("ip", &["-o", "addr", "show", "up"]).expect("ip -o addr show up");
+    let mut widest = Exposure::Loopback;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        while let Some(word) = words.next() {
+            let wanted = (word == "inet" && v4) || (word == "inet6" && v6);
+            if wanted
+                && let Some(address) = words.next()
+                && let Ok(address) = address.split('/').next().unwrap_or("").parse()
+            {
+                widest = widest.max(classify(address));
+            }
+        }
+    }
+    widest.as_str().to_string()
+}
+
 /// Runs between fork and exec (so: raw syscalls only, no allocation): opens
 /// a TCP listener or a UDP socket on `port`, without close-on-exec so the
 /// program about to run holds it. SO_REUSEPORT lets many children share a port.

@@ -184,7 +184,7 @@ impl Trail {
             None => Described::None,
             Some(pid) => {
                 let proc_root = &self.shared.proc_root;
-                let cmdline = proc_root.cmdline(pid, CMDLINE_READ);
+                let cmdline = proc_root.cmdline_bytes(pid, CMDLINE_READ);
                 if line.exe_sha256.is_empty() && owner.provenance.exe.is_some() {
                     exe = File::open(proc_root.pid_path(pid, "exe")).ok();
                 }

@@ -7,6 +7,7 @@
 //! RULE     = TARGET [ ":" SELECTOR { "," SELECTOR } ]
 //! TARGET   = PORT [ "-" LAST ] [ "/" ( "tcp" | "udp" | "sctp" ) ]
 //!          | "packet" | "raw"
+//!          | "forward:" PORT [ "-" LAST ] [ "/" PROTO ]
 //! SELECTOR = "exe=" PATH-GLOB     resolved /proc/PID/exe (see allow/glob.rs)
 //!          | "user=" NAME | UID   owning user
 //!          | "unit=" NAME         systemd unit from the cgroup (ssh.service)
@@ -15,8 +16,9 @@
 //!          | "sha256=" HEX        SHA-256 of the executable (64 hex digits)
 //!          | NAME                 same as comm=NAME (the original grammar)
 //!          | "exposure=" EXPOSURE loopback, link-local, private, public or
-//!                                 any: how far the bound address reaches
-//!                                 (policy/exposure.rs; listeners only)
+//!                                 any: the listener reaches at most that
+//!                                 far, in that order (policy/exposure.rs;
+//!                                 listeners only)
 //!          | "holder=" HOLDER     process, none or unknown: whether a
 //!                                 process holds the socket (model/holder.rs;
 //!                                 listeners only)
@@ -24,6 +26,11 @@
 //!                                 rpcbind of the listener's namespace on its
 //!                                 port and protocol (model/rpc.rs names)
 //! ```
+//!
+//! `forward:` rules cover forwarded ports (`unassigned_port_forwarded_ports`:
+//! NAT rules and container port holders), not listeners. A NAT rule has no
+//! owning process, so the only selector they take is `container=` (the
+//! container the port is forwarded to, where known).
 //!
 //! `holder=none` is how the kernel's own sockets (lockd, the NFS callback)
 //! are allowed: they have no process to name. Combine it with a port range,
@@ -77,6 +84,8 @@ pub enum Target {
     Packet,
     /// Raw IP sockets.
     Raw,
+    /// Forwarded ports (NAT rules, port holders).
+    Forward(PortRange),
 }
 
 /// One condition on the owner.
@@ -91,6 +100,8 @@ pub enum Selector {
     Comm(String),
     /// Lower-case hex SHA-256 of the executable.
     Sha256(String),
+    /// The widest exposure allowed (`loopback` < `link-local` < `private`
+    /// < `public` < `any`).
     Exposure(Exposure),
     Holder(Holder),
     /// An RPC program number.
@@ -178,7 +189,7 @@ impl Selector {
             }
             Selector::Comm(name) => !owner.comm.is_empty() && owner.comm == name,
             Selector::Sha256(hex) => owner.exe_sha256 == hex,
-            Selector::Exposure(exposure) => owner.socket.exposure == Some(*exposure),
+            Selector::Exposure(exposure) => owner.socket.exposure.is_some_and(|e| e <= *exposure),
             Selector::Holder(holder) => owner.socket.holder == Some(*holder),
             Selector::Rpc(program) => owner.socket.rpc_programs.contains(program),
         }
@@ -246,6 +257,8 @@ pub enum Subject {
     Listener(Transport, u16),
     Packet,
     Raw,
+    /// A forwarded port.
+    Forward(Transport, u16),
 }
 
 /// One allow rule.
@@ -258,6 +271,9 @@ pub struct AllowRule {
 impl AllowRule {
     pub fn parse(text: &str) -> Result<AllowRule, String> {
         let text = text.trim();
+        if let Some(rest) = text.strip_prefix("forward:") {
+            return AllowRule::parse_forward(text, rest);
+        }
         let (target, selectors) = match text.split_once(':') {
             None => (text, None),
             Some((target, selectors)) => (target, Some(selectors)),
@@ -294,10 +310,34 @@ impl AllowRule {
         })
     }
 
+    /// `forward:PORT[-LAST][/PROTO][:container=PREFIX]`.
+    fn parse_forward(text: &str, rest: &str) -> Result<AllowRule, String> {
+        let mut rule = AllowRule::parse(rest)?;
+        let Target::Ports(range) = rule.target else {
+            return Err(format!("{text:?}: forward: takes a port or range"));
+        };
+        if let Some(other) = rule
+            .selectors
+            .iter()
+            .find(|s| !matches!(s, Selector::Container(_)))
+        {
+            return Err(format!(
+                "{text:?}: a forwarded port has no owning process, so {}= does not apply; forward: rules take container= only",
+                other.key()
+            ));
+        }
+        rule.target = Target::Forward(range);
+        Ok(rule)
+    }
+
     /// True when the rule covers `subject` owned by `owner`.
     pub fn matches(&self, subject: Subject, owner: &OwnerFacts<'_>) -> bool {
         let target = match (&self.target, subject) {
             (Target::Ports(range), Subject::Listener(transport, port)) => {
+                (range.first..=range.last).contains(&port)
+                    && range.transport.is_none_or(|t| t == transport)
+            }
+            (Target::Forward(range), Subject::Forward(transport, port)) => {
                 (range.first..=range.last).contains(&port)
                     && range.transport.is_none_or(|t| t == transport)
             }
@@ -323,6 +363,12 @@ impl fmt::Display for AllowRule {
         match &self.target {
             Target::Packet => f.write_str("packet")?,
             Target::Raw => f.write_str("raw")?,
+            Target::Forward(range) => {
+                write!(f, "forward:{}-{}", range.first, range.last)?;
+                if let Some(t) = range.transport {
+                    write!(f, "/{t}")?;
+                }
+            }
             Target::Ports(range) => {
                 write!(f, "{}-{}", range.first, range.last)?;
                 if let Some(t) = range.transport {
@@ -418,11 +464,71 @@ mod tests {
             unit: "ssh.service",
             container_id: "4f1c2e8a9b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e",
             exe_sha256: SSHD_SHA256,
-            socket: SocketFacts::default(),
+            socket: SocketFacts {
+                exposure: Some(Exposure::Private),
+                ..SocketFacts::default()
+            },
         }
     }
 
     const SSHD_SHA256: &str = "0d5c0e5b7f0e4f1a6c2b9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a";
+
+    #[test]
+    fn forward_rules_cover_forwarded_ports_by_container_only() {
+        let rule = AllowRule::parse("forward:277/tcp:container=4F1C").unwrap();
+        let facts = owner("", "/x");
+        assert!(rule.matches(Subject::Forward(Transport::Tcp, 277), &facts));
+        assert!(!rule.matches(TCP_276, &facts));
+        assert!(!rule.matches(Subject::Forward(Transport::Tcp, 276), &facts));
+        let other = OwnerFacts {
+            container_id: "",
+            ..facts
+        };
+        assert!(!rule.matches(Subject::Forward(Transport::Tcp, 277), &other));
+        assert!(
+            !AllowRule::parse("277")
+                .unwrap()
+                .matches(Subject::Forward(Transport::Tcp, 277), &facts)
+        );
+        let any = AllowRule::parse("forward:272-279").unwrap();
+        assert!(any.matches(
+            Subject::Forward(Transport::Udp, 276),
+            &OwnerFacts::default()
+        ));
+        assert_eq!(rule.to_string(), "forward:277-277/tcp:container=4f1c");
+        assert_eq!(AllowRule::parse(&rule.to_string()), Ok(rule));
+        let err = AllowRule::parse("forward:277:exe=/usr/bin/conmon").unwrap_err();
+        assert!(err.contains("container= only"), "{err}");
+        assert!(AllowRule::parse("forward:packet").is_err());
+    }
+
+    #[test]
+    fn exposure_selects_listeners_that_reach_at_most_a_class() {
+        let rule = AllowRule::parse("276:exposure=private").unwrap();
+        assert!(rule.matches(TCP_276, &owner("x", "/x")));
+        for (exposure, expected) in [
+            (Some(Exposure::Loopback), true),
+            (Some(Exposure::Public), false),
+            (Some(Exposure::Any), false),
+            (None, false),
+        ] {
+            let base = owner("x", "/x");
+            let facts = OwnerFacts {
+                socket: SocketFacts {
+                    exposure,
+                    ..base.socket
+                },
+                ..base
+            };
+            assert_eq!(rule.matches(TCP_276, &facts), expected, "{exposure:?}");
+        }
+        assert_eq!(rule.to_string(), "276-276:exposure=private");
+        assert!(
+            AllowRule::parse("276:exposure=world")
+                .unwrap_err()
+                .contains("use loopback, link-local")
+        );
+    }
 
     const TCP_276: Subject = Subject::Listener(Transport::Tcp, 276);
 
