@@ -44,7 +44,7 @@ pub struct Flags {
     pub max_requests: usize,
 
     /// Extra ports to watch, as a comma-separated list of PORT or FIRST-LAST,
-    /// each optionally followed by /tcp or /udp (e.g. "276,8000-8100,53/udp").
+    /// each optionally followed by /tcp, /udp or /sctp (e.g. "276,8000-8100,53/udp").
     /// Repeatable.
     #[arg(long = "watch.ports", value_name = "LIST", value_parser = ports::parse_port_list)]
     pub watch_ports: Vec<Vec<PortRange>>,

@@ -3,7 +3,7 @@
 //! logfmt lines have node_exporter's shape, one event a line:
 //!
 //! ```text
-//! ts=2026-11-26T10:00:00.000Z level=info msg="listening on 0.0.0.0:9276" tls=false
+//! ts=2026-11-26T10:00:00.000Z level=info msg="Listening on" address=0.0.0.0:9276 tls=false
 //! ```
 //!
 //! `ts` is UTC with milliseconds, `level` is lower case, `msg` is the event's

@@ -32,8 +32,9 @@
 //!
 //! Without root the test cannot bind port 276; it then watches a free high
 //! port added with `--watch.ports` and says so. Without the Debian packages
-//! it prints that it is skipped and passes, except under CI, where it fails
-//! (the top-level test script installs them).
+//! (or, for the second test, a writable cgroup2 hierarchy) a test skips
+//! with one line, or fails in CI (see `common::capability`; the top-level
+//! test script installs the packages).
 
 use std::ffi::{CStr, CString};
 use std::fs;
@@ -52,7 +53,8 @@ use serde_json::Value;
 
 mod common;
 
-use common::{free_port, is_root, listen_before_exec};
+use common::capability::{Capability, gate};
+use common::{Exporter, free_port, is_root, listen_before_exec};
 
 /// Scrape job name the shipped rules and dashboard expect.
 const JOB: &str = "unassigned_port_exporter";
@@ -82,26 +84,19 @@ fn listener_on_276_fires_alert_and_resolves() {
     let target = WatchedPort::choose();
     let mut stack = Stack::new();
     let webhook = HttpStub::start("");
-    let exporter_port = free_port();
     let prometheus_port = free_port();
     let alertmanager_port = free_port();
-    let exporter_instance = format!("127.0.0.1:{exporter_port}");
 
-    // Exporter.
+    // Exporter, on a port it binds itself (see tests/common).
     // The background sampler too, so that its dashboard panel and the
     // UnassignedPortListenerSeenBetweenScrapes rule run on real series.
-    let mut exporter_args = vec![
-        format!("--web.listen-address={exporter_instance}"),
-        "--collector.sample-interval=200ms".to_string(),
-    ];
+    let mut exporter_args = vec!["--collector.sample-interval=200ms".to_string()];
     if target.port != PORT_276 {
         exporter_args.push(format!("--watch.ports={}", target.port));
     }
-    stack.spawn(
-        "exporter",
-        Path::new(env!("CARGO_BIN_EXE_unassigned_port_exporter")),
-        &exporter_args,
-    );
+    let exporter_args: Vec<&str> = exporter_args.iter().map(String::as_str).collect();
+    let exporter = Exporter::start(&exporter_args);
+    let exporter_instance = format!("127.0.0.1:{}", exporter.port);
 
     // Alertmanager, with the shipped config pointed at our webhook.
     let am_config = alertmanager_config_for_test(
@@ -382,16 +377,10 @@ fn kube_state_metrics_names_reach_recorded_series() {
     let ksm = [HttpStub::start(&exposition), HttpStub::start(&exposition)];
 
     let mut stack = Stack::new();
-    let exporter_instance = format!("127.0.0.1:{}", free_port());
+    let watch_flag = format!("--watch.ports={pod_port},{host_port}");
+    let exporter = Exporter::start(&[watch_flag.as_str()]);
+    let exporter_instance = format!("127.0.0.1:{}", exporter.port);
     let prometheus_port = free_port();
-    stack.spawn(
-        "exporter",
-        Path::new(env!("CARGO_BIN_EXE_unassigned_port_exporter")),
-        &[
-            format!("--web.listen-address={exporter_instance}"),
-            format!("--watch.ports={pod_port},{host_port}"),
-        ],
-    );
     // The exporter's job gets the target labels prometheus-operator gives
     // it in a cluster: its own pod's namespace, pod and container. The
     // names must not land there. kube-state-metrics is scraped with
@@ -442,7 +431,7 @@ fn kube_state_metrics_names_reach_recorded_series() {
     let _pod = match FakePodProcess::start(pod_port, &ids) {
         Ok(pod) => pod,
         Err(why) => {
-            skip(&format!("cannot make a pod-like cgroup process: {why}"));
+            gate(Capability::Cgroups, Err(why));
             return;
         }
     };
@@ -819,25 +808,13 @@ impl ServerBinaries {
     /// under CI, where tests/run-all.sh installs them).
     fn find_or_skip() -> Option<Self> {
         let found = Self::find();
+        let why = "`prometheus` and/or `prometheus-alertmanager` not found in PATH; \
+                   install the Debian packages first: apt-get install -y prometheus prometheus-alertmanager";
         if found.is_none() {
-            skip(
-                "`prometheus` and/or `prometheus-alertmanager` not found in PATH; \
-                 install the Debian packages first: apt-get install -y prometheus prometheus-alertmanager",
-            );
+            gate(Capability::PrometheusStack, Err(why.to_string()));
         }
         found
     }
-}
-
-/// Says loudly that a test is skipped and why; under CI, fails instead.
-fn skip(why: &str) {
-    eprintln!();
-    eprintln!("!!! e2e_alerting SKIPPED: {why}");
-    eprintln!();
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run this test ({why})"
-    );
 }
 
 fn find_in_path(name: &str) -> Option<PathBuf> {

@@ -9,13 +9,14 @@
 //!
 //! As root the listeners use the real unassigned ports (272-279, 276);
 //! without root the first test uses free high ports added with
-//! `--watch.ports` and the second is skipped (it must create a user).
+//! `--watch.ports`. The second must create a user: without that capability
+//! it skips with one line, or fails in CI (see `common::capability`).
 
 mod common;
 
+use common::capability::{Capability, require};
 use common::{Exporter, is_root, listen_before_exec, samples};
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -38,48 +39,11 @@ const CHURN_PACE: Duration = Duration::from_millis(8);
 /// Fresh unprivileged exporters whose first scrape is checked.
 const EXPORTER_ROUNDS: usize = 5;
 
-/// Starts the exporter with its stderr in `stderr_path`, through `launcher`
-/// (e.g. `setpriv ...`) when given, and waits until it answers.
-fn start_exporter(
-    launcher: &[&str],
-    binary: &Path,
-    args: &[String],
-    stderr_path: &Path,
-) -> Exporter {
-    let port = common::free_port();
-    let mut command = match launcher.split_first() {
-        Some((program, rest)) => {
-            let mut command = Command::new(program);
-            command.args(rest).arg(binary);
-            command
-        }
-        None => Command::new(binary),
-    };
-    let child = command
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(File::create(stderr_path).expect("create the stderr file"))
-        .spawn()
-        .expect("start the exporter");
-    let mut exporter = Exporter { child, port };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if ureq::get(&exporter.url("/healthz")).call().is_ok() {
-            return exporter;
-        }
-        if let Ok(Some(status)) = exporter.child.try_wait() {
-            panic!(
-                "the exporter exited with {status}:\n{}",
-                std::fs::read_to_string(stderr_path).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the exporter did not answer /healthz within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Starts `binary` through `launcher` (e.g. `setpriv ...`) when given, and
+/// waits until it answers; its log is kept for [`assert_no_panic`].
+fn start_exporter(launcher: &[&str], binary: &Path, args: &[String]) -> Exporter {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Exporter::start_program(launcher, &binary.display().to_string(), &args)
 }
 
 /// The `number`th short-lived listener: alternately TCP and UDP, spread over
@@ -198,8 +162,8 @@ impl Drop for TempDir {
     }
 }
 
-fn assert_no_panic(stderr_path: &Path) {
-    let stderr = std::fs::read_to_string(stderr_path).unwrap_or_default();
+fn assert_no_panic(exporter: &Exporter) {
+    let stderr = exporter.log().join("\n");
     assert!(
         !stderr.contains("panicked"),
         "the exporter panicked:\n{stderr}"
@@ -220,9 +184,7 @@ fn short_lived_listeners_never_break_a_scrape() {
         let flag = format!("--watch.ports={}", list.join(","));
         (ports, vec![flag])
     };
-    let dir = TempDir::new("upe-faults");
-    let stderr_path = dir.0.join("exporter.stderr");
-    let mut exporter = start_exporter(&[], Path::new(common::BINARY), &args, &stderr_path);
+    let mut exporter = start_exporter(&[], Path::new(common::BINARY), &args);
 
     let deadline = Instant::now() + CHURN_TIME;
     let url = exporter.url("/metrics");
@@ -315,7 +277,7 @@ fn short_lived_listeners_never_break_a_scrape() {
     assert!(
         exporter.child.try_wait().unwrap().is_none(),
         "the exporter exited:\n{}",
-        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+        exporter.log().join("\n")
     );
     // Every child is gone: so must their series be.
     let text = common::scrape_until(&exporter, "the churned listeners to disappear", |t| {
@@ -325,7 +287,7 @@ fn short_lived_listeners_never_break_a_scrape() {
         "faults: collection_errors_total after the churn: {:?}",
         error_counters(&text)
     );
-    assert_no_panic(&stderr_path);
+    assert_no_panic(&exporter);
 }
 
 /// A system user made for one test and removed when dropped.
@@ -405,16 +367,13 @@ fn bind_276() -> TcpListener {
 
 #[test]
 fn unprivileged_exporter_still_reports_listeners() {
-    if !is_root() {
-        eprintln!("not root: cannot create a user to run the exporter as; skipped");
+    if !require(Capability::UserAccounts) {
         return;
     }
     let _turn = FIXED_PORTS.lock().unwrap_or_else(|p| p.into_inner());
     // Dropped last (declared first): its processes are gone by then.
-    let Some(user) = TestUser::create(&format!("upe-test-{}", std::process::id())) else {
-        eprintln!("useradd is not installed: skipped");
-        return;
-    };
+    let user = TestUser::create(&format!("upe-test-{}", std::process::id()))
+        .expect("useradd is there (checked above)");
     // target/ may sit where the new user cannot reach it: run a copy.
     let dir = TempDir::new("upe-unprivileged");
     let binary = dir.0.join("unassigned_port_exporter");
@@ -467,13 +426,7 @@ fn unprivileged_exporter_still_reports_listeners() {
     // depend on the order the registry happens to keep per process, so a few
     // fresh exporters are asked.
     for round in 1..=EXPORTER_ROUNDS {
-        let stderr_path = dir.0.join(format!("exporter-{round}.stderr"));
-        let exporter = start_exporter(
-            &launcher,
-            &binary,
-            &[format!("--watch.ports={own_port}")],
-            &stderr_path,
-        );
+        let exporter = start_exporter(&launcher, &binary, &[format!("--watch.ports={own_port}")]);
         let status = std::fs::read_to_string(format!("/proc/{}/status", exporter.child.id()))
             .unwrap_or_default();
         let exporter_uid = status
@@ -520,7 +473,7 @@ fn unprivileged_exporter_still_reports_listeners() {
             "exporter {round}: its first scrape shows a listener whose process could not be \
              read, yet counts no owners fault: {errors:?}"
         );
-        assert_no_panic(&stderr_path);
+        assert_no_panic(&exporter);
     }
     drop(own_listener);
 }

@@ -1,9 +1,16 @@
 //! Fixture tests: the whole exporter against a fixed socket table and a
 //! fixture procfs tree (`tests/fixtures/proc`), with no live kernel, no root
 //! and no network. The exposition must equal `tests/fixtures/golden.prom`
-//! byte for byte, after masking the two values that change from run to run
-//! (the collection's duration, and the build's git revision and rustc
-//! version).
+//! byte for byte, after masking the values that change from run to run (the
+//! collection's duration, the build's git revision and rustc version, the
+//! sampler's counts and times, the reload timestamp).
+//!
+//! Beside the listener families, the golden exposition holds every other
+//! family the exporter serves, fed with fixed facts: the background sampler
+//! (running over the fixed table), the kernel event counters (one listen, one
+//! close, the tracepoint running and the destroy groups not), the HTTP
+//! counters (one auth failure, one rate-limit refusal) and the reload
+//! results (an allow file that loaded, a web config whose reload failed).
 //!
 //! To regenerate the golden file after an intended change:
 //! `UPDATE_GOLDEN=1 cargo test --test fixtures`, then review the diff.
@@ -25,17 +32,21 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+use unassigned_port_exporter::events::{CaptureSource, EventCounters};
 use unassigned_port_exporter::exporter::{Exporter, Extras};
 use unassigned_port_exporter::kernel::netns::Mode;
 use unassigned_port_exporter::kernel::procfs::ProcRoot;
 use unassigned_port_exporter::kernel::sock_diag::raw::{BpfFilter, NamedRawSocket, proc_net};
-use unassigned_port_exporter::model::Protocol;
+use unassigned_port_exporter::metrics::reload::ConfigFile;
+use unassigned_port_exporter::model::{ClosedLabels, OpenedLabels, Protocol};
 use unassigned_port_exporter::policy::exposure::Binding;
 use unassigned_port_exporter::policy::registry::{Registry, Transport};
 use unassigned_port_exporter::policy::watch::{AllowRule, Scope, WatchSet};
 use unassigned_port_exporter::sockets::{
     Collected, Listener, Opened, SeenRawSocket, SocketSource, SourceError,
 };
+use unassigned_port_exporter::web::auth::{HttpCounters, Rejection};
 
 const CONTAINER_NETNS: u64 = 4026532500;
 
@@ -158,6 +169,10 @@ fn fixtures() -> PathBuf {
 }
 
 fn fixture_exporter() -> Exporter {
+    fixture_exporter_with(Extras::default())
+}
+
+fn fixture_exporter_with(extras: Extras) -> Exporter {
     let watch = Arc::new(WatchSet::new(
         Registry::embedded(),
         Scope::WellKnown,
@@ -173,16 +188,101 @@ fn fixture_exporter() -> Exporter {
         netns_mode: Mode::All,
     };
     let root = ProcRoot::new(fixtures().join("proc"), fixtures().join("netns"));
-    Exporter::from_parts(watch, opened, root, Extras::default())
+    Exporter::from_parts(watch, opened, root, extras)
         .unwrap_or_else(|failure| panic!("{}", failure.message))
 }
+
+/// The fixture exporter with every other family registered and fed fixed
+/// facts (see the module doc), rendered once the sampler has sampled.
+fn exposition_of_every_family() -> String {
+    let exporter = fixture_exporter_with(Extras {
+        sample_interval: Some(Duration::from_millis(10)),
+        ..Extras::default()
+    });
+    let events = EventCounters::new();
+    events.set_active(CaptureSource::Tracepoint, Ok(()));
+    events.set_active(
+        CaptureSource::Destroy,
+        Err("no destroy groups in the fixture"),
+    );
+    events.track_lost(CaptureSource::Tracepoint, || 0);
+    events.count_opened(OpenedLabels {
+        port: 279,
+        protocol: Protocol::Mptcp,
+        process: "backdoor".to_string(),
+        netns: "host".to_string(),
+        expected: false,
+    });
+    events.count_closed(ClosedLabels {
+        port: 279,
+        protocol: Protocol::Udp,
+        user: String::new(),
+        netns: "4026532500".to_string(),
+        expected: false,
+    });
+    exporter.metrics.register(Box::new(events)).unwrap();
+    let http = HttpCounters::register(&exporter.metrics).unwrap();
+    http.auth_failed();
+    http.rejected(Rejection::RateLimit);
+    exporter.reloads.record(ConfigFile::Allow, 0, true);
+    exporter.reloads.record(ConfigFile::Web, 0, false);
+
+    // Wait for the sampler on the families beside the listeners (a render
+    // would collect, and count the owner faults once more each time).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sampled_the_fixed_table(&exporter.metrics) {
+        assert!(
+            Instant::now() < deadline,
+            "the sampler did not sample the fixed table within 10 s:\n{}",
+            exposition_of(&exporter.metrics)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let scrape = exporter.scraper.render().expect("render");
+    String::from_utf8(scrape.text.to_vec()).unwrap()
+}
+
+/// What `metrics` (the families beside the listeners) hold now.
+fn exposition_of(metrics: &prometheus::Registry) -> String {
+    let mut text = Vec::new();
+    prometheus::Encoder::encode(
+        &prometheus::TextEncoder::new(),
+        &metrics.gather(),
+        &mut text,
+    )
+    .unwrap();
+    String::from_utf8(text).unwrap()
+}
+
+/// Whether the sampler has recorded one whole sample of the fixed table.
+fn sampled_the_fixed_table(metrics: &prometheus::Registry) -> bool {
+    let text = exposition_of(metrics);
+    !text.contains("unassigned_port_sampler_samples_total 0\n")
+        && text.contains("unassigned_port_sampler_samples_total ")
+}
+
+/// Families whose values change from run to run; their labels are kept.
+const VARYING: [&str; 6] = [
+    "unassigned_port_collection_duration_seconds",
+    "unassigned_port_listener_sightings_total",
+    "unassigned_port_listener_last_seen_timestamp_seconds",
+    "unassigned_port_sampler_samples_total",
+    "unassigned_port_sampler_duration_seconds_total",
+    "unassigned_port_config_last_reload_success_timestamp_seconds",
+];
 
 /// The exposition with its run-dependent values replaced by placeholders.
 fn masked(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
-        if line.starts_with("unassigned_port_collection_duration_seconds ") {
-            out.push_str("unassigned_port_collection_duration_seconds DURATION");
+        let varying = VARYING.iter().any(|name| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        });
+        if varying {
+            let (series, _) = line.rsplit_once(' ').expect("a sample line");
+            out.push_str(series);
+            out.push_str(" MASKED");
         } else if line.starts_with("unassigned_port_exporter_build_info{") {
             out.push_str(
                 "unassigned_port_exporter_build_info{revision=\"REVISION\",rustc_version=\"RUSTC\",version=\"VERSION\"} 1",
@@ -197,9 +297,7 @@ fn masked(text: &str) -> String {
 
 #[test]
 fn exposition_matches_the_golden_file() {
-    let exporter = fixture_exporter();
-    let scrape = exporter.scraper.render().expect("render");
-    let actual = masked(std::str::from_utf8(&scrape.text).unwrap());
+    let actual = masked(&exposition_of_every_family());
     let golden = fixtures().join("golden.prom");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&golden, &actual).unwrap();

@@ -24,8 +24,8 @@
 //! for the policy's job must name exactly those three ports.
 //!
 //! Needs root, `ip`, `nsenter`, `unshare`, python3, prometheus and the
-//! daemons' packages (tests/run-all.sh installs them). Missing any, it says
-//! so and passes, except under CI where it fails. About 60-90 s here.
+//! daemons' packages (tests/run-all.sh installs them). Missing any, it
+//! skips with one line, or fails in CI (see `common::capability`). About 60-90 s here.
 
 mod common;
 
@@ -59,15 +59,8 @@ const REQUIRED: [&str; 10] = [
     "/usr/bin/unshare",
 ];
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// Why this machine cannot run the test, if it cannot.
+/// Why this machine lacks the daemons and tools the test runs, if it does.
 fn missing() -> Option<String> {
-    if !common::is_root() {
-        return Some("needs root (network namespaces, daemons)".into());
-    }
     let absent: Vec<&str> = REQUIRED
         .iter()
         .copied()
@@ -365,9 +358,11 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 #[test]
 fn stock_daemons_stay_quiet_with_the_shipped_policy_and_impostors_still_alert() {
-    if let Some(reason) = missing() {
-        assert!(!in_ci(), "CI: the fleet test cannot run: {reason}");
-        eprintln!("skipped: {reason}");
+    use common::capability::{Capability, gate, require};
+    if !require(Capability::Root)
+        || !require(Capability::NetworkNamespaces)
+        || !gate(Capability::Packages, missing().map_or(Ok(()), Err))
+    {
         return;
     }
     let started = Instant::now();

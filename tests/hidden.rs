@@ -11,13 +11,16 @@
 //!
 //! The first tests check the library's parts (readers, allow rules,
 //! exposure) directly; the `exporter_*` tests run the real binary and read
-//! its exposition. Packet and raw sockets need root (CI is root); the tests
-//! say so when they skip. Nothing is sent anywhere: the BPF filter drops
+//! its exposition. Packet and raw sockets need root, BPF filter facts need
+//! packet_diag, the dual-stack listener IPv6 (CI has all three): without
+//! them a test skips with one line, or fails in CI (see
+//! `common::capability`). Nothing is sent anywhere: the BPF filter drops
 //! every packet.
 
 mod common;
 
-use common::{Exporter, is_root, samples, scrape_until};
+use common::capability::{Capability, require};
+use common::{Exporter, samples, scrape_until};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -153,8 +156,7 @@ impl Drop for Helper {
 
 #[test]
 fn a_filtered_packet_socket_and_a_raw_socket_are_listed() {
-    if !is_root() {
-        eprintln!("not root: cannot open packet and raw sockets; skipped");
+    if !require(Capability::Root) {
         return;
     }
     let helper = Helper::start(&["bpfdoor"]);
@@ -259,8 +261,8 @@ fn listening_tcp() -> HashMap<(IpAddr, u16), Vec<u8>> {
 
 #[test]
 fn exposure_and_dual_stack_come_from_a_real_dump() {
-    if !is_root() {
-        eprintln!("not root: SO_BINDTODEVICE needs CAP_NET_RAW; skipped");
+    // SO_BINDTODEVICE needs CAP_NET_RAW; one listener is on [::].
+    if !require(Capability::Root) || !require(Capability::Ipv6) {
         return;
     }
     let helper = Helper::start(&["exposure"]);
@@ -316,8 +318,7 @@ fn find(text: &str, name: &str, wanted: &[(&str, &str)]) -> Option<HashMap<Strin
 
 #[test]
 fn exporter_reports_a_passive_backdoor_with_its_owner_and_provenance() {
-    if !is_root() {
-        eprintln!("not root: cannot open packet and raw sockets; skipped");
+    if !require(Capability::Root) || !require(Capability::PacketDiag) {
         return;
     }
     let helper = Helper::start(&["bpfdoor"]);
@@ -419,18 +420,24 @@ fn exporter_judges_a_renamed_sshd_by_its_executable_and_reloads_the_allow_file()
     scrape_until(&exporter, "the reloaded rule to match", |text| {
         listener(text).is_some_and(|series| series["expected"] == "true")
     });
-    // A broken edit keeps the rules in force (the reload logs why).
+    // A broken edit keeps the rules in force (the reload logs why, and
+    // says it failed in its metrics).
     write_rules("this is not a rule\n");
-    std::thread::sleep(std::time::Duration::from_secs(3)); // past one poll
-    let series = listener(&exporter.scrape()).unwrap();
+    let text = exporter.wait_for_failed_reload("allow");
+    let series = listener(&text).unwrap();
     assert_eq!(series["expected"], "true");
+    // Fixed again: the next reload succeeds and says so.
+    let fixed_at = common::unix_now();
+    write_rules(&format!("{port}/tcp:exe={},user=root\n", helper.exe()));
+    let text = exporter.wait_for_good_reload("allow", fixed_at);
+    assert_eq!(listener(&text).unwrap()["expected"], "true");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn exporter_labels_exposure_dual_stack_and_interface() {
-    if !is_root() {
-        eprintln!("not root: SO_BINDTODEVICE needs CAP_NET_RAW; skipped");
+    // SO_BINDTODEVICE needs CAP_NET_RAW; one listener is on [::].
+    if !require(Capability::Root) || !require(Capability::Ipv6) {
         return;
     }
     let helper = Helper::start(&["exposure"]);
@@ -519,26 +526,16 @@ fn exporter_flags_a_listener_whose_executable_was_deleted() {
 
 #[test]
 fn exporter_warns_at_start_about_rules_that_trust_the_name_only() {
-    let mut child = Command::new(common::BINARY)
-        .args([
-            format!("--web.listen-address=127.0.0.1:{}", common::free_port()),
-            "--collector.netns=host".to_string(),
-            "--watch.allow=276/tcp:sshd".to_string(),
-            "--watch.allow=277/tcp:exe=/usr/sbin/sshd".to_string(),
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut warning = None;
-    for line in stderr.lines().map_while(Result::ok).take(20) {
-        if line.contains("any process can give itself that name") {
-            warning = Some(line);
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let exporter = Exporter::start(&[
+        "--collector.netns=host",
+        "--watch.allow=276/tcp:sshd",
+        "--watch.allow=277/tcp:exe=/usr/sbin/sshd",
+    ]);
+    // Logged before the listening address: already in the log.
+    let warning = exporter
+        .log()
+        .into_iter()
+        .find(|line| line.contains("any process can give itself that name"));
     let warning = warning.expect("a warning about the comm-only rule");
     assert!(warning.contains("276-276/tcp:comm=sshd"), "{warning}");
     assert!(

@@ -151,47 +151,37 @@ fn config_reloads_on_change_and_a_bad_one_keeps_the_old() {
     let url = format!("http://127.0.0.1:{}/healthz", exporter.port);
     assert!(curl(&[], &url).1.contains("x-frame-options: deny"));
 
-    let wait_for = |what: &str, check: &dyn Fn(&str) -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let (code, headers) = curl(&[], &url);
-            if code == "200" && check(&headers) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {code} {headers}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    // Sleep past the mtime granularity so the edit is visible.
-    std::thread::sleep(Duration::from_millis(1100));
-    std::fs::write(
-        &config,
-        "http_server_config:\n  headers:\n    X-Frame-Options: sameorigin\n",
-    )
-    .unwrap();
-    wait_for("the new header", &|h| {
-        h.contains("x-frame-options: sameorigin")
-    });
+    let header = || curl(&[], &url).1;
 
-    std::fs::write(&config, "basic_auth_users:\n  bob: not-a-hash\n").unwrap();
-    std::thread::sleep(Duration::from_secs(5));
-    wait_for("the old config to stay", &|h| {
-        h.contains("x-frame-options: sameorigin")
-    });
+    // Each edit is waited for through the reload metrics, then checked.
+    let since = common::unix_now();
+    pki.write_config("http_server_config:\n  headers:\n    X-Frame-Options: sameorigin\n");
+    exporter.wait_for_good_reload("web", since);
+    assert!(header().contains("x-frame-options: sameorigin"));
 
-    // SIGHUP reloads too.
-    std::fs::write(
-        &config,
-        "http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
-    )
-    .unwrap();
+    pki.write_config("basic_auth_users:\n  bob: not-a-hash\n");
+    exporter.wait_for_failed_reload("web");
+    assert!(
+        header().contains("x-frame-options: sameorigin"),
+        "the old config stays"
+    );
+
+    // SIGHUP reloads too: once the edit is in, the unchanged file reloads
+    // only because of the signal.
+    let written = common::unix_now();
+    pki.write_config("http_server_config:\n  headers:\n    X-Frame-Options: deny\n");
+    exporter.wait_for_good_reload("web", written);
+    let since = common::unix_now();
     unsafe { libc::kill(exporter.child.id() as i32, libc::SIGHUP) };
-    wait_for("the header after SIGHUP", &|h| {
-        h.contains("x-frame-options: deny")
-    });
+    exporter.wait_for_good_reload("web", since);
+    assert!(header().contains("x-frame-options: deny"));
+    assert!(
+        exporter
+            .log()
+            .iter()
+            .any(|line| line.contains("reloaded the web config") && line.contains("on_sighup=true")),
+        "the SIGHUP reload is logged as one"
+    );
 }
 
 #[test]
@@ -208,8 +198,7 @@ fn a_reload_forgets_verified_passwords() {
     assert_eq!(curl(&["-u", "prometheus:old"], &url).0, "200");
     assert_eq!(curl(&["-u", "prometheus:old"], &url).0, "200");
     // ...until the password changes: the reload drops what it remembered.
-    std::thread::sleep(Duration::from_millis(1100));
-    std::fs::write(&config, user("new")).unwrap();
+    pki.write_config(&user("new"));
     let deadline = Instant::now() + Duration::from_secs(15);
     while curl(&["-u", "prometheus:old"], &url).0 != "401" {
         assert!(

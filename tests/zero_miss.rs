@@ -2,12 +2,14 @@
 //! milliseconds, in the host or in fresh namespaces, are counted from kernel
 //! events; listeners in a namespace that only one thread entered, or that a
 //! known process entered late, are in the next snapshots; UDP-Lite is
-//! reported. Needs root and perf tracepoints (CI has both); each test says
-//! why when it skips.
+//! reported. Needs root, the listen tracepoint and the destroy groups (CI
+//! has all three): without them a test skips with one line, or fails in CI
+//! (see `common::capability`).
 
 mod common;
 
-use common::{Exporter, is_root, own_process_name, samples};
+use common::capability::{Capability, gate, require};
+use common::{Exporter, own_process_name, samples};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::process::{Command, Stdio};
@@ -26,24 +28,18 @@ fn total(text: &str, metric: &str, wanted: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-/// Starts the exporter; `None` (and a printed reason) when events cannot run.
-fn exporter_with_events() -> Option<Exporter> {
-    if !is_root() {
-        eprintln!("skipped: needs root for the listen tracepoint");
+/// Starts the exporter once root and the capture from `source`
+/// (`tracepoint` or `destroy`) are there; `None` when the test skips.
+fn exporter_with_events(source: &str) -> Option<Exporter> {
+    if !require(Capability::Root) {
         return None;
     }
     let exporter = Exporter::start(&[]);
-    let text = exporter.scrape();
-    if total(
-        &text,
-        "unassigned_port_event_capture_active",
-        &[("source", "tracepoint")],
-    ) != 1.0
-    {
-        eprintln!("skipped: the tracepoint capture is not active here");
-        return None;
-    }
-    Some(exporter)
+    let capability = match source {
+        "tracepoint" => Capability::ListenTracepoint,
+        _ => Capability::DestroyGroups,
+    };
+    gate(capability, exporter.capture_active(source)).then_some(exporter)
 }
 
 /// Scrapes until `metric` (filtered by `wanted`) reaches `target`, then
@@ -61,7 +57,7 @@ fn wait_for(exporter: &Exporter, metric: &str, wanted: &[(&str, &str)], target: 
 
 #[test]
 fn twenty_tcp_listeners_of_5_ms_are_each_counted_with_their_process() {
-    let Some(exporter) = exporter_with_events() else {
+    let Some(exporter) = exporter_with_events("tracepoint") else {
         return;
     };
     let name = own_process_name();
@@ -92,7 +88,7 @@ fn twenty_tcp_listeners_of_5_ms_are_each_counted_with_their_process() {
 
 #[test]
 fn twenty_udp_sockets_of_5_ms_are_each_counted_when_destroyed() {
-    let Some(exporter) = exporter_with_events() else {
+    let Some(exporter) = exporter_with_events("destroy") else {
         return;
     };
     let labels = [("port", "277"), ("protocol", "udp"), ("netns", "host")];
@@ -128,7 +124,7 @@ fn in_fresh_namespace<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stat
 
 #[test]
 fn listeners_in_ten_fresh_namespaces_of_20_ms_are_counted() {
-    let Some(exporter) = exporter_with_events() else {
+    let Some(exporter) = exporter_with_events("tracepoint") else {
         return;
     };
     let name = own_process_name();
@@ -182,7 +178,7 @@ fn time_to_snapshot(exporter: &Exporter, port: &str, pid: &str) -> Option<Durati
 
 #[test]
 fn a_listener_in_a_namespace_only_one_thread_entered_is_in_the_snapshot() {
-    let Some(exporter) = exporter_with_events() else {
+    let Some(exporter) = exporter_with_events("tracepoint") else {
         return;
     };
     let (ready, hold) = std::sync::mpsc::channel();
@@ -204,11 +200,12 @@ fn a_listener_in_a_namespace_only_one_thread_entered_is_in_the_snapshot() {
 
 #[test]
 fn a_known_process_that_unshares_late_is_in_the_snapshot() {
-    let Some(exporter) = exporter_with_events() else {
+    let Some(exporter) = exporter_with_events("tracepoint") else {
         return;
     };
     // A process the exporter has already seen in the host's namespace...
     let script = "import ctypes, socket, sys\n\
+                  print('ready', flush=True)\n\
                   sys.stdin.readline()\n\
                   assert ctypes.CDLL(None, use_errno=True).unshare(0x40000000) == 0\n\
                   s = socket.socket(); s.bind(('0.0.0.0', 275)); s.listen()\n\
@@ -220,16 +217,17 @@ fn a_known_process_that_unshares_late_is_in_the_snapshot() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "python is running its script");
     exporter.scrape();
-    std::thread::sleep(Duration::from_millis(300));
     exporter.scrape();
     // ...moves itself into a new namespace and listens there.
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "go").unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ok");
     let took = time_to_snapshot(&exporter, "275", &child.id().to_string());
     let _ = writeln!(stdin, "stop");
@@ -240,8 +238,7 @@ fn a_known_process_that_unshares_late_is_in_the_snapshot() {
 
 #[test]
 fn udplite_sockets_are_reported() {
-    if !is_root() {
-        eprintln!("skipped: needs root to bind a port below 1024");
+    if !require(Capability::Root) {
         return;
     }
     let exporter = Exporter::start(&[]);

@@ -1,12 +1,18 @@
 //! Shared by the benchmarks: the real exporter binary on a loopback port,
 //! scraped over HTTP, with its descriptors and peak memory read from /proc.
+//!
+//! The exporter binds port 0 and the benchmark reads the port back from its
+//! `msg="Listening on"` log line (as tests/common does), so no free port is
+//! picked first and then raced for. Its other log lines are passed on when
+//! they are warnings or errors.
 
 #![allow(dead_code)] // each benchmark uses a different part of this
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// The exporter binary, killed when dropped.
 pub struct RunningExporter {
@@ -15,8 +21,8 @@ pub struct RunningExporter {
 }
 
 impl RunningExporter {
-    /// Starts the binary with `extra` flags (and warnings-only logs) and
-    /// waits until it accepts connections.
+    /// Starts the binary with `extra` flags and waits until it has logged
+    /// the address it bound.
     pub fn start(extra: &[String]) -> RunningExporter {
         RunningExporter::start_binary(env!("CARGO_BIN_EXE_unassigned_port_exporter"), extra)
     }
@@ -24,24 +30,30 @@ impl RunningExporter {
     /// [`RunningExporter::start`] with another build of the exporter (a
     /// benchmark comparing two versions in one run).
     pub fn start_binary(binary: &str, extra: &[String]) -> RunningExporter {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(binary)
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
+        let mut child = Command::new(binary)
+            .arg("--web.listen-address=127.0.0.1:0")
             .args(extra)
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let exporter = RunningExporter { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "exporter did not start");
-            std::thread::sleep(Duration::from_millis(50));
+        let stderr = child.stderr.take().unwrap();
+        let (found, port) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(port) = listening_port(&line) {
+                    let _ = found.send(port);
+                } else if !line.contains(" level=info ") {
+                    eprintln!("exporter: {line}");
+                }
+            }
+        });
+        match port.recv_timeout(Duration::from_secs(20)) {
+            Ok(port) => RunningExporter { child, port },
+            Err(why) => {
+                let _ = child.kill();
+                panic!("the exporter logged no listening address ({why})");
+            }
         }
-        exporter
     }
 
     /// One `/metrics` request; panics unless it answers 200.
@@ -98,6 +110,17 @@ impl RunningExporter {
             .unwrap();
         kib / 1024.0
     }
+}
+
+/// The port of a `msg="Listening on" address=HOST:PORT` log line.
+fn listening_port(line: &str) -> Option<u16> {
+    if !line.contains("msg=\"Listening on\"") {
+        return None;
+    }
+    let address = line
+        .split(' ')
+        .find_map(|pair| pair.strip_prefix("address="))?;
+    address.rsplit_once(':')?.1.parse().ok()
 }
 
 impl Drop for RunningExporter {

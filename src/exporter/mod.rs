@@ -20,6 +20,7 @@ use crate::collect::sampler;
 use crate::collect::scrape::Scraper;
 use crate::kernel::procfs::ProcRoot;
 use crate::metrics::info as info_metrics;
+use crate::metrics::reload::{ConfigFile, ReloadMetrics};
 use crate::model::{Judge, NetnsNamer};
 use crate::owners::ExeHashes;
 use crate::policy::allow::{self, reload as allow_reload};
@@ -86,6 +87,9 @@ pub struct Exporter {
     _events: Option<EventSide>,
     /// The watch set; its `--watch.allow-file` rules are swapped on reload.
     pub watch: Arc<WatchSet>,
+    /// Reload results of the config files in use (none for
+    /// [`Exporter::from_parts`]).
+    pub reloads: ReloadMetrics,
 }
 
 impl Exporter {
@@ -135,6 +139,14 @@ impl Exporter {
             Some(events),
         )?;
         exporter.web_config = Arc::new(RwLock::new(Arc::new(web_config)));
+        // The loads at start count as the first reloads (both succeeded, or
+        // the exporter would have stopped with exit code 2).
+        if flags.web_config_file.is_some() {
+            exporter.reloads.record(ConfigFile::Web, 0, true);
+        }
+        for slot in 0..flags.watch_allow_files.len() {
+            exporter.reloads.record(ConfigFile::Allow, slot, true);
+        }
         Ok(exporter)
     }
 
@@ -196,6 +208,7 @@ impl Exporter {
             collector.netns_mode(),
         )
         .map_err(internal)?;
+        let reloads = ReloadMetrics::register(&metrics).map_err(internal)?;
         if let Some(interval) = extras.sample_interval {
             let sampler = sampler::Sampler::start(Arc::clone(&collector), interval);
             metrics.register(Box::new(sampler)).map_err(internal)?;
@@ -209,6 +222,7 @@ impl Exporter {
             _events: events,
             web_config: Arc::new(RwLock::new(Arc::new(ActiveWebConfig::plain()))),
             watch,
+            reloads,
         })
     }
 
@@ -291,13 +305,18 @@ async fn serve(
     .map_err(Failure::bad_input)?;
     let app = Arc::new(app);
     if let Some(path) = flags.web_config_file.clone() {
-        tokio::spawn(web_reload::watch(path, Arc::clone(&exporter.web_config)));
+        tokio::spawn(web_reload::watch(
+            path,
+            Arc::clone(&exporter.web_config),
+            exporter.reloads.clone(),
+        ));
     }
     for (slot, file) in flags.watch_allow_files.iter().enumerate() {
         tokio::spawn(allow_reload::watch(
             file.path.clone(),
             slot,
             Arc::clone(&exporter.watch),
+            exporter.reloads.clone(),
         ));
     }
     let (stop, stopped) = watch::channel(false);
@@ -332,6 +351,9 @@ fn log_start(flags: &Flags, exporter: &Exporter, listeners: &[tokio::net::TcpLis
             .read()
             .unwrap_or_else(|p| p.into_inner()),
     );
+    // One line per listener with the address really bound (port 0 asks the
+    // kernel for a free port: tests start the exporter that way and read the
+    // port back from this line), in node_exporter's words.
     for listener in listeners {
         if let Ok(address) = listener.local_addr() {
             tracing::info!(
@@ -339,7 +361,7 @@ fn log_start(flags: &Flags, exporter: &Exporter, listeners: &[tokio::net::TcpLis
                 path = %flags.telemetry_path,
                 tls = config.tls.is_some(),
                 basic_auth = config.requires_auth(),
-                "listening"
+                "Listening on"
             );
         }
     }

@@ -10,6 +10,8 @@
 //! - [`addresses`]: a namespace's interface addresses (Linux).
 //! - [`nlsock`]: a netlink socket that dumps only after change notifications.
 //! - [`rpcbind`]: the ONC RPC registrations of a namespace's rpcbind.
+//! - `test_support` (unit tests only): the gate for tests that need root,
+//!   IPv6 and the like.
 
 #[cfg(target_os = "linux")]
 pub mod addresses;
@@ -22,3 +24,5 @@ pub mod nlsock;
 pub mod procfs;
 pub mod rpcbind;
 pub mod sock_diag;
+#[cfg(test)]
+pub mod test_support;

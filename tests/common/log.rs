@@ -1,8 +1,8 @@
-//! The exporter's log as the tests read it: its stderr, collected line by
-//! line on a thread, and parsed from logfmt or JSON into key/value maps.
+//! The exporter's log as the tests read it: the stderr lines
+//! [`super::Exporter`] collects, parsed from logfmt or JSON into key/value
+//! maps.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,16 +16,8 @@ pub struct Log {
 }
 
 impl Log {
-    /// Reads `stderr` until it closes, on a thread of its own.
-    pub fn read(stderr: impl Read + Send + 'static) -> Log {
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
+    /// A view of the lines an exporter's stderr reader keeps.
+    pub fn new(lines: Arc<Mutex<Vec<String>>>) -> Log {
         Log { lines }
     }
 

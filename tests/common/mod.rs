@@ -1,22 +1,39 @@
-//! Shared by the integration tests: start the real exporter binary on a free
-//! loopback port, scrape it over real HTTP, and read its series.
+//! Shared by the integration tests: start the real exporter binary on a
+//! loopback port it binds itself, scrape it over real HTTP, read its series
+//! and its log, and gate tests on what the machine offers ([`capability`]).
+//!
+//! Every exporter starts with `--web.listen-address=127.0.0.1:0`: the
+//! kernel picks a free port when the exporter binds, and the test reads it
+//! back from the exporter's `msg="Listening on" address=...` log line, so no
+//! test can reach another test's exporter (picking a free port first and
+//! then starting the binary would race).
 
 #![allow(dead_code)] // each test file uses a different part of this
 
+pub mod capability;
 pub mod log;
 pub mod pki;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_unassigned_port_exporter");
 
+/// How long an exporter may take to log its address.
+const START_DEADLINE: Duration = Duration::from_secs(20);
+
 /// A running exporter, killed when dropped.
 pub struct Exporter {
     pub child: Child,
+    /// The port it bound (read from its log).
     pub port: u16,
+    /// Every line it has written to stderr so far (also echoed to the
+    /// test's own stderr, which libtest shows when a test fails).
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Exporter {
@@ -27,56 +44,69 @@ impl Exporter {
     /// Starts the binary through a wrapper command (e.g. `prlimit
     /// --nofile=1024:1024`); an empty `wrapper` runs it directly.
     pub fn start_under(wrapper: &[&str], extra_args: &[&str]) -> Exporter {
-        let exporter = Exporter::spawn(wrapper, extra_args);
+        Exporter::start_program(wrapper, BINARY, extra_args)
+    }
+
+    /// [`Exporter::start_under`] for a copy of the binary at `program`.
+    pub fn start_program(wrapper: &[&str], program: &str, extra_args: &[&str]) -> Exporter {
+        let exporter = Exporter::launch(command_under(wrapper, program), extra_args);
         exporter.wait_ready();
         exporter
     }
 
-    /// Starts the binary with `--web.config.file=CONFIG` and waits until its
-    /// port accepts connections (with TLS or basic auth a plain `/healthz`
+    /// Starts the binary with `--web.config.file=CONFIG`; it is serving once
+    /// it has logged its address (with TLS or basic auth a plain `/healthz`
     /// may not answer 200).
     pub fn start_with_web_config(config: &std::path::Path) -> Exporter {
         let flag = format!("--web.config.file={}", config.display());
-        let exporter = Exporter::spawn(&[], &[flag.as_str()]);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", exporter.port)).is_err() {
-            assert!(Instant::now() < deadline, "the exporter did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        exporter
+        Exporter::launch(Command::new(BINARY), &[flag.as_str()])
     }
 
-    /// Starts the binary with its stderr read into a [`log::Log`].
-    pub fn start_logged(extra_args: &[&str]) -> (Exporter, log::Log) {
-        let mut exporter = Exporter::spawn_with(&[], extra_args, Stdio::piped());
-        let stderr = exporter.child.stderr.take().expect("piped stderr");
-        let log = log::Log::read(stderr);
-        exporter.wait_ready();
-        (exporter, log)
-    }
-
-    fn spawn(wrapper: &[&str], extra_args: &[&str]) -> Exporter {
-        Exporter::spawn_with(wrapper, extra_args, Stdio::inherit())
-    }
-
-    fn spawn_with(wrapper: &[&str], extra_args: &[&str], stderr: Stdio) -> Exporter {
-        let port = free_port();
-        let mut command = match wrapper.split_first() {
-            Some((program, args)) => {
-                let mut command = Command::new(program);
-                command.args(args).arg(BINARY);
-                command
-            }
-            None => Command::new(BINARY),
-        };
-        let child = command
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+    /// Starts `command` (the exporter binary, perhaps behind a launcher)
+    /// with `--web.listen-address=127.0.0.1:0` and `extra_args`, and waits
+    /// until it logs the address it bound. Its log must stay at `info` or
+    /// below for that line to appear.
+    pub fn launch(mut command: Command, extra_args: &[&str]) -> Exporter {
+        assert!(
+            !extra_args
+                .iter()
+                .any(|arg| arg.starts_with("--log.level=warn")
+                    || arg.starts_with("--log.level=error")),
+            "tests/common reads the bound address from the info log: keep --log.level at info"
+        );
+        let mut child = command
+            .arg("--web.listen-address=127.0.0.1:0")
             .args(extra_args)
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(stderr)
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start the exporter binary");
-        Exporter { child, port }
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (found, address) = mpsc::channel();
+        let lines = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("exporter: {line}");
+                if let Some(port) = listening_port(&line) {
+                    let _ = found.send(port);
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        match address.recv_timeout(START_DEADLINE) {
+            Ok(port) => Exporter { child, port, log },
+            Err(why) => {
+                let status = child.try_wait().ok().flatten();
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = log.lock().unwrap().join("\n");
+                panic!(
+                    "the exporter logged no listening address ({why}; exit status {status:?}); its log:\n{log}"
+                );
+            }
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -84,7 +114,7 @@ impl Exporter {
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + START_DEADLINE;
         while Instant::now() < deadline {
             if ureq::get(&self.url("/healthz")).call().is_ok() {
                 return;
@@ -101,6 +131,87 @@ impl Exporter {
             .into_string()
             .expect("metrics are text")
     }
+
+    /// `Ok` when the exporter reports
+    /// `unassigned_port_event_capture_active{source="SOURCE"} 1`
+    /// (`tracepoint` or `destroy`); otherwise `Err` with what it reported
+    /// and the reason it logged, for [`capability::gate`].
+    pub fn capture_active(&self, source: &str) -> Result<(), String> {
+        let text = self.scrape();
+        let active = samples(&text, "unassigned_port_event_capture_active")
+            .into_iter()
+            .any(|(labels, value)| {
+                labels.get("source").map(String::as_str) == Some(source) && value == 1.0
+            });
+        if active {
+            return Ok(());
+        }
+        let logged = self.log().into_iter().find(|line| {
+            line.contains("capture unavailable") && line.contains(&format!("source={source}"))
+        });
+        Err(format!(
+            "the exporter reports unassigned_port_event_capture_active{{source=\"{source}\"}} 0{}",
+            logged.map_or_else(String::new, |line| format!("; it logged: {line}"))
+        ))
+    }
+
+    /// The exporter's log so far, one entry a line.
+    /// Its log as [`log::Log`], which parses logfmt and JSON lines.
+    pub fn log_reader(&self) -> log::Log {
+        log::Log::new(Arc::clone(&self.log))
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until a log line contains `text` and returns it; panics with
+    /// the log after 10 s.
+    pub fn wait_for_log(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.log().into_iter().find(|line| line.contains(text)) {
+                return line;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the exporter did not log {text:?} within 10 s; its log:\n{}",
+                    self.log().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Scrapes until the reload metrics for `file` (`web` or `allow`) say
+    /// the last reload succeeded at or after `since` (a Unix time read
+    /// before the edit), and returns that scrape. After a good edit, this
+    /// is what a test waits on instead of sleeping past a poll.
+    pub fn wait_for_good_reload(&self, file: &str, since: f64) -> String {
+        scrape_until(self, &format!("a good reload of the {file} file"), |text| {
+            reload_metric(text, "successful", file) == Some(1.0)
+                && reload_metric(text, "success_timestamp_seconds", file)
+                    .is_some_and(|at| at >= since)
+        })
+    }
+
+    /// Scrapes until the reload metrics for `file` say the last reload
+    /// failed, and returns that scrape.
+    pub fn wait_for_failed_reload(&self, file: &str) -> String {
+        scrape_until(
+            self,
+            &format!("a failed reload of the {file} file"),
+            |text| reload_metric(text, "successful", file) == Some(0.0),
+        )
+    }
+}
+
+/// `unassigned_port_config_last_reload_NAME{file="FILE"}` in `text`.
+pub fn reload_metric(text: &str, name: &str, file: &str) -> Option<f64> {
+    samples(text, &format!("unassigned_port_config_last_reload_{name}"))
+        .into_iter()
+        .find(|(labels, _)| labels.get("file").map(String::as_str) == Some(file))
+        .map(|(_, value)| value)
 }
 
 impl Drop for Exporter {
@@ -110,9 +221,48 @@ impl Drop for Exporter {
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// `program` run through `wrapper` (a launcher and its arguments), or alone.
+pub fn command_under(wrapper: &[&str], program: &str) -> Command {
+    match wrapper.split_first() {
+        Some((launcher, args)) => {
+            let mut command = Command::new(launcher);
+            command.args(args).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+/// The port of a `msg="Listening on" address=HOST:PORT` line (logfmt).
+fn listening_port(line: &str) -> Option<u16> {
+    if line.starts_with('{') {
+        let parsed = log::parse_json(line);
+        if parsed.get("msg").map(String::as_str) != Some("Listening on") {
+            return None;
+        }
+        return parsed.get("address")?.rsplit_once(':')?.1.parse().ok();
+    }
+    if !line.contains("msg=\"Listening on\"") {
+        return None;
+    }
+    let address = line
+        .split(' ')
+        .find_map(|pair| pair.strip_prefix("address="))?;
+    address.rsplit_once(':')?.1.parse().ok()
+}
+
+/// Now as a Unix time in seconds (what the exporter's timestamps are).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// A port that was free a moment ago on 127.0.0.1: for listeners a test
+/// opens itself, never for the exporter (see the module doc).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
@@ -169,7 +319,7 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
 }
 
 pub fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// This process's name as the kernel reports it (what the exporter labels).

@@ -108,9 +108,14 @@ impl Pki {
     }
 
     /// Writes `web.yml` in the folder (relative paths in it resolve here).
+    /// Writes `web.yml` as config management does (a new file renamed
+    /// over the old), so the reload poll sees a new inode even within the
+    /// file system's mtime granularity.
     pub fn write_config(&self, text: &str) -> PathBuf {
         let path = self.dir.join("web.yml");
-        std::fs::write(&path, text).unwrap();
+        let next = self.dir.join("web.yml.new");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, &path).unwrap();
         path
     }
 }

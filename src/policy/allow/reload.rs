@@ -6,23 +6,27 @@
 //! the [`WatchSet`] whole, so a scrape sees either the old list or the new
 //! one. Rules given with `--watch.allow`, and other files' rules, are not
 //! touched: each file has its own watcher and its own slot (its position
-//! among the flags).
+//! among the flags). Every reload's result
+//! is recorded in the `config_last_reload_*{file="allow"}` gauges.
 
 use crate::file_watch::{FileWatch, POLL_INTERVAL};
+use crate::metrics::reload::{ConfigFile, ReloadMetrics};
 use crate::policy::allow::{self, AllowFile};
 use crate::policy::watch::WatchSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Runs until the process ends, checking every [`POLL_INTERVAL`]; spawn it
-/// once per file (`slot`: the file's position among the flags).
+/// Runs until the process ends, checking every [`POLL_INTERVAL`] and
+/// recording each reload in `metrics`; spawn it once per file (`slot`: the
+/// file's position among the flags).
 pub fn watch(
     path: PathBuf,
     slot: usize,
     watch: Arc<WatchSet>,
+    metrics: ReloadMetrics,
 ) -> impl std::future::Future<Output = ()> {
-    watch_every(path, slot, watch, POLL_INTERVAL)
+    watch_every(path, slot, watch, POLL_INTERVAL, metrics)
 }
 
 /// [`watch`] with a chosen interval (tests use a short one). The file's
@@ -33,13 +37,15 @@ pub fn watch_every(
     slot: usize,
     watch: Arc<WatchSet>,
     interval: Duration,
+    metrics: ReloadMetrics,
 ) -> impl std::future::Future<Output = ()> {
     let files = [path];
     let mut changes = FileWatch::new(&files, interval);
     async move {
         loop {
             let forced = changes.changed(&files).await;
-            reload(&files[0], slot, &watch, forced);
+            let loaded = reload(&files[0], slot, &watch, forced);
+            metrics.record(ConfigFile::Allow, slot, loaded);
         }
     }
 }
@@ -113,11 +119,14 @@ mod tests {
         let watch = watch_set();
         watch.set_file_rules(0, AllowFile::load(&path).unwrap().rules);
         watch.set_file_rules(1, vec![AllowRule::parse("278:other").unwrap()]);
+        let registry = prometheus::Registry::new();
+        let metrics = ReloadMetrics::register(&registry).unwrap();
         let task = tokio::spawn(watch_every(
             path.clone(),
             0,
             Arc::clone(&watch),
             Duration::from_millis(20),
+            metrics,
         ));
         // Same size, so only the inode (atomic replace) or mtime tells.
         let replacement = path.with_extension("new");
@@ -140,5 +149,11 @@ mod tests {
             watch.is_expected(Transport::Tcp, 278, "other"),
             "another file's rules stay"
         );
+        let successful = registry
+            .gather()
+            .into_iter()
+            .find(|family| family.name() == "unassigned_port_config_last_reload_successful")
+            .expect("the reload was recorded");
+        assert_eq!(successful.get_metric()[0].get_gauge().get_value(), 1.0);
     }
 }

@@ -173,7 +173,18 @@ fn read_from_start(file: &File, text: &mut Vec<u8>) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::kernel::sock_diag::raw::{BpfFilter, RawKind};
+    use crate::kernel::test_support::require;
     use std::os::fd::AsRawFd;
+
+    /// Packet and raw sockets, and making a namespace, need root.
+    fn root() -> Result<(), String> {
+        let uid = rustix::process::geteuid();
+        if uid.is_root() {
+            Ok(())
+        } else {
+            Err(format!("running as uid {}", uid.as_raw()))
+        }
+    }
 
     fn inode_of(fd: &impl AsRawFd) -> u64 {
         let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
@@ -185,8 +196,7 @@ mod tests {
     /// tables alone; a second collection re-reads the same open tables.
     #[test]
     fn live_sockets_are_listed_through_diag_and_tables() {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped: packet and raw sockets need root");
+        if !require("root", root()) {
             return;
         }
         use rustix::net::{AddressFamily, Protocol, SocketType, eth, ipproto, socket};
@@ -247,8 +257,7 @@ mod tests {
     /// Tables opened inside another namespace show that namespace.
     #[test]
     fn tables_opened_inside_a_namespace_show_it() {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped: making a namespace needs root");
+        if !require("root", root()) {
             return;
         }
         let none = DiagSupport {
