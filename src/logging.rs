@@ -13,8 +13,8 @@
 //! tabs and other control characters as `\n`, `\t`, `\u00XX`. The exporter
 //! opens no spans, so span fields are not written.
 //!
-//! [`Logfmt`] is written by hand (one `FormatEvent` and its field visitor,
-//! about 100 lines) because the maintained crate, tracing-logfmt 0.3, writes
+//! The logfmt half of [`LineFormat`] is written by hand (a field visitor
+//! and a few lines of the one `FormatEvent`) because the maintained crate, tracing-logfmt 0.3, writes
 //! a different shape: the message as `message=`, nanosecond timestamps, a
 //! `target=` on every line; and it brings in the `time` crate, while
 //! `humantime`, already a dependency, formats the timestamp.
@@ -30,7 +30,7 @@
 //! ```
 //!
 //! Numbers and booleans stay JSON numbers and booleans; everything else is
-//! a string. [`Json`] is written here too, beside [`Logfmt`], because
+//! a string. The JSON half of [`LineFormat`] is written here too, because
 //! tracing-subscriber's JSON format nests fields under `fields` and names
 //! the message `message`.
 
@@ -82,27 +82,29 @@ where
         .with_writer(writer)
         .with_ansi(false)
         .with_max_level(level);
-    match format {
-        LogFormat::Logfmt => Dispatch::new(builder.event_format(Logfmt { clock }).finish()),
-        LogFormat::Json => Dispatch::new(builder.event_format(Json { clock }).finish()),
-    }
+    Dispatch::new(builder.event_format(LineFormat { format, clock }).finish())
 }
 
-/// Formats one event as a logfmt line (see the module doc).
-pub struct Logfmt {
-    /// Where `ts` comes from: the system clock, or a fixed time in tests.
+/// Formats one event as a logfmt line or a flat JSON object (see the
+/// module doc): one formatter, so both formats share the clock, the level
+/// words and the field rules.
+pub struct LineFormat {
+    format: LogFormat,
+    /// Where `ts`/`time` comes from: the system clock, or a fixed time in
+    /// tests.
     clock: fn() -> SystemTime,
 }
 
-impl Default for Logfmt {
-    fn default() -> Logfmt {
-        Logfmt {
+impl LineFormat {
+    pub fn new(format: LogFormat) -> LineFormat {
+        LineFormat {
+            format,
             clock: SystemTime::now,
         }
     }
 }
 
-impl<S, N> FormatEvent<S, N> for Logfmt
+impl<S, N> FormatEvent<S, N> for LineFormat
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
@@ -113,56 +115,32 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let mut fields = EventFields::default();
-        event.record(&mut fields);
-        let ts = humantime::format_rfc3339_millis((self.clock)());
+        let time = humantime::format_rfc3339_millis((self.clock)());
         let level = event.metadata().level().as_str().to_ascii_lowercase();
-        write!(writer, "ts={ts} level={level} msg=")?;
-        write_value(&mut writer, &fields.message)?;
-        writer.write_str(&fields.others)?;
-        writer.write_char('\n')
-    }
-}
-
-/// Formats one event as a flat JSON object (see the module doc).
-pub struct Json {
-    /// Where `time` comes from: the system clock, or a fixed time in tests.
-    clock: fn() -> SystemTime,
-}
-
-impl Default for Json {
-    fn default() -> Json {
-        Json {
-            clock: SystemTime::now,
+        match self.format {
+            LogFormat::Logfmt => {
+                let mut fields = EventFields::default();
+                event.record(&mut fields);
+                write!(writer, "ts={time} level={level} msg=")?;
+                write_value(&mut writer, &fields.message)?;
+                writer.write_str(&fields.others)?;
+                writer.write_char('\n')
+            }
+            LogFormat::Json => {
+                let mut fields = JsonFields::default();
+                event.record(&mut fields);
+                let mut line = String::with_capacity(128 + fields.others.len());
+                line.push_str("{\"time\":");
+                push_json_string(&mut line, &time.to_string());
+                line.push_str(",\"level\":");
+                push_json_string(&mut line, &level);
+                line.push_str(",\"msg\":");
+                push_json_string(&mut line, &fields.message);
+                line.push_str(&fields.others);
+                line.push_str("}\n");
+                writer.write_str(&line)
+            }
         }
-    }
-}
-
-impl<S, N> FormatEvent<S, N> for Json
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        _ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let mut fields = JsonFields::default();
-        event.record(&mut fields);
-        let time = humantime::format_rfc3339_millis((self.clock)()).to_string();
-        let level = event.metadata().level().as_str().to_ascii_lowercase();
-        let mut line = String::with_capacity(128 + fields.others.len());
-        line.push_str("{\"time\":");
-        push_json_string(&mut line, &time);
-        line.push_str(",\"level\":");
-        push_json_string(&mut line, &level);
-        line.push_str(",\"msg\":");
-        push_json_string(&mut line, &fields.message);
-        line.push_str(&fields.others);
-        line.push_str("}\n");
-        writer.write_str(&line)
     }
 }
 
