@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{Exporter, is_root, own_process_name, samples};
+use common::{Exporter, is_root, own_process_name, total};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -35,19 +35,6 @@ fn have(capability: &str, present: bool) -> bool {
         eprintln!("skipped: missing {capability}");
     }
     present
-}
-
-/// Sum of `metric` over series whose labels include all of `wanted`.
-fn total(text: &str, metric: &str, wanted: &[(&str, &str)]) -> f64 {
-    samples(text, metric)
-        .into_iter()
-        .filter(|(labels, _)| {
-            wanted
-                .iter()
-                .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|(_, value)| value)
-        .sum()
 }
 
 const OPENED: &str = "unassigned_port_listener_opened_total";

@@ -9,24 +9,11 @@
 mod common;
 
 use common::capability::{Capability, gate, require};
-use common::{Exporter, own_process_name, samples};
+use common::{Exporter, own_process_name, samples, total};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Sum of `metric` over series whose labels include all of `wanted`.
-fn total(text: &str, metric: &str, wanted: &[(&str, &str)]) -> f64 {
-    samples(text, metric)
-        .into_iter()
-        .filter(|(labels, _)| {
-            wanted
-                .iter()
-                .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|(_, value)| value)
-        .sum()
-}
 
 /// Starts the exporter once root and the capture from `source`
 /// (`tracepoint` or `destroy`) are there; `None` when the test skips.

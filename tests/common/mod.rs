@@ -291,6 +291,19 @@ pub fn samples(text: &str, name: &str) -> Vec<Series> {
         .collect()
 }
 
+/// Sum of `metric` over series whose labels include all of `wanted`.
+pub fn total(text: &str, metric: &str, wanted: &[(&str, &str)]) -> f64 {
+    samples(text, metric)
+        .into_iter()
+        .filter(|(labels, _)| {
+            wanted
+                .iter()
+                .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, value)| value)
+        .sum()
+}
+
 fn parse_labels(text: &str) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     let mut rest = text;
