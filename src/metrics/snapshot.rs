@@ -15,6 +15,7 @@ use crate::kernel::netns::Mode;
 use crate::metrics::text::{Family, Kind, Render};
 use crate::model::NAMESPACE;
 use crate::model::Snapshot;
+use crate::model::labels::SortedLabels;
 use std::borrow::Cow;
 
 /// Full family names, in the order [`SnapshotFamilies`] numbers them.
@@ -45,39 +46,36 @@ impl Render for SnapshotFamilies<'_> {
         let snapshot = self.0;
         let name = NAMES[index];
         match index {
-            0 => {
-                let mut family = Family::new(
+            0 => gauge_of_series(
+                Family::new(
                     out,
                     name,
                     "Listening sockets on a watched port (IANA unassigned, unregistered or added), by owner.",
                     Kind::Gauge,
-                );
-                for series in &snapshot.listeners {
-                    family.labelled(series, series.sockets);
-                }
-            }
-            1 => {
-                let mut family = Family::new(
+                ),
+                &snapshot.listeners,
+                |series| series.sockets,
+            ),
+            1 => gauge_of_series(
+                Family::new(
                     out,
                     name,
                     "Packet (AF_PACKET) and raw IP sockets, which listen without a port, by kind, protocol, BPF filter and owner.",
                     Kind::Gauge,
-                );
-                for series in &snapshot.raw_sockets {
-                    family.labelled(series, series.sockets);
-                }
-            }
-            2 => {
-                let mut family = Family::new(
+                ),
+                &snapshot.raw_sockets,
+                |series| series.sockets,
+            ),
+            2 => gauge_of_series(
+                Family::new(
                     out,
                     name,
                     "Always 1, one per process owning a reported listener or packet/raw socket; labels say its user, its executable (whether it was deleted, its SHA-256 once hashed), parent, systemd unit and login user.",
                     Kind::Gauge,
-                );
-                for series in &snapshot.processes {
-                    family.labelled(series, 1);
-                }
-            }
+                ),
+                &snapshot.processes,
+                |_| 1,
+            ),
             3 => Family::new(out, name, "Time the last collection took.", Kind::Gauge)
                 .single_f64(snapshot.duration.as_secs_f64()),
             4 => Family::new(
@@ -143,28 +141,26 @@ impl Render for SnapshotFamilies<'_> {
                     series.value_u64(count);
                 }
             }
-            9 => {
-                let mut family = Family::new(
+            9 => gauge_of_series(
+                Family::new(
                     out,
                     name,
                     "Always 1, one per ONC RPC program version registered with the rpcbind of a reported listener's network namespace on that listener's port and protocol (what rpcinfo -p shows); join on netns, port and protocol.",
                     Kind::Gauge,
-                );
-                for series in &snapshot.rpc_programs {
-                    family.labelled(series, 1);
-                }
-            }
-            10 => {
-                let mut family = Family::new(
+                ),
+                &snapshot.rpc_programs,
+                |_| 1,
+            ),
+            10 => gauge_of_series(
+                Family::new(
                     out,
                     name,
                     "Watched ports the kernel forwards elsewhere: NAT rules (redirect, dnat) and container runtimes' port holders (holder), with where they lead; the value counts rules or holders.",
                     Kind::Gauge,
-                );
-                for series in &snapshot.forwarded {
-                    family.labelled(series, series.count);
-                }
-            }
+                ),
+                &snapshot.forwarded,
+                |series| series.count,
+            ),
             _ => {
                 if snapshot.netns_mode == Mode::All {
                     Family::new(
@@ -177,6 +173,14 @@ impl Render for SnapshotFamilies<'_> {
                 }
             }
         }
+    }
+}
+
+/// A gauge family of labelled series, one line per series, each valued by
+/// `value` (its socket count, or 1 for an info series).
+fn gauge_of_series<T: SortedLabels>(mut family: Family<'_>, all: &[T], value: fn(&T) -> u64) {
+    for series in all {
+        family.labelled(series, value(series));
     }
 }
 
