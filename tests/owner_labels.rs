@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::{Exporter, free_port, is_root, samples, scrape_until};
+use common::{Exporter, free_port, samples, scrape_until};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
@@ -48,24 +48,16 @@ print("ready", flush=True)
 sys.stdin.read()
 "#;
 
-/// Whether the test may run; under CI a missing capability fails it.
-fn runnable(what: &str) -> bool {
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
-    let missing = if !is_root() {
-        Some("root")
-    } else if !Path::new(PYTHON).exists() {
-        Some(PYTHON)
+/// Whether the test may run: root and python3, else it skips with one
+/// line or, under CI, fails (see `common::capability`).
+fn runnable(_what: &str) -> bool {
+    use common::capability::{Capability, need, require};
+    let python = if Path::new(PYTHON).exists() {
+        Ok(())
     } else {
-        None
+        Err(format!("no {PYTHON}"))
     };
-    match missing {
-        None => true,
-        Some(missing) if ci => panic!("{what} needs {missing}, which is missing under CI"),
-        Some(missing) => {
-            eprintln!("skipped {what}: needs {missing}");
-            false
-        }
-    }
+    require(Capability::Root) && need("python3", python)
 }
 
 /// A holder process, killed when dropped.

@@ -148,17 +148,22 @@ pub fn require(capability: Capability) -> bool {
 /// [`require`] for a probe the test made itself: `Err` says why the
 /// capability is missing.
 pub fn gate(capability: Capability, probed: Result<(), String>) -> bool {
+    need(capability.name(), probed)
+}
+
+/// [`gate`] for a need no [`Capability`] names (a tool, a sysctl): `what`
+/// is how the skip line and the CI failure name it.
+pub fn need(what: &str, probed: Result<(), String>) -> bool {
     let Err(why) = probed else {
         return true;
     };
     let test = test_name();
     if in_ci() {
         panic!(
-            "{test} needs {}, which is missing here: {why} (CI is set, so this fails instead of skipping)",
-            capability.name()
+            "{test} needs {what}, which is missing here: {why} (CI is set, so this fails instead of skipping)"
         );
     }
-    eprintln!("skipped: {test} needs {}: {why}", capability.name());
+    eprintln!("skipped: {test} needs {what}: {why}");
     false
 }
 
