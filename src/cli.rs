@@ -57,7 +57,8 @@ pub struct Flags {
     /// An expected listener or packet/raw socket, as
     /// PORT[-LAST][/PROTO][:SELECTOR[,SELECTOR...]] or packet|raw[:SELECTOR...],
     /// where a selector is exe=PATH (glob: * ** ?), user=NAME|UID,
-    /// unit=NAME, container=ID-PREFIX, comm=NAME, or a bare process name
+    /// unit=NAME, container=ID-PREFIX, comm=NAME, sha256=HEX (the
+    /// executable's SHA-256, as sha256sum prints it), or a bare process name
     /// (comm); all selectors of a rule must match (e.g.
     /// "276/tcp:exe=/usr/sbin/sshd,user=root", "packet:exe=/usr/sbin/dhclient").
     /// Matching sockets are still exported, with expected="true", so alerts
@@ -117,9 +118,25 @@ pub struct Flags {
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info", value_parser = parse_log_level)]
     pub log_level: tracing::Level,
 
-    /// Output format of log messages: logfmt (key=value text) or json.
+    /// Output format of log messages: logfmt (key=value text) or json (one
+    /// flat object a line: time, level, msg, then the keys).
     #[arg(long = "log.format", value_name = "FORMAT", default_value = "logfmt", value_parser = ["logfmt", "json"])]
     pub log_format: String,
+
+    /// The event trail: one info line for every listen and close on a
+    /// watched port (kernel events) and every packet/raw socket the first
+    /// time a collection sees it, with event, port, protocol, address,
+    /// netns, pid, ppid, process, exe, exe_deleted, exe_sha256, cmdline,
+    /// uid, user, login_uid, login_user, container_id, pod_uid, exposure,
+    /// expected and described. "false" turns it off.
+    #[arg(long = "log.events", value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub log_events: bool,
+
+    /// At most this many event trail lines a second; beyond it lines are
+    /// left out and one line a second (event=lines_suppressed) says how
+    /// many. The event counters count every event regardless.
+    #[arg(long = "log.events-per-second", value_name = "N", default_value_t = 100, value_parser = parse_events_per_second)]
+    pub log_events_per_second: u32,
 }
 
 impl Flags {
@@ -148,6 +165,22 @@ fn parse_sample_interval(text: &str) -> Result<std::time::Duration, String> {
         return Err("the interval must be at least 100ms".to_string());
     }
     Ok(interval)
+}
+
+fn parse_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(format!("{other:?} is not a boolean: use true or false")),
+    }
+}
+
+fn parse_events_per_second(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(0) => Err("must be at least 1 (turn the trail off with --log.events=false)".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a whole number of lines")),
+    }
 }
 
 fn parse_log_level(text: &str) -> Result<tracing::Level, String> {
@@ -225,6 +258,18 @@ mod tests {
         assert_eq!(flags.max_requests, 40);
         assert_eq!(flags.watch_scope, Scope::WellKnown);
         assert_eq!(flags.backend, Backend::Auto);
+        assert!(flags.log_events);
+        assert_eq!(flags.log_events_per_second, 100);
+        for (args, on) in [
+            (&["x", "--log.events=false"][..], false),
+            (&["x", "--log.events"], true),
+            (&["x", "--log.events", "true"], true),
+        ] {
+            let Parsed::Run(flags) = parse(args) else {
+                panic!("{args:?}")
+            };
+            assert_eq!(flags.log_events, on, "{args:?}");
+        }
     }
 
     #[test]
@@ -247,6 +292,9 @@ mod tests {
             (&["--collector.netns=some"], "unknown namespace mode"),
             (&["--collector.sample-interval=soon"], "e.g. 1s"),
             (&["--collector.sample-interval=1ms"], "at least 100ms"),
+            (&["--log.events=maybe"], "not a boolean"),
+            (&["--log.events-per-second=0"], "at least 1"),
+            (&["--log.events-per-second=lots"], "not a whole number"),
         ] {
             let line = refusal(args);
             assert!(line.contains(expected), "{args:?}: {line}");

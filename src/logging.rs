@@ -17,8 +17,22 @@
 //! about 100 lines) because the maintained crate, tracing-logfmt 0.3, writes
 //! a different shape: the message as `message=`, nanosecond timestamps, a
 //! `target=` on every line; and it brings in the `time` crate, while
-//! `humantime`, already a dependency, formats the timestamp. `json` is
-//! tracing-subscriber's own JSON format.
+//! `humantime`, already a dependency, formats the timestamp.
+//!
+//! JSON lines are flat, as Prometheus' own JSON logs (Go's `slog`) are: one
+//! object a line with `time` (RFC 3339, UTC, milliseconds), `level` (the
+//! same lower-case words as logfmt), `msg`, then every other field at the
+//! top level in the order it was written, so a log shipper reads `event`
+//! or `pid` without unnesting:
+//!
+//! ```text
+//! {"time":"2026-11-26T10:00:00.000Z","level":"info","msg":"listening","address":"0.0.0.0:9276","tls":false}
+//! ```
+//!
+//! Numbers and booleans stay JSON numbers and booleans; everything else is
+//! a string. [`Json`] is written here too, beside [`Logfmt`], because
+//! tracing-subscriber's JSON format nests fields under `fields` and names
+//! the message `message`.
 
 use std::fmt;
 use std::time::SystemTime;
@@ -34,7 +48,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 pub enum LogFormat {
     /// `ts=... level=info msg="..." key=value`, as node_exporter writes.
     Logfmt,
-    /// One JSON object a line (tracing-subscriber's format).
+    /// One flat JSON object a line: `time`, `level`, `msg`, then the fields.
     Json,
 }
 
@@ -70,7 +84,7 @@ where
         .with_max_level(level);
     match format {
         LogFormat::Logfmt => Dispatch::new(builder.event_format(Logfmt { clock }).finish()),
-        LogFormat::Json => Dispatch::new(builder.json().finish()),
+        LogFormat::Json => Dispatch::new(builder.event_format(Json { clock }).finish()),
     }
 }
 
@@ -108,6 +122,121 @@ where
         writer.write_str(&fields.others)?;
         writer.write_char('\n')
     }
+}
+
+/// Formats one event as a flat JSON object (see the module doc).
+pub struct Json {
+    /// Where `time` comes from: the system clock, or a fixed time in tests.
+    clock: fn() -> SystemTime,
+}
+
+impl Default for Json {
+    fn default() -> Json {
+        Json {
+            clock: SystemTime::now,
+        }
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for Json
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut fields = JsonFields::default();
+        event.record(&mut fields);
+        let time = humantime::format_rfc3339_millis((self.clock)()).to_string();
+        let level = event.metadata().level().as_str().to_ascii_lowercase();
+        let mut line = String::with_capacity(128 + fields.others.len());
+        line.push_str("{\"time\":");
+        push_json_string(&mut line, &time);
+        line.push_str(",\"level\":");
+        push_json_string(&mut line, &level);
+        line.push_str(",\"msg\":");
+        push_json_string(&mut line, &fields.message);
+        line.push_str(&fields.others);
+        line.push_str("}\n");
+        writer.write_str(&line)
+    }
+}
+
+/// An event's message, and its other fields already rendered as
+/// `,"key":value` members.
+#[derive(Default)]
+struct JsonFields {
+    message: String,
+    others: String,
+}
+
+impl JsonFields {
+    /// Adds one member whose value is already JSON text; the message (and
+    /// `log` crate metadata, as for logfmt) are kept apart.
+    fn push_raw(&mut self, field: &Field, json: &str) {
+        match field.name() {
+            "message" => {}
+            name if name.starts_with("log.") => {}
+            name => {
+                self.others.push(',');
+                push_json_string(&mut self.others, name);
+                self.others.push(':');
+                self.others.push_str(json);
+            }
+        }
+    }
+
+    fn push_text(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+            return;
+        }
+        let mut json = String::with_capacity(value.len() + 2);
+        push_json_string(&mut json, value);
+        self.push_raw(field, &json);
+    }
+}
+
+impl Visit for JsonFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.push_text(field, value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push_raw(field, if value { "true" } else { "false" });
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push_raw(field, &value.to_string());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push_raw(field, &value.to_string());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        match serde_json::Number::from_f64(value) {
+            Some(number) => self.push_raw(field, &number.to_string()),
+            // NaN and infinities are no JSON numbers.
+            None => self.push_text(field, &value.to_string()),
+        }
+    }
+
+    /// Every other kind of value, as a string (`%value` with `Display`,
+    /// `?value` with `Debug`).
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.push_text(field, &format!("{value:?}"));
+    }
+}
+
+/// Appends `value` as a JSON string (quoted and escaped).
+fn push_json_string(out: &mut String, value: &str) {
+    // A &str always serializes; the fallback is never taken.
+    out.push_str(&serde_json::to_string(value).unwrap_or_else(|_| "\"\"".to_string()));
 }
 
 /// An event's message, and its other fields already rendered as
@@ -282,14 +411,42 @@ mod tests {
     }
 
     #[test]
-    fn json_stays_one_object_a_line() {
+    fn json_lines_are_flat_as_prometheus_writes_them() {
         let text = output(Level::INFO, LogFormat::Json, || {
-            tracing::info!(port = 276, "listening");
+            tracing::info!(
+                port = 276,
+                tls = false,
+                address = "0.0.0.0:276",
+                "listening"
+            );
+            let error = std::io::Error::other("say \"no\"\n");
+            tracing::warn!(error = %error, ratio = 0.5, delta = -3, "cannot read");
         });
-        let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
-        assert_eq!(line["level"], "INFO");
-        assert_eq!(line["fields"]["message"], "listening");
-        assert_eq!(line["fields"]["port"], 276);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            r#"{"time":"2026-11-26T10:00:00.042Z","level":"info","msg":"listening","port":276,"tls":false,"address":"0.0.0.0:276"}"#
+        );
+        let line: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(line["level"], "warn");
+        assert_eq!(line["msg"], "cannot read");
+        assert_eq!(line["error"], "say \"no\"\n");
+        assert_eq!(line["ratio"], 0.5);
+        assert_eq!(line["delta"], -3);
+        assert!(line.get("fields").is_none() && line.get("message").is_none());
+        assert_eq!(lines.len(), 2);
+    }
+
+    #[test]
+    fn json_honours_the_level() {
+        let text = output(Level::WARN, LogFormat::Json, || {
+            tracing::info!("hidden");
+            tracing::error!("shown");
+        });
+        assert_eq!(
+            text,
+            "{\"time\":\"2026-11-26T10:00:00.042Z\",\"level\":\"error\",\"msg\":\"shown\"}\n"
+        );
     }
 
     #[test]

@@ -451,8 +451,8 @@ fn unprivileged_exporter_still_reports_listeners() {
             !root_owned.is_empty()
                 && root_owned
                     .iter()
-                    .all(|l| owner(l) == (String::new(), String::new(), String::new())),
-            "root's listener on 276/tcp must be there with empty owner labels: {root_owned:?}"
+                    .all(|l| owner(l) == (String::new(), String::new(), "root".to_string())),
+            "root's listener on 276/tcp must be there with empty process and pid, and the socket's own user: {root_owned:?}"
         );
         let own: Vec<_> = listeners_on(&text, &[own_port]);
         assert_eq!(

@@ -427,11 +427,8 @@ fn stock_daemons_stay_quiet_with_the_shipped_policy_and_impostors_still_alert() 
 
     // The exporters and Prometheus, on the host.
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/allow/default.allow");
-    let with = common::Exporter::start(&[
-        &format!("--watch.allow-file={}", policy.display()),
-        "--log.level=warn",
-    ]);
-    let without = common::Exporter::start(&["--log.level=warn"]);
+    let with = common::Exporter::start(&[&format!("--watch.allow-file={}", policy.display())]);
+    let without = common::Exporter::start(&[]);
     let prometheus = Prometheus::start(&dir, with.port, without.port);
     prometheus.wait_for("both exporters scraped", "count(up == 1) == 2");
 

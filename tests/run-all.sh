@@ -85,8 +85,8 @@ step "dependency licenses" bash tests/check-licenses.sh
 step "cargo test --release (unit, integration, end-to-end)" cargo test --release --no-fail-fast
 step "alert rules, Alertmanager config, dashboard" bash tests/check-rules.sh
 step "deployment manifests" bash tests/check-deploy.sh
-step "benchmarks (smoke mode): connections, namespaces, kernel events, listeners" \
-    cargo bench --bench scrape --bench netns --bench events --bench listeners -- --smoke
+step "benchmarks (smoke mode): connections, namespaces, kernel events, listeners, event trail" \
+    cargo bench --bench scrape --bench netns --bench events --bench listeners --bench trail -- --smoke
 if [[ -x tests/fuzz-smoke.sh ]]; then
     step "fuzz targets (bounded)" bash tests/fuzz-smoke.sh
 fi

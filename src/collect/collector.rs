@@ -17,7 +17,7 @@ use crate::model::{
     ForwardedSeries, HOST_NETNS, Judge, ListenerSeries, NetnsNamer, ProcessInfoSeries,
     RawSocketSeries, RpcProgramSeries, Snapshot,
 };
-use crate::owners::{Owner, OwnerBook, Placed};
+use crate::owners::{ExeHashes, Owner, OwnerBook, Placed};
 use crate::sockets::{ChangeHints, Collected, Opened, Recheck, SocketSource};
 use prometheus::IntCounterVec;
 use std::collections::{BTreeMap, HashMap};
@@ -55,6 +55,9 @@ pub struct ListenerCollector {
     /// The event side's view: recent listen() callers are searched first
     /// for owners.
     hints: Option<Arc<dyn ChangeHints>>,
+    /// The event trail: a line for each packet/raw socket first seen.
+    #[cfg(target_os = "linux")]
+    trail: Option<crate::events::trail::Trail>,
     /// RPC registrations per namespace, refreshed off the scrape path.
     rpc: RpcPrograms,
 }
@@ -84,7 +87,23 @@ impl ListenerCollector {
             proc_root,
             faults,
             hints,
+            #[cfg(target_os = "linux")]
+            trail: None,
         }
+    }
+
+    /// Owners' `exe_sha256` from the shared hash cache.
+    pub fn with_exe_hashes(mut self, hashes: ExeHashes) -> ListenerCollector {
+        self.owners =
+            OwnerSearch::new(OwnerBook::new(self.proc_root.clone()).with_exe_hashes(hashes));
+        self
+    }
+
+    /// Writes packet and raw sockets to the event trail when first seen.
+    #[cfg(target_os = "linux")]
+    pub fn with_trail(mut self, trail: Option<crate::events::trail::Trail>) -> ListenerCollector {
+        self.trail = trail;
+        self
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -223,6 +242,15 @@ impl ListenerCollector {
             .owners
             .find(&collected.listeners, &collected.raw_sockets, &likely);
         let (listener_owners, raw_owners) = self.confirm(collected, listener_placed, raw_placed);
+        #[cfg(target_os = "linux")]
+        if let Some(trail) = &self.trail {
+            let owners: Vec<Option<&Owner>> = raw_owners
+                .iter()
+                .map(|placed| placed.as_ref().map(|p| &p.owner))
+                .collect();
+            let (sockets, judge) = (&collected.raw_sockets, &self.judge);
+            trail.raw_sockets(sockets, &owners, judge, &self.namer);
+        }
         let listener_pids: Vec<Option<u32>> = listener_owners
             .iter()
             .map(|placed| placed.as_ref().and_then(|p| p.owner.pid))

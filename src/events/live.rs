@@ -19,10 +19,14 @@
 //! - The destroy subscriptions follow the namespace set's lifetimes: the
 //!   socket source announces each namespace it opens or drops
 //!   ([`NamespaceObserver`]), and [`DestroyNamespaces`] subscribes there.
+//! - Each listen and close on a watched port also goes to the event trail
+//!   ([`Trail`]), when it is on, with the owner described here.
 //! - Either source that cannot run leaves `event_capture_active` at 0 and
 //!   says why once; the exporter then works as before (snapshots, and the
 //!   sampler if configured).
 
+use super::trail::line::TrailEvent;
+use super::trail::{ListenerFacts, Trail};
 use super::view::Changes;
 use super::{
     CaptureSource, DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription, EventCounters,
@@ -32,7 +36,7 @@ use crate::kernel::netns::NamespaceObserver;
 use crate::kernel::procfs::ProcRoot;
 use crate::model::event::EventSocket;
 use crate::model::{ClosedLabels, Judge, NetnsNamer, OpenedLabels, Protocol};
-use crate::owners::{Owner, OwnerFaults, ProcessDescriber};
+use crate::owners::{ExeHashes, Owner, OwnerFaults, ProcessDescriber};
 use crate::sockets::{ChangeHints, EventLinks, SeenUdpSockets};
 use std::sync::{Arc, Mutex};
 
@@ -60,6 +64,8 @@ struct Labeller {
     own_netns: u64,
     /// UDP sockets (and their uid) the last collections saw.
     udp_sockets: Arc<SeenUdpSockets>,
+    /// One log line per event, when the trail is on.
+    trail: Option<Trail>,
 }
 
 impl Labeller {
@@ -110,15 +116,31 @@ impl Labeller {
             netns: event.netns,
         };
         let owner = self.listener(event);
+        let trail = |kind, netns: &str, expected| {
+            if let Some(trail) = &self.trail {
+                let facts = ListenerFacts {
+                    event: kind,
+                    protocol,
+                    port: event.port,
+                    address: Some(event.address),
+                    netns,
+                    expected,
+                    at: Some(event.kernel_time),
+                    pid: Some(event.listener_pid),
+                };
+                trail.listener(facts, &owner);
+            }
+        };
         match event.transition {
-            Transition::Opened => counters.count_opened(OpenedLabels::opened(
-                socket,
-                &owner,
-                &self.judge,
-                &self.namer,
-            )),
+            Transition::Opened => {
+                let labels = OpenedLabels::opened(socket, &owner, &self.judge, &self.namer);
+                trail(TrailEvent::ListenerOpened, &labels.netns, labels.expected);
+                counters.count_opened(labels)
+            }
             Transition::Closed => {
-                counters.count_closed(ClosedLabels::new(socket, &owner, &self.judge, &self.namer))
+                let labels = ClosedLabels::new(socket, &owner, &self.judge, &self.namer);
+                trail(TrailEvent::ListenerClosed, &labels.netns, labels.expected);
+                counters.count_closed(labels)
             }
         }
     }
@@ -145,13 +167,34 @@ impl Labeller {
             let mut describer = self.describer.lock().unwrap_or_else(|p| p.into_inner());
             owner.user = describer.user_name(uid);
         }
-        Some(ClosedLabels::new(socket, &owner, &self.judge, &self.namer))
+        let labels = ClosedLabels::new(socket, &owner, &self.judge, &self.namer);
+        if let Some(trail) = &self.trail {
+            let facts = ListenerFacts {
+                event: TrailEvent::ListenerClosed,
+                protocol,
+                port: event.socket.port,
+                address: Some(event.socket.address),
+                netns: &labels.netns,
+                expected: labels.expected,
+                at: None,
+                pid: None,
+            };
+            trail.listener(facts, &owner);
+        }
+        Some(labels)
     }
 }
 
 impl LiveEvents {
-    /// Starts both sources (each may fail on its own and say why).
-    pub fn start(judge: Judge, namer: NetnsNamer, proc_root: &ProcRoot) -> LiveEvents {
+    /// Starts both sources (each may fail on its own and say why); owners
+    /// are hashed through `hashes`, events written to `trail` if given.
+    pub fn start(
+        judge: Judge,
+        namer: NetnsNamer,
+        proc_root: &ProcRoot,
+        hashes: ExeHashes,
+        trail: Option<Trail>,
+    ) -> LiveEvents {
         let counters = EventCounters::new();
         let changes = Arc::new(Changes::default());
         let max_port = judge.watch().max_watched_port();
@@ -159,9 +202,10 @@ impl LiveEvents {
         let labeller = Arc::new(Labeller {
             judge,
             namer,
-            describer: Mutex::new(ProcessDescriber::new(proc_root.clone())),
+            describer: Mutex::new(ProcessDescriber::new(proc_root.clone()).with_exe_hashes(hashes)),
             own_netns,
             udp_sockets: Arc::default(),
+            trail,
         });
         let udp_sockets = Arc::clone(&labeller.udp_sockets);
         let capture = start_capture(max_port, proc_root, &labeller, &counters, &changes);

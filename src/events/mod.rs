@@ -6,10 +6,12 @@
 //! report into labelled counters: [`live`] starts the readers in a running
 //! exporter and labels their events through `crate::model`; [`counters`]
 //! keeps the counters in a bounded series table; [`view`] is what the
-//! events learn and collection may read.
+//! events learn and collection may read; [`trail`] writes one log line per
+//! event with the whole story of its process.
 
 pub mod counters;
 pub mod live;
+pub mod trail;
 pub mod view;
 
 pub use crate::kernel::events::{

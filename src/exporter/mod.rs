@@ -22,6 +22,7 @@ use crate::kernel::procfs::ProcRoot;
 use crate::metrics::info as info_metrics;
 use crate::metrics::reload::{ConfigFile, ReloadMetrics};
 use crate::model::{Judge, NetnsNamer};
+use crate::owners::ExeHashes;
 use crate::policy::allow::{self, reload as allow_reload};
 use crate::policy::registry::{Registry, Transport, csv_loader};
 use crate::policy::watch::WatchSet;
@@ -123,9 +124,14 @@ impl Exporter {
                 .map_err(Failure::bad_input)?;
         }
         let naming = Naming::new(&watch, &proc_root);
+        // One executable hash cache for collections, events and the trail.
+        let hashes = ExeHashes::start();
+        // The trail's lines are info lines: above info there is no trail.
+        let trail = (flags.log_events && flags.log_level >= tracing::Level::INFO)
+            .then_some(flags.log_events_per_second);
         // The event side starts first: it owns what it learns and hands the
         // socket source a read-only view of it.
-        let events = EventSide::start(&naming.judge, naming.namer, &proc_root);
+        let events = EventSide::start(&naming.judge, naming.namer, &proc_root, &hashes, trail);
         let links = events.links();
         let opened = sockets::open(flags.backend, flags.netns, &proc_root, &links)
             .map_err(Failure::bad_input)?;
@@ -136,6 +142,7 @@ impl Exporter {
             proc_root,
             extras,
             links,
+            hashes,
             Some(events),
         )?;
         exporter.web_config = Arc::new(RwLock::new(Arc::new(web_config)));
@@ -151,7 +158,8 @@ impl Exporter {
     }
 
     /// Builds an exporter around a given socket source (tests and
-    /// benchmarks pass their own), with plain HTTP and no kernel events.
+    /// benchmarks pass their own), with plain HTTP, no kernel events and no
+    /// event trail.
     pub fn from_parts(
         watch: Arc<WatchSet>,
         opened: Opened,
@@ -166,11 +174,13 @@ impl Exporter {
             proc_root,
             extras,
             sockets::EventLinks::default(),
+            ExeHashes::start(),
             None,
         )
     }
 
     /// Puts the parts together; each is built once and handed down.
+    #[allow(clippy::too_many_arguments)]
     fn assemble(
         watch: Arc<WatchSet>,
         naming: Naming,
@@ -178,6 +188,7 @@ impl Exporter {
         proc_root: ProcRoot,
         extras: Extras,
         links: sockets::EventLinks,
+        hashes: ExeHashes,
         events: Option<EventSide>,
     ) -> Result<Exporter, Failure> {
         let metrics = prometheus::Registry::new();
@@ -187,13 +198,13 @@ impl Exporter {
         if let Some(events) = &events {
             events.register(&metrics).map_err(internal)?;
         }
-        let collector = Arc::new(ListenerCollector::new(
-            naming.judge,
-            naming.namer,
-            opened,
-            proc_root,
-            links.hints,
-        ));
+        let collector =
+            ListenerCollector::new(naming.judge, naming.namer, opened, proc_root, links.hints)
+                .with_exe_hashes(hashes);
+        let collector = Arc::new(match &events {
+            Some(events) => events.attach(collector),
+            None => collector,
+        });
         metrics
             .register(Box::new(collector.errors()))
             .map_err(internal)?;

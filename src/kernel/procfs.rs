@@ -181,6 +181,26 @@ impl ProcRoot {
         Some(os_bytes(target.into_os_string()))
     }
 
+    /// `loginuid`: the uid of the user whose login session started the
+    /// process (audit's `auid`: it survives `sudo` and `su`). `None` when
+    /// unset (4294967295: a process started outside any login, such as a
+    /// boot service), unreadable or gone.
+    pub fn login_uid(&self, pid: u32) -> Option<u32> {
+        let text = std::fs::read_to_string(self.pid_path(pid, "loginuid")).ok()?;
+        parse_login_uid(&text)
+    }
+
+    /// `cmdline`, raw: arguments separated (and usually ended) by NUL. At
+    /// most `limit` bytes are read. `None` when the process is gone or
+    /// hidden; empty for kernel threads and zombies.
+    pub fn cmdline_bytes(&self, pid: u32, limit: usize) -> Option<Vec<u8>> {
+        use std::io::Read;
+        let file = std::fs::File::open(self.pid_path(pid, "cmdline")).ok()?;
+        let mut bytes = Vec::with_capacity(limit.min(4096));
+        file.take(limit as u64).read_to_end(&mut bytes).ok()?;
+        Some(bytes)
+    }
+
     /// The file the process runs, whatever its name now: `exe` followed
     /// (procfs resolves it to the file itself, deleted or not).
     pub fn exe_identity(&self, pid: u32) -> Option<FileIdentity> {
@@ -356,6 +376,12 @@ pub fn parse_sysctl_integer(bytes: &[u8]) -> Option<i64> {
     std::str::from_utf8(bytes).ok()?.trim().parse().ok()
 }
 
+/// The text of `/proc/PID/loginuid`: a uid, or 4294967295 (unset) as `None`.
+pub fn parse_login_uid(text: &str) -> Option<u32> {
+    const UNSET: u32 = u32::MAX;
+    text.trim().parse().ok().filter(|&uid| uid != UNSET)
+}
+
 /// The inode of a `socket:[12345]` link target.
 pub fn socket_inode(target: &std::ffi::OsStr) -> Option<u64> {
     bracketed_inode(target.to_str()?, "socket:[")
@@ -486,6 +512,10 @@ mod tests {
         assert_eq!(parse_sysctl_integer(b"1024\n"), Some(1024));
         assert_eq!(parse_sysctl_integer(b" 0 "), Some(0));
         assert_eq!(parse_sysctl_integer(b"ten"), None);
+        assert_eq!(parse_login_uid("1000"), Some(1000));
+        assert_eq!(parse_login_uid("0\n"), Some(0));
+        assert_eq!(parse_login_uid("4294967295"), None);
+        assert_eq!(parse_login_uid(""), None);
     }
 
     #[test]
@@ -522,6 +552,12 @@ mod tests {
         );
         assert_eq!(root.net_namespace(me), root.own_net_namespace().ok());
         assert!(root.pids().unwrap().contains(&me));
+        let cmdline = root.cmdline_bytes(me, 1 << 20).unwrap();
+        let first = std::env::args_os().next().unwrap();
+        assert!(cmdline.starts_with(first.as_encoded_bytes()));
+        assert_eq!(root.cmdline_bytes(me, 3).unwrap().len(), 3);
+        let own = std::fs::read_to_string("/proc/self/loginuid").ok();
+        assert_eq!(root.login_uid(me), own.as_deref().and_then(parse_login_uid));
         if std::fs::read_link("/proc/self/ns/pid")
             .is_ok_and(|link| link.to_str() == Some(&format!("pid:[{INITIAL_PID_NAMESPACE}]")))
         {

@@ -71,7 +71,7 @@ impl Render for SnapshotFamilies<'_> {
                 let mut family = Family::new(
                     out,
                     name,
-                    "Always 1, one per process owning a reported listener or packet/raw socket; labels say its user, its executable (and whether it was deleted), parent and systemd unit.",
+                    "Always 1, one per process owning a reported listener or packet/raw socket; labels say its user, its executable (whether it was deleted, its SHA-256 once hashed), parent, systemd unit and login user.",
                     Kind::Gauge,
                 );
                 for series in &snapshot.processes {
@@ -263,10 +263,13 @@ mod tests {
             user: "root".into(),
             exe: "/tmp/a \"b\" (deleted)".into(),
             exe_deleted: true,
+            exe_sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
             ppid: "1".into(),
             parent_process: "init".into(),
             unit: "u.service".into(),
             container_id: String::new(),
+            login_uid: "1000".into(),
+            login_user: "al\\ice".into(),
         };
         let (ours, theirs) = both(&process, ProcessInfoSeries::LABELS, &process.label_values());
         assert_eq!(ours, theirs);

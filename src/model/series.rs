@@ -140,10 +140,15 @@ crate::label_set! {
             user: String,
             exe: String,
             exe_deleted: bool,
+            /// SHA-256 of the executable; "" until the hash worker has it.
+            exe_sha256: String,
             ppid: String,
             parent_process: String,
             unit: String,
             container_id: String,
+            /// `/proc/PID/loginuid`; "" when unset.
+            login_uid: String,
+            login_user: String,
         }
         values {}
     }
@@ -244,6 +249,12 @@ impl ProcessInfoSeries {
             parent_process: owner.provenance.parent_process.clone(),
             unit: owner.provenance.unit.clone(),
             container_id: owner.place.container_id.clone(),
+            exe_sha256: owner.exe_sha256.clone(),
+            login_uid: owner
+                .login_uid
+                .map(|uid| uid.to_string())
+                .unwrap_or_default(),
+            login_user: owner.login_user.clone(),
         }
     }
 }

@@ -161,6 +161,12 @@ impl OwnerBook {
         }
     }
 
+    /// Owners' `exe_sha256` from the shared hash cache.
+    pub fn with_exe_hashes(mut self, hashes: super::ExeHashes) -> OwnerBook {
+        self.describer.set_exe_hashes(hashes);
+        self
+    }
+
     /// The user's name for a uid (see [`ProcessDescriber::user_name`]).
     pub fn user_name(&mut self, uid: u32) -> String {
         self.describer.user_name(uid)

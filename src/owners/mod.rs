@@ -36,15 +36,18 @@
 //! their executable, parent and unit; [`escape`] writes kernel bytes as
 //! label text; [`book`] puts it together, one whole owner per socket (or
 //! the last one known, when a process exits while we look).
+//! [`exe_hash`] hashes their executables off the scrape path.
 
 pub mod book;
 pub mod cgroup;
 pub mod escape;
+pub mod exe_hash;
 pub mod process;
 pub mod provenance;
 
 pub use book::{OwnerBook, Placed, SocketRef};
 pub use cgroup::Attribution;
+pub use exe_hash::ExeHashes;
 pub use process::{Owner, ProcessDescriber};
 
 use crate::kernel::procfs::ProcRoot;

@@ -6,10 +6,13 @@
 //! fixture trees steer them) and both read as bytes: a name that is not
 //! UTF-8 is escaped (`super::escape`) and never costs the uid, the exe or
 //! the unit. The user's name comes from sysinfo's passwd reader. Elsewhere
-//! sysinfo reads both.
+//! sysinfo reads both. The login uid is
+//! `/proc/PID/loginuid`, named like the user; the executable's hash comes
+//! from the shared [`ExeHashes`] cache when the describer has one.
 
 use super::OwnerFaults;
 use super::cgroup::{Attribution, parse_cgroup};
+use super::exe_hash::{ExeHashes, NEW_FILES_PER_COLLECTION};
 use crate::kernel::procfs::ProcRoot;
 use crate::owners::provenance::Provenance;
 use crate::policy::allow::{OwnerFacts, SocketFacts};
@@ -33,6 +36,13 @@ pub struct Owner {
     pub place: Attribution,
     /// Executable, parent and systemd unit.
     pub provenance: Provenance,
+    /// `/proc/PID/loginuid`: who logged in to start it (survives sudo);
+    /// `None` when unset.
+    pub login_uid: Option<u32>,
+    /// The login uid's user name ("" when unset).
+    pub login_user: String,
+    /// Lower-case hex SHA-256 of the executable; "" until it is known.
+    pub exe_sha256: String,
 }
 
 impl Owner {
@@ -45,6 +55,7 @@ impl Owner {
             uid: self.uid,
             unit: &self.provenance.unit,
             container_id: &self.place.container_id,
+            exe_sha256: &self.exe_sha256,
             socket: SocketFacts::default(),
         }
     }
@@ -57,6 +68,8 @@ pub struct ProcessDescriber {
     users: Option<Users>,
     /// When `users` was last loaded.
     users_loaded_at: Instant,
+    /// The executable hash cache, when this describer fills `exe_sha256`.
+    hashes: Option<ExeHashes>,
 }
 
 /// What one process says about itself.
@@ -74,13 +87,26 @@ impl ProcessDescriber {
             proc_root,
             users: Users::new_with_refreshed_list().ok(),
             users_loaded_at: Instant::now(),
+            hashes: None,
         }
+    }
+
+    /// Fills `exe_sha256` from `hashes` (and hands it new files).
+    pub fn with_exe_hashes(mut self, hashes: ExeHashes) -> ProcessDescriber {
+        self.set_exe_hashes(hashes);
+        self
+    }
+
+    /// [`Self::with_exe_hashes`] on a describer already built.
+    pub fn set_exe_hashes(&mut self, hashes: ExeHashes) {
+        self.hashes = Some(hashes);
     }
 
     /// Names, users and containers of the given pids. A pid that vanished
     /// is absent from the answer and counted in `faults.vanished`.
     pub fn describe(&mut self, pids: &[u32], faults: &mut OwnerFaults) -> HashMap<u32, Owner> {
         let mut owners = HashMap::with_capacity(pids.len());
+        let mut new_files = NEW_FILES_PER_COLLECTION;
         for &pid in pids {
             let Some(facts) = self.facts(pid) else {
                 faults.vanished += 1;
@@ -94,6 +120,15 @@ impl ProcessDescriber {
             let cgroup = self.proc_root.cgroup(pid);
             let place = cgroup.as_deref().map(parse_cgroup).unwrap_or_default();
             let provenance = Provenance::read(&self.proc_root, pid, facts.ppid, cgroup.as_deref());
+            let login_uid = self.proc_root.login_uid(pid);
+            let login_user = login_uid.map(|uid| self.user_name(uid)).unwrap_or_default();
+            let exe_sha256 = match (&self.hashes, &provenance.exe) {
+                (Some(hashes), Some(_)) => hashes
+                    .lookup(&self.proc_root.pid_path(pid, "exe"), &mut new_files)
+                    .map(|hex| hex.to_string())
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
             owners.insert(
                 pid,
                 Owner {
@@ -103,6 +138,9 @@ impl ProcessDescriber {
                     uid: facts.uid,
                     place,
                     provenance,
+                    login_uid,
+                    login_user,
+                    exe_sha256,
                 },
             );
         }
@@ -186,6 +224,36 @@ mod tests {
         assert!(!owners[&me].process.is_empty());
         assert!(!owners[&me].user.is_empty());
         assert_eq!(faults.vanished, 0);
+        let own = std::fs::read_to_string("/proc/self/loginuid").ok();
+        assert_eq!(
+            owners[&me].login_uid,
+            own.as_deref()
+                .and_then(crate::kernel::procfs::parse_login_uid)
+        );
+        // Without a hash cache, no hash.
+        assert_eq!(owners[&me].exe_sha256, "");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_hash_comes_from_the_shared_cache_once_hashed() {
+        let hashes = ExeHashes::start();
+        let mut describer = ProcessDescriber::new(ProcRoot::default()).with_exe_hashes(hashes);
+        let me = std::process::id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let hex = loop {
+            let owner = describer.describe(&[me], &mut OwnerFaults::default());
+            if !owner[&me].exe_sha256.is_empty() {
+                break owner[&me].exe_sha256.clone();
+            }
+            assert!(Instant::now() < deadline, "never hashed");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut exe = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
+        assert_eq!(
+            hex,
+            &*crate::owners::exe_hash::sha256_hex(&mut exe).unwrap()
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 #![allow(dead_code)] // each test file uses a different part of this
 
 pub mod capability;
+pub mod log;
 pub mod pki;
 
 use std::collections::BTreeMap;
@@ -155,6 +156,11 @@ impl Exporter {
     }
 
     /// The exporter's log so far, one entry a line.
+    /// Its log as [`log::Log`], which parses logfmt and JSON lines.
+    pub fn log_reader(&self) -> log::Log {
+        log::Log::new(Arc::clone(&self.log))
+    }
+
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
@@ -229,6 +235,13 @@ pub fn command_under(wrapper: &[&str], program: &str) -> Command {
 
 /// The port of a `msg="Listening on" address=HOST:PORT` line (logfmt).
 fn listening_port(line: &str) -> Option<u16> {
+    if line.starts_with('{') {
+        let parsed = log::parse_json(line);
+        if parsed.get("msg").map(String::as_str) != Some("Listening on") {
+            return None;
+        }
+        return parsed.get("address")?.rsplit_once(':')?.1.parse().ok();
+    }
     if !line.contains("msg=\"Listening on\"") {
         return None;
     }

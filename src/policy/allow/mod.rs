@@ -13,6 +13,7 @@
 //!          | "unit=" NAME         systemd unit from the cgroup (ssh.service)
 //!          | "container=" HEX     container id prefix
 //!          | "comm=" NAME         process name (/proc/PID/comm)
+//!          | "sha256=" HEX        SHA-256 of the executable (64 hex digits)
 //!          | NAME                 same as comm=NAME (the original grammar)
 //!          | "exposure=" EXPOSURE loopback, link-local, private, public or
 //!                                 any: the listener reaches at most that
@@ -46,7 +47,10 @@
 //! [`AllowRule::trusts_comm_only`] lets the exporter warn at start that any
 //! process can claim it. `exe=` matches the executable's path even when the
 //! file was replaced or deleted after start (a package upgrade does that);
-//! the deleted state has its own label and alert.
+//! the deleted state has its own label and alert. `sha256=` matches the
+//! bytes the process runs, whatever its path: the hash is computed off the
+//! scrape path (`crate::owners::exe_hash`), so until a new file has been
+//! hashed (normally by the next collection) the rule does not match it.
 //!
 //! `exe=`, `unit=` and `comm=` values are written as the labels show them
 //! (`crate::owners::escape`): `\xNN` is the byte NN, `\\` a backslash, so a
@@ -94,6 +98,8 @@ pub enum Selector {
     /// Lower-case hex prefix of the container id.
     Container(String),
     Comm(String),
+    /// Lower-case hex SHA-256 of the executable.
+    Sha256(String),
     /// The widest exposure allowed (`loopback` < `link-local` < `private`
     /// < `public` < `any`).
     Exposure(Exposure),
@@ -110,6 +116,7 @@ impl Selector {
             Selector::Unit(_) => "unit",
             Selector::Container(_) => "container",
             Selector::Comm(_) => "comm",
+            Selector::Sha256(_) => "sha256",
             Selector::Exposure(_) => "exposure",
             Selector::Holder(_) => "holder",
             Selector::Rpc(_) => "rpc",
@@ -143,6 +150,12 @@ impl Selector {
                 "container={value}: a container id prefix is hexadecimal"
             )),
             "comm" => Ok(Selector::Comm(canonical(value)?)),
+            "sha256" if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(Selector::Sha256(value.to_ascii_lowercase()))
+            }
+            "sha256" => Err(format!(
+                "sha256={value}: a SHA-256 is 64 hexadecimal digits (as sha256sum prints it)"
+            )),
             "exposure" => Exposure::parse(value).map(Selector::Exposure).ok_or_else(|| {
                 format!("exposure={value}: use loopback, link-local, private, public or any")
             }),
@@ -156,7 +169,7 @@ impl Selector {
                 }),
             },
             other => Err(format!(
-                "unknown selector {other:?}: use exe=, user=, unit=, container=, comm=, exposure=, holder= or rpc="
+                "unknown selector {other:?}: use exe=, user=, unit=, container=, comm=, sha256=, exposure=, holder= or rpc="
             )),
         }
     }
@@ -175,6 +188,7 @@ impl Selector {
                 !owner.container_id.is_empty() && owner.container_id.starts_with(prefix.as_str())
             }
             Selector::Comm(name) => !owner.comm.is_empty() && owner.comm == name,
+            Selector::Sha256(hex) => owner.exe_sha256 == hex,
             Selector::Exposure(exposure) => owner.socket.exposure.is_some_and(|e| e <= *exposure),
             Selector::Holder(holder) => owner.socket.holder == Some(*holder),
             Selector::Rpc(program) => owner.socket.rpc_programs.contains(program),
@@ -186,7 +200,11 @@ impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Selector::Exe(glob) => write!(f, "exe={glob}"),
-            Selector::User(v) | Selector::Unit(v) | Selector::Container(v) | Selector::Comm(v) => {
+            Selector::User(v)
+            | Selector::Unit(v)
+            | Selector::Container(v)
+            | Selector::Comm(v)
+            | Selector::Sha256(v) => {
                 write!(f, "{}={v}", self.key())
             }
             Selector::Exposure(exposure) => write!(f, "exposure={}", exposure.as_str()),
@@ -214,6 +232,8 @@ pub struct OwnerFacts<'a> {
     /// systemd unit, e.g. `ssh.service` (escaped like `comm`).
     pub unit: &'a str,
     pub container_id: &'a str,
+    /// Lower-case hex SHA-256 of the executable; "" until it is known.
+    pub exe_sha256: &'a str,
     /// Facts about the socket itself rather than its owner.
     pub socket: SocketFacts<'a>,
 }
@@ -443,12 +463,15 @@ mod tests {
             uid: Some(0),
             unit: "ssh.service",
             container_id: "4f1c2e8a9b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e",
+            exe_sha256: SSHD_SHA256,
             socket: SocketFacts {
                 exposure: Some(Exposure::Private),
                 ..SocketFacts::default()
             },
         }
     }
+
+    const SSHD_SHA256: &str = "0d5c0e5b7f0e4f1a6c2b9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a";
 
     #[test]
     fn forward_rules_cover_forwarded_ports_by_container_only() {
@@ -666,6 +689,35 @@ mod tests {
     }
 
     #[test]
+    fn sha256_matches_the_bytes_not_the_name() {
+        let upper = SSHD_SHA256.to_ascii_uppercase();
+        let rule = AllowRule::parse(&format!("276/tcp:sha256={upper}")).unwrap();
+        assert_eq!(
+            rule.to_string(),
+            format!("276-276/tcp:sha256={SSHD_SHA256}")
+        );
+        let good = owner("anything", "/tmp/renamed");
+        assert!(rule.matches(TCP_276, &good));
+        let other = "1".repeat(64);
+        assert!(!rule.matches(
+            TCP_276,
+            &OwnerFacts {
+                exe_sha256: &other,
+                ..good
+            }
+        ));
+        // Not hashed yet: no match.
+        assert!(!rule.matches(
+            TCP_276,
+            &OwnerFacts {
+                exe_sha256: "",
+                ..good
+            }
+        ));
+        assert!(!rule.trusts_comm_only());
+    }
+
+    #[test]
     fn socket_selectors_match_the_socket_not_the_owner() {
         let kernel = AllowRule::parse("512-65535:holder=none,rpc=nlockmgr").unwrap();
         let statd =
@@ -749,6 +801,11 @@ mod tests {
             ("276:exe=", "empty value"),
             ("276:unit=a/b", "no '/'"),
             ("276:container=xyz", "hexadecimal"),
+            ("276:sha256=abc", "64 hexadecimal digits"),
+            (
+                format!("276:sha256={}", "g".repeat(64)).as_str(),
+                "64 hexadecimal digits",
+            ),
             ("276:color=red", "unknown selector \"color\""),
             ("276:exposure=lan", "use loopback, link-local"),
             ("276:holder=kernel", "use process, none or unknown"),

@@ -1,0 +1,273 @@
+//! Scrape latency while a listener storm fills the event trail.
+//!
+//! `cargo bench --bench trail` (root) starts the real exporter binary with
+//! the trail on (`--log.events-per-second=100`, the default) and an extra
+//! watched port, then scrapes `/metrics` over HTTP back to back: first on
+//! an idle host (the baseline), then while one thread opens and closes
+//! listeners on the watched port in rounds of 10,000 (20,000 kernel events
+//! a round, far beyond the trail's budget) until as many scrapes as the
+//! baseline's were taken. It prints the scrape latency p50/p99 of each
+//! phase, their ratio, the events the exporter counted and lost, and what
+//! the trail wrote (lines, and lines suppressed as the notices count
+//! them), then a `summary_trail:` line.
+//!
+//! The whole run is made twice: with the trail on, and with
+//! `--log.events=false`, so the trail's own share of any slowdown shows
+//! (the capture and the collection also work harder during a storm).
+//!
+//! `-- --smoke` scrapes 40 times in each phase, for CI.
+//! Figures, not assertions: the machine is shared and noisy. The claim to
+//! read is `p99_ratio` (storm p99 / idle p99), which should stay within 2.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_unassigned_port_exporter");
+
+/// The exporter under test, killed when dropped.
+struct Running {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the exporter's stderr said, counted as it arrives.
+#[derive(Default)]
+struct TrailCount {
+    lines: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+fn main() {
+    let smoke = std::env::args().any(|a| a == "--smoke");
+    let scrapes = if smoke { 40 } else { 300 };
+    let listens = 10_000;
+    if !rustix::process::geteuid().is_root() {
+        println!("skipped: the trail benchmark needs root (perf tracepoints)");
+        return;
+    }
+    let mut ratios = Vec::new();
+    for trail in [true, false] {
+        match run(trail, scrapes, listens) {
+            Some(ratio) => ratios.push(ratio),
+            None => return,
+        }
+    }
+    println!(
+        "summary_trail_ratio: trail_on_p99_ratio={:.2} trail_off_p99_ratio={:.2}",
+        ratios[0], ratios[1]
+    );
+}
+
+/// One exporter, idle then storm; the storm/idle p99 ratio, or `None`
+/// when the capture cannot run.
+fn run(trail: bool, scrapes: usize, listens: usize) -> Option<f64> {
+    let storm_port = free_port();
+    let count = Arc::new(TrailCount::default());
+    let exporter = start(storm_port, &count, trail);
+    if !capture_active(exporter.port) {
+        println!("skipped: the exporter's tracepoint capture is not active");
+        return None;
+    }
+    println!(
+        "exporter on 127.0.0.1:{}, trail {}; storm: rounds of {listens} listens on watched port {storm_port}",
+        exporter.port,
+        if trail {
+            "on at 100 lines/s"
+        } else {
+            "off (--log.events=false)"
+        }
+    );
+
+    // Warm up (first collections walk /proc, hash executables).
+    for _ in 0..5 {
+        scrape(exporter.port);
+    }
+    let mut idle: Vec<Duration> = (0..scrapes).map(|_| scrape(exporter.port)).collect();
+    let events_before = counted(exporter.port);
+
+    let lines_before = count.lines.load(Ordering::Relaxed);
+    let suppressed_before = count.suppressed.load(Ordering::Relaxed);
+    let storming = Arc::new(AtomicBool::new(true));
+    let storm = {
+        let storming = Arc::clone(&storming);
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let address = SocketAddr::from((Ipv4Addr::LOCALHOST, storm_port));
+            let mut opened = 0;
+            // Whole rounds, until the scrapes are done.
+            while storming.load(Ordering::SeqCst) {
+                opened += (0..listens)
+                    .filter(|_| TcpListener::bind(address).is_ok())
+                    .count();
+            }
+            (opened, started.elapsed())
+        })
+    };
+    // The storm's first listens before the first scrape.
+    std::thread::sleep(Duration::from_millis(20));
+    let during_storm: Vec<Duration> = (0..scrapes).map(|_| scrape(exporter.port)).collect();
+    let mut during = during_storm;
+    storming.store(false, Ordering::SeqCst);
+    let (opened, storm_took) = storm.join().unwrap();
+    let (events, lost) = {
+        let (events, lost) = counted(exporter.port);
+        (events - events_before.0, lost - events_before.1)
+    };
+    // The last notice comes within a second of the storm's end.
+    std::thread::sleep(Duration::from_millis(2500));
+    let lines = count.lines.load(Ordering::Relaxed) - lines_before;
+    let suppressed = count.suppressed.load(Ordering::Relaxed) - suppressed_before;
+
+    let (idle_p50, idle_p99) = quantiles(&mut idle);
+    let (storm_p50, storm_p99) = quantiles(&mut during);
+    let ratio = storm_p99 / idle_p99;
+    println!(
+        "  idle: {} scrapes, p50 {idle_p50:.2} ms, p99 {idle_p99:.2} ms",
+        idle.len()
+    );
+    println!(
+        "  storm: {opened} listens in {:.1} s ({:.0}/s), {} scrapes, p50 {storm_p50:.2} ms, p99 {storm_p99:.2} ms",
+        storm_took.as_secs_f64(),
+        opened as f64 / storm_took.as_secs_f64(),
+        during.len()
+    );
+    println!(
+        "  exporter counted {events:.0} listen/close events during the storm ({lost:.0} samples lost by the kernel ring)"
+    );
+    println!(
+        "  trail during the storm: {lines} lines written, {suppressed} suppressed (notices); p99 ratio storm/idle {ratio:.2}"
+    );
+    println!(
+        "summary_trail: trail={trail} idle_p99_ms={idle_p99:.2} storm_p99_ms={storm_p99:.2} p99_ratio={ratio:.2} lines={lines} suppressed={suppressed}"
+    );
+    Some(ratio)
+}
+
+/// Starts the exporter with its stderr counted on a thread.
+fn start(storm_port: u16, count: &Arc<TrailCount>, trail: bool) -> Running {
+    let port = free_port();
+    let mut child = Command::new(BINARY)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("--watch.ports={storm_port}/tcp"))
+        .arg("--log.format=json")
+        .arg(format!("--log.events={trail}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the exporter binary");
+    let stderr = child.stderr.take().unwrap();
+    let count = Arc::clone(count);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            match value["event"].as_str() {
+                Some("listener_opened" | "listener_closed") => {
+                    count.lines.fetch_add(1, Ordering::Relaxed);
+                }
+                Some("lines_suppressed") => {
+                    let n = value["suppressed"].as_str().and_then(|n| n.parse().ok());
+                    count
+                        .suppressed
+                        .fetch_add(n.unwrap_or(0), Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+    });
+    let running = Running { child, port };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ureq::get(&format!("http://127.0.0.1:{port}/healthz"))
+        .call()
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the exporter did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    running
+}
+
+fn capture_active(port: u16) -> bool {
+    let wanted = "unassigned_port_event_capture_active{source=\"tracepoint\"} 1";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let text = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+            .unwrap_or_default();
+        if text.contains(wanted) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// (opened + closed events counted, samples lost) so far.
+fn counted(port: u16) -> (f64, f64) {
+    let text = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .expect("scrape")
+        .into_string()
+        .expect("text");
+    let sum = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|line| line.starts_with(prefix))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    (
+        sum("unassigned_port_listener_opened_total{")
+            + sum("unassigned_port_listener_closed_total{"),
+        sum("unassigned_port_event_capture_lost_total{"),
+    )
+}
+
+/// One scrape, body read to the end; its latency.
+fn scrape(port: u16) -> Duration {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let started = Instant::now();
+    let body = ureq::get(&url)
+        .call()
+        .expect("scrape")
+        .into_string()
+        .expect("text");
+    let took = started.elapsed();
+    assert!(body.contains("unassigned_port_collection_success 1"));
+    took
+}
+
+/// p50 and p99 in milliseconds.
+fn quantiles(latencies: &mut [Duration]) -> (f64, f64) {
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        if latencies.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+        latencies[index].as_secs_f64() * 1e3
+    };
+    (at(0.50), at(0.99))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
