@@ -36,6 +36,10 @@ pub enum Capability {
     PacketDiag,
     /// A working podman.
     Podman,
+    /// Root of the host's user namespace (not root of a namespace
+    /// `unshare -U -r` made, which maps one uid): switching to other uids,
+    /// reading every process's descriptors.
+    HostRoot,
     /// Creating users and running processes as them: root of the host's
     /// user namespace (not root of a namespace `unshare -U -r` made, which
     /// maps one uid) with `useradd`.
@@ -70,6 +74,7 @@ impl Capability {
             Capability::Promtool => "promtool",
             Capability::Packages => "the Debian packages it runs",
             Capability::UserAccounts => "user accounts (useradd as the host's root)",
+            Capability::HostRoot => "root of the host's user namespace",
         }
     }
 
@@ -112,16 +117,21 @@ impl Capability {
                 }
             }
             Capability::Podman => run_quietly("podman", &["info"]),
-            Capability::UserAccounts => {
+            Capability::HostRoot => {
                 Capability::Root.probe()?;
                 let map = std::fs::read_to_string("/proc/self/uid_map")
                     .map_err(|err| format!("cannot read /proc/self/uid_map: {err}"))?;
-                if map.split_whitespace().nth(2) != Some("4294967295") {
-                    return Err(format!(
+                if map.split_whitespace().nth(2) == Some("4294967295") {
+                    Ok(())
+                } else {
+                    Err(format!(
                         "root of a user namespace that maps only some uids: {}",
                         map.trim()
-                    ));
+                    ))
                 }
+            }
+            Capability::UserAccounts => {
+                Capability::HostRoot.probe()?;
                 run_quietly("sh", &["-c", "command -v useradd"])
                     .map_err(|_| "useradd is not installed".to_string())
             }
