@@ -15,6 +15,7 @@
 //! loading) are tested from byte fixtures, and the live test of such a
 //! feature runs only where the kernel reports it, in CI or not.
 
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -173,7 +174,9 @@ pub fn need(what: &str, probed: Result<(), String>) -> bool {
             "{test} needs {what}, which is missing here: {why} (CI is set, so this fails instead of skipping)"
         );
     }
-    eprintln!("skipped: {test} needs {what}: {why}");
+    // Straight to the process's stderr, past libtest's capture, so the
+    // skip shows in the output of a passing run.
+    let _ = writeln!(std::io::stderr(), "skipped: {test} needs {what}: {why}");
     false
 }
 
@@ -183,7 +186,8 @@ pub fn need(what: &str, probed: Result<(), String>) -> bool {
 /// "What the tests cannot run here").
 pub fn kernel_offers(feature: &str, offered: bool) -> bool {
     if !offered {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "not run: {} needs {feature}, which this kernel does not offer (byte fixtures cover it)",
             test_name()
         );
