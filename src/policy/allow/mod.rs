@@ -199,13 +199,15 @@ impl Selector {
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Selector::Exe(glob) => write!(f, "exe={glob}"),
+            // A comma inside a value is written `\x2c`: bare, it would
+            // end the selector when the rule is read back.
+            Selector::Exe(glob) => write!(f, "exe={}", glob.to_string().replace(',', "\\x2c")),
             Selector::User(v)
             | Selector::Unit(v)
             | Selector::Container(v)
             | Selector::Comm(v)
             | Selector::Sha256(v) => {
-                write!(f, "{}={v}", self.key())
+                write!(f, "{}={}", self.key(), v.replace(',', "\\x2c"))
             }
             Selector::Exposure(exposure) => write!(f, "exposure={}", exposure.as_str()),
             Selector::Holder(holder) => write!(f, "holder={holder}"),
@@ -454,6 +456,15 @@ pub fn warn_about_comm_only(rules: &[AllowRule], origin: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_comma_inside_a_value_survives_printing() {
+        // Found by the port_list fuzz target.
+        let text = "2:72:7d1]'\r:\\xd17:\\x2CP";
+        let rule = AllowRule::parse(text).unwrap();
+        let shown = rule.to_string();
+        assert_eq!(AllowRule::parse(&shown).as_ref(), Ok(&rule), "{shown:?}");
+    }
 
     fn owner<'a>(comm: &'a str, exe: &'a str) -> OwnerFacts<'a> {
         OwnerFacts {
