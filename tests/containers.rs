@@ -18,7 +18,8 @@
 
 mod common;
 
-use common::{Exporter, is_root, run, samples, scrape_until, skip_or_fail};
+use common::capability::{Capability, gate, require};
+use common::{Exporter, run, samples, scrape_until};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -139,14 +140,13 @@ impl Drop for Container<'_> {
 
 /// Podman and root, or the reason the test cannot run.
 fn podman_or_skip(tag: &str) -> Option<Podman> {
-    if !is_root() {
-        skip_or_fail("not root: rootful podman needs root");
+    if !require(Capability::Root) {
         return None;
     }
     match Podman::new(tag) {
         Ok(podman) => Some(podman),
         Err(reason) => {
-            skip_or_fail(&reason);
+            gate(Capability::Podman, Err(reason));
             None
         }
     }

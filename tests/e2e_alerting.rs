@@ -237,7 +237,16 @@ fn listener_on_276_fires_alert_and_resolves() {
         .find(|a| is_our_alert(a))
         .expect("our alert");
     me.assert_process_label(label(alert, "process"));
-    assert_eq!(label(alert, "severity"), "critical");
+    // Severity follows exposure: a wildcard is as exposed as the addresses
+    // the host has (only lo in a namespace of its own: loopback, warning).
+    let exposure = label(alert, "exposure");
+    assert_eq!(exposure, common::host_wildcard_exposure(true, false));
+    let severity = if exposure == "loopback" {
+        "warning"
+    } else {
+        "critical"
+    };
+    assert_eq!(label(alert, "severity"), severity, "exposure {exposure}");
     assert_eq!(label(alert, "instance"), exporter_instance);
     let annotations = &alert["annotations"];
     let summary = annotations["summary"].as_str().unwrap_or_default();

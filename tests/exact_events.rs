@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{Exporter, is_root, own_process_name, total};
+use common::{Exporter, own_process_name, total};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -22,19 +22,13 @@ use std::time::{Duration, Instant};
 
 static TURNS: Mutex<()> = Mutex::new(());
 
-/// Whether `CI` asks for every capability to be present.
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "0" && value != "false")
-}
-
-/// `true` when the capability is there; otherwise skips (prints why) or,
-/// under CI, fails naming it.
+/// `true` when the capability is there; otherwise skips (one line) or,
+/// under CI, fails naming it (see `common::capability`).
 fn have(capability: &str, present: bool) -> bool {
-    if !present {
-        assert!(!in_ci(), "missing capability under CI: {capability}");
-        eprintln!("skipped: missing {capability}");
-    }
-    present
+    common::capability::need(
+        capability,
+        present.then_some(()).ok_or_else(|| "not found".to_string()),
+    )
 }
 
 const OPENED: &str = "unassigned_port_listener_opened_total";
@@ -43,7 +37,7 @@ const LOST: &str = "unassigned_port_event_capture_lost_total";
 
 /// Root, python3, and an exporter whose tracepoint capture runs.
 fn exporter_with_events() -> Option<Exporter> {
-    if !have("root (perf tracepoints, namespaces)", is_root()) {
+    if !common::capability::require(common::capability::Capability::Root) {
         return None;
     }
     let python = Command::new("python3").arg("-c").arg("pass").status();

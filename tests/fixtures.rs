@@ -230,10 +230,20 @@ fn exposition_of_every_family() -> String {
     // Wait for the sampler on the families beside the listeners (a render
     // would collect, and count the owner faults once more each time).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !sampled_the_fixed_table(&exporter.metrics) {
+    // The executables' hashes come from a worker thread ("" until it has
+    // them): wait for those too, on the collector's quiet path.
+    let hashed = || {
+        let snapshot = exporter.scraper.collector().sample();
+        snapshot
+            .processes
+            .iter()
+            .filter(|p| !p.exe_deleted && Path::new(&p.exe).is_file())
+            .all(|p| !p.exe_sha256.is_empty())
+    };
+    while !sampled_the_fixed_table(&exporter.metrics) || !hashed() {
         assert!(
             Instant::now() < deadline,
-            "the sampler did not sample the fixed table within 10 s:\n{}",
+            "the sampler did not sample the fixed table, or the hashes did not come, within 10 s:\n{}",
             exposition_of(&exporter.metrics)
         );
         std::thread::sleep(Duration::from_millis(10));

@@ -9,7 +9,8 @@
 
 mod common;
 
-use common::{Exporter, is_root, run, samples, scrape_until, skip_or_fail};
+use common::capability::{Capability, need, require};
+use common::{Exporter, run, samples, scrape_until};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -60,11 +61,11 @@ fn forwarded(text: &str, netns: &str) -> Vec<common::Series> {
 
 #[test]
 fn a_redirect_with_nothing_listening_appears_and_goes_with_its_rule() {
-    if !is_root() {
-        return skip_or_fail("not root: cannot make network namespaces or NAT rules");
-    }
-    if run("iptables", &["--version"]).is_err() {
-        return skip_or_fail("iptables is not installed (apt-get install iptables)");
+    if !require(Capability::Root)
+        || !require(Capability::NetworkNamespaces)
+        || !need("iptables", run("iptables", &["--version"]).map(drop))
+    {
+        return;
     }
     let _turn = FIXED_PORTS.lock().unwrap_or_else(|p| p.into_inner());
     let namespace = TestNamespace::new("redirect").expect("ip netns add");
@@ -129,11 +130,11 @@ fn a_redirect_with_nothing_listening_appears_and_goes_with_its_rule() {
 
 #[test]
 fn an_allow_rule_marks_a_forwarded_port_expected() {
-    if !is_root() {
-        return skip_or_fail("not root: cannot make network namespaces or NAT rules");
-    }
-    if run("iptables", &["--version"]).is_err() {
-        return skip_or_fail("iptables is not installed (apt-get install iptables)");
+    if !require(Capability::Root)
+        || !require(Capability::NetworkNamespaces)
+        || !need("iptables", run("iptables", &["--version"]).map(drop))
+    {
+        return;
     }
     let namespace = TestNamespace::new("allowfwd").expect("ip netns add");
     let inode = namespace.inode();
@@ -200,8 +201,8 @@ fn exposure_of(text: &str, inode: &str, port: u16) -> Option<String> {
 
 #[test]
 fn a_wildcard_bind_is_as_exposed_as_its_namespace_addresses() {
-    if !is_root() {
-        return skip_or_fail("not root: cannot make network namespaces");
+    if !require(Capability::Root) || !require(Capability::NetworkNamespaces) {
+        return;
     }
     let _turn = FIXED_PORTS.lock().unwrap_or_else(|p| p.into_inner());
     let namespace = TestNamespace::new("exposure").expect("ip netns add");
@@ -223,10 +224,11 @@ fn a_wildcard_bind_is_as_exposed_as_its_namespace_addresses() {
     wait_for("loopback");
     // A veth pair inside the namespace: this kernel has no dummy module,
     // and its peer keeps everything inside the test's own namespace.
-    if let Err(err) = namespace.exec(&[
+    let veth = namespace.exec(&[
         "ip", "link", "add", "upe0", "type", "veth", "peer", "name", "upe1",
-    ]) {
-        return skip_or_fail(&format!("no veth interfaces: {err}"));
+    ]);
+    if !need("veth interfaces", veth.map(drop)) {
+        return;
     }
     namespace
         .exec(&["ip", "addr", "add", "10.77.0.1/24", "dev", "upe0"])

@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::{Exporter, free_port, is_root, samples, scrape_until};
+use common::{Exporter, free_port, samples, scrape_until};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
@@ -48,24 +48,16 @@ print("ready", flush=True)
 sys.stdin.read()
 "#;
 
-/// Whether the test may run; under CI a missing capability fails it.
-fn runnable(what: &str) -> bool {
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
-    let missing = if !is_root() {
-        Some("root")
-    } else if !Path::new(PYTHON).exists() {
-        Some(PYTHON)
+/// Whether the test may run: root and python3, else it skips with one
+/// line or, under CI, fails (see `common::capability`).
+fn runnable(_what: &str) -> bool {
+    use common::capability::{Capability, need, require};
+    let python = if Path::new(PYTHON).exists() {
+        Ok(())
     } else {
-        None
+        Err(format!("no {PYTHON}"))
     };
-    match missing {
-        None => true,
-        Some(missing) if ci => panic!("{what} needs {missing}, which is missing under CI"),
-        Some(missing) => {
-            eprintln!("skipped {what}: needs {missing}");
-            false
-        }
-    }
+    require(Capability::Root) && need("python3", python)
 }
 
 /// A holder process, killed when dropped.
@@ -358,7 +350,9 @@ fn names_the_kernel_accepts_are_escaped_and_cost_no_other_label() {
 
 #[test]
 fn an_unprivileged_exporter_labels_each_socket_with_its_ss_user() {
-    if !runnable("the unprivileged-user test") {
+    // Holders run as other uids: root of the host's user namespace.
+    let other_uids = common::capability::Capability::HostRoot;
+    if !runnable("the unprivileged-user test") || !common::capability::require(other_uids) {
         return;
     }
     let started = Instant::now();
@@ -435,7 +429,9 @@ while not select.select([sys.stdin], [], [], 0)[0]:
 
 #[test]
 fn udp_sockets_churned_under_fast_scrapes_never_lose_their_owner() {
-    if !runnable("the UDP churn test") {
+    // Every owner found means every process's descriptors read.
+    let every_fd = common::capability::Capability::HostRoot;
+    if !runnable("the UDP churn test") || !common::capability::require(every_fd) {
         return;
     }
     let started = Instant::now();

@@ -33,25 +33,16 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// burst from elsewhere may delay the description past the child's exit.
 const ATTEMPTS: usize = 3;
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// Says why a test cannot run; under CI that is a failure.
-fn skip(why: &str) -> bool {
-    assert!(!in_ci(), "CI must run this test, but: {why}");
-    println!("skipped: {why}");
-    true
-}
-
+/// True when the test cannot run: it then skips with one line, or fails
+/// under CI (see `common::capability`).
 fn cannot_run() -> bool {
-    if !common::is_root() {
-        return skip("needs root (perf tracepoint, /proc/self/loginuid)");
-    }
-    if !std::path::Path::new(PERL).exists() {
-        return skip("needs /usr/bin/perl (Debian's perl-base)");
-    }
-    false
+    use common::capability::{Capability, need, require};
+    let perl = if std::path::Path::new(PERL).exists() {
+        Ok(())
+    } else {
+        Err(format!("no {PERL} (Debian's perl-base)"))
+    };
+    !(require(Capability::Root) && need("perl", perl))
 }
 
 /// Waits until the exporter's tracepoint capture runs; `false` (skipped)
@@ -67,8 +58,11 @@ fn capture_runs(exporter: &Exporter) -> bool {
             return true;
         }
         if Instant::now() > deadline {
-            skip("the exporter's tracepoint capture is not active");
-            return false;
+            use common::capability::{Capability, gate};
+            return gate(
+                Capability::ListenTracepoint,
+                exporter.capture_active("tracepoint"),
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }

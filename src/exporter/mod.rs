@@ -116,6 +116,13 @@ impl Exporter {
             sample_interval: flags.sample_interval,
             kernel_events: true,
         };
+        // Refuse what opening the sockets would refuse for the flags alone
+        // before the event side starts: it may log (a capture that cannot
+        // run), and bad input must end with one line.
+        if flags.backend == sockets::Backend::Netstat2 {
+            crate::kernel::netns::choose_mode(flags.netns, false, "netstat2", &proc_root)
+                .map_err(Failure::bad_input)?;
+        }
         let naming = Naming::new(&watch, &proc_root);
         // One executable hash cache for collections, events and the trail.
         let hashes = ExeHashes::start();

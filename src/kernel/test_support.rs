@@ -24,6 +24,11 @@ pub fn require(capability: &str, probed: Result<(), String>) -> bool {
             "{test} needs {capability}, which is missing here: {why} (CI is set, so this fails instead of skipping)"
         );
     }
-    eprintln!("skipped: {test} needs {capability}: {why}");
+    // Straight to the process's stderr, past libtest's capture, so the
+    // skip shows in the output of a passing run.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("skipped: {test} needs {capability}: {why}\n").as_bytes(),
+    );
     false
 }

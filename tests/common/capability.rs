@@ -15,6 +15,7 @@
 //! loading) are tested from byte fixtures, and the live test of such a
 //! feature runs only where the kernel reports it, in CI or not.
 
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -36,6 +37,10 @@ pub enum Capability {
     PacketDiag,
     /// A working podman.
     Podman,
+    /// Root of the host's user namespace (not root of a namespace
+    /// `unshare -U -r` made, which maps one uid): switching to other uids,
+    /// reading every process's descriptors.
+    HostRoot,
     /// Creating users and running processes as them: root of the host's
     /// user namespace (not root of a namespace `unshare -U -r` made, which
     /// maps one uid) with `useradd`.
@@ -70,6 +75,7 @@ impl Capability {
             Capability::Promtool => "promtool",
             Capability::Packages => "the Debian packages it runs",
             Capability::UserAccounts => "user accounts (useradd as the host's root)",
+            Capability::HostRoot => "root of the host's user namespace",
         }
     }
 
@@ -112,16 +118,21 @@ impl Capability {
                 }
             }
             Capability::Podman => run_quietly("podman", &["info"]),
-            Capability::UserAccounts => {
+            Capability::HostRoot => {
                 Capability::Root.probe()?;
                 let map = std::fs::read_to_string("/proc/self/uid_map")
                     .map_err(|err| format!("cannot read /proc/self/uid_map: {err}"))?;
-                if map.split_whitespace().nth(2) != Some("4294967295") {
-                    return Err(format!(
+                if map.split_whitespace().nth(2) == Some("4294967295") {
+                    Ok(())
+                } else {
+                    Err(format!(
                         "root of a user namespace that maps only some uids: {}",
                         map.trim()
-                    ));
+                    ))
                 }
+            }
+            Capability::UserAccounts => {
+                Capability::HostRoot.probe()?;
                 run_quietly("sh", &["-c", "command -v useradd"])
                     .map_err(|_| "useradd is not installed".to_string())
             }
@@ -148,17 +159,24 @@ pub fn require(capability: Capability) -> bool {
 /// [`require`] for a probe the test made itself: `Err` says why the
 /// capability is missing.
 pub fn gate(capability: Capability, probed: Result<(), String>) -> bool {
+    need(capability.name(), probed)
+}
+
+/// [`gate`] for a need no [`Capability`] names (a tool, a sysctl): `what`
+/// is how the skip line and the CI failure name it.
+pub fn need(what: &str, probed: Result<(), String>) -> bool {
     let Err(why) = probed else {
         return true;
     };
     let test = test_name();
     if in_ci() {
         panic!(
-            "{test} needs {}, which is missing here: {why} (CI is set, so this fails instead of skipping)",
-            capability.name()
+            "{test} needs {what}, which is missing here: {why} (CI is set, so this fails instead of skipping)"
         );
     }
-    eprintln!("skipped: {test} needs {}: {why}", capability.name());
+    // Straight to the process's stderr, past libtest's capture, so the
+    // skip shows in the output of a passing run.
+    let _ = writeln!(std::io::stderr(), "skipped: {test} needs {what}: {why}");
     false
 }
 
@@ -168,7 +186,8 @@ pub fn gate(capability: Capability, probed: Result<(), String>) -> bool {
 /// "What the tests cannot run here").
 pub fn kernel_offers(feature: &str, offered: bool) -> bool {
     if !offered {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "not run: {} needs {feature}, which this kernel does not offer (byte fixtures cover it)",
             test_name()
         );

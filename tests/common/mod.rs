@@ -363,18 +363,6 @@ pub fn scrape_until(exporter: &Exporter, what: &str, done: impl Fn(&str) -> bool
     }
 }
 
-/// Whether the environment variable CI is set (non-empty, not 0/false).
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// A missing capability: under CI the test fails naming it; elsewhere it
-/// prints why it skips. Returns so the caller can `return`.
-pub fn skip_or_fail(reason: &str) {
-    assert!(!in_ci(), "CI is set but {reason}");
-    eprintln!("skipped: {reason}");
-}
-
 /// Runs a command, returning its stdout when it succeeds.
 pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
     let output = Command::new(program)
