@@ -24,13 +24,15 @@ mod common;
 use common::{Exporter, free_port, samples, scrape_until};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PYTHON: &str = "/usr/bin/python3.11";
+/// errno of exec on a file still open for writing somewhere.
+const ETXTBSY: i32 = 26;
 
 /// Binds PROTO 127.0.0.1:PORT after naming itself (hex bytes, may be
 /// empty), prints "ready", holds until stdin closes.
@@ -68,7 +70,33 @@ struct Holder {
 
 impl Holder {
     /// Runs `exe` (a Python) as `uid` (through setpriv when not 0).
+    ///
+    /// `exe` may be a copy this test process has just written: while
+    /// another test thread forks, its child briefly holds the copy's write
+    /// descriptor, and exec fails with ETXTBSY ("Text file busy"). That is
+    /// retried until a deadline; any other failure is not.
     fn start(exe: &OsStr, uid: u32, proto: &str, port: u16, name: &[u8]) -> Holder {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Holder::try_start(exe, uid, proto, port, name) {
+                Ok(holder) => return holder,
+                Err(busy) if Instant::now() < deadline => {
+                    eprintln!("retrying the holder: {busy}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(busy) => panic!("cannot start {exe:?}: {busy}"),
+            }
+        }
+    }
+
+    /// One attempt; `Err` only for a busy executable.
+    fn try_start(
+        exe: &OsStr,
+        uid: u32,
+        proto: &str,
+        port: u16,
+        name: &[u8],
+    ) -> Result<Holder, String> {
         let hex: String = name.iter().map(|b| format!("{b:02x}")).collect();
         let mut command = if uid == 0 {
             Command::new(exe)
@@ -81,26 +109,37 @@ impl Holder {
                 .arg(exe);
             command
         };
-        let mut child = command
+        let spawned = command
             .args(["-c", HOLD, proto, &port.to_string(), &hex])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {exe:?}: {err}"));
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(err) if err.raw_os_error() == Some(ETXTBSY) => return Err(err.to_string()),
+            Err(err) => panic!("cannot start {exe:?}: {err}"),
+        };
         let stdin = child.stdin.take().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "the holder did not bind {proto}/{port}"
-        );
-        Holder {
+        if line.trim() != "ready" {
+            // setpriv reports a busy executable on stderr and exits.
+            let _ = child.kill();
+            let mut stderr = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+            let _ = child.wait();
+            if stderr.contains("Text file busy") {
+                return Err(stderr.trim().to_string());
+            }
+            panic!("the holder did not bind {proto}/{port}: {stderr}");
+        }
+        Ok(Holder {
             child,
             _stdin: stdin,
-        }
+        })
     }
 
     fn pid(&self) -> u32 {

@@ -219,8 +219,21 @@ impl Describer {
     /// Turns one transition into the event to report, or `None` for an
     /// MPTCP subflow's.
     pub fn describe(&mut self, raw: RawTransition) -> Option<ListenEvent> {
+        self.describe_knowing(raw, false)
+    }
+
+    /// [`Describer::describe`], told whether this socket's close is already
+    /// queued behind it. A socket known to be closed is not looked for in
+    /// its owner's descriptors: borrowing a descriptor (`pidfd_getfd`)
+    /// keeps the socket open while we hold it, and an owner that closes a
+    /// listener and binds the same port again must never meet our copy.
+    pub fn describe_knowing(
+        &mut self,
+        raw: RawTransition,
+        close_queued: bool,
+    ) -> Option<ListenEvent> {
         let facts = match raw.transition {
-            Transition::Opened => self.opened(&raw)?,
+            Transition::Opened => self.opened(&raw, close_queued)?,
             Transition::Closed => self.closed(&raw)?,
         };
         Some(ListenEvent {
@@ -239,7 +252,7 @@ impl Describer {
         })
     }
 
-    fn opened(&mut self, raw: &RawTransition) -> Option<SocketFacts> {
+    fn opened(&mut self, raw: &RawTransition, close_queued: bool) -> Option<SocketFacts> {
         match raw.protocol {
             StreamProtocol::Mptcp => {
                 if self.mptcp_pending.len() >= 1024 {
@@ -260,7 +273,7 @@ impl Describer {
             }
             _ => {}
         }
-        let facts = self.learn(raw);
+        let facts = self.learn(raw, close_queued);
         self.remember(raw.skaddr, facts.clone());
         Some(facts)
     }
@@ -288,10 +301,11 @@ impl Describer {
     }
 
     /// Facts of a new listener: the process, and the socket's own
-    /// namespace when the backlog allows walking the owner's descriptors.
-    fn learn(&mut self, raw: &RawTransition) -> SocketFacts {
+    /// namespace when the backlog allows walking the owner's descriptors
+    /// and the socket is not known to be closed already.
+    fn learn(&mut self, raw: &RawTransition, close_queued: bool) -> SocketFacts {
         let mut facts = self.read_task(raw);
-        if self.backlog.load(Ordering::Relaxed) >= WALK_BELOW {
+        if close_queued || self.backlog.load(Ordering::Relaxed) >= WALK_BELOW {
             return facts;
         }
         let protocol = match raw.protocol {

@@ -1,7 +1,9 @@
 //! Which network namespace a listening socket is in, found from the process
 //! that holds it: its descriptor table is walked (`/proc/PID/fd`), each
-//! socket is borrowed with `pidfd_getfd(2)` (a duplicate in our table; the
-//! owner is not disturbed), the one listening on the event's protocol,
+//! socket is borrowed with `pidfd_getfd(2)` (a duplicate in our table,
+//! closed again after a few syscalls: while we hold it the socket outlives
+//! an owner's close, so describing never walks for a socket whose close it
+//! has already seen), the one listening on the event's protocol,
 //! address and port is picked, and the kernel is asked for its namespace
 //! ([`super::socket_ns`]). The answer is the socket's own namespace, even
 //! when the process has since moved to another one, and the returned

@@ -61,6 +61,7 @@ use perf_event_open::event::tp::Tracepoint;
 use perf_event_open::sample::Sampler;
 use perf_event_open::sample::record::Record;
 use rustix::event::epoll;
+use std::collections::VecDeque;
 use std::ffi::CString;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -85,6 +86,10 @@ pub const RING_BYTES_MIN: usize = 64 << 10;
 /// Transitions waiting to be described at most (about 64 bytes each, 4 MiB
 /// in all): three bursts of 10,000 listen+close.
 pub const QUEUE_CAPACITY: usize = 65_536;
+/// Transitions the describing thread takes ahead of the one it describes,
+/// to see whether a socket's close is already queued. Describing walks an
+/// owner's descriptors only below a backlog of 64, so 64 is enough.
+const LOOK_AHEAD: usize = 64;
 /// The draining thread drains every ring at least this often, in case a
 /// wake-up was missed; otherwise it sleeps until a sample or a stop.
 const DRAIN_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
@@ -441,10 +446,29 @@ impl ListenCapture {
                 .name("listen-describe".into())
                 .spawn(move || {
                     stats.describe_thread_id.store(gettid(), Ordering::Relaxed);
-                    // Ends when the draining thread drops the sender.
-                    for raw in received {
+                    // Transitions taken from the queue, looked ahead into
+                    // so that a socket whose close is already here is not
+                    // borrowed from its owner (see `describe_knowing`).
+                    let mut ahead: VecDeque<RawTransition> = VecDeque::new();
+                    loop {
+                        if ahead.is_empty() {
+                            // Ends when the draining thread drops the sender.
+                            let Ok(raw) = received.recv() else { break };
+                            ahead.push_back(raw);
+                        }
+                        while ahead.len() < LOOK_AHEAD {
+                            let Ok(raw) = received.try_recv() else { break };
+                            ahead.push_back(raw);
+                        }
+                        let Some(raw) = ahead.pop_front() else {
+                            continue;
+                        };
                         backlog.fetch_sub(1, Ordering::Relaxed);
-                        if let Some(event) = describer.describe(raw) {
+                        let close_queued = raw.transition == Transition::Opened
+                            && ahead.iter().any(|later| {
+                                later.skaddr == raw.skaddr && later.transition == Transition::Closed
+                            });
+                        if let Some(event) = describer.describe_knowing(raw, close_queued) {
                             stats.events.fetch_add(1, Ordering::Relaxed);
                             on_event(event);
                         }

@@ -199,16 +199,12 @@ impl Selector {
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            // A comma inside a value is written `\x2c`: bare, it would
-            // end the selector when the rule is read back.
-            Selector::Exe(glob) => write!(f, "exe={}", glob.to_string().replace(',', "\\x2c")),
+            Selector::Exe(glob) => write!(f, "exe={}", as_read_back(&glob.to_string())),
             Selector::User(v)
             | Selector::Unit(v)
             | Selector::Container(v)
             | Selector::Comm(v)
-            | Selector::Sha256(v) => {
-                write!(f, "{}={}", self.key(), v.replace(',', "\\x2c"))
-            }
+            | Selector::Sha256(v) => write!(f, "{}={}", self.key(), as_read_back(v)),
             Selector::Exposure(exposure) => write!(f, "exposure={}", exposure.as_str()),
             Selector::Holder(holder) => write!(f, "holder={holder}"),
             Selector::Rpc(program) => match rpc::name_of(*program) {
@@ -217,6 +213,26 @@ impl fmt::Display for Selector {
             },
         }
     }
+}
+
+/// A selector's value as a rule must print it to read back as itself: a
+/// comma would end the selector and whitespace at either end would be
+/// trimmed, so those are written in the `\xNN` notation.
+fn as_read_back(value: &str) -> String {
+    let first_kept = value.len() - value.trim_start().len();
+    let last_kept = value.trim_end().len().max(first_kept);
+    let mut printed = String::with_capacity(value.len());
+    for (at, c) in value.char_indices() {
+        if c == ',' || ((at < first_kept || at >= last_kept) && c.is_whitespace()) {
+            let mut bytes = [0u8; 4];
+            for byte in c.encode_utf8(&mut bytes).bytes() {
+                printed.push_str(&format!("\\x{byte:02x}"));
+            }
+        } else {
+            printed.push(c);
+        }
+    }
+    printed
 }
 
 /// What the exporter knows about a socket's owning process. Empty strings
@@ -464,6 +480,25 @@ mod tests {
         let rule = AllowRule::parse(text).unwrap();
         let shown = rule.to_string();
         assert_eq!(AllowRule::parse(&shown).as_ref(), Ok(&rule), "{shown:?}");
+    }
+
+    #[test]
+    fn whitespace_at_either_end_of_a_value_survives_printing() {
+        // Found by the port_list fuzz target ("2:\x20").
+        for text in [
+            "2:\\x20",
+            "2:comm=\\x09a b\\x20",
+            "2:user=\\xe3\\x80\\x80x",
+            "2:exe=/a b\\x20",
+        ] {
+            let rule = AllowRule::parse(text).unwrap();
+            let shown = rule.to_string();
+            assert_eq!(
+                AllowRule::parse(&shown).as_ref(),
+                Ok(&rule),
+                "{text} -> {shown:?}"
+            );
+        }
     }
 
     fn owner<'a>(comm: &'a str, exe: &'a str) -> OwnerFacts<'a> {
