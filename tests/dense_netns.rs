@@ -1,7 +1,8 @@
-//! Issue 15: a dense container host. 1,200 network namespaces, each with a
+//! Dense container hosts. Issue 15: 1,200 network namespaces, each with a
 //! listener on 276/tcp, read by an exporter whose open-file limit is 1,024
 //! (soft and hard, so it cannot raise it): every listener must be reported
-//! and every scrape must answer 200. Needs root, named namespaces and a
+//! and every scrape must answer 200. Issue 19: with 1,000 namespaces a UDP
+//! socket bound in one of them is in the next scrape. Needs root, named namespaces and a
 //! hard open-file limit that holds the test's own listeners (CI has them):
 //! without them it skips with one line, or fails in CI.
 
@@ -9,7 +10,7 @@ mod common;
 
 use common::capability::{Capability, gate, require};
 use common::{Exporter, samples};
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -19,6 +20,30 @@ const NAMESPACES: usize = 1_200;
 
 /// Namespaces made with `ip netns add`, deleted when dropped.
 struct Namespaces(Vec<String>);
+
+/// The tests take turns: each makes a thousand namespaces.
+static TURNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Namespaces {
+    /// Makes `count` namespaces named after this test process and `tag`.
+    fn make(count: usize, tag: &str) -> Namespaces {
+        let mut namespaces = Namespaces(Vec::with_capacity(count));
+        for n in 0..count {
+            let name = format!("upe-{tag}-{}-{n}", std::process::id());
+            let made = Command::new("ip")
+                .args(["netns", "add", &name])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(made, "ip netns add {name} failed");
+            namespaces.0.push(name);
+        }
+        namespaces
+    }
+
+    fn path(&self, n: usize) -> std::path::PathBuf {
+        Path::new("/run/netns").join(&self.0[n])
+    }
+}
 
 impl Drop for Namespaces {
     fn drop(&mut self) {
@@ -57,20 +82,15 @@ fn every_listener_of_1200_namespaces_under_a_1024_fd_limit() {
     if !gate(Capability::OpenFiles, raised.then_some(()).ok_or(why)) {
         return;
     }
-    let mut namespaces = Namespaces(Vec::new());
+    let _turn = TURNS.lock().unwrap_or_else(|p| p.into_inner());
+    let namespaces = Namespaces::make(NAMESPACES, "dense");
     let mut held = Vec::with_capacity(NAMESPACES);
     for n in 0..NAMESPACES {
-        let name = format!("upe-dense-{}-{n}", std::process::id());
-        let made = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(made, "ip netns add {name} failed");
-        namespaces.0.push(name.clone());
-        let path = Path::new("/run/netns").join(&name);
-        let listener = run_in(&path, || TcpListener::bind((Ipv4Addr::UNSPECIFIED, 276)))
-            .unwrap()
-            .unwrap();
+        let listener = run_in(&namespaces.path(n), || {
+            TcpListener::bind((Ipv4Addr::UNSPECIFIED, 276))
+        })
+        .unwrap()
+        .unwrap();
         held.push(listener);
     }
 
@@ -109,4 +129,50 @@ fn every_listener_of_1200_namespaces_under_a_1024_fd_limit() {
     assert!(fds < 1024, "the exporter holds {fds} descriptors");
     eprintln!("exporter descriptors with {NAMESPACES} namespaces: {fds}");
     drop(held);
+}
+
+/// Issue 19: UDP as fresh as TCP at any namespace count. With 1,000
+/// namespaces, a UDP socket bound on 276 in one of them is in the very
+/// next scrape; four namespaces in a row, so that no reading in turns (one
+/// namespace in four a scrape) can pass by luck.
+#[test]
+fn a_udp_socket_bound_in_one_of_1000_namespaces_is_in_the_next_scrape() {
+    if !require(Capability::Root) || !require(Capability::NetworkNamespaces) {
+        return;
+    }
+    let _turn = TURNS.lock().unwrap_or_else(|p| p.into_inner());
+    const COUNT: usize = 1_000;
+    let namespaces = Namespaces::make(COUNT, "udp");
+    let exporter = Exporter::start(&["--log.level=info"]);
+    let me = std::process::id().to_string();
+    let mine = |text: &str| -> usize {
+        samples(text, "unassigned_port_listeners")
+            .into_iter()
+            .filter(|(labels, _)| {
+                labels.get("pid") == Some(&me)
+                    && labels.get("port").map(String::as_str) == Some("276")
+                    && labels.get("protocol").map(String::as_str) == Some("udp")
+                    && labels.get("netns").is_some_and(|ns| ns != "host")
+            })
+            .count()
+    };
+    // Two scrapes first: every namespace is open and read once.
+    for _ in 0..2 {
+        assert_eq!(mine(&exporter.scrape()), 0);
+    }
+    let mut bound = Vec::new();
+    for n in [611, 612, 613, 614] {
+        let socket = run_in(&namespaces.path(n), || {
+            UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 276))
+        })
+        .unwrap()
+        .unwrap();
+        bound.push(socket);
+        let text = exporter.scrape();
+        assert_eq!(
+            mine(&text),
+            bound.len(),
+            "the scrape after binding 276/udp in namespace {n} of {COUNT}"
+        );
+    }
 }

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{Exporter, own_process_name, total};
+use common::{Exporter, own_process_name, samples, total};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -34,6 +34,7 @@ fn have(capability: &str, present: bool) -> bool {
 const OPENED: &str = "unassigned_port_listener_opened_total";
 const CLOSED: &str = "unassigned_port_listener_closed_total";
 const LOST: &str = "unassigned_port_event_capture_lost_total";
+const LISTENERS: &str = "unassigned_port_listeners";
 
 /// Root, python3, and an exporter whose tracepoint capture runs.
 fn exporter_with_events() -> Option<Exporter> {
@@ -350,6 +351,17 @@ fn an_mptcp_listener_is_one_listener() {
         total(&exporter.scrape(), OPENED, &mptcp),
         opened_mptcp + 1.0
     );
+    // The snapshot agrees: one listener on 275, MPTCP, the child's.
+    let text = common::scrape_until(&exporter, "the MPTCP listener in the snapshot", |text| {
+        total(text, LISTENERS, &mptcp) > 0.0
+    });
+    let listed = samples(&text, LISTENERS)
+        .into_iter()
+        .filter(|(labels, _)| labels.get("port").map(String::as_str) == Some("275"))
+        .collect::<Vec<_>>();
+    assert_eq!(listed.len(), 1, "one listener on 275: {listed:?}");
+    assert_eq!(listed[0].0["protocol"], "mptcp");
+    assert_eq!(listed[0].0["pid"], child.pid().to_string());
     child.kill();
     assert_eq!(settle(&exporter, CLOSED, &port, closed + 1.0), closed + 1.0);
     let text = exporter.scrape();

@@ -64,6 +64,7 @@ fn listener(transport: Transport, address: IpAddr, port: u16, inode: u64, uid: u
         netns: None,
         binding: Binding::default(),
         interface: String::new(),
+        multipath: false,
     }
 }
 

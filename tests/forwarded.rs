@@ -119,6 +119,42 @@ fn a_redirect_with_nothing_listening_appears_and_goes_with_its_rule() {
             .iter()
             .any(|(l, _)| l["netns"] == inode)
     );
+    // The event trail has one line for it, with the series' keys.
+    let seen = |lines: &[common::log::Line]| -> usize {
+        lines
+            .iter()
+            .filter(|line| {
+                line.get("event").map(String::as_str) == Some("forwarded_port_seen")
+                    && line.get("netns") == Some(&inode)
+            })
+            .count()
+    };
+    let lines = exporter.log_reader().wait_for(
+        "the forwarded_port_seen line",
+        std::time::Duration::from_secs(10),
+        |lines| seen(lines) > 0,
+    );
+    let line = lines
+        .iter()
+        .find(|line| {
+            line.get("event").map(String::as_str) == Some("forwarded_port_seen")
+                && line.get("netns") == Some(&inode)
+        })
+        .unwrap();
+    for (key, expected) in [
+        ("port", "276"),
+        ("protocol", "tcp"),
+        ("mechanism", "redirect"),
+        ("to_port", "31337"),
+        ("to_netns", inode.as_str()),
+        ("expected", "false"),
+        ("described", "none"),
+    ] {
+        assert_eq!(line[key], expected, "{key} in {line:?}");
+    }
+    // Seen again by later scrapes: still one line.
+    exporter.scrape();
+    assert_eq!(seen(&exporter.log_reader().parsed()), 1);
     let mut delete = rule;
     delete[2] = "-D";
     namespace

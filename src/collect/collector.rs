@@ -154,6 +154,10 @@ impl ListenerCollector {
         let (labelled, owner_faults) = self.label(&collected);
         faults.owners = owner_faults;
         let forwarded = self.forwarded(&collected, &labelled, &mut faults);
+        #[cfg(target_os = "linux")]
+        if let Some(trail) = &self.trail {
+            trail.forwarded_ports(&forwarded);
+        }
         let mut unprivileged_port_start = Vec::new();
         match self.proc_root.unprivileged_port_start() {
             Ok(Some(value)) => unprivileged_port_start.push((HOST_NETNS.to_string(), value)),

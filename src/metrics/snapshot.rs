@@ -166,7 +166,7 @@ impl Render for SnapshotFamilies<'_> {
                     Family::new(
                         out,
                         name,
-                        "Age of the oldest UDP listing of another network namespace in the last collection: with more than 256 namespaces each one's UDP sockets are re-read every 4th collection, in turns (0 when all are fresh). TCP is always exact.",
+                        "Age of the oldest UDP-Lite, packet or raw socket listing of another network namespace in the last collection: with more than 256 namespaces those are re-read every 4th collection, in turns (0 when all are fresh). TCP and UDP are always exact.",
                         Kind::Gauge,
                     )
                     .single_f64(snapshot.udp_staleness.as_secs_f64());

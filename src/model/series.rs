@@ -168,7 +168,7 @@ impl ListenerSeries {
         namer: &NetnsNamer,
         addresses: Option<&[IpAddr]>,
     ) -> Self {
-        let protocol = Protocol::of_transport(listener.transport);
+        let protocol = listener.protocol();
         let exposure = exposure::classify_in_namespace(
             listener.address,
             &listener.interface,

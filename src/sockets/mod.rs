@@ -53,9 +53,21 @@ pub struct Listener {
     /// Name of the bound interface (`SO_BINDTODEVICE`) in the socket's
     /// namespace; "" for none.
     pub interface: String,
+    /// A TCP listener that is an MPTCP socket's subflow (the MPTCP socket
+    /// shares its inode): the listener is reported as `mptcp`, once.
+    pub multipath: bool,
 }
 
 impl Listener {
+    /// What the `protocol` label says of this listener.
+    pub fn protocol(&self) -> crate::model::protocol::Protocol {
+        use crate::model::protocol::Protocol;
+        match self.transport {
+            Transport::Tcp if self.multipath => Protocol::Mptcp,
+            transport => Protocol::of_transport(transport),
+        }
+    }
+
     pub fn family(&self) -> &'static str {
         match self.address {
             IpAddr::V4(_) => "ipv4",
@@ -163,9 +175,9 @@ pub struct Collected {
     pub namespace_faults: u64,
     /// `net.ipv4.ip_unprivileged_port_start` of each other namespace read.
     pub unprivileged_port_start: Vec<(u64, i64)>,
-    /// Age of the oldest UDP listing reused from an earlier collection
-    /// (dense hosts re-read other namespaces' UDP in turns); zero when every
-    /// listing is fresh.
+    /// Age of the oldest UDP-Lite, packet or raw listing reused from an
+    /// earlier collection (dense hosts re-read those of other namespaces in
+    /// turns); zero when every listing is fresh.
     pub udp_staleness: std::time::Duration,
     /// Every packet and raw socket, of every namespace read (netlink only).
     pub raw_sockets: Vec<SeenRawSocket>,

@@ -221,34 +221,38 @@ struct ForeignNamespace {
     last_found: usize,
     /// TCP listeners and the listen-event generation they were read at.
     tcp: Option<(u64, Vec<Listener>)>,
-    /// UDP sockets as last read, and when.
-    udp: Option<(Instant, Vec<Listener>)>,
-    /// Packet and raw sockets as last read, and when (same turns as UDP).
+    /// UDP-Lite sockets as last read, and when.
+    udplite: Option<(Instant, Vec<Listener>)>,
+    /// Packet and raw sockets as last read, and when (same turns).
     raw: Option<(Instant, Vec<NamedRawSocket>)>,
-    /// Collections since UDP was read; staggered at open so namespaces take
-    /// turns.
-    udp_turn: u64,
+    /// Collections since UDP-Lite was read; staggered at open so namespaces
+    /// take turns.
+    turn: u64,
     /// The namespace's inode.
     inode: u64,
     /// Its interface addresses and NAT rules (two more descriptors).
     facts: FactWatch,
 }
 
-/// With more namespaces than this, other namespaces' UDP is re-read in
-/// turns; below it, every collection reads everything.
-pub const UDP_TURNS_FROM: usize = 256;
-/// In turns, each namespace's UDP is re-read every this many collections.
-pub const UDP_TURNS: u64 = 4;
+/// With more namespaces than this, other namespaces' UDP-Lite, packet and
+/// raw sockets are re-read in turns; below it, every collection reads
+/// everything. UDP is read at every collection: its dumps cost as much as
+/// UDP-Lite's (each walks a host-wide table of the same size), but UDP is
+/// what is used, and a new UDP socket must be in the next scrape.
+pub const TURNS_FROM: usize = 256;
+/// In turns, each namespace's UDP-Lite is re-read every this many
+/// collections.
+pub const TURNS: u64 = 4;
 
-/// Staggers the UDP turns of namespaces opened together.
+/// Staggers the turns of namespaces opened together.
 static OPENED: AtomicU64 = AtomicU64::new(0);
 
 /// What one visit of a foreign namespace hands back.
 struct Visited {
     listeners: Vec<Listener>,
     unprivileged_port_start: Option<i64>,
-    /// When the UDP part was read, if it was reused from earlier.
-    udp_reused_since: Option<Instant>,
+    /// When the UDP-Lite part was read, if it was reused from earlier.
+    udplite_reused_since: Option<Instant>,
     /// Packet and raw sockets, or why they could not be read.
     raw_sockets: Result<Vec<NamedRawSocket>, String>,
     /// Interface addresses and NAT rules.
@@ -257,21 +261,21 @@ struct Visited {
 
 impl ForeignNamespace {
     /// Runs `queries`, reusing the TCP listing while `generation` has not
-    /// moved and the UDP listing until this namespace's turn, when
-    /// `udp_in_turns`.
+    /// moved and the UDP-Lite, packet and raw listings until this
+    /// namespace's turn, when `in_turns`.
     fn read(
         &mut self,
         queries: &[Query],
         watch: &WatchSet,
         generation: Option<u64>,
-        udp_in_turns: bool,
+        in_turns: bool,
         raw_support: DiagSupport,
     ) -> Result<Visited, SourceError> {
         let mut listeners = Vec::new();
-        let mut udp_reused_since = None;
-        self.udp_turn += 1;
-        let udp_due = !udp_in_turns || self.udp_turn.is_multiple_of(UDP_TURNS);
-        let mut fresh_udp = Vec::new();
+        let mut udplite_reused_since = None;
+        self.turn += 1;
+        let due = !in_turns || self.turn.is_multiple_of(TURNS);
+        let mut fresh_udplite = Vec::new();
         for &query in queries {
             match query.transport() {
                 Transport::Tcp => match (&self.tcp, generation) {
@@ -281,31 +285,35 @@ impl ForeignNamespace {
                     _ => {
                         let mut found = Vec::new();
                         dump_one(&mut self.channel, query, watch, &mut found)?;
+                        mark_multipath(&mut self.channel, &mut found);
                         listeners.extend_from_slice(&found);
                         self.tcp = generation.map(|now| (now, found));
                     }
                 },
-                Transport::Udp | Transport::UdpLite => match &self.udp {
-                    Some((read_at, cached)) if !udp_due => {
-                        if udp_reused_since.is_none() {
+                Transport::UdpLite => match &self.udplite {
+                    Some((read_at, cached)) if !due => {
+                        if udplite_reused_since.is_none() {
                             listeners.extend_from_slice(cached);
-                            udp_reused_since = Some(*read_at);
+                            udplite_reused_since = Some(*read_at);
                         }
                     }
-                    _ => dump_one(&mut self.channel, query, watch, &mut fresh_udp)?,
+                    _ => dump_one(&mut self.channel, query, watch, &mut fresh_udplite)?,
                 },
-                Transport::Sctp => dump_one(&mut self.channel, query, watch, &mut listeners)?,
+                Transport::Udp | Transport::Sctp => {
+                    dump_one(&mut self.channel, query, watch, &mut listeners)?
+                }
             }
         }
-        if udp_reused_since.is_none() {
-            listeners.extend_from_slice(&fresh_udp);
-            self.udp = Some((Instant::now(), fresh_udp));
+        if udplite_reused_since.is_none() {
+            listeners.extend_from_slice(&fresh_udplite);
+            self.udplite = Some((Instant::now(), fresh_udplite));
         }
         name_interfaces(&self.channel, &mut listeners);
         self.last_found = listeners.len();
         let raw_sockets = match &self.raw {
-            // Re-read in UDP's turns (their staleness is UDP's).
-            Some((_, cached)) if !udp_due => Ok(cached.clone()),
+            // Re-read in UDP-Lite's turns (their staleness is counted
+            // with it).
+            Some((_, cached)) if !due => Ok(cached.clone()),
             _ => {
                 let mut found = Vec::new();
                 let read = raw::collect(
@@ -329,7 +337,7 @@ impl ForeignNamespace {
         Ok(Visited {
             listeners,
             unprivileged_port_start: self.unprivileged_port_start,
-            udp_reused_since,
+            udplite_reused_since,
             raw_sockets,
             facts: self.facts.read(Some(self.inode)),
         })
@@ -362,9 +370,9 @@ impl ForeignNamespace {
             observer,
             last_found: 0,
             tcp: None,
-            udp: None,
+            udplite: None,
             raw: None,
-            udp_turn: OPENED.fetch_add(1, Ordering::Relaxed) % UDP_TURNS,
+            turn: OPENED.fetch_add(1, Ordering::Relaxed) % TURNS,
             inode,
             facts: FactWatch::open(),
         })
@@ -545,7 +553,7 @@ impl SockDiagSource {
         // Read before any dump: a listen after this moves it, so the next
         // collection dumps again.
         let generation = self.hints.as_ref().and_then(|hints| hints.generation());
-        let udp_in_turns = others.held() > UDP_TURNS_FROM;
+        let in_turns = others.held() > TURNS_FROM;
         // With destroy events each namespace costs two descriptors; the
         // /proc/net tables a kernel without packet_diag/raw_diag needs add
         // up to three, the address and NAT watches two.
@@ -574,7 +582,7 @@ impl SockDiagSource {
             move |inode| ForeignNamespace::open(&procfs, inode, observer.as_ref(), raw_support),
             |foreign: &mut ForeignNamespace| {
                 foreign
-                    .read(queries, watch, generation, udp_in_turns, raw_support)
+                    .read(queries, watch, generation, in_turns, raw_support)
                     .map_err(|err| err.0)
             },
             |foreign| foreign.last_found > 0,
@@ -591,7 +599,7 @@ impl SockDiagSource {
             if let Some(value) = visited.unprivileged_port_start {
                 out.unprivileged_port_start.push((inode, value));
             }
-            if let Some(since) = visited.udp_reused_since {
+            if let Some(since) = visited.udplite_reused_since {
                 out.udp_staleness = out.udp_staleness.max(since.elapsed());
             }
             match visited.raw_sockets {
@@ -618,9 +626,45 @@ fn dump_all(
     out: &mut Vec<Listener>,
 ) -> Result<(), SourceError> {
     for &query in queries {
+        let first = out.len();
         dump_one(channel, query, watch, out)?;
+        if query == Query::TcpListeners {
+            mark_multipath(channel, &mut out[first..]);
+        }
     }
     Ok(())
+}
+
+/// `IPPROTO_MPTCP`.
+const MPTCP: u32 = 262;
+
+/// Marks the TCP listeners that are MPTCP listeners. The TCP dump lists an
+/// MPTCP listener's TCP subflow, which carries the MPTCP socket's inode;
+/// mptcp_diag lists the MPTCP listeners themselves. Asked only when the TCP
+/// dump found a watched listener, so a namespace without one pays nothing;
+/// a kernel without mptcp_diag refuses, and its listeners stay `tcp`.
+fn mark_multipath(channel: &mut Channel, tcp: &mut [Listener]) {
+    if tcp.is_empty() {
+        return;
+    }
+    let mut multipath = HashSet::new();
+    for family in [Family::V4, Family::V6] {
+        let body = wire::inet_diag_request_for_protocol(family.raw(), MPTCP, 1 << TCP_LISTEN);
+        let dumped = channel.0.dump(&body, |payload| {
+            let socket = parse_socket(payload).map_err(WireError::Broken)?;
+            multipath.insert((socket.inode, socket.port));
+            Ok(())
+        });
+        if let Err(err) = dumped {
+            if !err.is_unsupported() {
+                tracing::debug!(error = %err, "cannot list MPTCP listeners");
+            }
+            return;
+        }
+    }
+    for listener in tcp {
+        listener.multipath = multipath.contains(&(listener.inode, listener.port));
+    }
 }
 
 /// Runs one query, keeping sockets on watched ports. `netns` is left
@@ -644,6 +688,7 @@ fn dump_one(
                 netns: None,
                 binding: socket.binding,
                 interface: String::new(),
+                multipath: false,
             });
         }
     })

@@ -66,6 +66,7 @@ impl SocketSource for Netstat2Source {
                 netns: None,
                 binding: Default::default(),
                 interface: String::new(),
+                multipath: false,
             });
         }
         Ok(out)

@@ -47,6 +47,9 @@ pub enum TrailEvent {
     PacketSocketSeen,
     /// A collection saw a raw IP socket for the first time.
     RawSocketSeen,
+    /// A collection saw a watched port forwarded elsewhere (a NAT rule or a
+    /// container runtime's port holder) for the first time.
+    ForwardedPortSeen,
 }
 
 impl TrailEvent {
@@ -56,6 +59,7 @@ impl TrailEvent {
             TrailEvent::ListenerClosed => "listener_closed",
             TrailEvent::PacketSocketSeen => "packet_socket_seen",
             TrailEvent::RawSocketSeen => "raw_socket_seen",
+            TrailEvent::ForwardedPortSeen => "forwarded_port_seen",
         }
     }
 
@@ -65,6 +69,7 @@ impl TrailEvent {
             TrailEvent::ListenerClosed => "listener closed on a watched port",
             TrailEvent::PacketSocketSeen => "packet socket seen",
             TrailEvent::RawSocketSeen => "raw socket seen",
+            TrailEvent::ForwardedPortSeen => "forwarded port seen",
         }
     }
 }
@@ -113,6 +118,18 @@ pub struct TrailLine {
     pub exposure: String,
     pub expected: bool,
     pub described: Described,
+    /// Where a forwarded port sends packets: the keys of
+    /// `unassigned_port_forwarded_ports` (empty for other events).
+    pub forward: ForwardKeys,
+}
+
+/// The forwarding keys of a `forwarded_port_seen` line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ForwardKeys {
+    pub mechanism: String,
+    pub to_address: String,
+    pub to_port: String,
+    pub to_netns: String,
 }
 
 fn number(value: Option<u32>) -> String {
@@ -145,6 +162,7 @@ impl TrailLine {
             exposure: String::new(),
             expected: false,
             described: Described::Live,
+            forward: ForwardKeys::default(),
         }
     }
 
@@ -172,6 +190,10 @@ impl TrailLine {
             exposure = self.exposure.as_str(),
             expected = if self.expected { "true" } else { "false" },
             described = self.described.as_str(),
+            mechanism = self.forward.mechanism.as_str(),
+            to_address = self.forward.to_address.as_str(),
+            to_port = self.forward.to_port.as_str(),
+            to_netns = self.forward.to_netns.as_str(),
             "{}",
             self.event.message()
         );

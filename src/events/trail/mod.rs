@@ -1,6 +1,7 @@
 //! The event trail: one log line for every listen and close on a watched
-//! port (kernel events) and for every packet or raw socket at the first
-//! collection that sees it, with the whole story of its process: pid,
+//! port (kernel events) and for every packet or raw socket and forwarded
+//! port at the first collection that sees it, with the whole story of its
+//! process (a forward has none of its own): pid,
 //! parent, executable and its SHA-256, command line, user, login user,
 //! container and pod (the keys are listed in [`line`]).
 //!
@@ -31,13 +32,15 @@ pub mod budget;
 pub mod line;
 
 use crate::kernel::procfs::ProcRoot;
-use crate::model::{Judge, NetnsNamer, Protocol, RawSocketSeries};
+use crate::model::{ForwardedSeries, Judge, NetnsNamer, Protocol, RawSocketSeries};
 use crate::owners::{ExeHashes, Owner};
 use crate::policy::exposure;
 use crate::sockets::SeenRawSocket;
 use budget::Budget;
-use line::{CMDLINE_READ, Described, LATE_AFTER, TrailEvent, TrailLine, render_cmdline};
-use std::collections::HashSet;
+use line::{
+    CMDLINE_READ, Described, ForwardKeys, LATE_AFTER, TrailEvent, TrailLine, render_cmdline,
+};
+use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::net::IpAddr;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
@@ -68,6 +71,9 @@ struct Shared {
     /// (namespace, inode) of the packet and raw sockets the last
     /// collection saw: a socket not in it is new.
     raw_seen: Mutex<HashSet<(Option<u64>, u64)>>,
+    /// The forwarded-port series the last collection saw (their count
+    /// aside): a series not in it is new.
+    forwarded_seen: Mutex<BTreeSet<ForwardedSeries>>,
 }
 
 /// What a listen or close event says about its socket, labelled.
@@ -104,6 +110,7 @@ impl Trail {
                 budget,
                 proc_root,
                 raw_seen: Mutex::new(HashSet::new()),
+                forwarded_seen: Mutex::new(BTreeSet::new()),
             }),
         }
     }
@@ -173,6 +180,44 @@ impl Trail {
             line.netns = series.netns;
             line.expected = series.expected;
             self.send(line, owner, owner.pid, None);
+        }
+    }
+
+    /// The forwarded ports of one collection: a line for each the previous
+    /// collection did not see. A forward names no process of its own (a
+    /// holder's process is on its listener's lines), so `described=none`.
+    pub fn forwarded_ports(&self, series: &[ForwardedSeries]) {
+        let key = |one: &ForwardedSeries| ForwardedSeries {
+            count: 0,
+            ..one.clone()
+        };
+        let current: BTreeSet<ForwardedSeries> = series.iter().map(key).collect();
+        let previous = {
+            let mut seen = self
+                .shared
+                .forwarded_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut *seen, current)
+        };
+        let nobody = Owner::default();
+        for one in series {
+            if previous.contains(&key(one)) || !self.shared.budget.admit() {
+                continue;
+            }
+            let mut line = TrailLine::of_owner(TrailEvent::ForwardedPortSeen, &nobody);
+            line.port = one.port.to_string();
+            line.protocol = one.protocol.as_str().to_string();
+            line.netns = one.netns.clone();
+            line.container_id = one.container_id.clone();
+            line.expected = one.expected;
+            line.forward = ForwardKeys {
+                mechanism: one.mechanism.to_string(),
+                to_address: one.to_address.clone(),
+                to_port: one.to_port.clone(),
+                to_netns: one.to_netns.clone(),
+            };
+            self.send(line, &nobody, None, None);
         }
     }
 

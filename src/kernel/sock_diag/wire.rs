@@ -207,8 +207,9 @@ pub fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
-/// The longest request body sent (the older `struct inet_diag_req`).
-pub const MAX_BODY: usize = 60;
+/// The longest request body sent (an `inet_diag_req_v2` with one 32-bit
+/// attribute: [`inet_diag_request_for_protocol`]).
+pub const MAX_BODY: usize = 64;
 
 /// Wraps a request body (at most [`MAX_BODY`] bytes) in a dump header of
 /// message type `kind`; returns the buffer and the request's length.
@@ -240,6 +241,28 @@ pub fn inet_diag_request(family: u8, protocol: u8, states: u32) -> [u8; INET_DIA
     body[0] = family;
     body[1] = protocol;
     body[4..8].copy_from_slice(&states.to_ne_bytes());
+    body
+}
+
+/// `INET_DIAG_REQ_PROTOCOL`: a request attribute carrying the protocol
+/// number when it does not fit the request's one byte (MPTCP is 262).
+const INET_DIAG_REQ_PROTOCOL: u16 = 3;
+
+/// An inet_diag dump request for a protocol numbered above 255 (Linux 5.10
+/// and later): the byte is left 0 (no protocol, so an older kernel refuses
+/// the request rather than answering for another one) and the number goes
+/// in an `INET_DIAG_REQ_PROTOCOL` attribute.
+pub fn inet_diag_request_for_protocol(
+    family: u8,
+    protocol: u32,
+    states: u32,
+) -> [u8; INET_DIAG_REQ_V2_LEN + 8] {
+    let mut body = [0u8; INET_DIAG_REQ_V2_LEN + 8];
+    body[..INET_DIAG_REQ_V2_LEN].copy_from_slice(&inet_diag_request(family, 0, states));
+    let attribute = &mut body[INET_DIAG_REQ_V2_LEN..];
+    attribute[0..2].copy_from_slice(&8u16.to_ne_bytes());
+    attribute[2..4].copy_from_slice(&INET_DIAG_REQ_PROTOCOL.to_ne_bytes());
+    attribute[4..8].copy_from_slice(&protocol.to_ne_bytes());
     body
 }
 
