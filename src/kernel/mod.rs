@@ -10,6 +10,7 @@
 //! - [`addresses`]: a namespace's interface addresses (Linux).
 //! - [`nlsock`]: a netlink socket that dumps only after change notifications.
 //! - [`rpcbind`]: the ONC RPC registrations of a namespace's rpcbind.
+//! - [`priority`]: background threads yield the CPU to the scrape.
 //! - `test_support` (unit tests only): the gate for tests that need root,
 //!   IPv6 and the like.
 
@@ -21,6 +22,7 @@ pub mod netns;
 pub mod nftables;
 #[cfg(target_os = "linux")]
 pub mod nlsock;
+pub mod priority;
 pub mod procfs;
 pub mod rpcbind;
 pub mod sock_diag;

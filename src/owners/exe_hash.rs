@@ -120,7 +120,10 @@ impl ExeHashes {
         let worker_cache = Arc::clone(&cache);
         std::thread::Builder::new()
             .name("exe-sha256".into())
-            .spawn(move || work(&queue, &worker_cache))
+            .spawn(move || {
+                crate::kernel::priority::run_in_background();
+                work(&queue, &worker_cache)
+            })
             .expect("spawn the exe hash worker");
         ExeHashes { cache, jobs }
     }

@@ -102,7 +102,10 @@ impl Trail {
         let thread_budget = Arc::clone(&budget);
         std::thread::Builder::new()
             .name("event-trail".into())
-            .spawn(move || write_lines(&queue, &thread_budget, &hashes))
+            .spawn(move || {
+                crate::kernel::priority::run_in_background();
+                write_lines(&queue, &thread_budget, &hashes)
+            })
             .expect("spawn the event trail thread");
         Trail {
             shared: Arc::new(Shared {

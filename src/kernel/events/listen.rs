@@ -446,6 +446,7 @@ impl ListenCapture {
                 .name("listen-describe".into())
                 .spawn(move || {
                     stats.describe_thread_id.store(gettid(), Ordering::Relaxed);
+                    crate::kernel::priority::run_in_background();
                     // Transitions taken from the queue, looked ahead into
                     // so that a socket whose close is already here is not
                     // borrowed from its owner (see `describe_knowing`).
