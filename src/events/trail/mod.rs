@@ -154,14 +154,7 @@ impl Trail {
             .iter()
             .map(|seen| (seen.netns, seen.found.socket.inode))
             .collect();
-        let previous = {
-            let mut seen = self
-                .shared
-                .raw_seen
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            std::mem::replace(&mut *seen, current)
-        };
+        let previous = replace_seen(&self.shared.raw_seen, current);
         let nobody = Owner::default();
         for (seen, owner) in sockets.iter().zip(owners) {
             if previous.contains(&(seen.netns, seen.found.socket.inode)) {
@@ -195,14 +188,7 @@ impl Trail {
             ..one.clone()
         };
         let current: BTreeSet<ForwardedSeries> = series.iter().map(key).collect();
-        let previous = {
-            let mut seen = self
-                .shared
-                .forwarded_seen
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            std::mem::replace(&mut *seen, current)
-        };
+        let previous = replace_seen(&self.shared.forwarded_seen, current);
         let nobody = Owner::default();
         for one in series {
             if previous.contains(&key(one)) || !self.shared.budget.admit() {
@@ -254,6 +240,15 @@ impl Trail {
             self.shared.budget.suppress();
         }
     }
+}
+
+/// What one collection saw replaces what the previous one saw, which is
+/// returned: what is not in it is new.
+fn replace_seen<T>(seen: &Mutex<T>, current: T) -> T {
+    std::mem::replace(
+        &mut *seen.lock().unwrap_or_else(|p| p.into_inner()),
+        current,
+    )
 }
 
 /// Now on CLOCK_MONOTONIC, the tracepoint's clock.
