@@ -30,6 +30,13 @@ use std::time::{Duration, Instant};
 
 /// Most threads that visit namespaces at once.
 pub const MAX_WORKERS: usize = 4;
+/// Threads that read namespaces at once: the CPUs this process may use
+/// (asked once: the answer reads cgroup files), at most [`MAX_WORKERS`].
+static WORKERS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_WORKERS)
+});
 /// Below this many held handles one thread visits them all (spawning
 /// workers would cost more than it saves).
 const PARALLEL_FROM: usize = 64;
@@ -228,16 +235,13 @@ impl<T: Send + 'static> NamespaceSet<T> {
             .iter_mut()
             .map(|(&inode, held)| (inode, &mut held.handle))
             .collect();
-        let workers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(MAX_WORKERS);
-        if held.len() < PARALLEL_FROM || workers < 2 {
+        if held.len() < PARALLEL_FROM || *WORKERS < 2 {
             return held
                 .into_iter()
                 .map(|(inode, handle)| (inode, visit(handle)))
                 .collect();
         }
-        let chunk = held.len().div_ceil(workers);
+        let chunk = held.len().div_ceil(*WORKERS);
         std::thread::scope(|scope| {
             let running: Vec<_> = held
                 .chunks_mut(chunk)
