@@ -75,9 +75,9 @@ fn settle(exporter: &Exporter, metric: &str, wanted: &[(&str, &str)], target: f6
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Anything still queued for the same labels is out within this
-    // scrape's round trip; one more scrape sees an overshoot.
-    std::thread::sleep(Duration::from_millis(300));
+    // An overshoot (a double count) would be queued behind the target:
+    // once the exporter has caught up with now, it is counted too.
+    common::events_caught_up(exporter);
     total(&exporter.scrape(), metric, wanted)
 }
 

@@ -268,9 +268,10 @@ fn a_storm_of_10000_listens_stays_within_the_budget_and_adds_up() {
         "the storm's port was taken: {listened} listens"
     );
 
-    // Every event the exporter counted is a line or in a notice's count.
-    // Other tests on this machine open watched ports too: wait for a
-    // moment when the counters stand still and the log has caught up.
+    // Every event the exporter counted is a line or in a notice's count:
+    // once it has counted every event (the marks included), wait for the
+    // log to catch up with the counters.
+    common::events_caught_up(&exporter);
     let deadline = Instant::now() + Duration::from_secs(120);
     let (counted, lines, suppressed, text) = loop {
         let text = exporter.scrape();
@@ -292,13 +293,7 @@ fn a_storm_of_10000_listens_stays_within_the_budget_and_adds_up() {
             .map(|line| line["suppressed"].parse::<f64>().unwrap())
             .sum();
         if lines + suppressed == counted && counted > 0.0 {
-            std::thread::sleep(Duration::from_millis(1500));
-            let again = exporter.scrape();
-            let still = total(&again, "unassigned_port_listener_opened_total")
-                + total(&again, "unassigned_port_listener_closed_total");
-            if still == counted {
-                break (counted, lines, suppressed, text);
-            }
+            break (counted, lines, suppressed, text);
         }
         assert!(
             Instant::now() < deadline,

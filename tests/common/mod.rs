@@ -451,3 +451,30 @@ pub fn listen_before_exec(port: u16, tcp: bool) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// The watched port [`events_caught_up`] marks with: no test opens it.
+pub const MARKER_PORT: u16 = 279;
+
+/// Waits until the exporter has counted every kernel event that happened
+/// before this call, instead of sleeping for "long enough": it listens and
+/// closes on 127.0.0.1:[`MARKER_PORT`] (TCP) and binds and closes a UDP
+/// socket there, then waits for the TCP open and the UDP close to be
+/// counted. The tracepoint's events are described in kernel-time order
+/// across CPUs, and one namespace's UDP closes arrive in order, so once the
+/// marks are counted so is everything before them (in this namespace for
+/// UDP). Panics after 20 s.
+pub fn events_caught_up(exporter: &Exporter) {
+    const OPENED: &str = "unassigned_port_listener_opened_total";
+    const CLOSED: &str = "unassigned_port_listener_closed_total";
+    let port = MARKER_PORT.to_string();
+    let tcp = [("port", port.as_str()), ("protocol", "tcp")];
+    let udp = [("port", port.as_str()), ("protocol", "udp")];
+    let text = exporter.scrape();
+    let (tcp_before, udp_before) = (total(&text, OPENED, &tcp), total(&text, CLOSED, &udp));
+    let address = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, MARKER_PORT));
+    drop(std::net::TcpListener::bind(address).expect("mark on the marker port (tcp)"));
+    drop(std::net::UdpSocket::bind(address).expect("mark on the marker port (udp)"));
+    scrape_until(exporter, "the exporter to count the marks", |text| {
+        total(text, OPENED, &tcp) > tcp_before && total(text, CLOSED, &udp) > udp_before
+    });
+}
