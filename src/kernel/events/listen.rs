@@ -441,39 +441,12 @@ impl ListenCapture {
         let mut describer = Describer::new(procfs, namespaces.clone(), Arc::clone(&backlog));
         let describe_thread = {
             let (stats, backlog) = (Arc::clone(&stats), Arc::clone(&backlog));
-            let mut on_event = on_event;
             std::thread::Builder::new()
                 .name("listen-describe".into())
                 .spawn(move || {
                     stats.describe_thread_id.store(gettid(), Ordering::Relaxed);
                     crate::kernel::priority::run_in_background();
-                    // Transitions taken from the queue, looked ahead into
-                    // so that a socket whose close is already here is not
-                    // borrowed from its owner (see `describe_knowing`).
-                    let mut ahead: VecDeque<RawTransition> = VecDeque::new();
-                    loop {
-                        if ahead.is_empty() {
-                            // Ends when the draining thread drops the sender.
-                            let Ok(raw) = received.recv() else { break };
-                            ahead.push_back(raw);
-                        }
-                        while ahead.len() < LOOK_AHEAD {
-                            let Ok(raw) = received.try_recv() else { break };
-                            ahead.push_back(raw);
-                        }
-                        let Some(raw) = ahead.pop_front() else {
-                            continue;
-                        };
-                        backlog.fetch_sub(1, Ordering::Relaxed);
-                        let close_queued = raw.transition == Transition::Opened
-                            && ahead.iter().any(|later| {
-                                later.skaddr == raw.skaddr && later.transition == Transition::Closed
-                            });
-                        if let Some(event) = describer.describe_knowing(raw, close_queued) {
-                            stats.events.fetch_add(1, Ordering::Relaxed);
-                            on_event(event);
-                        }
-                    }
+                    describe_all(&received, &mut describer, &stats, &backlog, on_event);
                 })
                 .map_err(|err| unavailable(format!("cannot start the describing thread: {err}")))?
         };
@@ -616,6 +589,43 @@ fn open_on_cpu(id: u64, cpu: u32) -> Result<Counter, CaptureUnavailable> {
             unavailable(format!("perf_event_open on CPU {cpu} failed: {err}"))
         }
     })
+}
+
+/// The describing thread's loop: describes each transition in queue order
+/// and hands the event to `on_event`, until the draining thread drops the
+/// sender. Transitions are taken ahead of the one described so that a
+/// socket whose close is already queued is not borrowed from its owner
+/// (see `Describer::describe_knowing`).
+fn describe_all(
+    received: &mpsc::Receiver<RawTransition>,
+    describer: &mut Describer,
+    stats: &CaptureStats,
+    backlog: &AtomicUsize,
+    mut on_event: impl FnMut(ListenEvent),
+) {
+    let mut ahead: VecDeque<RawTransition> = VecDeque::new();
+    loop {
+        if ahead.is_empty() {
+            let Ok(raw) = received.recv() else { return };
+            ahead.push_back(raw);
+        }
+        while ahead.len() < LOOK_AHEAD {
+            let Ok(raw) = received.try_recv() else { break };
+            ahead.push_back(raw);
+        }
+        let Some(raw) = ahead.pop_front() else {
+            continue;
+        };
+        backlog.fetch_sub(1, Ordering::Relaxed);
+        let close_queued = raw.transition == Transition::Opened
+            && ahead
+                .iter()
+                .any(|later| later.skaddr == raw.skaddr && later.transition == Transition::Closed);
+        if let Some(event) = describer.describe_knowing(raw, close_queued) {
+            stats.events.fetch_add(1, Ordering::Relaxed);
+            on_event(event);
+        }
+    }
 }
 
 /// The draining thread: reads every ring, decodes, orders by kernel time
