@@ -301,6 +301,8 @@ async fn serve(
     stop_request: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Failure> {
     let listeners = bind_all(&flags.listen_addresses).await?;
+    // Before the address is logged: whoever reads it may signal at once.
+    let shutdown = os::shutdown_signal();
     log_start(flags, &exporter, &listeners);
     let app = http::App::new(
         Arc::clone(&exporter.scraper),
@@ -329,7 +331,7 @@ async fn serve(
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         tokio::select! {
-            () = os::wait_for_signal() => {}
+            () = shutdown => {}
             () = stop_request => {}
         }
         tracing::info!("shutting down");

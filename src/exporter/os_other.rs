@@ -4,9 +4,11 @@
 
 pub fn raise_open_file_limit() {}
 
-/// Resolves on Ctrl-C (a service's Stop arrives through `run_until`).
-pub async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+/// What resolves on Ctrl-C (a service's Stop arrives through `run_until`).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 pub fn register_process_metrics(_registry: &prometheus::Registry) -> prometheus::Result<()> {

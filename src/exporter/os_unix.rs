@@ -29,21 +29,28 @@ pub fn raise_open_file_limit() {
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn wait_for_signal() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let sigterm = async {
-        match terminate.as_mut() {
-            Some(signal) => {
-                signal.recv().await;
-            }
-            None => std::future::pending::<()>().await,
+/// Takes over SIGTERM and SIGINT (Ctrl-C) at once, so that one sent the
+/// moment the exporter has logged its address stops it cleanly instead of
+/// killing it, and returns what resolves when either arrives.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    async move {
+        tokio::select! {
+            () = arrives(terminate.as_mut()) => {}
+            () = arrives(interrupt.as_mut()) => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = sigterm => {}
+    }
+}
+
+/// Resolves when `signal` arrives; never when it could not be taken over.
+async fn arrives(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }
 
