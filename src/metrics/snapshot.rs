@@ -85,46 +85,34 @@ impl Render for SnapshotFamilies<'_> {
                 Kind::Gauge,
             )
             .single_f64(f64::from(u8::from(snapshot.success))),
-            5 => {
-                let mut rows: Vec<(&str, i64)> = snapshot
-                    .unprivileged_port_start
-                    .iter()
-                    .map(|(netns, value)| (netns.as_str(), *value))
-                    .collect();
-                rows.sort_unstable();
-                rows.dedup_by(|a, b| a.0 == b.0);
-                let mut family = Family::new(
+            5 => one_label_gauge(
+                Family::new(
                     out,
                     name,
                     "net.ipv4.ip_unprivileged_port_start per network namespace: ports from here up can be bound by any user.",
                     Kind::Gauge,
-                );
-                for (netns, value) in rows {
-                    let mut series = family.series();
-                    series.label("netns", netns);
-                    series.value_f64(value as f64);
-                }
-            }
-            6 => {
-                let mut rows: Vec<(&str, bool)> = snapshot
-                    .coverage
+                ),
+                "netns",
+                snapshot
+                    .unprivileged_port_start
                     .iter()
-                    .map(|(transport, covered)| (transport.as_str(), *covered))
-                    .collect();
-                rows.sort_unstable();
-                rows.dedup_by(|a, b| a.0 == b.0);
-                let mut family = Family::new(
+                    .map(|(netns, value)| (netns.as_str(), *value as f64))
+                    .collect(),
+            ),
+            6 => one_label_gauge(
+                Family::new(
                     out,
                     name,
                     "1 if listeners of this transport are collected, 0 if the backend or kernel cannot see them.",
                     Kind::Gauge,
-                );
-                for (protocol, covered) in rows {
-                    let mut series = family.series();
-                    series.label("protocol", protocol);
-                    series.value_u64(u64::from(covered));
-                }
-            }
+                ),
+                "protocol",
+                snapshot
+                    .coverage
+                    .iter()
+                    .map(|(transport, covered)| (transport.as_str(), f64::from(u8::from(*covered))))
+                    .collect(),
+            ),
             7 => {
                 let mut family = Family::new(
                     out,
@@ -173,6 +161,18 @@ impl Render for SnapshotFamilies<'_> {
                 }
             }
         }
+    }
+}
+
+/// A gauge family with one label: one series per label value, sorted by
+/// it; of duplicate values the smallest is kept.
+fn one_label_gauge(mut family: Family<'_>, label: &str, mut rows: Vec<(&str, f64)>) {
+    rows.sort_by(|a, b| a.0.cmp(b.0).then(a.1.total_cmp(&b.1)));
+    rows.dedup_by(|a, b| a.0 == b.0);
+    for (value_of_label, value) in rows {
+        let mut series = family.series();
+        series.label(label, value_of_label);
+        series.value_f64(value);
     }
 }
 
