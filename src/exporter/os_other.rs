@@ -4,11 +4,10 @@
 
 pub fn raise_open_file_limit() {}
 
-/// What resolves on Ctrl-C (a service's Stop arrives through `run_until`).
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+/// Resolves on Ctrl-C, taken over when first awaited (a service's Stop
+/// arrives through `run_until`; there is no SIGTERM to race with).
+pub async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 pub fn register_process_metrics(_registry: &prometheus::Registry) -> prometheus::Result<()> {
