@@ -184,6 +184,32 @@ mod tests {
             .unwrap()
     }
 
+    /// Waits (10 s at most) until exactly `wanted` hold socket `inode`.
+    fn wait_for_holders(inode: u64, wanted: &[u32]) {
+        let link = format!("socket:[{inode}]");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let mut holders: Vec<u32> = std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+                .filter(|pid: &u32| {
+                    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                        fds.flatten().any(|fd| {
+                            std::fs::read_link(fd.path())
+                                .is_ok_and(|target| target.as_os_str() == link.as_str())
+                        })
+                    })
+                })
+                .collect();
+            holders.sort_unstable();
+            if holders == wanted || std::time::Instant::now() > deadline {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     #[test]
     fn a_held_socket_gets_its_process_and_keeps_it_after_it_is_gone() {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -197,6 +223,10 @@ mod tests {
             uid: Some(uid),
             known_pids: None,
         }];
+        // A child another test thread is forking holds a copy of every
+        // descriptor until it execs: wait for this process to be the only
+        // holder, as it is outside tests.
+        wait_for_holders(inode, &[me]);
         let first = book.place(&asked, &[], &mut faults);
         let owner = first[0].owner.clone();
         assert_eq!(owner.pid, Some(me));
@@ -205,6 +235,7 @@ mod tests {
         // The kernel listed it, then its holder let go before the fd walk:
         // the last known owner stands.
         drop(socket);
+        wait_for_holders(inode, &[]);
         let second = book.place(&asked, &[], &mut faults);
         assert_eq!(
             second,

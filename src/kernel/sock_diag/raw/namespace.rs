@@ -245,11 +245,22 @@ mod tests {
             assert_eq!(find(inode_of(&custom)).socket.protocol_label(), "253");
         }
         // The same open tables, read again, no longer show a closed socket.
+        // Closed here, it is released when its last descriptor goes: a
+        // child another test thread is forking holds a copy until it
+        // execs, so the tables are read until a deadline.
         let mut tables = ProcTables::open(procfs, none).unwrap();
         let closed = inode_of(&custom);
         drop(custom);
-        let mut out = Vec::new();
-        collect(&mut channel, none, &mut tables, &mut out).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let out = loop {
+            let mut out = Vec::new();
+            collect(&mut channel, none, &mut tables, &mut out).unwrap();
+            if out.iter().all(|s| s.socket.inode != closed) || std::time::Instant::now() > deadline
+            {
+                break out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
         assert!(out.iter().any(|s| s.socket.inode == inode_of(&packet)));
         assert!(out.iter().all(|s| s.socket.inode != closed));
     }
