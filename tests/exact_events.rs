@@ -519,3 +519,47 @@ fn a_namespace_only_a_listening_socket_holds_is_in_the_snapshot() {
     assert_eq!(settle(&exporter, CLOSED, &in_it, 1.0), 1.0);
     took("namespace held by a socket", started);
 }
+
+#[test]
+fn an_owner_that_closes_and_binds_again_at_once_never_meets_our_copy() {
+    let _turn = TURNS.lock().unwrap_or_else(|p| p.into_inner());
+    let started = Instant::now();
+    let Some(exporter) = exporter_with_events() else {
+        return;
+    };
+    let me = own_process_name();
+    let mine = [("port", "277"), ("process", me.as_str()), ("netns", "host")];
+    let opened = total(&exporter.scrape(), OPENED, &mine);
+    let by_me = [("port", "277"), ("user", "root"), ("netns", "host")];
+    let closed = total(&exporter.scrape(), CLOSED, &by_me);
+    // Paced, so the exporter is describing each listener while its owner
+    // closes it and binds the port again (a graceful restart's pattern).
+    const ROUNDS: u32 = 3_000;
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, 277));
+    let mut refused = 0u32;
+    for round in 0..ROUNDS {
+        let listener = loop {
+            match std::net::TcpListener::bind(address) {
+                Ok(listener) => break listener,
+                Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+                    refused += 1;
+                    std::thread::yield_now();
+                }
+                Err(err) => panic!("listen on 277: {err}"),
+            }
+        };
+        std::thread::sleep(Duration::from_micros(u64::from(round % 8) * 25));
+        drop(listener);
+    }
+    let opened_now = settle(&exporter, OPENED, &mine, opened + f64::from(ROUNDS));
+    let closed_now = settle(&exporter, CLOSED, &by_me, closed + f64::from(ROUNDS));
+    println!(
+        "rebind: {ROUNDS} close+bind at once: EADDRINUSE {refused} times; opened +{} closed +{} in the host namespace",
+        opened_now - opened,
+        closed_now - closed
+    );
+    assert_eq!(refused, 0, "the exporter kept a closed listener bound");
+    assert_eq!(opened_now - opened, f64::from(ROUNDS));
+    assert_eq!(closed_now - closed, f64::from(ROUNDS));
+    took("3,000 paced rebinds", started);
+}

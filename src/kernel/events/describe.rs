@@ -31,7 +31,7 @@
 //! walk, then no procfs read at all), and every event is still reported
 //! and counted, with whatever facts are known.
 
-use super::held_socket::{self, Wanted};
+use super::held_socket::{Finder, Listening, Wanted};
 use super::listen::{ListenEvent, StreamProtocol, Transition};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -186,6 +186,8 @@ pub struct Describer {
     procfs: PathBuf,
     /// The exporter's own namespace: never held in [`LearntNamespaces`].
     own_netns: u64,
+    /// Finds a new listener's socket and namespace in its owner.
+    finder: Finder,
     memory: Memory,
     /// tid -> (port, address) of an MPTCP listen whose TCP subflow listen
     /// has not been seen yet.
@@ -207,6 +209,7 @@ impl Describer {
         let own_netns = std::fs::metadata(procfs.join("self/ns/net")).map_or(0, |m| m.ino());
         Describer {
             procfs: procfs.to_path_buf(),
+            finder: Finder::new(procfs, own_netns),
             own_netns,
             memory: Memory::default(),
             mptcp_pending: HashMap::new(),
@@ -319,8 +322,12 @@ impl Describer {
             address: raw.address,
             port: raw.port,
         };
-        if let Some(held) = held_socket::find(&self.procfs, raw.pid, wanted, facts.netns, |_| false)
-        {
+        let task = Listening {
+            pid: raw.pid,
+            tid: raw.tid,
+            thread_netns: facts.netns,
+        };
+        if let Some(held) = self.finder.find(task, wanted) {
             facts.netns = Some(held.netns);
             if held.netns != self.own_netns {
                 self.namespaces.hold(held.netns, held.netns_fd);

@@ -1,28 +1,50 @@
 //! Which network namespace a listening socket is in, found from the process
-//! that holds it: its descriptor table is walked (`/proc/PID/fd`), each
-//! socket is borrowed with `pidfd_getfd(2)` (a duplicate in our table,
-//! closed again after a few syscalls: while we hold it the socket outlives
-//! an owner's close, so describing never walks for a socket whose close it
-//! has already seen), the one listening on the event's protocol,
-//! address and port is picked, and the kernel is asked for its namespace
-//! ([`super::socket_ns`]). The answer is the socket's own namespace, even
-//! when the process has since moved to another one, and the returned
-//! descriptor keeps that namespace reachable (collection enters it).
+//! that holds it, without ever keeping the socket open behind its owner's
+//! back.
 //!
-//! Needs Linux 5.6 (`pidfd_getfd`) and ptrace-attach rights over the owner
-//! (root, or CAP_SYS_PTRACE). Costs one readlink per descriptor of the
-//! process and a few syscalls per socket; [`MAX_DESCRIPTORS`] bounds it.
+//! The owner's descriptor table is read (`/proc/PID/fd`, one readlink per
+//! descriptor) for the inodes of the sockets it holds. The namespace the
+//! listening thread is in is then asked, through sock_diag, which sockets
+//! listen there on the event's protocol, address and port: when one of
+//! them is a socket the process holds, that namespace is the socket's. This
+//! is every case but one, and it touches no socket.
+//!
+//! The exception is a socket made in a namespace its thread has since left
+//! (create, `setns` elsewhere, `listen`), the only way a namespace can be
+//! held by nothing but a listening socket. Then each candidate socket is
+//! borrowed with `pidfd_getfd(2)` and the kernel is asked for its
+//! namespace ([`super::socket_ns`]). A borrowed copy keeps the socket
+//! listening until we close it a few syscalls later, and an owner that
+//! closes the listener and binds the port again in those microseconds
+//! meets `EADDRINUSE`: that is why borrowing is the last resort (a burst of
+//! 10,000 listen+close on one port met it when borrowing was the first),
+//! and why describing never borrows a socket whose close it has seen.
+//!
+//! The returned descriptor keeps the namespace reachable (collection enters
+//! it). Borrowing needs Linux 5.6 (`pidfd_getfd`) and ptrace-attach rights
+//! over the owner (root, or CAP_SYS_PTRACE); the sock_diag question needs
+//! CAP_SYS_ADMIN to enter the thread's namespace when it is not ours. Costs
+//! one readlink per descriptor of the process and one filtered dump;
+//! [`MAX_DESCRIPTORS`] bounds it, [`MAX_CHANNELS`] bounds the sock_diag
+//! channels kept open between events.
 
 use super::socket_ns::namespace_of_socket;
+use crate::kernel::netns::enter;
+use crate::kernel::sock_diag::wire::{self, Channel, TCP_LISTEN};
 use rustix::net::SocketAddrAny;
 use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Most descriptors looked at in one process.
 pub const MAX_DESCRIPTORS: usize = 4096;
+/// Namespaces whose sock_diag channel is kept between events, at most; the
+/// cache is emptied when it is full (a namespace's channel is reopened on
+/// its next event, one short-lived thread).
+pub const MAX_CHANNELS: usize = 16;
 
 /// A listening socket found in a process, and its namespace.
 #[derive(Debug)]
@@ -44,63 +66,155 @@ pub struct Wanted {
     pub port: u16,
 }
 
-/// Finds a socket of `pid` listening as `wanted` says, skipping socket
-/// inodes `skip` rejects (already attributed to another event). A process
-/// may hold several such sockets, one per namespace (same port, same
-/// address): then the one in `prefer` (the listening thread's namespace)
-/// is taken if there is one, and none (`None`) if there is not, since the
-/// walk cannot tell which of them just listened. `None` too when the
-/// process is gone, is not ours to inspect, or no longer holds it.
-pub fn find(
-    procfs: &Path,
-    pid: u32,
-    wanted: Wanted,
-    prefer: Option<u64>,
-    skip: impl Fn(u64) -> bool,
-) -> Option<HeldSocket> {
-    let mut found: Vec<HeldSocket> = Vec::new();
-    walk(procfs, pid, wanted, skip, |held| found.push(held))?;
-    if found.len() > 1 {
-        return found.into_iter().find(|held| Some(held.netns) == prefer);
-    }
-    found.pop()
+/// The listening task of an event: its process, and the thread that
+/// called `listen()` with the namespace that thread was in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listening {
+    pub pid: u32,
+    pub tid: u32,
+    /// Inode of the thread's network namespace, when it could be read.
+    pub thread_netns: Option<u64>,
 }
 
-fn walk(
-    procfs: &Path,
-    pid: u32,
-    wanted: Wanted,
-    skip: impl Fn(u64) -> bool,
-    mut visit: impl FnMut(HeldSocket),
-) -> Option<()> {
-    let pidfd = pidfd_open(Pid::from_raw(pid as i32)?, PidfdFlags::empty()).ok()?;
+/// Asks namespaces which sockets listen on a port, through one sock_diag
+/// channel per namespace, kept for the next event.
+pub struct Finder {
+    procfs: PathBuf,
+    own_netns: u64,
+    channels: HashMap<u64, Channel>,
+}
+
+impl Finder {
+    pub fn new(procfs: &Path, own_netns: u64) -> Finder {
+        Finder {
+            procfs: procfs.to_path_buf(),
+            own_netns,
+            channels: HashMap::new(),
+        }
+    }
+
+    /// Finds the socket of `task` listening as `wanted` says and its
+    /// namespace. `None` when the process is gone, is not ours to inspect,
+    /// or no longer holds it, and when it holds several such sockets (one
+    /// per namespace) none of which is in the listening thread's namespace:
+    /// the walk cannot tell which of them just listened.
+    pub fn find(&mut self, task: Listening, wanted: Wanted) -> Option<HeldSocket> {
+        let sockets = socket_descriptors(&self.procfs, task.pid)?;
+        if let Some(netns) = task.thread_netns {
+            let path = self
+                .procfs
+                .join(task.pid.to_string())
+                .join("task")
+                .join(task.tid.to_string())
+                .join("ns/net");
+            if let Some(listening) = self.listening_inodes(netns, &path, wanted)
+                && let Some(&(_, inode)) = sockets.iter().find(|(_, i)| listening.contains(i))
+            {
+                let netns_fd = OwnedFd::from(std::fs::File::open(&path).ok()?);
+                let opened = std::fs::File::from(netns_fd.try_clone().ok()?).metadata();
+                // The thread may have moved on since: then we hold the wrong
+                // namespace, and say nothing rather than something wrong.
+                return (opened.ok()?.ino() == netns).then_some(HeldSocket {
+                    inode,
+                    netns,
+                    netns_fd,
+                });
+            }
+        }
+        let mut found = borrow_each(task.pid, &sockets, wanted)?;
+        if found.len() > 1 {
+            return found
+                .into_iter()
+                .find(|held| Some(held.netns) == task.thread_netns);
+        }
+        found.pop()
+    }
+
+    /// Inodes of the sockets listening as `wanted` in namespace `netns`
+    /// (opened at `path` when it is not ours); `None` when it cannot be
+    /// asked (not ours to enter, gone, or the dump failed).
+    fn listening_inodes(&mut self, netns: u64, path: &Path, wanted: Wanted) -> Option<Vec<u64>> {
+        if !self.channels.contains_key(&netns) {
+            let channel = if netns == self.own_netns {
+                Channel::open().ok()?
+            } else {
+                enter::run_in(path, Channel::open).ok()?.ok()?
+            };
+            if self.channels.len() >= MAX_CHANNELS {
+                self.channels.clear();
+            }
+            self.channels.insert(netns, channel);
+        }
+        let channel = self.channels.get_mut(&netns)?;
+        let family = match wanted.address {
+            IpAddr::V4(_) => libc::AF_INET as u8,
+            IpAddr::V6(_) => libc::AF_INET6 as u8,
+        };
+        let mut body =
+            wire::inet_diag_request_for_protocol(family, wanted.protocol, 1 << TCP_LISTEN);
+        let body: &mut [u8] = match u8::try_from(wanted.protocol) {
+            // A protocol that fits its byte goes there, without the
+            // attribute older kernels do not know.
+            Ok(byte) => {
+                body[1] = byte;
+                &mut body[..wire::INET_DIAG_REQ_V2_LEN]
+            }
+            Err(_) => &mut body[..],
+        };
+        // `id.idiag_sport`: the kernel skips listeners on other ports.
+        body[8..10].copy_from_slice(&wanted.port.to_be_bytes());
+        let mut inodes = Vec::new();
+        let answer = channel.dump(body, |payload| {
+            let socket = wire::inet_diag_msg(payload).map_err(wire::WireError::Broken)?;
+            if socket.port == wanted.port && socket.address == wanted.address {
+                inodes.push(u64::from(socket.inode));
+            }
+            Ok(())
+        });
+        if answer.is_err() {
+            self.channels.remove(&netns);
+            return None;
+        }
+        Some(inodes)
+    }
+}
+
+/// (descriptor number, socket inode) of each socket `pid` holds, read from
+/// `/proc/PID/fd` without touching the sockets.
+fn socket_descriptors(procfs: &Path, pid: u32) -> Option<Vec<(i32, u64)>> {
     let directory = procfs.join(pid.to_string()).join("fd");
-    for entry in std::fs::read_dir(&directory)
+    let sockets = std::fs::read_dir(&directory)
         .ok()?
         .flatten()
         .take(MAX_DESCRIPTORS)
-    {
-        let Some(inode) = std::fs::read_link(entry.path())
-            .ok()
-            .and_then(|target| socket_inode(target.to_str()?))
-        else {
-            continue;
-        };
-        if skip(inode) {
-            continue;
-        }
-        let Some(number) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
+        .filter_map(|entry| {
+            let inode = socket_inode(std::fs::read_link(entry.path()).ok()?.to_str()?)?;
+            let number = entry.file_name().to_str()?.parse().ok()?;
+            Some((number, inode))
+        })
+        .collect();
+    Some(sockets)
+}
+
+/// The last resort: borrows each socket in turn and keeps the ones
+/// listening as `wanted` says, with the namespace each was created in.
+fn borrow_each(pid: u32, sockets: &[(i32, u64)], wanted: Wanted) -> Option<Vec<HeldSocket>> {
+    let pidfd = pidfd_open(Pid::from_raw(pid as i32)?, PidfdFlags::empty()).ok()?;
+    let mut found = Vec::new();
+    for &(number, inode) in sockets {
         let Ok(socket) = pidfd_getfd(&pidfd, number, PidfdGetfdFlags::empty()) else {
             continue;
         };
-        if !matches(&socket, wanted) {
+        // The owner may have closed that descriptor since and reused its
+        // number for another socket: not the one the walk saw, let it go.
+        let same = rustix::fs::fstat(&socket).is_ok_and(|stat| stat.st_ino == inode);
+        if !same || !matches(&socket, wanted) {
             continue;
         }
         let Ok(netns_fd) = namespace_of_socket(&socket) else {
             continue;
         };
+        drop(socket);
         let Some(netns) = netns_fd
             .try_clone()
             .ok()
@@ -109,13 +223,13 @@ fn walk(
         else {
             continue;
         };
-        visit(HeldSocket {
+        found.push(HeldSocket {
             inode,
             netns,
             netns_fd,
         });
     }
-    Some(())
+    Some(found)
 }
 
 /// `socket:[12345]` -> 12345.
@@ -160,40 +274,68 @@ mod tests {
         assert_eq!(socket_inode("socket:[x]"), None);
     }
 
-    #[test]
-    fn finds_our_own_listener_and_its_namespace() {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let port = listener.local_addr().unwrap().port();
+    fn ours(port: u16) -> (Listening, Wanted) {
+        let netns = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+        let task = Listening {
+            pid: std::process::id(),
+            tid: rustix::thread::gettid().as_raw_nonzero().get() as u32,
+            thread_netns: Some(netns),
+        };
         let wanted = Wanted {
             protocol: 6,
             address: Ipv4Addr::LOCALHOST.into(),
             port,
         };
-        let Some(found) = find(Path::new("/proc"), std::process::id(), wanted, None, |_| {
-            false
-        }) else {
-            // pidfd_getfd on ourselves needs ptrace rights over ourselves,
-            // which every process has unless a sandbox forbids pidfd_getfd.
-            panic!("our own listener was not found (is pidfd_getfd allowed here?)");
+        (task, wanted)
+    }
+
+    #[test]
+    fn finds_our_own_listener_and_its_namespace_without_borrowing_it() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (task, wanted) = ours(port);
+        let own = task.thread_netns.unwrap();
+        let mut finder = Finder::new(Path::new("/proc"), own);
+        let Some(found) = finder.find(task, wanted) else {
+            panic!("our own listener was not found (is NETLINK_SOCK_DIAG allowed here?)");
         };
-        let ours = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
-        assert_eq!(found.netns, ours);
-        // The wrong port, or every inode skipped: nothing.
+        assert_eq!(found.netns, own);
+        assert_eq!(
+            found.inode,
+            rustix::fs::fstat(&listener).unwrap().st_ino,
+            "the socket found is the one listening"
+        );
+        // The wrong port: nothing, neither asked nor borrowed.
         let other = Wanted {
             port: port.wrapping_add(1),
             ..wanted
         };
-        assert!(
-            find(Path::new("/proc"), std::process::id(), other, None, |_| {
-                false
-            })
-            .is_none()
-        );
-        assert!(
-            find(Path::new("/proc"), std::process::id(), wanted, None, |_| {
-                true
-            })
-            .is_none()
-        );
+        assert!(finder.find(task, other).is_none());
+    }
+
+    #[test]
+    fn a_socket_outside_the_threads_namespace_is_borrowed_and_asked() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (mut task, wanted) = ours(port);
+        let own = task.thread_netns.unwrap();
+        // As if the thread had listened and then moved to a namespace that
+        // cannot be asked: only borrowing the socket tells.
+        task.thread_netns = None;
+        let mut finder = Finder::new(Path::new("/proc"), own);
+        let Some(found) = finder.find(task, wanted) else {
+            // pidfd_getfd on ourselves needs ptrace rights over ourselves,
+            // which every process has unless a sandbox forbids pidfd_getfd.
+            panic!("our own listener was not found (is pidfd_getfd allowed here?)");
+        };
+        assert_eq!(found.netns, own);
+        // Our copy is closed again: the listener's own is the only one left.
+        let inode = rustix::fs::fstat(&listener).unwrap().st_ino;
+        let copies = socket_descriptors(Path::new("/proc"), std::process::id())
+            .unwrap()
+            .iter()
+            .filter(|(_, i)| *i == inode)
+            .count();
+        assert_eq!(copies, 1, "the borrowed descriptor was closed");
     }
 }
