@@ -108,8 +108,15 @@ impl World {
         world.holder = Some(holder);
         let pid = world.holder_pid();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()
-            == fs::read_link("/proc/self/ns/mnt").ok()
+        // `ip netns exec` makes a mount namespace of its own and `unshare`
+        // another: only once `sleep` runs is the holder in the last one
+        // (mounting into an earlier one raced: sshd found no /run/sshd).
+        while fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()
+            .as_deref()
+            != Some("sleep\n")
+            || fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()
+                == fs::read_link("/proc/self/ns/mnt").ok()
         {
             assert!(Instant::now() < deadline, "unshare did not take");
             thread::sleep(Duration::from_millis(20));
