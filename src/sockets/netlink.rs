@@ -92,6 +92,10 @@ pub struct DiagSocket {
     pub inode: u64,
     /// `IPV6_V6ONLY` and the bound interface (`kernel::sock_diag::binding`).
     pub binding: Binding,
+    /// A TCP socket that is an MPTCP socket's subflow (its upper layer
+    /// protocol is `mptcp`; only in replies to requests asking for
+    /// `INET_DIAG_INFO`, which TCP requests do).
+    pub multipath: bool,
 }
 
 /// Reads the netlink messages in `buffer`, calling `visit` for each socket.
@@ -118,6 +122,7 @@ fn parse_socket(payload: &[u8]) -> Result<DiagSocket, String> {
         uid: msg.uid,
         inode: u64::from(msg.inode),
         binding: binding::binding(payload),
+        multipath: binding::upper_layer_is_mptcp(payload),
     })
 }
 
@@ -147,6 +152,13 @@ impl Query {
 /// The largest request body: the older `inet_diag_req`.
 const MAX_REQUEST: usize = COMPAT_REQUEST_LEN;
 
+/// `idiag_ext` asking for `INET_DIAG_INFO`: with it, a TCP socket's reply
+/// also carries its upper layer protocol (`INET_DIAG_ULP_INFO`), which is
+/// how an MPTCP listener's TCP subflow is told from a TCP listener without
+/// a dump of mptcp_diag (whose walk of the kernel's global MPTCP token
+/// table, once per namespace, was half of an idle scrape's CPU).
+const ASK_FOR_INFO: u8 = 1 << (2 - 1);
+
 /// One dump request with a zero sockid: the message type, the body buffer
 /// and how much of it is the body.
 fn build_request(query: Query) -> (u16, [u8; MAX_REQUEST], usize) {
@@ -154,6 +166,7 @@ fn build_request(query: Query) -> (u16, [u8; MAX_REQUEST], usize) {
     match query {
         Query::TcpListeners => {
             // idiag_family stays 0: the compat dump then returns both.
+            body[3] = ASK_FOR_INFO;
             body[52..56].copy_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
             (TCPDIAG_GETSOCK, body, COMPAT_REQUEST_LEN)
         }
@@ -173,6 +186,9 @@ fn build_request(query: Query) -> (u16, [u8; MAX_REQUEST], usize) {
                 protocol,
                 states,
             ));
+            if transport == Transport::Tcp {
+                body[2] = ASK_FOR_INFO;
+            }
             (SOCK_DIAG_BY_FAMILY, body, REQUEST_LEN)
         }
     }
@@ -306,7 +322,6 @@ impl ForeignNamespace {
                     _ => {
                         let mut found = Vec::new();
                         dump_one(&mut self.channel, query, watch, &mut found)?;
-                        mark_multipath(&mut self.channel, &mut found);
                         listeners.extend_from_slice(&found);
                         self.tcp = generation.map(|now| (now, found));
                     }
@@ -650,45 +665,9 @@ fn dump_all(
     out: &mut Vec<Listener>,
 ) -> Result<(), SourceError> {
     for &query in queries {
-        let first = out.len();
         dump_one(channel, query, watch, out)?;
-        if query == Query::TcpListeners {
-            mark_multipath(channel, &mut out[first..]);
-        }
     }
     Ok(())
-}
-
-/// `IPPROTO_MPTCP`.
-const MPTCP: u32 = 262;
-
-/// Marks the TCP listeners that are MPTCP listeners. The TCP dump lists an
-/// MPTCP listener's TCP subflow, which carries the MPTCP socket's inode;
-/// mptcp_diag lists the MPTCP listeners themselves. Asked only when the TCP
-/// dump found a watched listener, so a namespace without one pays nothing;
-/// a kernel without mptcp_diag refuses, and its listeners stay `tcp`.
-fn mark_multipath(channel: &mut Channel, tcp: &mut [Listener]) {
-    if tcp.is_empty() {
-        return;
-    }
-    let mut multipath = HashSet::new();
-    for family in [Family::V4, Family::V6] {
-        let body = wire::inet_diag_request_for_protocol(family.raw(), MPTCP, 1 << TCP_LISTEN);
-        let dumped = channel.0.dump(&body, |payload| {
-            let socket = parse_socket(payload).map_err(WireError::Broken)?;
-            multipath.insert((socket.inode, socket.port));
-            Ok(())
-        });
-        if let Err(err) = dumped {
-            if !err.is_unsupported() {
-                tracing::debug!(error = %err, "cannot list MPTCP listeners");
-            }
-            return;
-        }
-    }
-    for listener in tcp {
-        listener.multipath = multipath.contains(&(listener.inode, listener.port));
-    }
 }
 
 /// Runs one query, keeping sockets on watched ports. `netns` is left
@@ -712,7 +691,7 @@ fn dump_one(
                 netns: None,
                 binding: socket.binding,
                 interface: String::new(),
-                multipath: false,
+                multipath: socket.multipath,
             });
         }
     })
@@ -870,6 +849,7 @@ mod tests {
                 uid: 1000,
                 inode: 4242,
                 binding: Binding::default(),
+                multipath: false,
             }]
         );
     }

@@ -8,6 +8,10 @@ use crate::kernel::sock_diag::wire::{attributes, u32_at};
 use crate::policy::exposure::Binding;
 
 pub const INET_DIAG_SKV6ONLY: u16 = 11;
+/// `INET_DIAG_ULP_INFO`: the upper layer protocol of a TCP socket, nested;
+/// `INET_ULP_INFO_NAME` inside it is the protocol's name.
+pub const INET_DIAG_ULP_INFO: u16 = 19;
+const INET_ULP_INFO_NAME: u16 = 1;
 /// Offset of `id.idiag_if` in `struct inet_diag_msg`.
 pub const IDIAG_IF_AT: usize = 40;
 
@@ -29,6 +33,19 @@ pub fn binding(payload: &[u8]) -> Binding {
         }
     }
     found
+}
+
+/// Whether an inet_diag reply is of a TCP socket whose upper layer is
+/// MPTCP: an MPTCP socket's subflow (an MPTCP listener's TCP subflow
+/// carries the MPTCP socket's inode, so it stands for that listener).
+pub fn upper_layer_is_mptcp(payload: &[u8]) -> bool {
+    payload.len() >= INET_DIAG_MSG_LEN
+        && attributes(&payload[INET_DIAG_MSG_LEN..]).any(|(kind, value)| {
+            kind == INET_DIAG_ULP_INFO
+                && attributes(value).any(|(inner, name)| {
+                    inner == INET_ULP_INFO_NAME && name.split(|&b| b == 0).next() == Some(b"mptcp")
+                })
+        })
 }
 
 #[cfg(test)]
@@ -95,5 +112,27 @@ mod tests {
         );
         assert_eq!(Binding::default().dual_stack_label(unspecified), "unknown");
         assert_eq!(binding(&dual).dual_stack_label(unspecified), "true");
+    }
+
+    #[test]
+    fn an_mptcp_subflow_is_told_by_its_upper_layer_name() {
+        // As Linux 6.18 sends it: INET_DIAG_ULP_INFO { INET_ULP_INFO_NAME "mptcp\0" }.
+        let subflow = message(
+            libc::AF_INET,
+            0,
+            &[attribute(
+                INET_DIAG_ULP_INFO,
+                b"\n\x00\x01\x00mptcp\x00\x00\x00",
+            )],
+        );
+        assert!(upper_layer_is_mptcp(&subflow));
+        let tls = message(
+            libc::AF_INET,
+            0,
+            &[attribute(INET_DIAG_ULP_INFO, b"\x08\x00\x01\x00tls\x00")],
+        );
+        assert!(!upper_layer_is_mptcp(&tls));
+        assert!(!upper_layer_is_mptcp(&message(libc::AF_INET, 0, &[])));
+        assert!(!upper_layer_is_mptcp(&[0; 10]));
     }
 }
