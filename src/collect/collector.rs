@@ -250,7 +250,7 @@ impl ListenerCollector {
         if let Some(trail) = &self.trail {
             let owners: Vec<Option<&Owner>> = raw_owners
                 .iter()
-                .map(|placed| placed.as_ref().map(|p| &p.owner))
+                .map(|placed| placed.as_ref().map(|p| &*p.owner))
                 .collect();
             let (sockets, judge) = (&collected.raw_sockets, &self.judge);
             trail.raw_sockets(sockets, &owners, judge, &self.namer);

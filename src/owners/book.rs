@@ -25,6 +25,7 @@ use super::{Owner, OwnerFaults, OwnerResolver, ProcessDescriber, Wanted};
 use crate::kernel::procfs::ProcRoot;
 use crate::model::Holder;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// One socket whose owner is wanted.
 #[derive(Clone, Copy, Debug)]
@@ -40,7 +41,9 @@ pub struct SocketRef<'a> {
 /// Where one socket's series come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placed {
-    pub owner: Owner,
+    /// Shared by every socket of the same process (34,000 listeners of two
+    /// processes are two owners, not 34,000 copies of their strings).
+    pub owner: Arc<Owner>,
     /// Report the socket only if the kernel still lists it (see the
     /// module doc).
     pub confirm: bool,
@@ -53,7 +56,7 @@ pub struct OwnerBook {
     resolver: OwnerResolver,
     describer: ProcessDescriber,
     /// inode -> its described owner in the last collection.
-    last: HashMap<u64, Owner>,
+    last: HashMap<u64, Arc<Owner>>,
     /// Inodes the last collection was asked about.
     seen: HashSet<u64>,
 }
@@ -102,7 +105,12 @@ impl OwnerBook {
         let mut unique: Vec<u32> = pids.iter().flatten().copied().collect();
         unique.sort_unstable();
         unique.dedup();
-        let described = self.describer.describe(&unique, faults);
+        let described: HashMap<u32, Arc<Owner>> = self
+            .describer
+            .describe(&unique, faults)
+            .into_iter()
+            .map(|(pid, owner)| (pid, Arc::new(owner)))
+            .collect();
         let mut placed = Vec::with_capacity(sockets.len());
         let mut last = HashMap::with_capacity(sockets.len());
         for (socket, pid) in sockets.iter().zip(pids) {
@@ -117,18 +125,18 @@ impl OwnerBook {
             };
             let placed_now = match pid.and_then(|pid| described.get(&pid)) {
                 Some(owner) => Placed {
-                    owner: owner.clone(),
+                    owner: Arc::clone(owner),
                     confirm: false,
                     holder,
                 },
                 None => match remembered {
                     Some(owner) => Placed {
-                        owner: owner.clone(),
+                        owner: Arc::clone(owner),
                         confirm: false,
                         holder: Holder::Process,
                     },
                     None => Placed {
-                        owner: self.socket_only(socket, pid),
+                        owner: Arc::new(self.socket_only(socket, pid)),
                         confirm: can_see_all
                             && socket.inode != 0
                             && !self.seen.contains(&socket.inode),
@@ -138,7 +146,7 @@ impl OwnerBook {
             };
             let owner = &placed_now.owner;
             if socket.inode != 0 && owner.pid.is_some() && !owner.process.is_empty() {
-                last.insert(socket.inode, owner.clone());
+                last.insert(socket.inode, Arc::clone(owner));
             }
             placed.push(placed_now);
         }
