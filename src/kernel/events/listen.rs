@@ -19,8 +19,9 @@
 //!   ring when woken (no file, no lock, no log), decodes each sample into a
 //!   [`RawTransition`] (no procfs read), orders them by kernel time (one
 //!   task's transitions may land in several CPUs' rings) and hands them to
-//!   a bounded queue ([`QUEUE_CAPACITY`]) with `try_send`. A full queue is
-//!   counted as lost, never waited on;
+//!   a queue bounded at [`QUEUE_CAPACITY`] by its backlog count, whose
+//!   memory is only what is queued. A full queue is counted as lost, never
+//!   waited on;
 //! - the **describing thread** ([`super::describe`]) takes them in order,
 //!   learns and remembers each socket's facts (procfs, the socket's own
 //!   namespace) and calls the callback, which labels and counts. When it
@@ -69,7 +70,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, SyncSender};
+use std::sync::mpsc::{self, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -84,7 +85,7 @@ pub const RING_BYTES_TOTAL: usize = 16 << 20;
 /// The smallest ring tried when locked memory is short.
 pub const RING_BYTES_MIN: usize = 64 << 10;
 /// Transitions waiting to be described at most (about 64 bytes each, 4 MiB
-/// in all): three bursts of 10,000 listen+close.
+/// when full, nothing when empty): three bursts of 10,000 listen+close.
 pub const QUEUE_CAPACITY: usize = 65_536;
 /// Transitions the describing thread takes ahead of the one it describes,
 /// to see whether a socket's close is already queued. Describing walks an
@@ -437,7 +438,7 @@ impl ListenCapture {
         let stop = Arc::new(AtomicBool::new(false));
         let backlog = Arc::new(AtomicUsize::new(0));
         let namespaces = LearntNamespaces::default();
-        let (queue, received) = mpsc::sync_channel::<RawTransition>(QUEUE_CAPACITY);
+        let (queue, received) = mpsc::channel::<RawTransition>();
         let mut describer = Describer::new(procfs, namespaces.clone(), Arc::clone(&backlog));
         let describe_thread = {
             let (stats, backlog) = (Arc::clone(&stats), Arc::clone(&backlog));
@@ -635,7 +636,10 @@ struct Drainer {
     rings: Vec<(Counter, Sampler)>,
     layout: RecordLayout,
     stats: Arc<CaptureStats>,
-    queue: SyncSender<RawTransition>,
+    /// Unbounded as a channel (its memory comes and goes with the backlog:
+    /// a preallocated 65,536-slot queue kept 4 MiB resident on an idle
+    /// host); [`QUEUE_CAPACITY`] is enforced with `backlog`.
+    queue: Sender<RawTransition>,
     backlog: Arc<AtomicUsize>,
     /// Transitions stamped at or after the current pass began: another
     /// ring may still hold an earlier one, so they wait one pass.
@@ -686,14 +690,11 @@ impl Drainer {
             for raw in self.batch.drain(..) {
                 // Counted before it is sent: the describing thread may take
                 // it (and count it down) before `try_send` returns.
-                self.backlog.fetch_add(1, Ordering::Relaxed);
-                match self.queue.try_send(raw) {
-                    Ok(()) => {}
-                    Err(_) => {
-                        self.backlog.fetch_sub(1, Ordering::Relaxed);
-                        self.stats.lost.fetch_add(1, Ordering::Relaxed);
-                        self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
-                    }
+                let queued = self.backlog.fetch_add(1, Ordering::Relaxed);
+                if queued >= QUEUE_CAPACITY || self.queue.send(raw).is_err() {
+                    self.backlog.fetch_sub(1, Ordering::Relaxed);
+                    self.stats.lost.fetch_add(1, Ordering::Relaxed);
+                    self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
                 }
             }
             if stopping {
