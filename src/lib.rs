@@ -33,6 +33,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod allocator;
 pub mod cli;
 pub mod collect;
 #[cfg(target_os = "linux")]

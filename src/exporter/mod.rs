@@ -285,6 +285,7 @@ pub fn run_until(
         resolve(address)?;
     }
     os::raise_open_file_limit();
+    crate::allocator::hold_mmap_threshold();
     let exporter = Exporter::from_flags(flags)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

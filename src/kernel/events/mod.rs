@@ -17,8 +17,8 @@
 //!
 //! [`describe`] learns each listening socket's facts at listen time (off the
 //! draining thread) and remembers them for its close; [`held_socket`] and
-//! [`socket_ns`] ask a listening socket which namespace it is in (the one
-//! place the crate uses `unsafe`, for the `SIOCGSKNS` ioctl).
+//! [`socket_ns`] ask a listening socket which namespace it is in (one of
+//! the two places the crate uses `unsafe`, for the `SIOCGSKNS` ioctl).
 //! [`tracefs`] finds tracefs and reads a tracepoint's record layout.
 //!
 //! ## Why the `perf-event-open` crate

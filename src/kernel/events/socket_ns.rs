@@ -3,8 +3,8 @@
 //! the socket was created in, whatever namespace the calling thread (or the
 //! process that owns the socket) is in now.
 //!
-//! This is the one module of the crate that uses `unsafe` (the crate denies
-//! it everywhere else). No safe way does the job: a socket's namespace is
+//! This is one of the two modules of the crate that use `unsafe` (the
+//! other is `crate::allocator`; the crate denies it everywhere else). No safe way does the job: a socket's namespace is
 //! shown nowhere in procfs (`/proc/PID/fdinfo` says nothing of it, and
 //! `/proc/PID/net` is the task's namespace, not the socket's), sock_diag
 //! answers only inside a namespace one can already enter, and no
