@@ -16,8 +16,9 @@
 //!
 //! Memory: a scrape holds the snapshot (one value per series, shared by
 //! `Arc` with the landing page) and the text; nothing per series outlives
-//! the scrape. The text buffer is sized from the previous scrape's, so it
-//! is allocated once, not grown.
+//! the scrape. The text buffer is the previous scrape's, handed back when
+//! its last response is done and reserved to that scrape's length, so a big
+//! exposition is neither grown nor written into fresh pages each time.
 
 use crate::collect::collector::ListenerCollector;
 use crate::metrics::snapshot::SnapshotFamilies;
@@ -35,6 +36,20 @@ pub struct Scrape {
     pub text: Vec<u8>,
     /// What the listener collection found.
     pub snapshot: Arc<Snapshot>,
+    /// Where the text's buffer goes when the last response is done with it.
+    spare: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Drop for Scrape {
+    /// Hands the text buffer to the next scrape: a big exposition is
+    /// written into memory already mapped, not into megabytes of fresh
+    /// pages each time.
+    fn drop(&mut self) {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if self.text.capacity() > spare.capacity() {
+            *spare = std::mem::take(&mut self.text);
+        }
+    }
 }
 
 /// A scrape, or why it failed.
@@ -50,6 +65,8 @@ pub struct Scraper {
     in_flight: Mutex<Option<watch::Receiver<Option<Rendered>>>>,
     /// Length of the last exposition: the next one's buffer capacity.
     last_len: AtomicUsize,
+    /// The buffer of a finished scrape's text, for the next one.
+    spare: Arc<Mutex<Vec<u8>>>,
     /// The collection thread's queue, started at the first scrape.
     jobs: OnceLock<Mutex<mpsc::Sender<Job>>>,
 }
@@ -82,6 +99,7 @@ impl Scraper {
             registry,
             in_flight: Mutex::new(None),
             last_len: AtomicUsize::new(16 * 1024),
+            spare: Arc::default(),
             jobs: OnceLock::new(),
         })
     }
@@ -142,9 +160,20 @@ impl Scraper {
         let listeners = SnapshotFamilies(&snapshot);
         let registered = Gathered(self.registry.gather());
         let last_len = self.last_len.load(Ordering::Relaxed);
-        let mut text = Vec::with_capacity(last_len + 64 * 1024);
+        let mut text = std::mem::take(&mut *self.spare.lock().unwrap_or_else(|p| p.into_inner()));
+        text.clear();
+        text.reserve(last_len + 64 * 1024);
         write_sorted(&[&listeners, &registered], &mut text);
         self.last_len.store(text.len(), Ordering::Relaxed);
-        Ok(Arc::new(Scrape { text, snapshot }))
+        // A host whose exposition shrank for good does not keep the
+        // biggest buffer it ever needed.
+        if text.capacity() > 2 * (text.len() + 64 * 1024) {
+            text.shrink_to(text.len() + 64 * 1024);
+        }
+        Ok(Arc::new(Scrape {
+            text,
+            snapshot,
+            spare: Arc::clone(&self.spare),
+        }))
     }
 }
