@@ -429,6 +429,15 @@ impl<'a> FdLinks<'a> {
         self.pid
     }
 
+    /// Whether the task's fd directory could be opened: it still exists
+    /// and is ours to read (always `true` where no directory is kept).
+    pub fn task_exists(&self) -> bool {
+        #[cfg(unix)]
+        return self.dir.is_some();
+        #[cfg(not(unix))]
+        true
+    }
+
     /// The socket inode behind `fd`, if it is (still) a socket.
     pub fn socket_inode(&mut self, fd: u32) -> Option<u64> {
         #[cfg(unix)]

@@ -5,6 +5,12 @@
 //! every process costs time proportional to all open files on the host, so
 //! [`OwnerResolver`] remembers where it found each inode and, on later
 //! collections, checks that one symlink again (one readlink per listener).
+//! Above [`CONFIRM_ALL_UP_TO`] remembered sockets (a hostile or broken
+//! workload's tens of thousands of listeners, where those readlinks were
+//! half of a scrape) a collection re-reads a quarter of them, in turns, and
+//! keeps the rest whose process still exists: a socket handed to another
+//! process while its first holder lives on may then name the old holder
+//! for up to [`CONFIRM_TURNS`] - 1 more collections.
 //! It walks /proc only for inodes it has never placed, and makes that walk
 //! cheap: processes running as the socket's uid are searched first, and the
 //! walk stops as soon as every wanted inode is found.
@@ -102,9 +108,21 @@ struct Walked {
     covered: bool,
 }
 
+/// Remembered sockets re-read at every collection, at most; above this,
+/// in [`CONFIRM_TURNS`] turns.
+pub const CONFIRM_ALL_UP_TO: usize = 4096;
+/// Collections over which every remembered socket is re-read once, above
+/// [`CONFIRM_ALL_UP_TO`].
+pub const CONFIRM_TURNS: u64 = 4;
+
 /// Remembers inode locations between collections.
 pub struct OwnerResolver {
     proc_root: ProcRoot,
+    /// Collections so far: whose turn it is to be re-read, above
+    /// `confirm_all_up_to`.
+    turn: u64,
+    /// [`CONFIRM_ALL_UP_TO`] (smaller in tests).
+    confirm_all_up_to: usize,
     /// inode -> where an earlier collection found it.
     places: HashMap<u64, Place>,
     /// inode -> when to search again, for inodes no walk could place.
@@ -115,6 +133,8 @@ impl OwnerResolver {
     pub fn new(proc_root: ProcRoot) -> OwnerResolver {
         OwnerResolver {
             proc_root,
+            turn: 0,
+            confirm_all_up_to: CONFIRM_ALL_UP_TO,
             places: HashMap::new(),
             unfound: HashMap::new(),
         }
@@ -131,6 +151,7 @@ impl OwnerResolver {
         faults: &mut OwnerFaults,
     ) -> HashMap<u64, u32> {
         let now = Instant::now();
+        self.turn = self.turn.wrapping_add(1);
         let (mut found, missing) = self.check_remembered(wanted, now);
         if !missing.is_empty() {
             let uids: HashSet<u32> = wanted
@@ -194,13 +215,19 @@ impl OwnerResolver {
             }
         }
         remembered.sort_unstable();
+        let in_turns = remembered.len() > self.confirm_all_up_to;
         let mut links: Option<crate::kernel::procfs::FdLinks<'_>> = None;
         for (task, fd, inode, pid) in remembered {
             if links.as_ref().is_none_or(|links| links.pid() != task) {
                 links = Some(self.proc_root.fd_links(task));
             }
             let links = links.as_mut().expect("opened above");
-            if links.socket_inode(fd) == Some(inode) {
+            let confirmed = if in_turns && inode % CONFIRM_TURNS != self.turn % CONFIRM_TURNS {
+                links.task_exists()
+            } else {
+                links.socket_inode(fd) == Some(inode)
+            };
+            if confirmed {
                 found.insert(inode, pid);
             } else {
                 self.note_missing(inode, now, &mut missing);
@@ -375,6 +402,47 @@ mod tests {
             Some(&me)
         );
         assert_eq!(faults.unfound, 0);
+    }
+
+    #[test]
+    fn above_the_bound_every_remembered_socket_is_reread_within_its_turns() {
+        use std::os::fd::AsFd;
+        let root = ProcRoot::default();
+        let me = std::process::id();
+        let uid = rustix::process::geteuid().as_raw();
+        let mut sockets: Vec<std::os::fd::OwnedFd> = (0..6)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap().into())
+            .collect();
+        let inodes: Vec<u64> = sockets
+            .iter()
+            .map(|s| root.fd_socket_inode(me, s.as_raw_fd() as u32).unwrap())
+            .collect();
+        let wanted: Vec<Wanted> = inodes.iter().map(|&inode| Wanted { inode, uid }).collect();
+        let mut resolver = OwnerResolver::new(root);
+        resolver.confirm_all_up_to = 2;
+        let mut faults = OwnerFaults::default();
+        let found = resolver.find_pids(&wanted, &[], &mut faults);
+        assert!(inodes.iter().all(|inode| found.get(inode) == Some(&me)));
+        // Every socket moves to another descriptor number of ours: each
+        // remembered place is now wrong, and is found wrong in its turn.
+        let old_fds: Vec<u32> = sockets.iter().map(|s| s.as_raw_fd() as u32).collect();
+        sockets = sockets
+            .iter()
+            .map(|s| s.as_fd().try_clone_to_owned().unwrap())
+            .collect();
+        let new_fds: Vec<u32> = sockets.iter().map(|s| s.as_raw_fd() as u32).collect();
+        for _ in 0..CONFIRM_TURNS {
+            let found = resolver.find_pids(&wanted, &[], &mut faults);
+            // Trusted or re-read, every one is still ours in every collection.
+            assert!(inodes.iter().all(|inode| found.get(inode) == Some(&me)));
+        }
+        for (inode, (old, new)) in inodes.iter().zip(old_fds.iter().zip(&new_fds)) {
+            assert_ne!(old, new);
+            assert_eq!(
+                resolver.places[inode].fd, *new,
+                "every remembered place was re-read within {CONFIRM_TURNS} collections"
+            );
+        }
     }
 
     /// Root sees every fd table; under CI a missing privilege is a failure.
