@@ -72,6 +72,29 @@ pub struct RawTransition {
     pub kernel_time: Duration,
 }
 
+/// What the transitions queued behind the one being described say of a
+/// socket's close (the describing loop's look-ahead, `super::listen`).
+pub trait QueuedCloses {
+    /// Whether the close of the socket at `skaddr` is already queued.
+    fn queued(&self, skaddr: u64) -> bool;
+    /// Whether its close is among the transitions stamped before `before`
+    /// (CLOCK_MONOTONIC), once every one of them has been queued; `None`
+    /// when that cannot be known soon.
+    fn closed_before(&mut self, skaddr: u64, before: Duration) -> Option<bool>;
+}
+
+/// No queue to ask: nothing is known to be closed, or proven open.
+struct NoQueue;
+
+impl QueuedCloses for NoQueue {
+    fn queued(&self, _: u64) -> bool {
+        false
+    }
+    fn closed_before(&mut self, _: u64, _: Duration) -> Option<bool> {
+        None
+    }
+}
+
 /// What was learnt about a socket when it started listening.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SocketFacts {
@@ -220,23 +243,25 @@ impl Describer {
     }
 
     /// Turns one transition into the event to report, or `None` for an
-    /// MPTCP subflow's.
+    /// MPTCP subflow's. Knows nothing of the queue: never borrows a socket
+    /// (see [`QueuedCloses`]).
     pub fn describe(&mut self, raw: RawTransition) -> Option<ListenEvent> {
-        self.describe_knowing(raw, false)
+        self.describe_in(raw, &mut NoQueue)
     }
 
-    /// [`Describer::describe`], told whether this socket's close is already
-    /// queued behind it. A socket known to be closed is not looked for in
-    /// its owner's descriptors: borrowing a descriptor (`pidfd_getfd`)
-    /// keeps the socket open while we hold it, and an owner that closes a
-    /// listener and binds the same port again must never meet our copy.
-    pub fn describe_knowing(
+    /// [`Describer::describe`], with what the queue behind this transition
+    /// says of closes: a socket whose close is queued is not looked for in
+    /// its owner's descriptors, and one is borrowed (`pidfd_getfd`, which
+    /// keeps it open while we hold it) only on proof that it was not
+    /// closed: an owner that closes a listener and binds the same port
+    /// again must never meet our copy.
+    pub fn describe_in(
         &mut self,
         raw: RawTransition,
-        close_queued: bool,
+        closes: &mut dyn QueuedCloses,
     ) -> Option<ListenEvent> {
         let facts = match raw.transition {
-            Transition::Opened => self.opened(&raw, close_queued)?,
+            Transition::Opened => self.opened(&raw, closes)?,
             Transition::Closed => self.closed(&raw)?,
         };
         Some(ListenEvent {
@@ -255,7 +280,11 @@ impl Describer {
         })
     }
 
-    fn opened(&mut self, raw: &RawTransition, close_queued: bool) -> Option<SocketFacts> {
+    fn opened(
+        &mut self,
+        raw: &RawTransition,
+        closes: &mut dyn QueuedCloses,
+    ) -> Option<SocketFacts> {
         match raw.protocol {
             StreamProtocol::Mptcp => {
                 if self.mptcp_pending.len() >= 1024 {
@@ -276,7 +305,7 @@ impl Describer {
             }
             _ => {}
         }
-        let facts = self.learn(raw, close_queued);
+        let facts = self.learn(raw, closes);
         self.remember(raw.skaddr, facts.clone());
         Some(facts)
     }
@@ -306,9 +335,9 @@ impl Describer {
     /// Facts of a new listener: the process, and the socket's own
     /// namespace when the backlog allows walking the owner's descriptors
     /// and the socket is not known to be closed already.
-    fn learn(&mut self, raw: &RawTransition, close_queued: bool) -> SocketFacts {
+    fn learn(&mut self, raw: &RawTransition, closes: &mut dyn QueuedCloses) -> SocketFacts {
         let mut facts = self.read_task(raw);
-        if close_queued || self.backlog.load(Ordering::Relaxed) >= WALK_BELOW {
+        if self.backlog.load(Ordering::Relaxed) >= WALK_BELOW || closes.queued(raw.skaddr) {
             return facts;
         }
         let protocol = match raw.protocol {
@@ -327,7 +356,11 @@ impl Describer {
             tid: raw.tid,
             thread_netns: facts.netns,
         };
-        if let Some(held) = self.finder.find(task, wanted) {
+        let skaddr = raw.skaddr;
+        if let Some(held) = self
+            .finder
+            .find(task, wanted, |at| closes.closed_before(skaddr, at))
+        {
             facts.netns = Some(held.netns);
             if held.netns != self.own_netns {
                 self.namespaces.hold(held.netns, held.netns_fd);

@@ -10,15 +10,20 @@
 //! is every case but one, and it touches no socket.
 //!
 //! The exception is a socket made in a namespace its thread has since left
-//! (create, `setns` elsewhere, `listen`), the only way a namespace can be
+//! (create, `listen`, `setns` elsewhere), the only way a namespace can be
 //! held by nothing but a listening socket. Then each candidate socket is
 //! borrowed with `pidfd_getfd(2)` and the kernel is asked for its
 //! namespace ([`super::socket_ns`]). A borrowed copy keeps the socket
 //! listening until we close it a few syscalls later, and an owner that
 //! closes the listener and binds the port again in those microseconds
-//! meets `EADDRINUSE`: that is why borrowing is the last resort (a burst of
-//! 10,000 listen+close on one port met it when borrowing was the first),
-//! and why describing never borrows a socket whose close it has seen.
+//! meets `EADDRINUSE`. So borrowing is the last resort, and it is taken
+//! only on proof that the socket is elsewhere: the namespace's answer did
+//! not list it, and the caller ([`Finder::find`]'s `closed`) has read
+//! every kernel event up to that answer without finding the socket's
+//! close. A socket closed before the answer (the usual reason it is
+//! missing: an owner closing and binding again at once, 14,000 times a
+//! second in a storm) is then never borrowed. Candidates are only the
+//! sockets the process held before the answer and still holds after it.
 //!
 //! The returned descriptor keeps the namespace reachable (collection enters
 //! it). Borrowing needs Linux 5.6 (`pidfd_getfd`) and ptrace-attach rights
@@ -38,6 +43,7 @@ use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Most descriptors looked at in one process.
 pub const MAX_DESCRIPTORS: usize = 4096;
@@ -98,7 +104,17 @@ impl Finder {
     /// or no longer holds it, and when it holds several such sockets (one
     /// per namespace) none of which is in the listening thread's namespace:
     /// the walk cannot tell which of them just listened.
-    pub fn find(&mut self, task: Listening, wanted: Wanted) -> Option<HeldSocket> {
+    ///
+    /// `closed(at)` says whether the socket's close is among the kernel's
+    /// events stamped before `at` (CLOCK_MONOTONIC): `Some(false)` only
+    /// when every such event has been read and none is its close. Anything
+    /// else and no socket is borrowed.
+    pub fn find(
+        &mut self,
+        task: Listening,
+        wanted: Wanted,
+        closed: impl FnOnce(Duration) -> Option<bool>,
+    ) -> Option<HeldSocket> {
         let sockets = socket_descriptors(&self.procfs, task.pid)?;
         if let Some(netns) = task.thread_netns {
             let path = self
@@ -121,7 +137,16 @@ impl Finder {
                 });
             }
         }
-        let mut found = borrow_each(task.pid, &sockets, wanted)?;
+        let answered_at = monotonic_now();
+        if closed(answered_at) != Some(false) {
+            return None;
+        }
+        let still = socket_descriptors(&self.procfs, task.pid)?;
+        let candidates: Vec<(i32, u64)> = sockets
+            .into_iter()
+            .filter(|held| still.contains(held))
+            .collect();
+        let mut found = borrow_each(task.pid, &candidates, wanted)?;
         if found.len() > 1 {
             return found
                 .into_iter()
@@ -177,6 +202,12 @@ impl Finder {
         }
         Some(inodes)
     }
+}
+
+/// CLOCK_MONOTONIC, the clock of the kernel's event timestamps.
+fn monotonic_now() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 /// (descriptor number, socket inode) of each socket `pid` holds, read from
@@ -296,7 +327,7 @@ mod tests {
         let (task, wanted) = ours(port);
         let own = task.thread_netns.unwrap();
         let mut finder = Finder::new(Path::new("/proc"), own);
-        let Some(found) = finder.find(task, wanted) else {
+        let Some(found) = finder.find(task, wanted, |_| None) else {
             panic!("our own listener was not found (is NETLINK_SOCK_DIAG allowed here?)");
         };
         assert_eq!(found.netns, own);
@@ -310,7 +341,7 @@ mod tests {
             port: port.wrapping_add(1),
             ..wanted
         };
-        assert!(finder.find(task, other).is_none());
+        assert!(finder.find(task, other, |_| None).is_none());
     }
 
     #[test]
@@ -323,7 +354,10 @@ mod tests {
         // cannot be asked: only borrowing the socket tells.
         task.thread_netns = None;
         let mut finder = Finder::new(Path::new("/proc"), own);
-        let Some(found) = finder.find(task, wanted) else {
+        // Without proof that the socket was not closed, nothing is borrowed.
+        assert!(finder.find(task, wanted, |_| None).is_none());
+        assert!(finder.find(task, wanted, |_| Some(true)).is_none());
+        let Some(found) = finder.find(task, wanted, |_| Some(false)) else {
             // pidfd_getfd on ourselves needs ptrace rights over ourselves,
             // which every process has unless a sandbox forbids pidfd_getfd.
             panic!("our own listener was not found (is pidfd_getfd allowed here?)");

@@ -54,7 +54,7 @@
 //! safe API covers all three; see the module doc of [`super`] for the
 //! comparison.
 
-use super::describe::{Describer, LearntNamespaces, RawTransition};
+use super::describe::{Describer, LearntNamespaces, QueuedCloses, RawTransition};
 use super::tracefs::{self, Field, TracepointFormat};
 use perf_event_open::config::{Clock, Cpu, Opts, Proc, SampleOn, WakeUpOn};
 use perf_event_open::count::Counter;
@@ -72,7 +72,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `TCP_LISTEN`, as the tracepoint's state fields carry it.
 const TCP_LISTEN: i64 = crate::kernel::sock_diag::wire::TCP_LISTEN as i64;
@@ -222,6 +222,10 @@ pub struct CaptureStats {
     pub thread_id: AtomicU32,
     /// Kernel thread id of the describing thread.
     pub describe_thread_id: AtomicU32,
+    /// Every transition stamped before this (CLOCK_MONOTONIC nanoseconds)
+    /// has been queued (or counted lost): the start of the draining
+    /// thread's last finished pass.
+    pub queued_before: AtomicU64,
 }
 
 /// The kernel-side filter: transitions into or out of LISTEN on ports up to
@@ -442,12 +446,13 @@ impl ListenCapture {
         let mut describer = Describer::new(procfs, namespaces.clone(), Arc::clone(&backlog));
         let describe_thread = {
             let (stats, backlog) = (Arc::clone(&stats), Arc::clone(&backlog));
+            let poke = Arc::clone(&wake);
             std::thread::Builder::new()
                 .name("listen-describe".into())
                 .spawn(move || {
                     stats.describe_thread_id.store(gettid(), Ordering::Relaxed);
                     crate::kernel::priority::run_in_background();
-                    describe_all(&received, &mut describer, &stats, &backlog, on_event);
+                    describe_all(&received, &mut describer, &stats, &backlog, &poke, on_event);
                 })
                 .map_err(|err| unavailable(format!("cannot start the describing thread: {err}")))?
         };
@@ -596,12 +601,13 @@ fn open_on_cpu(id: u64, cpu: u32) -> Result<Counter, CaptureUnavailable> {
 /// and hands the event to `on_event`, until the draining thread drops the
 /// sender. Transitions are taken ahead of the one described so that a
 /// socket whose close is already queued is not borrowed from its owner
-/// (see `Describer::describe_knowing`).
+/// (see `Describer::describe_in`).
 fn describe_all(
     received: &mpsc::Receiver<RawTransition>,
     describer: &mut Describer,
     stats: &CaptureStats,
     backlog: &AtomicUsize,
+    wake: &OwnedFd,
     mut on_event: impl FnMut(ListenEvent),
 ) {
     let mut ahead: VecDeque<RawTransition> = VecDeque::new();
@@ -618,13 +624,66 @@ fn describe_all(
             continue;
         };
         backlog.fetch_sub(1, Ordering::Relaxed);
-        let close_queued = raw.transition == Transition::Opened
-            && ahead
-                .iter()
-                .any(|later| later.skaddr == raw.skaddr && later.transition == Transition::Closed);
-        if let Some(event) = describer.describe_knowing(raw, close_queued) {
+        let mut behind = Behind {
+            received,
+            ahead: &mut ahead,
+            stats,
+            wake,
+        };
+        if let Some(event) = describer.describe_in(raw, &mut behind) {
             stats.events.fetch_add(1, Ordering::Relaxed);
             on_event(event);
+        }
+    }
+}
+
+/// Longest the describing thread waits for the draining thread to have
+/// queued every transition up to a moment, to prove a socket still open.
+const PROOF_WAIT: Duration = Duration::from_millis(50);
+
+/// The transitions queued behind the one being described.
+struct Behind<'a> {
+    received: &'a mpsc::Receiver<RawTransition>,
+    ahead: &'a mut VecDeque<RawTransition>,
+    stats: &'a CaptureStats,
+    wake: &'a OwnedFd,
+}
+
+impl Behind<'_> {
+    fn take_queued(&mut self) {
+        while let Ok(raw) = self.received.try_recv() {
+            self.ahead.push_back(raw);
+        }
+    }
+}
+
+impl QueuedCloses for Behind<'_> {
+    fn queued(&self, skaddr: u64) -> bool {
+        self.ahead
+            .iter()
+            .any(|later| later.skaddr == skaddr && later.transition == Transition::Closed)
+    }
+
+    fn closed_before(&mut self, skaddr: u64, before: Duration) -> Option<bool> {
+        let deadline = Instant::now() + PROOF_WAIT;
+        loop {
+            // Read before taking: what the draining thread queued before it
+            // published this is in the channel now.
+            let queued_before =
+                Duration::from_nanos(self.stats.queued_before.load(Ordering::Acquire));
+            self.take_queued();
+            if self.queued(skaddr) {
+                return Some(true);
+            }
+            if queued_before >= before {
+                return Some(false);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            // A pass now, rather than at the next sample or second.
+            let _ = rustix::io::write(self.wake, &1u64.to_ne_bytes());
+            std::thread::sleep(Duration::from_micros(200));
         }
     }
 }
@@ -697,6 +756,9 @@ impl Drainer {
                     self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            self.stats
+                .queued_before
+                .store(pass_began.as_nanos() as u64, Ordering::Release);
             if stopping {
                 return;
             }
