@@ -242,9 +242,12 @@ impl ListenerCollector {
             listeners: listener_placed,
             raw_sockets: raw_placed,
             faults,
-        } = self
-            .owners
-            .find(&collected.listeners, &collected.raw_sockets, &likely);
+        } = self.owners.find(
+            &collected.listeners,
+            &collected.raw_sockets,
+            &likely,
+            &|asked| self.source.still_listed(self.judge.watch(), asked),
+        );
         let (listener_owners, raw_owners) = self.confirm(collected, listener_placed, raw_placed);
         #[cfg(target_os = "linux")]
         if let Some(trail) = &self.trail {

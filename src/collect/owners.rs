@@ -6,7 +6,8 @@
 //! behind one lock.
 
 use crate::owners::{OwnerBook, OwnerFaults, Placed, SocketRef};
-use crate::sockets::{Listener, SeenRawSocket};
+use crate::sockets::{Listener, Recheck, SeenRawSocket};
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 /// What the owner search found for one collection, in the order asked.
@@ -31,12 +32,15 @@ impl OwnerSearch {
     }
 
     /// Finds the owners of `listeners` and `raw_sockets`; `likely` pids
-    /// (recent listen() callers) are searched first.
+    /// (recent listen() callers) are searched first. `still_listed` asks
+    /// the kernel which sockets are still there (a socket already gone is
+    /// not searched for in every process).
     pub fn find(
         &self,
         listeners: &[Listener],
         raw_sockets: &[SeenRawSocket],
         likely: &[u32],
+        still_listed: &dyn Fn(&[Recheck]) -> HashSet<u64>,
     ) -> Found {
         let mut faults = OwnerFaults::default();
         let sockets: Vec<SocketRef<'_>> = listeners
@@ -53,11 +57,32 @@ impl OwnerSearch {
                 known_pids: None,
             }))
             .collect();
-        let mut placed = self.inner.lock().unwrap_or_else(|p| p.into_inner()).place(
-            &sockets,
-            likely,
-            &mut faults,
-        );
+        let rechecks: HashMap<u64, Recheck> = listeners
+            .iter()
+            .map(|l| Recheck {
+                netns: l.netns,
+                transport: Some(l.transport),
+                inode: l.inode,
+            })
+            .chain(raw_sockets.iter().map(|seen| Recheck {
+                netns: seen.netns,
+                transport: None,
+                inode: seen.found.socket.inode,
+            }))
+            .map(|recheck| (recheck.inode, recheck))
+            .collect();
+        let mut ask = |inodes: &HashSet<u64>| {
+            let asked: Vec<Recheck> = inodes
+                .iter()
+                .filter_map(|i| rechecks.get(i).copied())
+                .collect();
+            still_listed(&asked)
+        };
+        let mut placed = self
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .place_listed(&sockets, likely, &mut faults, &mut ask);
         let raw = placed.split_off(listeners.len());
         Found {
             listeners: placed,

@@ -79,6 +79,18 @@ impl OwnerBook {
         likely: &[u32],
         faults: &mut OwnerFaults,
     ) -> Vec<Placed> {
+        self.place_listed(sockets, likely, faults, &mut |inodes| inodes.clone())
+    }
+
+    /// [`OwnerBook::place`], told by `still_listed` which inodes the kernel
+    /// still lists (see [`OwnerResolver::find_pids_listed`]).
+    pub fn place_listed(
+        &mut self,
+        sockets: &[SocketRef<'_>],
+        likely: &[u32],
+        faults: &mut OwnerFaults,
+        still_listed: &mut dyn FnMut(&HashSet<u64>) -> HashSet<u64>,
+    ) -> Vec<Placed> {
         let wanted: Vec<Wanted> = sockets
             .iter()
             .filter(|socket| socket.known_pids.is_none())
@@ -88,7 +100,9 @@ impl OwnerBook {
             })
             .collect();
         let denied_before = faults.denied;
-        let found = self.resolver.find_pids(&wanted, likely, faults);
+        let found = self
+            .resolver
+            .find_pids_listed(&wanted, likely, faults, still_listed);
         let can_see_all = faults.denied == denied_before;
         let pids: Vec<Option<u32>> = sockets
             .iter()

@@ -150,6 +150,22 @@ impl OwnerResolver {
         likely: &[u32],
         faults: &mut OwnerFaults,
     ) -> HashMap<u64, u32> {
+        self.find_pids_listed(wanted, likely, faults, &mut |inodes| inodes.clone())
+    }
+
+    /// [`OwnerResolver::find_pids`], told by `still_listed` which of some
+    /// inodes the kernel still lists. What the `likely` pids do not hold is
+    /// walked for only if it is still there: a listener that lived for
+    /// microseconds (a storm of them comes from one process, a likely one)
+    /// is not worth reading every process's descriptors, scrape after
+    /// scrape; during such a storm those walks were most of a scrape.
+    pub fn find_pids_listed(
+        &mut self,
+        wanted: &[Wanted],
+        likely: &[u32],
+        faults: &mut OwnerFaults,
+        still_listed: &mut dyn FnMut(&HashSet<u64>) -> HashSet<u64>,
+    ) -> HashMap<u64, u32> {
         let now = Instant::now();
         self.turn = self.turn.wrapping_add(1);
         let (mut found, missing) = self.check_remembered(wanted, now);
@@ -159,24 +175,40 @@ impl OwnerResolver {
                 .filter(|socket| missing.contains(&socket.inode))
                 .map(|socket| socket.uid)
                 .collect();
-            let walked = self.walk(&missing, &uids, likely, faults);
-            let mut covered = walked.covered;
-            let mut places = walked.places;
-            if covered && places.len() < missing.len() {
-                let still: HashSet<u64> = missing
-                    .iter()
-                    .filter(|inode| !places.contains_key(inode))
-                    .copied()
-                    .collect();
-                let tasks = self.walk_tasks(&still);
-                covered = tasks.covered;
-                places.extend(tasks.places);
+            let mut places = self.walk_pids(likely, &missing);
+            let mut searched: HashSet<u64> = places.keys().copied().collect();
+            let unplaced: HashSet<u64> = missing
+                .iter()
+                .filter(|inode| !places.contains_key(inode))
+                .copied()
+                .collect();
+            let still = if unplaced.is_empty() {
+                unplaced
+            } else {
+                still_listed(&unplaced)
+            };
+            let mut covered = false;
+            if !still.is_empty() {
+                let walked = self.walk(&still, &uids, likely, faults);
+                covered = walked.covered;
+                places.extend(walked.places);
+                searched.extend(&still);
+                if covered && still.iter().any(|inode| !places.contains_key(inode)) {
+                    let left: HashSet<u64> = still
+                        .iter()
+                        .filter(|inode| !places.contains_key(inode))
+                        .copied()
+                        .collect();
+                    let tasks = self.walk_tasks(&left);
+                    covered = tasks.covered;
+                    places.extend(tasks.places);
+                }
             }
             for (inode, place) in places {
                 self.places.insert(inode, place);
                 found.insert(inode, place.pid);
             }
-            self.note_unfound(wanted, &missing, &found, covered, now, faults);
+            self.note_unfound(wanted, &searched, &found, covered, now, faults);
         } else {
             self.note_unfound(wanted, &missing, &found, false, now, faults);
         }
@@ -284,6 +316,26 @@ impl OwnerResolver {
                 backoff.next_try = now + backoff.wait;
             }
         }
+    }
+
+    /// The `likely` pids' descriptors alone (their threads share them):
+    /// where each of `missing` is that they hold.
+    fn walk_pids(&self, likely: &[u32], missing: &HashSet<u64>) -> HashMap<u64, Place> {
+        let mut places = HashMap::new();
+        for &pid in likely {
+            let Ok(sockets) = self.proc_root.socket_fds(pid) else {
+                continue;
+            };
+            for (fd, inode) in sockets {
+                if missing.contains(&inode) {
+                    places.entry(inode).or_insert(Place { pid, task: pid, fd });
+                }
+            }
+            if places.len() == missing.len() {
+                break;
+            }
+        }
+        places
     }
 
     /// Searches /proc for the missing inodes: first the `likely` pids, then
@@ -402,6 +454,41 @@ mod tests {
             Some(&me)
         );
         assert_eq!(faults.unfound, 0);
+    }
+
+    #[test]
+    fn a_socket_the_kernel_no_longer_lists_is_not_walked_for() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let root = ProcRoot::default();
+        let me = std::process::id();
+        let inode = root.fd_socket_inode(me, socket.as_raw_fd() as u32).unwrap();
+        let wanted = [Wanted {
+            inode,
+            uid: rustix::process::geteuid().as_raw(),
+        }];
+        let mut faults = OwnerFaults::default();
+        let mut asked = Vec::new();
+        // Said gone: no walk of every process finds it.
+        let mut gone = |inodes: &HashSet<u64>| {
+            asked.extend(inodes.iter().copied());
+            HashSet::new()
+        };
+        let mut resolver = OwnerResolver::new(root.clone());
+        assert!(
+            resolver
+                .find_pids_listed(&wanted, &[], &mut faults, &mut gone)
+                .is_empty()
+        );
+        assert_eq!(asked, vec![inode]);
+        // A likely pid's descriptors are read before the kernel is asked.
+        let mut never = |_: &HashSet<u64>| -> HashSet<u64> { panic!("asked, though placed") };
+        let mut resolver = OwnerResolver::new(root.clone());
+        let found = resolver.find_pids_listed(&wanted, &[me], &mut faults, &mut never);
+        assert_eq!(found.get(&inode), Some(&me));
+        // Still listed and not a likely pid's: walked for and found.
+        let mut resolver = OwnerResolver::new(root);
+        let found = resolver.find_pids_listed(&wanted, &[], &mut faults, &mut |i| i.clone());
+        assert_eq!(found.get(&inode), Some(&me));
     }
 
     #[test]
