@@ -230,7 +230,7 @@ impl ListenerCollector {
     /// Finds the owner of every listener and packet/raw socket, and turns
     /// them into counted series, plus one info series per owning process.
     fn label(&self, collected: &Collected) -> (Labelled, crate::owners::OwnerFaults) {
-        let likely: Vec<u32> = self
+        let mut likely: Vec<u32> = self
             .hints
             .as_ref()
             .map(|hints| {
@@ -238,6 +238,10 @@ impl ListenerCollector {
                 recent.into_iter().map(|(pid, _)| pid).collect()
             })
             .unwrap_or_default();
+        // One entry a recent listen(): a storm names the same pid 64 times,
+        // and each would be searched again.
+        likely.sort_unstable();
+        likely.dedup();
         let Found {
             listeners: listener_placed,
             raw_sockets: raw_placed,

@@ -182,11 +182,17 @@ impl OwnerResolver {
                 .filter(|inode| !places.contains_key(inode))
                 .copied()
                 .collect();
-            let still = if unplaced.is_empty() {
+            let mut still = if unplaced.is_empty() {
                 unplaced
             } else {
                 still_listed(&unplaced)
             };
+            // Listed but in no likely pid's table: a close in progress (the
+            // descriptor goes first, the socket a moment later) looks just
+            // so. Asked once more, it is gone, and no walk is needed.
+            if !still.is_empty() && !likely.is_empty() {
+                still = still_listed(&still);
+            }
             let mut covered = false;
             if !still.is_empty() {
                 let walked = self.walk(&still, &uids, likely, faults);
