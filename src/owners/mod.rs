@@ -123,6 +123,10 @@ pub struct OwnerResolver {
     turn: u64,
     /// [`CONFIRM_ALL_UP_TO`] (smaller in tests).
     confirm_all_up_to: usize,
+    /// The exporter's own pid, searched last: describing a new listener
+    /// may hold a borrowed copy of another process's socket for a moment
+    /// (`kernel::events::held_socket`), and that copy is not an owner.
+    own_pid: u32,
     /// inode -> where an earlier collection found it.
     places: HashMap<u64, Place>,
     /// inode -> when to search again, for inodes no walk could place.
@@ -135,6 +139,7 @@ impl OwnerResolver {
             proc_root,
             turn: 0,
             confirm_all_up_to: CONFIRM_ALL_UP_TO,
+            own_pid: std::process::id(),
             places: HashMap::new(),
             unfound: HashMap::new(),
         }
@@ -328,7 +333,7 @@ impl OwnerResolver {
     /// where each of `missing` is that they hold.
     fn walk_pids(&self, likely: &[u32], missing: &HashSet<u64>) -> HashMap<u64, Place> {
         let mut places = HashMap::new();
-        for &pid in likely {
+        for &pid in likely.iter().filter(|&&pid| pid != self.own_pid) {
             let Ok(sockets) = self.proc_root.socket_fds(pid) else {
                 continue;
             };
@@ -365,7 +370,14 @@ impl OwnerResolver {
         // Likely pids, then same-uid processes, each group in ascending pid
         // order (a likely pid is a thread group leader that called listen();
         // a pre-fork master still sorts first among same-uid holders).
-        pids.sort_by_key(|&(pid, uid)| (!likely.contains(&pid), !uids.contains(&uid), pid));
+        pids.sort_by_key(|&(pid, uid)| {
+            (
+                pid == self.own_pid,
+                !likely.contains(&pid),
+                !uids.contains(&uid),
+                pid,
+            )
+        });
         for (pid, _) in pids {
             match self.proc_root.socket_fds(pid) {
                 Ok(sockets) => {
@@ -393,12 +405,13 @@ impl OwnerResolver {
     /// on a fresh pid list. Denials were counted by the first walk.
     fn walk_tasks(&self, missing: &HashSet<u64>) -> Walked {
         let mut places = HashMap::new();
-        let Ok(pids) = self.proc_root.pids() else {
+        let Ok(mut pids) = self.proc_root.pids() else {
             return Walked {
                 places,
                 covered: false,
             };
         };
+        pids.sort_by_key(|&pid| (pid == self.own_pid, pid));
         let mut covered = self.proc_root.shows_every_process();
         'pids: for pid in pids {
             let mut tasks = self.proc_root.threads(pid);
@@ -486,11 +499,24 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(asked, vec![inode]);
-        // A likely pid's descriptors are read before the kernel is asked.
+        // A likely pid's descriptors are read before the kernel is asked
+        // (here this test is not the exporter, whose own are read last).
         let mut never = |_: &HashSet<u64>| -> HashSet<u64> { panic!("asked, though placed") };
         let mut resolver = OwnerResolver::new(root.clone());
+        resolver.own_pid = 0;
         let found = resolver.find_pids_listed(&wanted, &[me], &mut faults, &mut never);
         assert_eq!(found.get(&inode), Some(&me));
+        // The exporter's own descriptors are never a likely place: a
+        // borrowed copy of someone else's socket may sit there.
+        let mut resolver = OwnerResolver::new(root.clone());
+        let mut asked_again = false;
+        let mut listed = |inodes: &HashSet<u64>| {
+            asked_again = true;
+            inodes.clone()
+        };
+        let found = resolver.find_pids_listed(&wanted, &[me], &mut faults, &mut listed);
+        assert!(asked_again);
+        assert_eq!(found.get(&inode), Some(&me), "found last, by the walk");
         // Still listed and not a likely pid's: walked for and found.
         let mut resolver = OwnerResolver::new(root);
         let found = resolver.find_pids_listed(&wanted, &[], &mut faults, &mut |i| i.clone());
