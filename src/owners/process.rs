@@ -150,12 +150,15 @@ impl ProcessDescriber {
     #[cfg(target_os = "linux")]
     fn facts(&self, pid: u32) -> Option<Facts> {
         let name = self.proc_root.comm(pid)?;
-        let status = self.proc_root.status(pid);
+        // A process reaped between the two reads has a name and no user: it
+        // counts as vanished, so the socket gets a whole owner (the last one
+        // known, or the socket's own uid) instead of half of this one.
+        let status = self.proc_root.status(pid)?;
         Some(Facts {
             name,
-            uid: status.map(|status| status.uid),
+            uid: Some(status.uid),
             user: None,
-            ppid: status.map(|status| status.ppid),
+            ppid: Some(status.ppid),
         })
     }
 
