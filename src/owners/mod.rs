@@ -329,19 +329,28 @@ impl OwnerResolver {
         }
     }
 
+    /// Notes in `places` each of `missing` that `pid`'s descriptors hold
+    /// (the first holder found keeps it).
+    fn note_places(
+        &self,
+        pid: u32,
+        missing: &HashSet<u64>,
+        places: &mut HashMap<u64, Place>,
+    ) -> std::io::Result<()> {
+        for (fd, inode) in self.proc_root.socket_fds(pid)? {
+            if missing.contains(&inode) {
+                places.entry(inode).or_insert(Place { pid, task: pid, fd });
+            }
+        }
+        Ok(())
+    }
+
     /// The `likely` pids' descriptors alone (their threads share them):
     /// where each of `missing` is that they hold.
     fn walk_pids(&self, likely: &[u32], missing: &HashSet<u64>) -> HashMap<u64, Place> {
         let mut places = HashMap::new();
         for &pid in likely.iter().filter(|&&pid| pid != self.own_pid) {
-            let Ok(sockets) = self.proc_root.socket_fds(pid) else {
-                continue;
-            };
-            for (fd, inode) in sockets {
-                if missing.contains(&inode) {
-                    places.entry(inode).or_insert(Place { pid, task: pid, fd });
-                }
-            }
+            let _ = self.note_places(pid, missing, &mut places);
             if places.len() == missing.len() {
                 break;
             }
@@ -379,14 +388,8 @@ impl OwnerResolver {
             )
         });
         for (pid, _) in pids {
-            match self.proc_root.socket_fds(pid) {
-                Ok(sockets) => {
-                    for (fd, inode) in sockets {
-                        if missing.contains(&inode) {
-                            places.entry(inode).or_insert(Place { pid, task: pid, fd });
-                        }
-                    }
-                }
+            match self.note_places(pid, missing, &mut places) {
+                Ok(()) => {}
                 Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
                     faults.denied += 1;
                     covered = false;

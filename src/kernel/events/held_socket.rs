@@ -29,12 +29,14 @@
 //! it). Borrowing needs Linux 5.6 (`pidfd_getfd`) and ptrace-attach rights
 //! over the owner (root, or CAP_SYS_PTRACE); the sock_diag question needs
 //! CAP_SYS_ADMIN to enter the thread's namespace when it is not ours. Costs
-//! one readlink per descriptor of the process and one filtered dump;
-//! [`MAX_DESCRIPTORS`] bounds it, [`MAX_CHANNELS`] bounds the sock_diag
-//! channels kept open between events.
+//! one readlink per descriptor of the process (`ProcRoot::socket_fds`, the
+//! owner search's own reader) and one filtered dump; [`MAX_CHANNELS`]
+//! bounds the sock_diag channels kept open between events.
 
+use super::listen::monotonic_now;
 use super::socket_ns::namespace_of_socket;
 use crate::kernel::netns::enter;
+use crate::kernel::procfs::ProcRoot;
 use crate::kernel::sock_diag::wire::{self, Channel, TCP_LISTEN};
 use rustix::net::SocketAddrAny;
 use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open};
@@ -45,8 +47,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Most descriptors looked at in one process.
-pub const MAX_DESCRIPTORS: usize = 4096;
 /// Namespaces whose sock_diag channel is kept between events, at most; the
 /// cache is emptied when it is full (a namespace's channel is reopened on
 /// its next event, one short-lived thread).
@@ -86,6 +86,8 @@ pub struct Listening {
 /// channel per namespace, kept for the next event.
 pub struct Finder {
     procfs: PathBuf,
+    /// The same procfs, for reading a process's socket descriptors.
+    proc_root: ProcRoot,
     own_netns: u64,
     channels: HashMap<u64, Channel>,
 }
@@ -94,6 +96,8 @@ impl Finder {
     pub fn new(procfs: &Path, own_netns: u64) -> Finder {
         Finder {
             procfs: procfs.to_path_buf(),
+            // Only its procfs is used here, never the named-namespace folder.
+            proc_root: ProcRoot::new(procfs.to_path_buf(), PathBuf::new()),
             own_netns,
             channels: HashMap::new(),
         }
@@ -115,7 +119,7 @@ impl Finder {
         wanted: Wanted,
         closed: impl FnOnce(Duration) -> Option<bool>,
     ) -> Option<HeldSocket> {
-        let sockets = socket_descriptors(&self.procfs, task.pid)?;
+        let sockets = self.proc_root.socket_fds(task.pid).ok()?;
         if let Some(netns) = task.thread_netns {
             let path = self
                 .procfs
@@ -141,8 +145,8 @@ impl Finder {
         if closed(answered_at) != Some(false) {
             return None;
         }
-        let still = socket_descriptors(&self.procfs, task.pid)?;
-        let candidates: Vec<(i32, u64)> = sockets
+        let still = self.proc_root.socket_fds(task.pid).ok()?;
+        let candidates: Vec<(u32, u64)> = sockets
             .into_iter()
             .filter(|held| still.contains(held))
             .collect();
@@ -204,36 +208,13 @@ impl Finder {
     }
 }
 
-/// CLOCK_MONOTONIC, the clock of the kernel's event timestamps.
-fn monotonic_now() -> Duration {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-}
-
-/// (descriptor number, socket inode) of each socket `pid` holds, read from
-/// `/proc/PID/fd` without touching the sockets.
-fn socket_descriptors(procfs: &Path, pid: u32) -> Option<Vec<(i32, u64)>> {
-    let directory = procfs.join(pid.to_string()).join("fd");
-    let sockets = std::fs::read_dir(&directory)
-        .ok()?
-        .flatten()
-        .take(MAX_DESCRIPTORS)
-        .filter_map(|entry| {
-            let inode = socket_inode(std::fs::read_link(entry.path()).ok()?.to_str()?)?;
-            let number = entry.file_name().to_str()?.parse().ok()?;
-            Some((number, inode))
-        })
-        .collect();
-    Some(sockets)
-}
-
 /// The last resort: borrows each socket in turn and keeps the ones
 /// listening as `wanted` says, with the namespace each was created in.
-fn borrow_each(pid: u32, sockets: &[(i32, u64)], wanted: Wanted) -> Option<Vec<HeldSocket>> {
+fn borrow_each(pid: u32, sockets: &[(u32, u64)], wanted: Wanted) -> Option<Vec<HeldSocket>> {
     let pidfd = pidfd_open(Pid::from_raw(pid as i32)?, PidfdFlags::empty()).ok()?;
     let mut found = Vec::new();
     for &(number, inode) in sockets {
-        let Ok(socket) = pidfd_getfd(&pidfd, number, PidfdGetfdFlags::empty()) else {
+        let Ok(socket) = pidfd_getfd(&pidfd, number as i32, PidfdGetfdFlags::empty()) else {
             continue;
         };
         // The owner may have closed that descriptor since and reused its
@@ -263,14 +244,6 @@ fn borrow_each(pid: u32, sockets: &[(i32, u64)], wanted: Wanted) -> Option<Vec<H
     Some(found)
 }
 
-/// `socket:[12345]` -> 12345.
-pub fn socket_inode(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
-}
-
 fn matches(socket: &OwnedFd, wanted: Wanted) -> bool {
     if !rustix::net::sockopt::get_socket_acceptconn(socket).unwrap_or(false) {
         return false;
@@ -296,10 +269,12 @@ fn matches(socket: &OwnedFd, wanted: Wanted) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::procfs::socket_inode;
     use std::net::{Ipv4Addr, TcpListener};
 
     #[test]
     fn socket_links() {
+        let socket_inode = |link: &str| socket_inode(std::ffi::OsStr::new(link));
         assert_eq!(socket_inode("socket:[4242]"), Some(4242));
         assert_eq!(socket_inode("pipe:[4242]"), None);
         assert_eq!(socket_inode("socket:[x]"), None);
@@ -365,7 +340,8 @@ mod tests {
         assert_eq!(found.netns, own);
         // Our copy is closed again: the listener's own is the only one left.
         let inode = rustix::fs::fstat(&listener).unwrap().st_ino;
-        let copies = socket_descriptors(Path::new("/proc"), std::process::id())
+        let copies = ProcRoot::default()
+            .socket_fds(std::process::id())
             .unwrap()
             .iter()
             .filter(|(_, i)| *i == inode)
