@@ -66,13 +66,10 @@ fn main() {
         drop(capture);
     }
     {
-        let destroy = DestroyReader::start(|_| {}).expect("start the destroy reader");
-        destroy
-            .add(
-                0,
-                DestroySubscription::open(MAX_PORT, DestroyGroups::TcpAndUdp).expect("subscribe"),
-            )
-            .expect("add the subscription");
+        let subscription =
+            DestroySubscription::open(MAX_PORT, DestroyGroups::TcpAndUdp).expect("subscribe");
+        let _destroy =
+            DestroyReader::start(0, subscription, |_| {}).expect("start the destroy reader");
         let _ = measured_storm(
             "destroy, TCP and UDP groups only",
             storm_port,
@@ -94,13 +91,8 @@ fn main() {
             return;
         }
     };
-    let destroy = DestroyReader::start(|_| {}).expect("start the destroy reader");
-    destroy
-        .add(
-            0,
-            DestroySubscription::open(MAX_PORT, DestroyGroups::Udp).expect("subscribe"),
-        )
-        .expect("add the subscription");
+    let subscription = DestroySubscription::open(MAX_PORT, DestroyGroups::Udp).expect("subscribe");
+    let destroy = DestroyReader::start(0, subscription, |_| {}).expect("start the destroy reader");
     // Let both threads start and publish their tids.
     std::thread::sleep(Duration::from_millis(50));
     let capture_tid = capture.stats().thread_id.load(Ordering::Relaxed);

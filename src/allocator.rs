@@ -15,7 +15,7 @@
 //! an idle scrape makes, are not affected.
 //!
 //! This is one of the two modules that use `unsafe` (the other is
-//! `kernel::events::socket_ns`): `mallopt` is a C function no dependency
+//! `kernel::socket_ns`): `mallopt` is a C function no dependency
 //! wraps. Elsewhere (musl, other systems) nothing is done.
 
 /// glibc's default mmap threshold, held fixed.

@@ -25,6 +25,7 @@ use unassigned_port_exporter::events::{
     DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription, DestroyedProtocol,
     ListenCapture, ListenEvent, StreamProtocol, Transition,
 };
+use unassigned_port_exporter::kernel::netns::ids::NamespaceIds;
 
 const PORT: u16 = 276;
 const MAX_PORT: u16 = 1023;
@@ -156,11 +157,16 @@ fn ports_above_the_bound_and_connections_never_reach_the_callback() {
     assert!(mine.iter().all(|e| e.port == PORT));
 }
 
-/// A reader with this process's destroy events, keyed as given.
-fn destroy_reader() -> (DestroyReader, Arc<Mutex<Vec<DestroyEvent>>>) {
+/// A reader of `groups`, subscribed in the test's namespace, with the
+/// destroy events it heard.
+fn destroy_reader(groups: DestroyGroups) -> (DestroyReader, Arc<Mutex<Vec<DestroyEvent>>>) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);
-    let reader = DestroyReader::start(move |event| sink.lock().unwrap().push(event)).unwrap();
+    let subscription = DestroySubscription::open(MAX_PORT, groups).unwrap();
+    let reader = DestroyReader::start(thread_netns(), subscription, move |event| {
+        sink.lock().unwrap().push(event)
+    })
+    .unwrap();
     (reader, events)
 }
 
@@ -173,13 +179,7 @@ fn twenty_udp_sockets_alive_5ms_give_twenty_udp_destroy_events() {
     if !require(Capability::Root) || !require(Capability::DestroyGroups) {
         return;
     }
-    let (reader, events) = destroy_reader();
-    reader
-        .add(
-            thread_netns(),
-            DestroySubscription::open(MAX_PORT, DestroyGroups::Udp).unwrap(),
-        )
-        .unwrap();
+    let (reader, events) = destroy_reader(DestroyGroups::Udp);
     // Filtered out in the kernel: a port above the bound, a connected socket.
     let mut unwanted = HashSet::new();
     let high = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
@@ -247,23 +247,24 @@ fn listeners_in_ten_fresh_namespaces_are_seen_with_pid_thread_and_namespace() {
     if !require(Capability::DestroyGroups) {
         return;
     }
-    let (reader, destroyed) = destroy_reader();
+    let (reader, destroyed) = destroy_reader(DestroyGroups::TcpAndUdp);
     let reader = Arc::new(reader);
+    // Ids are given by our namespace: the socket is opened on this thread.
+    let ids = Arc::new(NamespaceIds::open().unwrap());
     let host_netns = thread_netns();
     let mut runs = Vec::new();
     for _ in 0..10 {
         let (subscribed_tx, subscribed_rx) = mpsc::channel::<()>();
         let reader = Arc::clone(&reader);
+        let ids = Arc::clone(&ids);
         let thread = std::thread::spawn(move || -> NamespaceRun {
             // Only this thread moves: the test's other threads stay put.
             rustix::thread::unshare(rustix::thread::UnshareFlags::NEWNET).unwrap();
             let netns = thread_netns();
-            reader
-                .add(
-                    netns,
-                    DestroySubscription::open(MAX_PORT, DestroyGroups::TcpAndUdp).unwrap(),
-                )
-                .unwrap();
+            // The one subscription hears this namespace by its id.
+            let namespace = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
+            let nsid = ids.assign(&namespace).unwrap();
+            reader.hear_namespace(nsid, netns).unwrap();
             drop(subscribed_tx);
             // A fresh namespace: 276 is free, and lo is down, so bind ANY.
             let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)).unwrap();
@@ -333,13 +334,13 @@ fn listeners_in_ten_fresh_namespaces_are_seen_with_pid_thread_and_namespace() {
             run.netns
         );
     }
-    let mut subscribed = reader.namespaces();
-    subscribed.sort_unstable();
-    assert_eq!(subscribed.len(), 10);
+    let heard = reader.namespaces();
+    assert_eq!(heard.len(), 11, "ours and the ten: {heard:?}");
+    assert_eq!(heard[0], host_netns);
     for run in &runs {
-        assert!(reader.remove(run.netns));
+        assert!(reader.forget_namespace(run.netns));
     }
-    assert!(reader.namespaces().is_empty());
+    assert_eq!(reader.namespaces(), vec![host_netns]);
 }
 
 #[test]
@@ -369,7 +370,8 @@ fn real_events_raise_the_opened_and_closed_counters() {
     };
     let ours = Arc::new(Mutex::new(HashSet::new()));
     let ours_in_reader = Arc::clone(&ours);
-    let reader = DestroyReader::start(counters.destroy_handler(move |event: &DestroyEvent| {
+    let subscription = DestroySubscription::open(MAX_PORT, DestroyGroups::Udp).unwrap();
+    let handler = counters.destroy_handler(move |event: &DestroyEvent| {
         ours_in_reader
             .lock()
             .unwrap()
@@ -381,14 +383,8 @@ fn real_events_raise_the_opened_and_closed_counters() {
                 netns: "host".to_string(),
                 expected: false,
             })
-    }))
-    .unwrap();
-    reader
-        .add(
-            thread_netns(),
-            DestroySubscription::open(MAX_PORT, DestroyGroups::Udp).unwrap(),
-        )
-        .unwrap();
+    });
+    let reader = DestroyReader::start(thread_netns(), subscription, handler).unwrap();
     for _ in 0..5 {
         let listener = bind_retrying(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)));
         let udp = bind_retrying(|| UdpSocket::bind((Ipv4Addr::LOCALHOST, PORT)));

@@ -16,9 +16,9 @@
 //!   uid 1001: the message said uid 0), so a UDP close carries the socket's
 //!   uid as the last collection saw it ([`SeenUdpSockets`]; empty when no
 //!   collection saw the socket).
-//! - The destroy subscriptions follow the namespace set's lifetimes: the
-//!   socket source announces each namespace it opens or drops
-//!   ([`NamespaceObserver`]), and [`DestroyNamespaces`] subscribes there.
+//! - The destroy subscription hears the namespaces the socket source reads:
+//!   it announces each one it opens (with the id our namespace gave it) or
+//!   drops ([`NamespaceObserver`]), and [`DestroyNamespaces`] maps the id.
 //! - Each listen and close on a watched port also goes to the event trail
 //!   ([`Trail`]), when it is on, with the owner described here.
 //! - Either source that cannot run leaves `event_capture_active` at 0 and
@@ -282,29 +282,28 @@ fn start_capture(
     }
 }
 
-/// The destroy reader and how each namespace subscribes to it: follows the
-/// socket source's namespace set through [`NamespaceObserver`].
+/// The destroy reader, hearing the namespaces the socket source reads:
+/// follows its namespace set through [`NamespaceObserver`].
 pub struct DestroyNamespaces {
     reader: DestroyReader,
-    groups: DestroyGroups,
-    max_port: u16,
 }
 
 impl NamespaceObserver for DestroyNamespaces {
-    fn entered(&self, inode: u64) {
-        let subscribed = DestroySubscription::open(self.max_port, self.groups)
-            .and_then(|subscription| self.reader.add(inode, subscription));
-        if let Err(err) = subscribed {
-            tracing::debug!(netns = inode, error = %err, "cannot subscribe to a namespace's destroy broadcasts");
+    fn entered(&self, inode: u64, nsid: Option<i32>) {
+        let heard = match nsid {
+            Some(nsid) => self.reader.hear_namespace(nsid, inode),
+            None => Err(std::io::Error::other("the namespace has no id")),
+        };
+        if let Err(err) = heard {
+            static LOGGED: std::sync::Once = std::sync::Once::new();
+            LOGGED.call_once(|| {
+                tracing::warn!(netns = inode, error = %err, "cannot hear other namespaces' destroy broadcasts: their UDP closes are not counted");
+            });
         }
     }
 
     fn left(&self, inode: u64) {
-        self.reader.remove(inode);
-    }
-
-    fn descriptors_per_namespace(&self) -> usize {
-        1
+        self.reader.forget_namespace(inode);
     }
 }
 
@@ -317,19 +316,12 @@ fn start_reader(
 ) -> Option<Arc<DestroyNamespaces>> {
     let labeller = Arc::clone(labeller);
     let handler = counters.destroy_handler(move |event| labeller.destroyed(event));
-    let started = DestroyReader::start(handler).and_then(|reader| {
-        // The exporter's own namespace; the others join as they are opened.
-        let own = DestroySubscription::open(max_port, groups)?;
-        reader.add(own_netns, own)?;
-        Ok(reader)
-    });
+    // Opened in our namespace; the others are heard as they are opened.
+    let started = DestroySubscription::open(max_port, groups)
+        .and_then(|subscription| DestroyReader::start(own_netns, subscription, handler));
     match started {
         Ok(reader) => {
-            let destroy = Arc::new(DestroyNamespaces {
-                reader,
-                groups,
-                max_port,
-            });
+            let destroy = Arc::new(DestroyNamespaces { reader });
             counters.set_active(CaptureSource::Destroy, Ok(()));
             let watched = Arc::clone(&destroy);
             counters.track_lost(CaptureSource::Destroy, move || {

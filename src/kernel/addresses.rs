@@ -25,6 +25,8 @@ const IFF_UP: u32 = 1;
 const RTMGRP_LINK: u32 = 0x1;
 const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 const RTMGRP_IPV6_IFADDR: u32 = 0x100;
+/// The notification groups that say the addresses may have changed.
+pub const CHANGE_GROUPS: u32 = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
 
 /// The up interfaces' addresses of the namespace the socket was opened in.
 pub struct AddressWatch {
@@ -35,11 +37,19 @@ pub struct AddressWatch {
 impl AddressWatch {
     /// Opens the socket in the calling thread's namespace.
     pub fn open() -> Result<AddressWatch, String> {
-        let socket = Watched::open(
-            netlink_sys::protocols::NETLINK_ROUTE,
-            RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
-        )
-        .map_err(|err| format!("cannot open an rtnetlink socket: {err}"))?;
+        Self::open_joining(CHANGE_GROUPS)
+    }
+
+    /// Reads the addresses once, in the calling thread's namespace, through
+    /// a socket that joins no group and is closed at once (another
+    /// namespace's changes are heard by a `crate::kernel::nlsock::ChangeFeed`).
+    pub fn read_once() -> Result<Vec<IpAddr>, String> {
+        Self::open_joining(0)?.addresses().map(<[_]>::to_vec)
+    }
+
+    fn open_joining(groups: u32) -> Result<AddressWatch, String> {
+        let socket = Watched::open(netlink_sys::protocols::NETLINK_ROUTE, groups)
+            .map_err(|err| format!("cannot open an rtnetlink socket: {err}"))?;
         Ok(AddressWatch {
             socket,
             addresses: Vec::new(),

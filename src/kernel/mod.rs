@@ -8,7 +8,10 @@
 //! - [`events`]: the listen tracepoint and the destroy groups (Linux).
 //! - [`nftables`]: NAT rules (redirect, DNAT) of a namespace (Linux).
 //! - [`addresses`]: a namespace's interface addresses (Linux).
-//! - [`nlsock`]: a netlink socket that dumps only after change notifications.
+//! - [`nlsock`]: a netlink socket that dumps only after change notifications,
+//!   and one that hears every namespace's.
+//! - [`socket_ns`]: which namespace a socket or a netlink notification is
+//!   from (one of the two places the crate uses `unsafe`).
 //! - [`rpcbind`]: the ONC RPC registrations of a namespace's rpcbind.
 //! - [`priority`]: background threads yield the CPU to the scrape.
 //! - `test_support` (unit tests only): the gate for tests that need root,
@@ -26,5 +29,7 @@ pub mod priority;
 pub mod procfs;
 pub mod rpcbind;
 pub mod sock_diag;
+#[cfg(target_os = "linux")]
+pub mod socket_ns;
 #[cfg(test)]
 pub mod test_support;

@@ -22,6 +22,7 @@ use netlink_sys::{Socket, SocketAddr};
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP: u16 = 0x300;
 const RECEIVE_BUFFER: usize = 64 * 1024;
 
@@ -106,7 +107,22 @@ impl Watched {
         body: &[u8],
         mut visit: impl FnMut(Message<'_>) -> Result<(), WireError>,
     ) -> Result<(), WireError> {
-        let result = self.exchange(kind, dump, body, &mut visit);
+        let flags = if dump {
+            NLM_F_REQUEST | NLM_F_DUMP
+        } else {
+            NLM_F_REQUEST
+        };
+        let result = self.exchange(kind, flags, body, &mut visit);
+        if matches!(result, Err(WireError::Broken(_))) {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    /// Sends a request that changes something and waits for the kernel's
+    /// acknowledgement (or its refusal, as `WireError::Refused(errno)`).
+    pub fn act(&mut self, kind: u16, body: &[u8]) -> Result<(), WireError> {
+        let result = self.exchange(kind, NLM_F_REQUEST | NLM_F_ACK, body, &mut |_| Ok(()));
         if matches!(result, Err(WireError::Broken(_))) {
             self.poisoned = true;
         }
@@ -116,17 +132,13 @@ impl Watched {
     fn exchange(
         &mut self,
         kind: u16,
-        dump: bool,
+        flags: u16,
         body: &[u8],
         visit: &mut impl FnMut(Message<'_>) -> Result<(), WireError>,
     ) -> Result<(), WireError> {
+        let dump = flags & NLM_F_DUMP != 0;
         self.seq = self.seq.wrapping_add(1);
         let mut request = Vec::with_capacity(NLMSG_HEADER_LEN + body.len());
-        let flags = if dump {
-            NLM_F_REQUEST | NLM_F_DUMP
-        } else {
-            NLM_F_REQUEST
-        };
         request.extend_from_slice(&((NLMSG_HEADER_LEN + body.len()) as u32).to_ne_bytes());
         request.extend_from_slice(&kind.to_ne_bytes());
         request.extend_from_slice(&flags.to_ne_bytes());
@@ -216,6 +228,90 @@ enum Walk {
     More,
     Done,
 }
+
+/// Which namespaces' tables changed since the last look, as one
+/// [`ChangeFeed`] heard it.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Notifications were dropped (the receive queue overflowed): any
+    /// namespace may have changed.
+    pub overflowed: bool,
+    /// Ids (in our namespace's id table) of the namespaces that changed.
+    pub namespace_ids: std::collections::HashSet<i32>,
+}
+
+impl Changes {
+    /// Whether the namespace of id `nsid` may have changed (`None`: it has
+    /// no id, so nothing is heard from it and it must be read every time).
+    pub fn touches(&self, nsid: Option<i32>) -> bool {
+        self.overflowed || nsid.is_none_or(|id| self.namespace_ids.contains(&id))
+    }
+}
+
+/// One socket in the exporter's own namespace that hears a table's change
+/// notifications from every namespace with an id (`NETLINK_LISTEN_ALL_NSID`),
+/// so other namespaces need no watching socket of their own: with a
+/// thousand namespaces that is a thousand descriptors fewer per table.
+/// Notifications from our own namespace are ignored (its [`Watched`] socket
+/// hears them).
+pub struct ChangeFeed {
+    socket: Socket,
+}
+
+impl ChangeFeed {
+    /// Opens the feed for the multicast `groups` (a bit mask, groups
+    /// 1..=32) of `protocol`. Needs CAP_NET_BROADCAST (and CAP_NET_ADMIN for
+    /// nf_tables' groups).
+    pub fn open(protocol: isize, groups: u32) -> std::io::Result<ChangeFeed> {
+        let mut socket = Socket::new(protocol)?;
+        socket.bind(&SocketAddr::new(0, 0))?;
+        socket.set_listen_all_namespaces(true)?;
+        for group in (1..=32).filter(|group| groups & (1 << (group - 1)) != 0) {
+            socket.add_membership(group)?;
+        }
+        socket.set_non_blocking(true)?;
+        // A bigger queue only means fewer overflows (each one re-reads every
+        // namespace); as root the limit does not apply.
+        if rustix::net::sockopt::set_socket_recv_buffer_size_force(&socket, FEED_BUFFER).is_err() {
+            let _ = socket.set_rx_buf_sz(FEED_BUFFER);
+        }
+        Ok(ChangeFeed { socket })
+    }
+
+    /// Drains every queued notification without blocking.
+    pub fn changes(&mut self) -> Changes {
+        let mut changes = Changes::default();
+        let mut buffer = [0u8; 8192];
+        loop {
+            match crate::kernel::socket_ns::recv_with_nsid(
+                &self.socket,
+                &mut buffer,
+                libc::MSG_DONTWAIT,
+            ) {
+                Ok((0, _)) => break,
+                Ok((_, Some(nsid))) => {
+                    changes.namespace_ids.insert(nsid);
+                }
+                Ok((_, None)) => {} // our own namespace
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                // ENOBUFS: notifications were dropped; the rest still reads.
+                Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
+                    changes.overflowed = true;
+                }
+                Err(_) => {
+                    changes.overflowed = true;
+                    break;
+                }
+            }
+        }
+        changes
+    }
+}
+
+/// A change feed's receive queue: notifications are small (about 100
+/// bytes each), so this holds thousands between two scrapes.
+const FEED_BUFFER: usize = 1024 * 1024;
 
 /// The first attribute of `kind` in `bytes`, if any.
 pub fn attribute(bytes: &[u8], kind: u16) -> Option<&[u8]> {

@@ -26,22 +26,31 @@
 //!
 //! The same channel lists each namespace's packet and raw sockets
 //! (`raw/`): packet_diag and raw_diag where the kernel has them, else
-//! `/proc/net` tables opened inside the namespace and kept beside the
-//! channel (counted in the open-file budget). On dense hosts they are
-//! re-read in the same turns as UDP.
+//! `/proc/net` tables. On dense hosts they are re-read in the same turns as
+//! UDP-Lite.
 //!
 //! With `--collector.netns=all` the same queries run in every other network
 //! namespace through a channel opened inside it and kept by the namespace
 //! room (`crate::kernel::netns::NamespaceSet`) until the namespace disappears. SCTP
 //! listeners are asked for when the kernel has sctp_diag (probed at start).
+//!
+//! **One descriptor per namespace**: the channel is all that is kept of
+//! another namespace. What else a read needs from inside it (the
+//! `/proc/net` tables, a re-read of its addresses and NAT rules) is opened
+//! for that read by the visiting thread, which moves into the namespace
+//! through the channel itself (`SIOCGSKNS`), and closed after. Its address
+//! and ruleset changes, and its sockets' destroy broadcasts, are heard by
+//! sockets of ours that listen to every namespace by its id
+//! (`crate::kernel::netns::ids`), which each namespace gets when opened.
 
-use super::facts::{self, FactWatch};
+use super::facts::{FactChanges, FactWatch, ForeignFactFeeds, ForeignFacts};
 use super::{
     ChangeHints, Collected, EventLinks, Listener, NamespaceFacts, Recheck, SeenRawSocket,
     SocketSource, SourceError,
 };
-use crate::kernel::netns::NamespaceObserver;
-use crate::kernel::netns::{Discovery, NamespaceSet};
+use crate::kernel::netns::enter::{self, Roaming};
+use crate::kernel::netns::ids::NamespaceIds;
+use crate::kernel::netns::{Discovery, NamespaceObserver, NamespaceSet};
 use crate::kernel::procfs::{ProcRoot, parse_sysctl_integer};
 use crate::kernel::sock_diag::binding;
 use crate::kernel::sock_diag::interfaces::InterfaceNames;
@@ -221,14 +230,17 @@ impl Channel {
     }
 }
 
-/// A namespace other than ours: its netlink channel (one descriptor), the
-/// `/proc/net` tables sock_diag cannot replace (none on most kernels), its
-/// `ip_unprivileged_port_start` read when the channel was opened (the
-/// namespace room reopens channels every few minutes, which refreshes it),
-/// and what its last dumps found, for reuse (see the module doc).
+/// A namespace other than ours: its netlink channel (its one descriptor),
+/// its id, its `ip_unprivileged_port_start` read when the channel was
+/// opened (the namespace room reopens channels every few minutes, which
+/// refreshes it), and what its last reads found, for reuse (see the module
+/// doc).
 struct ForeignNamespace {
     channel: Channel,
-    tables: ProcTables,
+    /// The id our namespace gives it, by which its notifications are told
+    /// apart; `None` when it could not be given one (its facts are then
+    /// re-read at every collection).
+    nsid: Option<i32>,
     unprivileged_port_start: Option<i64>,
     /// Told when this handle is dropped (it was told when it was opened).
     observer: Option<(Arc<dyn NamespaceObserver>, u64)>,
@@ -246,8 +258,8 @@ struct ForeignNamespace {
     turn: u64,
     /// The namespace's inode.
     inode: u64,
-    /// Its interface addresses and NAT rules (two more descriptors).
-    facts: FactWatch,
+    /// Its interface addresses and NAT rules as last read.
+    facts: ForeignFacts,
 }
 
 /// With more namespaces than this, other namespaces' UDP-Lite, packet and
@@ -299,15 +311,20 @@ struct Visited {
 impl ForeignNamespace {
     /// Runs `queries`, reusing the TCP listing while `generation` has not
     /// moved and the UDP-Lite, packet and raw listings until this
-    /// namespace's turn, when `in_turns`.
-    fn read(
-        &mut self,
-        queries: &[Query],
-        watch: &WatchSet,
-        generation: Option<u64>,
-        in_turns: bool,
-        raw_support: DiagSupport,
-    ) -> Result<Visited, SourceError> {
+    /// namespace's turn, when `in_turns`; re-reads the facts when
+    /// `fact_changes` names the namespace. What must be opened inside the
+    /// namespace is opened through `roaming`.
+    fn read(&mut self, pass: &Pass<'_>, roaming: &mut Roaming) -> Result<Visited, SourceError> {
+        let Pass {
+            queries,
+            watch,
+            generation,
+            in_turns,
+            raw_support,
+            fact_changes,
+            procfs,
+        } = *pass;
+        let mut entered = false;
         let mut listeners = Vec::new();
         let mut udplite_reused_since = None;
         self.turn += 1;
@@ -352,12 +369,15 @@ impl ForeignNamespace {
             Some((_, cached)) if !due => Ok(cached.clone()),
             _ => {
                 let mut found = Vec::new();
-                let read = raw::collect(
-                    &mut self.channel.0,
-                    raw_support,
-                    &mut self.tables,
-                    &mut found,
-                );
+                let tables = if ProcTables::descriptors(raw_support) > 0 {
+                    self.enter(roaming, &mut entered)
+                } else {
+                    Ok(())
+                }
+                .and_then(|()| ProcTables::open(procfs, raw_support));
+                let read = tables.and_then(|mut tables| {
+                    raw::collect(&mut self.channel.0, raw_support, &mut tables, &mut found)
+                });
                 if let Err(err) = read {
                     if self.channel.0.is_poisoned() {
                         // Unusable: the room drops this handle and reopens it.
@@ -370,38 +390,79 @@ impl ForeignNamespace {
                 }
             }
         };
+        if self.facts.due(self.nsid, fact_changes) {
+            match self.enter(roaming, &mut entered) {
+                Ok(()) => self.facts.read_here(),
+                Err(err) => {
+                    tracing::debug!(netns = self.inode, error = %err, "cannot re-read a namespace's addresses and NAT rules")
+                }
+            }
+        }
         Ok(Visited {
             listeners,
             unprivileged_port_start: self.unprivileged_port_start,
             udplite_reused_since,
             raw_sockets,
-            facts: self.facts.read(Some(self.inode)),
+            facts: self.facts.facts(self.inode),
         })
     }
+
+    /// Moves the visiting thread into this namespace, once per visit.
+    fn enter(&self, roaming: &mut Roaming, entered: &mut bool) -> Result<(), String> {
+        if !*entered {
+            roaming
+                .enter_namespace_of(&self.channel.0)
+                .map_err(|err| format!("cannot enter the namespace: {err}"))?;
+            *entered = true;
+        }
+        Ok(())
+    }
+}
+
+/// What every namespace's read in one collection shares.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    queries: &'a [Query],
+    watch: &'a WatchSet,
+    /// The listen-event generation, when events run.
+    generation: Option<u64>,
+    /// Whether UDP-Lite, packet and raw sockets are read in turns.
+    in_turns: bool,
+    raw_support: DiagSupport,
+    /// Which namespaces' addresses and rules changed.
+    fact_changes: &'a FactChanges,
+    /// procfs, as a thread inside a namespace sees it.
+    procfs: &'a Path,
 }
 
 impl ForeignNamespace {
     /// Runs inside the namespace `inode` (see `NamespaceSet::collect`): the
-    /// channel, the sysctl, and the destroy subscription when events run.
+    /// channel, the sysctl, the namespace's id, and tells the event side.
     fn open(
         procfs: &Path,
         inode: u64,
         observer: Option<&Arc<dyn NamespaceObserver>>,
-        raw_support: DiagSupport,
+        ids: Option<&NamespaceIds>,
     ) -> Result<ForeignNamespace, String> {
         let channel = Channel::open().map_err(|err| err.0)?;
-        let tables = ProcTables::open(procfs, raw_support)?;
         // /proc/sys/net shows the namespace of whoever opens the file.
         let sysctl = std::fs::read(procfs.join("sys/net/ipv4/ip_unprivileged_port_start"))
             .ok()
             .and_then(|bytes| parse_sysctl_integer(&bytes));
+        let nsid = ids.and_then(|ids| {
+            std::fs::File::open(procfs.join("thread-self/ns/net"))
+                .map_err(|err| format!("cannot open the namespace: {err}"))
+                .and_then(|namespace| ids.assign(&namespace))
+                .inspect_err(|err| log_once_without_id(err))
+                .ok()
+        });
         let observer = observer.map(|observer| {
-            observer.entered(inode);
+            observer.entered(inode, nsid);
             (Arc::clone(observer), inode)
         });
         Ok(ForeignNamespace {
             channel,
-            tables,
+            nsid,
             unprivileged_port_start: sysctl,
             observer,
             last_found: 0,
@@ -410,9 +471,20 @@ impl ForeignNamespace {
             raw: None,
             turn: OPENED.fetch_add(1, Ordering::Relaxed) % TURNS,
             inode,
-            facts: FactWatch::open(),
+            facts: ForeignFacts::unread(),
         })
     }
+}
+
+/// Says once that a namespace could not be given an id, and what that costs.
+fn log_once_without_id(err: &str) {
+    static LOGGED: std::sync::Once = std::sync::Once::new();
+    LOGGED.call_once(|| {
+        tracing::warn!(
+            error = err,
+            "a network namespace could not be given an id: its listeners are read, but its UDP closes are not counted and its addresses and NAT rules are re-read at every collection"
+        );
+    });
 }
 
 impl Drop for ForeignNamespace {
@@ -448,6 +520,10 @@ pub struct SockDiagSource {
     host_facts: Mutex<FactWatch>,
     /// Every other namespace's channel, with `--collector.netns=all`.
     others: Option<Mutex<NamespaceSet<ForeignNamespace>>>,
+    /// Gives each other namespace an id (with `others`).
+    namespace_ids: Option<NamespaceIds>,
+    /// Hear other namespaces' address and ruleset changes (with `others`).
+    foreign_feeds: Option<Mutex<ForeignFactFeeds>>,
     /// False when the kernel has no sctp_diag: SCTP is then not asked for.
     sctp: bool,
     /// Whether packet and raw sockets come from sock_diag or `/proc/net`.
@@ -500,6 +576,8 @@ impl SockDiagSource {
             host_tables: Mutex::new(host_tables),
             host_facts: Mutex::new(FactWatch::open()),
             others: None,
+            namespace_ids: None,
+            foreign_feeds: None,
             sctp,
             raw_support,
             procfs: PathBuf::from("/proc"),
@@ -514,6 +592,19 @@ impl SockDiagSource {
         let own = proc_root.own_net_namespace().unwrap_or(0);
         let discovery = Discovery::new(proc_root.clone(), own);
         self.others = Some(Mutex::new(NamespaceSet::new(discovery, channel_budget())));
+        self.namespace_ids = NamespaceIds::open()
+            .inspect_err(|err| tracing::warn!(error = %err, "cannot open an rtnetlink socket to give namespaces ids"))
+            .ok();
+        // If someone gave our namespace an id of its own, our notifications
+        // carry it: the event side must know it is ours.
+        let own_id = self.namespace_ids.as_ref().and_then(|ids| {
+            let namespace = std::fs::File::open(proc_root.self_path("ns/net")).ok()?;
+            ids.id_of(&namespace).ok().flatten()
+        });
+        if let (Some(observer), Some(own_id)) = (&self.observer, own_id) {
+            observer.entered(own, Some(own_id));
+        }
+        self.foreign_feeds = Some(Mutex::new(ForeignFactFeeds::open()));
         self.procfs = proc_root.procfs().to_path_buf();
         self
     }
@@ -593,17 +684,12 @@ impl SockDiagSource {
         if others.held() >= SHARED_UDP_TABLE_HINT_FROM {
             hint_at_shared_udp_table(&self.procfs, others.held());
         }
-        // With destroy events each namespace costs two descriptors; the
-        // /proc/net tables a kernel without packet_diag/raw_diag needs add
-        // up to three, the address and NAT watches two.
-        let per_namespace = 1
-            + facts::DESCRIPTORS
-            + self
-                .observer
-                .as_ref()
-                .map_or(0, |observer| observer.descriptors_per_namespace())
-            + ProcTables::descriptors(self.raw_support);
-        others.set_max_open(channel_budget() / per_namespace);
+        // Each namespace keeps its channel and nothing else.
+        others.set_max_open(channel_budget());
+        let fact_changes = match &self.foreign_feeds {
+            Some(feeds) => feeds.lock().unwrap_or_else(|p| p.into_inner()).changes(),
+            None => ForeignFactFeeds::none_heard(),
+        };
         let observer = self.observer.clone();
         let hints = self
             .hints
@@ -615,14 +701,21 @@ impl SockDiagSource {
         if let Some(hints) = &self.hints {
             others.learn(hints.learnt_namespaces());
         }
-        let raw_support = self.raw_support;
+        let pass = Pass {
+            queries,
+            watch,
+            generation,
+            in_turns,
+            raw_support: self.raw_support,
+            fact_changes: &fact_changes,
+            procfs: &procfs,
+        };
+        let ids = self.namespace_ids.as_ref();
         let outcome = others.collect(
             &hints,
-            move |inode| ForeignNamespace::open(&procfs, inode, observer.as_ref(), raw_support),
-            |foreign: &mut ForeignNamespace| {
-                foreign
-                    .read(queries, watch, generation, in_turns, raw_support)
-                    .map_err(|err| err.0)
+            |inode| ForeignNamespace::open(&procfs, inode, observer.as_ref(), ids),
+            |foreign: &mut ForeignNamespace, roaming: &mut Roaming| {
+                foreign.read(&pass, roaming).map_err(|err| err.0)
             },
             |foreign| foreign.last_found > 0,
         );
@@ -699,11 +792,12 @@ fn dump_one(
 
 /// Which of `sockets` (all of one namespace) one channel still lists: the
 /// dumps of the transports asked about, and the packet/raw listing when a
-/// packet/raw socket is asked about. `None` when a dump fails.
+/// packet/raw socket is asked about (`read_raw`, which reads the
+/// namespace's packet and raw sockets through the channel, is called only
+/// then). `None` when a dump fails.
 fn relist(
     channel: &mut Channel,
-    tables: &mut ProcTables,
-    raw_support: DiagSupport,
+    read_raw: impl FnOnce(&mut Channel, &mut Vec<NamedRawSocket>) -> Result<(), String>,
     queries: &[Query],
     watch: &WatchSet,
     sockets: &[Recheck],
@@ -721,7 +815,7 @@ fn relist(
     found.extend(listeners.iter().map(|l| l.inode));
     if sockets.iter().any(|s| s.transport.is_none()) {
         let mut raw_sockets = Vec::new();
-        raw::collect(&mut channel.0, raw_support, tables, &mut raw_sockets).ok()?;
+        read_raw(channel, &mut raw_sockets).ok()?;
         found.extend(raw_sockets.iter().map(|r| r.socket.inode));
     }
     Some(found)
@@ -764,16 +858,12 @@ impl SocketSource for SockDiagSource {
                 None => {
                     let mut host = self.host.lock().unwrap_or_else(|p| p.into_inner());
                     let mut tables = self.host_tables.lock().unwrap_or_else(|p| p.into_inner());
-                    let found = host.as_mut().and_then(|channel| {
-                        relist(
-                            channel,
-                            &mut tables,
-                            self.raw_support,
-                            &queries,
-                            watch,
-                            &sockets,
-                        )
-                    });
+                    let read_raw = |channel: &mut Channel, out: &mut Vec<NamedRawSocket>| {
+                        raw::collect(&mut channel.0, self.raw_support, &mut tables, out)
+                    };
+                    let found = host
+                        .as_mut()
+                        .and_then(|channel| relist(channel, read_raw, &queries, watch, &sockets));
                     if found.is_none() {
                         *host = None; // a failed dump may leave its reply behind
                     }
@@ -783,14 +873,18 @@ impl SocketSource for SockDiagSource {
                     let mut others = others.lock().unwrap_or_else(|p| p.into_inner());
                     others
                         .visit_one(inode, |foreign| {
-                            relist(
-                                &mut foreign.channel,
-                                &mut foreign.tables,
-                                self.raw_support,
-                                &queries,
-                                watch,
-                                &sockets,
-                            )
+                            // The namespace's tables open on a thread in it.
+                            let read_raw =
+                                |channel: &mut Channel, out: &mut Vec<NamedRawSocket>| {
+                                    let mut tables = enter::run_in_namespace_of(&channel.0, || {
+                                        ProcTables::open(&self.procfs, self.raw_support)
+                                    })
+                                    .map_err(|err| {
+                                        format!("cannot enter the namespace: {err}")
+                                    })??;
+                                    raw::collect(&mut channel.0, self.raw_support, &mut tables, out)
+                                };
+                            relist(&mut foreign.channel, read_raw, &queries, watch, &sockets)
                         })
                         .flatten()
                 }),

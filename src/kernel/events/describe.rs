@@ -354,6 +354,7 @@ impl Describer {
         let task = Listening {
             pid: raw.pid,
             tid: raw.tid,
+            uid: facts.uid,
             thread_netns: facts.netns,
         };
         let skaddr = raw.skaddr;

@@ -17,12 +17,16 @@
 //! sockets are never broadcast (the kernel maps them to no group); MPTCP
 //! listeners show up as their TCP subflow socket.
 //!
-//! Privilege: none. sock_diag's netlink family lets any user join these
-//! groups (tested: uid 65534 with no capabilities receives them), but only
-//! for sockets of the namespace the subscribing socket was created in. So
-//! one subscription is opened per namespace, by a thread that has entered
-//! it ([`DestroySubscription::open`]), and one [`DestroyReader`] thread
-//! waits on all of them with epoll; subscriptions come and go while it runs.
+//! Privilege: none for our own namespace. sock_diag's netlink family lets
+//! any user join these groups (tested: uid 65534 with no capabilities
+//! receives them), but only for sockets of the namespace the subscribing
+//! socket was created in. Other namespaces are heard by the same one
+//! subscription with `NETLINK_LISTEN_ALL_NSID` (CAP_NET_BROADCAST): the
+//! kernel then delivers the broadcasts of every namespace our namespace has
+//! given an id (`crate::kernel::netns::ids`), each with its id in a control
+//! message, and the [`DestroyReader`] thread maps ids to the namespaces the
+//! socket source reads ([`DestroyReader::hear_namespace`]). One descriptor
+//! for a thousand namespaces, not a thousand.
 //!
 //! Cost: once a group has a member in a namespace, the kernel builds a
 //! broadcast for every socket of that kind the namespace frees, on a kernel
@@ -76,13 +80,14 @@ impl DestroyGroups {
 }
 
 use crate::kernel::sock_diag::wire::{self, INET_DIAG_PROTOCOL, NLMSG_HEADER_LEN, WireError};
-/// Kernel-side receive buffer of a subscription: room for thousands of
-/// filtered messages if the reader is slow.
-const RECEIVE_BUFFER_BYTES: usize = 256 * 1024;
-/// One read() returns one datagram; a destroy message is under 400 bytes.
+/// Kernel-side receive buffer of the subscription, which every namespace
+/// shares: room for thousands of filtered messages if the reader is slow.
+const RECEIVE_BUFFER_BYTES: usize = 2 * 1024 * 1024;
+/// One recvmsg() returns one datagram; a destroy message is under 400 bytes.
 const READ_BUFFER_BYTES: usize = 8 * 1024;
-/// epoll data of the reader's stop eventfd; subscriptions use their key.
+/// epoll data of the reader's stop eventfd and of its subscription.
 const STOP_TOKEN: u64 = u64::MAX;
+const SUBSCRIPTION_TOKEN: u64 = 0;
 
 /// The protocol of a destroyed socket, from `INET_DIAG_PROTOCOL`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,7 +199,7 @@ pub fn destroy_filter(max_port: u16) -> [SockFilter; 6] {
     ]
 }
 
-/// A netlink socket joined to destroy groups in one namespace.
+/// A netlink socket joined to destroy groups.
 pub struct DestroySubscription {
     socket: netlink_sys::Socket,
 }
@@ -202,8 +207,8 @@ pub struct DestroySubscription {
 impl DestroySubscription {
     /// Subscribes to `groups` in the calling thread's current network
     /// namespace, keeping only sockets on ports up to `max_port` (see
-    /// [`destroy_filter`]). Call it on a thread that has entered the
-    /// namespace; the subscription stays bound to it afterwards.
+    /// [`destroy_filter`]). It hears other namespaces too once
+    /// [`DestroyReader::hear_namespace`] names one.
     pub fn open(max_port: u16, groups: DestroyGroups) -> io::Result<DestroySubscription> {
         let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_SOCK_DIAG)?;
         // The filter goes on before any group is joined, so no unfiltered
@@ -214,8 +219,13 @@ impl DestroySubscription {
             socket.add_membership(group)?;
         }
         socket.set_non_blocking(true)?;
-        // A smaller buffer only means earlier overruns; not fatal.
-        let _ = socket.set_rx_buf_sz(RECEIVE_BUFFER_BYTES);
+        // A smaller buffer only means earlier overruns; not fatal. As root
+        // the system's limit (net.core.rmem_max) does not apply.
+        if rustix::net::sockopt::set_socket_recv_buffer_size_force(&socket, RECEIVE_BUFFER_BYTES)
+            .is_err()
+        {
+            let _ = socket.set_rx_buf_sz(RECEIVE_BUFFER_BYTES);
+        }
         Ok(DestroySubscription { socket })
     }
 }
@@ -225,23 +235,32 @@ impl DestroySubscription {
 pub struct DestroyStats {
     /// Destroyed sockets handed to the callback.
     pub events: AtomicU64,
-    /// Times a subscription's receive buffer overflowed (ENOBUFS): some
+    /// Times the subscription's receive buffer overflowed (ENOBUFS): some
     /// messages were lost, the kernel does not say how many.
     pub overruns: AtomicU64,
     /// Datagrams that did not parse.
     pub undecodable: AtomicU64,
+    /// Datagrams from a namespace we do not read (an id we never gave).
+    pub unattributed: AtomicU64,
     /// Kernel thread id of the reader thread (0 until it has started).
     pub thread_id: AtomicU32,
 }
 
 struct Shared {
-    epoll: OwnedFd,
-    subscriptions: Mutex<HashMap<u64, DestroySubscription>>,
+    subscription: DestroySubscription,
+    /// Our own namespace's inode: what a message without an id is from.
+    own_netns: u64,
+    /// Namespace id (as our namespace names it) -> the namespace's inode
+    /// and how many handles of it are open (a handle is reopened before the
+    /// old one closes, so the id is never forgotten in between).
+    namespaces: Mutex<HashMap<i32, (u64, u32)>>,
+    /// Set once the subscription hears every namespace.
+    hears_all: AtomicBool,
     stats: DestroyStats,
 }
 
-/// One thread reading every namespace's subscription; dropping it stops
-/// the thread and closes every subscription.
+/// One thread reading the one subscription that hears every namespace
+/// read; dropping it stops the thread and closes the subscription.
 pub struct DestroyReader {
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
@@ -250,23 +269,37 @@ pub struct DestroyReader {
 }
 
 impl DestroyReader {
-    /// Starts the reader thread with no subscription yet. `on_event` runs on
-    /// that thread for every destroyed socket any subscription reports.
-    pub fn start(on_event: impl FnMut(DestroyEvent) + Send + 'static) -> io::Result<DestroyReader> {
-        let epoll = rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC)?;
+    /// Starts the reader thread on `subscription`, opened in our namespace
+    /// (inode `own_netns`). `on_event` runs on that thread for every
+    /// destroyed socket it hears of.
+    pub fn start(
+        own_netns: u64,
+        subscription: DestroySubscription,
+        on_event: impl FnMut(DestroyEvent) + Send + 'static,
+    ) -> io::Result<DestroyReader> {
+        use rustix::event::epoll;
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let wake = Arc::new(rustix::event::eventfd(
             0,
             rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
         )?);
-        rustix::event::epoll::add(
+        epoll::add(
             &epoll,
             wake.as_fd(),
-            rustix::event::epoll::EventData::new_u64(STOP_TOKEN),
-            rustix::event::epoll::EventFlags::IN,
+            epoll::EventData::new_u64(STOP_TOKEN),
+            epoll::EventFlags::IN,
+        )?;
+        epoll::add(
+            &epoll,
+            subscription.socket.as_fd(),
+            epoll::EventData::new_u64(SUBSCRIPTION_TOKEN),
+            epoll::EventFlags::IN,
         )?;
         let shared = Arc::new(Shared {
-            epoll,
-            subscriptions: Mutex::new(HashMap::new()),
+            subscription,
+            own_netns,
+            namespaces: Mutex::new(HashMap::new()),
+            hears_all: AtomicBool::new(false),
             stats: DestroyStats::default(),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -274,7 +307,7 @@ impl DestroyReader {
             let (shared, stop, wake) = (Arc::clone(&shared), Arc::clone(&stop), Arc::clone(&wake));
             std::thread::Builder::new()
                 .name("destroy-events".into())
-                .spawn(move || read_loop(&shared, &wake, &stop, on_event))?
+                .spawn(move || read_loop(&shared, &epoll, &wake, &stop, on_event))?
         };
         Ok(DestroyReader {
             shared,
@@ -284,46 +317,61 @@ impl DestroyReader {
         })
     }
 
-    /// Adds a namespace's subscription under `netns` (its inode, normally);
-    /// one already there under the same key is replaced and closed.
-    pub fn add(&self, netns: u64, subscription: DestroySubscription) -> io::Result<()> {
-        if netns == STOP_TOKEN {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "reserved key"));
+    /// Hears the namespace `netns` (its inode) from now on, by the id `nsid`
+    /// our namespace gave it (`crate::kernel::netns::ids`). The first call
+    /// makes the subscription hear every namespace with an id
+    /// (`NETLINK_LISTEN_ALL_NSID`, which needs CAP_NET_BROADCAST); messages
+    /// from ids never named here are dropped.
+    pub fn hear_namespace(&self, nsid: i32, netns: u64) -> io::Result<()> {
+        if !self.shared.hears_all.load(Ordering::SeqCst) {
+            self.shared
+                .subscription
+                .socket
+                .set_listen_all_namespaces(true)?;
+            self.shared.hears_all.store(true, Ordering::SeqCst);
         }
-        let mut subscriptions = self.lock();
-        if subscriptions.remove(&netns).is_some() {
-            // Closing the old socket took it out of the epoll set.
+        let mut namespaces = self.lock();
+        let heard = namespaces.entry(nsid).or_insert((netns, 0));
+        if heard.0 != netns {
+            // The id was freed with its namespace and given to this one.
+            *heard = (netns, 0);
         }
-        rustix::event::epoll::add(
-            &self.shared.epoll,
-            subscription.socket.as_fd(),
-            rustix::event::epoll::EventData::new_u64(netns),
-            rustix::event::epoll::EventFlags::IN,
-        )?;
-        subscriptions.insert(netns, subscription);
+        heard.1 += 1;
         Ok(())
     }
 
-    /// Closes the subscription of `netns`; false when there was none.
-    pub fn remove(&self, netns: u64) -> bool {
-        // Dropping the socket closes it, which also removes it from epoll.
-        self.lock().remove(&netns).is_some()
+    /// Undoes one [`Self::hear_namespace`] of `netns`: when none is left,
+    /// its broadcasts are no longer heard. False when it was not heard.
+    pub fn forget_namespace(&self, netns: u64) -> bool {
+        let mut namespaces = self.lock();
+        let before = namespaces.len();
+        namespaces.retain(|_, (inode, holders)| {
+            if *inode == netns {
+                *holders = holders.saturating_sub(1);
+            }
+            *holders > 0
+        });
+        namespaces.len() != before
     }
 
-    /// Keys of the namespaces subscribed now.
+    /// The namespaces heard now (inodes), ours first.
     pub fn namespaces(&self) -> Vec<u64> {
-        let mut keys: Vec<u64> = self.lock().keys().copied().collect();
-        keys.sort_unstable();
-        keys
+        let mut others: Vec<u64> = self.lock().values().map(|&(inode, _)| inode).collect();
+        others.sort_unstable();
+        others.dedup();
+        others.retain(|&inode| inode != self.shared.own_netns);
+        std::iter::once(self.shared.own_netns)
+            .chain(others)
+            .collect()
     }
 
     pub fn stats(&self) -> &DestroyStats {
         &self.shared.stats
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, DestroySubscription>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, (u64, u32)>> {
         self.shared
-            .subscriptions
+            .namespaces
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -341,6 +389,7 @@ impl Drop for DestroyReader {
 
 fn read_loop(
     shared: &Shared,
+    epoll: &OwnedFd,
     wake: &OwnedFd,
     stop: &AtomicBool,
     mut on_event: impl FnMut(DestroyEvent),
@@ -350,11 +399,11 @@ fn read_loop(
         rustix::thread::gettid().as_raw_nonzero().get() as u32,
         Ordering::Relaxed,
     );
-    let mut ready = epoll::EventVec::with_capacity(64);
+    let mut ready = epoll::EventVec::with_capacity(4);
     let mut buffer = vec![0u8; READ_BUFFER_BYTES];
     let mut batch = Vec::new();
     loop {
-        if let Err(err) = epoll::wait(&shared.epoll, &mut ready, -1)
+        if let Err(err) = epoll::wait(epoll, &mut ready, -1)
             && err != rustix::io::Errno::INTR
         {
             tracing::error!("destroy event reader stopped: epoll_wait failed: {err}");
@@ -364,22 +413,11 @@ fn read_loop(
             return;
         }
         for event in &ready {
-            let netns = event.data.u64();
-            if netns == STOP_TOKEN {
+            if event.data.u64() == STOP_TOKEN {
                 let _ = rustix::io::read(wake.as_fd(), &mut buffer[..8]);
                 continue;
             }
-            {
-                // A key removed since epoll_wait returned is simply gone.
-                let subscriptions = shared
-                    .subscriptions
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                if let Some(subscription) = subscriptions.get(&netns) {
-                    drain(subscription, netns, &shared.stats, &mut buffer, &mut batch);
-                }
-            }
-            // The callback runs without the lock, so it may add or remove.
+            drain(shared, &mut buffer, &mut batch);
             for event in batch.drain(..) {
                 shared.stats.events.fetch_add(1, Ordering::Relaxed);
                 on_event(event);
@@ -388,18 +426,32 @@ fn read_loop(
     }
 }
 
-/// Reads every datagram queued on one subscription.
-fn drain(
-    subscription: &DestroySubscription,
-    netns: u64,
-    stats: &DestroyStats,
-    buffer: &mut [u8],
-    batch: &mut Vec<DestroyEvent>,
-) {
+/// Reads every datagram queued on the subscription, each labelled with the
+/// namespace its id names.
+fn drain(shared: &Shared, buffer: &mut [u8], batch: &mut Vec<DestroyEvent>) {
+    let stats = &shared.stats;
     loop {
-        match rustix::io::read(subscription.socket.as_fd(), &mut *buffer) {
-            Ok(0) => return,
-            Ok(received) => {
+        let received = crate::kernel::socket_ns::recv_with_nsid(
+            &shared.subscription.socket,
+            buffer,
+            libc::MSG_DONTWAIT,
+        );
+        match received {
+            Ok((0, _)) => return,
+            Ok((received, nsid)) => {
+                let netns = match nsid {
+                    None => Some(shared.own_netns),
+                    Some(id) => shared
+                        .namespaces
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .get(&id)
+                        .map(|&(inode, _)| inode),
+                };
+                let Some(netns) = netns else {
+                    stats.unattributed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
                 let received = received.min(buffer.len());
                 let parsed = parse_destroy_messages(&buffer[..received], |socket| {
                     batch.push(DestroyEvent { netns, socket })
@@ -408,10 +460,10 @@ fn drain(
                     stats.undecodable.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Err(rustix::io::Errno::NOBUFS) => {
+            Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
                 stats.overruns.fetch_add(1, Ordering::Relaxed);
             }
-            Err(rustix::io::Errno::INTR) => {}
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return, // EAGAIN: drained
         }
     }

@@ -16,9 +16,9 @@
 //!   CAP_SYS_ADMIN). UDP-Lite is never broadcast; the messages carry no uid.
 //!
 //! [`describe`] learns each listening socket's facts at listen time (off the
-//! draining thread) and remembers them for its close; [`held_socket`] and
-//! [`socket_ns`] ask a listening socket which namespace it is in (one of
-//! the two places the crate uses `unsafe`, for the `SIOCGSKNS` ioctl).
+//! draining thread) and remembers them for its close; [`held_socket`] asks
+//! a listening socket which namespace it is in (through
+//! `crate::kernel::socket_ns`).
 //! [`tracefs`] finds tracefs and reads a tracepoint's record layout.
 //!
 //! ## Why the `perf-event-open` crate
@@ -42,7 +42,6 @@ pub mod describe;
 pub mod destroy;
 pub mod held_socket;
 pub mod listen;
-pub mod socket_ns;
 pub mod tracefs;
 
 pub use describe::LearntNamespaces;

@@ -11,6 +11,8 @@
 //! Layout:
 //! - [`discovery`]: which namespaces exist (`/proc/*/ns/net`, `--path.netns`).
 //! - [`enter`]: run a closure inside a namespace (`setns(2)` via rustix).
+//! - [`ids`]: the ids our namespace gives the others, by which one socket of
+//!   ours hears all their notifications.
 //! - [`set`]: the per-namespace handles, opened on first sight, dropped when
 //!   the namespace is gone.
 
@@ -18,6 +20,8 @@
 pub mod discovery;
 #[cfg(target_os = "linux")]
 pub mod enter;
+#[cfg(target_os = "linux")]
+pub mod ids;
 #[cfg(target_os = "linux")]
 pub mod set;
 
@@ -96,12 +100,12 @@ pub fn choose_mode(
 /// dropped, so other parts (the destroy-event subscriptions) follow the
 /// same lifetimes without registering themselves with socket readers.
 pub trait NamespaceObserver: Send + Sync {
-    /// Runs on a thread inside namespace `inode`, as the set opens it: what
-    /// must be opened inside the namespace is opened here. An error is
-    /// logged by the observer; the namespace is still read.
-    fn entered(&self, inode: u64);
+    /// Runs on a thread inside namespace `inode`, as the set opens it;
+    /// `nsid` is the id our namespace gave it ([`ids`]), by which its
+    /// notifications are told apart (`None`: it has none, so none of its
+    /// notifications reach a socket of ours). An error is logged by the
+    /// observer; the namespace is still read.
+    fn entered(&self, inode: u64, nsid: Option<i32>);
     /// The set dropped namespace `inode` (it went away, or the set let go).
     fn left(&self, inode: u64);
-    /// Descriptors the observer keeps per namespace, for the set's budget.
-    fn descriptors_per_namespace(&self) -> usize;
 }

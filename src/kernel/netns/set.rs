@@ -24,7 +24,7 @@
 //! time, such as a sysctl.
 
 use super::discovery::{Discovery, Namespace};
-use super::enter;
+use super::enter::{self, Roaming};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -37,8 +37,8 @@ static WORKERS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
         .map_or(1, |n| n.get())
         .min(MAX_WORKERS)
 });
-/// Below this many held handles one thread visits them all (spawning
-/// workers would cost more than it saves).
+/// Below this many held handles one thread visits them all (more workers
+/// would cost more than they save).
 const PARALLEL_FROM: usize = 64;
 /// Age after which a handle is reopened.
 pub const REFRESH_AFTER: Duration = Duration::from_secs(300);
@@ -106,8 +106,10 @@ impl<T: Send + 'static> NamespaceSet<T> {
     /// matters (a namespace that only a listening socket holds is found by no
     /// process, but our handle still reaches it), opens handles in new ones
     /// with `open` (run on a thread inside the namespace, given its inode)
-    /// within the budget, and reads every namespace with `visit`. A failed
-    /// `visit` drops its handle; the next collection reopens it.
+    /// within the budget, and reads every namespace with `visit`, on threads
+    /// of this collection's own that `visit` may move into the namespace
+    /// ([`Roaming`]). A failed `visit` drops its handle; the next collection
+    /// reopens it.
     pub fn collect<R, O, V, K>(
         &mut self,
         hints: &[(u32, u32)],
@@ -117,16 +119,16 @@ impl<T: Send + 'static> NamespaceSet<T> {
     ) -> Outcome<R>
     where
         R: Send,
-        O: Fn(u64) -> Result<T, String> + Clone + Send + 'static,
-        V: Fn(&mut T) -> Result<R, String> + Sync,
+        O: Fn(u64) -> Result<T, String> + Sync,
+        V: Fn(&mut T, &mut Roaming) -> Result<R, String> + Sync,
         K: Fn(&T) -> bool,
     {
         let found = self.discovery.namespaces(hints);
         let live: HashSet<u64> = found.iter().map(|ns| ns.inode).collect();
         self.open
             .retain(|inode, held| live.contains(inode) || keep(&held.handle));
-        self.expire_some();
         let mut failures: Vec<String> = Vec::new();
+        self.refresh_some(&found, &open, &mut failures);
         let on_demand = self.open_new(&found, &open, &mut failures);
         let mut results = BTreeMap::new();
         for (inode, result) in self.visit_held(&visit) {
@@ -141,8 +143,10 @@ impl<T: Send + 'static> NamespaceSet<T> {
             }
         }
         for namespace in on_demand {
-            let read =
-                enter_and_open(namespace, open.clone()).and_then(|mut handle| visit(&mut handle));
+            let read = enter_and_open(namespace, |inode| {
+                let mut roaming = Roaming::on_a_visiting_thread();
+                open(inode).and_then(|mut handle| visit(&mut handle, &mut roaming))
+            });
             match read {
                 Ok(value) => {
                     results.insert(namespace.inode, value);
@@ -157,9 +161,14 @@ impl<T: Send + 'static> NamespaceSet<T> {
         }
     }
 
-    /// Drops a few of the handles older than [`REFRESH_AFTER`], oldest
-    /// first, so they are reopened in this collection.
-    fn expire_some(&mut self) {
+    /// Reopens a few of the handles older than [`REFRESH_AFTER`], oldest
+    /// first. The new handle is opened before the old one is dropped, so
+    /// whoever follows the namespace's lifetime through its handles never
+    /// sees it go.
+    fn refresh_some<O>(&mut self, found: &[Namespace], open: &O, failures: &mut Vec<String>)
+    where
+        O: Fn(u64) -> Result<T, String> + Sync,
+    {
         let mut expired: Vec<(Instant, u64)> = self
             .open
             .iter()
@@ -169,7 +178,29 @@ impl<T: Send + 'static> NamespaceSet<T> {
         expired.sort_unstable();
         let per_collection = (self.open.len() / 64).max(4);
         for (_, inode) in expired.into_iter().take(per_collection) {
-            self.open.remove(&inode);
+            let reopened = found
+                .iter()
+                .find(|namespace| namespace.inode == inode)
+                .map(|namespace| enter_and_open(namespace, open));
+            match reopened {
+                Some(Ok(handle)) => {
+                    let held = Held {
+                        handle,
+                        opened_at: Instant::now(),
+                    };
+                    self.open.insert(inode, held); // drops the old one
+                }
+                Some(Err(cause)) => {
+                    self.open.remove(&inode);
+                    failures.push(cause);
+                }
+                // Kept by `keep` only: nothing to reopen it through.
+                None => {
+                    if let Some(held) = self.open.get_mut(&inode) {
+                        held.opened_at = Instant::now();
+                    }
+                }
+            }
         }
     }
 
@@ -182,7 +213,7 @@ impl<T: Send + 'static> NamespaceSet<T> {
         failures: &mut Vec<String>,
     ) -> Vec<&'a Namespace>
     where
-        O: Fn(u64) -> Result<T, String> + Clone + Send + 'static,
+        O: Fn(u64) -> Result<T, String> + Sync,
     {
         let mut on_demand = Vec::new();
         for namespace in found {
@@ -193,7 +224,7 @@ impl<T: Send + 'static> NamespaceSet<T> {
                 on_demand.push(namespace);
                 continue;
             }
-            match enter_and_open(namespace, open.clone()) {
+            match enter_and_open(namespace, open) {
                 Ok(handle) => {
                     let held = Held {
                         handle,
@@ -223,32 +254,36 @@ impl<T: Send + 'static> NamespaceSet<T> {
             .map(|held| visit(&mut held.handle))
     }
 
-    /// Runs `visit` on every held handle, on several threads when there
-    /// are many.
+    /// Runs `visit` on every held handle, on threads started for this
+    /// collection (several when there are many handles), which may move
+    /// between namespaces and end with it.
     fn visit_held<R, V>(&mut self, visit: &V) -> Vec<(u64, Result<R, String>)>
     where
         R: Send,
-        V: Fn(&mut T) -> Result<R, String> + Sync,
+        V: Fn(&mut T, &mut Roaming) -> Result<R, String> + Sync,
     {
         let mut held: Vec<(u64, &mut T)> = self
             .open
             .iter_mut()
             .map(|(&inode, held)| (inode, &mut held.handle))
             .collect();
-        if held.len() < PARALLEL_FROM || *WORKERS < 2 {
-            return held
-                .into_iter()
-                .map(|(inode, handle)| (inode, visit(handle)))
-                .collect();
+        if held.is_empty() {
+            return Vec::new();
         }
-        let chunk = held.len().div_ceil(*WORKERS);
+        let workers = if held.len() < PARALLEL_FROM {
+            1
+        } else {
+            *WORKERS
+        };
+        let chunk = held.len().div_ceil(workers);
         std::thread::scope(|scope| {
             let running: Vec<_> = held
                 .chunks_mut(chunk)
                 .map(|part| {
                     scope.spawn(move || {
+                        let mut roaming = Roaming::on_a_visiting_thread();
                         part.iter_mut()
-                            .map(|(inode, handle)| (*inode, visit(handle)))
+                            .map(|(inode, handle)| (*inode, visit(handle, &mut roaming)))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -282,8 +317,8 @@ impl<T: Send + 'static> NamespaceSet<T> {
 /// names the cause only (no path), so equal causes are logged together.
 fn enter_and_open<T, O>(namespace: &Namespace, open: O) -> Result<T, String>
 where
-    T: Send + 'static,
-    O: Fn(u64) -> Result<T, String> + Send + 'static,
+    T: Send,
+    O: FnOnce(u64) -> Result<T, String> + Send,
 {
     let inode = namespace.inode;
     let opened = enter::run_in(&namespace.path, move || open(inode)).map_err(|err| {

@@ -131,6 +131,10 @@ impl std::fmt::Display for Unread {
 const NO_PRIVILEGE: &str =
     "reading nf_tables (NAT rules) needs CAP_NET_ADMIN: forwarded ports are not reported";
 
+/// The notification group that says the ruleset changed.
+#[cfg(target_os = "linux")]
+pub const CHANGE_GROUPS: u32 = 1 << (NFNLGRP_NFTABLES - 1);
+
 /// The NAT rules of the namespace the socket was opened in, re-read only
 /// when the ruleset changes.
 #[cfg(target_os = "linux")]
@@ -146,14 +150,26 @@ impl NatWatch {
     /// Opens the socket in the calling thread's namespace and joins the
     /// nf_tables notifications (needs CAP_NET_ADMIN there).
     pub fn open() -> Result<NatWatch, Unread> {
-        let socket = Watched::open(
-            netlink_sys::protocols::NETLINK_NETFILTER,
-            1 << (NFNLGRP_NFTABLES - 1),
-        )
-        .map_err(|err| match err.raw_os_error() {
-            Some(libc::EPERM) | Some(libc::EACCES) => Unread::NoPrivilege(NO_PRIVILEGE.to_string()),
-            _ => Unread::Failed(format!("cannot open a NETLINK_NETFILTER socket: {err}")),
-        })?;
+        Self::open_joining(CHANGE_GROUPS)
+    }
+
+    /// Reads the rules once, in the calling thread's namespace, through a
+    /// socket that joins no group and is closed at once (another
+    /// namespace's changes are heard by a `crate::kernel::nlsock::ChangeFeed`).
+    pub fn read_once() -> Result<Vec<NatRule>, Unread> {
+        Self::open_joining(0)?.rules().map(<[_]>::to_vec)
+    }
+
+    fn open_joining(groups: u32) -> Result<NatWatch, Unread> {
+        let socket =
+            Watched::open(netlink_sys::protocols::NETLINK_NETFILTER, groups).map_err(|err| {
+                match err.raw_os_error() {
+                    Some(libc::EPERM) | Some(libc::EACCES) => {
+                        Unread::NoPrivilege(NO_PRIVILEGE.to_string())
+                    }
+                    _ => Unread::Failed(format!("cannot open a NETLINK_NETFILTER socket: {err}")),
+                }
+            })?;
         Ok(NatWatch {
             socket,
             rules: Vec::new(),
