@@ -186,4 +186,50 @@ fn a_udp_socket_bound_in_one_of_1000_namespaces_is_in_the_next_scrape() {
             "the scrape after binding 276/udp in namespace {n} of {COUNT}"
         );
     }
+    // One descriptor per namespace: the sock_diag channel. Destroy
+    // broadcasts and address/ruleset changes come through sockets of the
+    // exporter's own namespace that hear them all.
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", exporter.child.id()))
+        .unwrap()
+        .count();
+    eprintln!("exporter descriptors with {COUNT} namespaces: {fds}");
+    assert!(
+        fds <= COUNT + 64,
+        "the exporter holds {fds} descriptors for {COUNT} namespaces"
+    );
+    // ...and still hears a UDP close in any of them, in that namespace.
+    if exporter.capture_active("destroy").is_ok() {
+        // The netns label is the namespace's inode, as the test sees it.
+        let inode_of = |n: usize| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(namespaces.path(n))
+                .unwrap()
+                .ino()
+                .to_string()
+        };
+        let closed_in = |text: &str, n: usize| {
+            common::total(
+                text,
+                "unassigned_port_listener_closed_total",
+                &[
+                    ("port", "276"),
+                    ("protocol", "udp"),
+                    ("netns", inode_of(n).as_str()),
+                ],
+            )
+        };
+        let before = closed_in(&exporter.scrape(), 613);
+        drop(bound.remove(2)); // the socket of namespace 613
+        common::scrape_until(&exporter, "the UDP close in namespace 613", |text| {
+            closed_in(text, 613) == before + 1.0
+        });
+        let text = exporter.scrape();
+        assert_eq!(closed_in(&text, 611), 0.0);
+        assert_eq!(closed_in(&text, 613), before + 1.0);
+    } else {
+        gate(
+            Capability::Root,
+            Err("the destroy groups are not active".into()),
+        );
+    }
 }
