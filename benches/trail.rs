@@ -117,6 +117,21 @@ fn run(trail: bool, scrapes: usize, listens: usize) -> Option<f64> {
     // The storm's first listens before the first scrape.
     std::thread::sleep(Duration::from_millis(20));
     let during_storm: Vec<Duration> = (0..scrapes).map(|_| scrape(exporter.port)).collect();
+    let mut slowest: Vec<(usize, f64)> = during_storm
+        .iter()
+        .map(|d| d.as_secs_f64() * 1e3)
+        .enumerate()
+        .collect();
+    slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+    slowest.truncate(4);
+    println!(
+        "  slowest storm scrapes (index of {scrapes}, ms): {}",
+        slowest
+            .iter()
+            .map(|(i, ms)| format!("#{i} {ms:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let mut during = during_storm;
     storming.store(false, Ordering::SeqCst);
     let (opened, storm_took) = storm.join().unwrap();

@@ -14,9 +14,9 @@
 //! explicitly turns the raising off (mallopt(3)). Small allocations, all
 //! an idle scrape makes, are not affected.
 //!
-//! This is one of the two modules that use `unsafe` (the other is
-//! `kernel::socket_ns`): `mallopt` is a C function no dependency
-//! wraps. Elsewhere (musl, other systems) nothing is done.
+//! This is one of the three modules that use `unsafe` (with
+//! `kernel::socket_ns` and `kernel::priority`): `mallopt` is a C function
+//! no dependency wraps. Elsewhere (musl, other systems) nothing is done.
 
 /// glibc's default mmap threshold, held fixed.
 pub const MMAP_THRESHOLD: i32 = 128 * 1024;

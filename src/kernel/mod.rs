@@ -11,7 +11,7 @@
 //! - [`nlsock`]: a netlink socket that dumps only after change notifications,
 //!   and one that hears every namespace's.
 //! - [`socket_ns`]: which namespace a socket or a netlink notification is
-//!   from (one of the two places the crate uses `unsafe`).
+//!   from (one of the three places the crate uses `unsafe`).
 //! - [`rpcbind`]: the ONC RPC registrations of a namespace's rpcbind.
 //! - [`priority`]: background threads yield the CPU to the scrape.
 //! - `test_support` (unit tests only): the gate for tests that need root,

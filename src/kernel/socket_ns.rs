@@ -6,8 +6,9 @@
 //! hears every namespace that has an id, and the kernel names the id in a
 //! control message that only `recvmsg(2)` returns ([`recv_with_nsid`]).
 //!
-//! This is one of the two modules of the crate that use `unsafe` (the
-//! other is `crate::allocator`; the crate denies it everywhere else). No safe way does the job: a socket's namespace is
+//! This is one of the three modules of the crate that use `unsafe` (with
+//! `crate::allocator` and `crate::kernel::priority`; the crate denies it
+//! everywhere else). No safe way does the job: a socket's namespace is
 //! shown nowhere in procfs (`/proc/PID/fdinfo` says nothing of it, and
 //! `/proc/PID/net` is the task's namespace, not the socket's), sock_diag
 //! answers only inside a namespace one can already enter, and no

@@ -210,9 +210,17 @@ impl OwnerResolver {
                         .filter(|inode| !places.contains_key(inode))
                         .copied()
                         .collect();
-                    let tasks = self.walk_tasks(&left);
-                    covered = tasks.covered;
-                    places.extend(tasks.places);
+                    // In no process's table: a close still in progress
+                    // (its process preempted between dropping the
+                    // descriptor and releasing the socket) is gone by now,
+                    // and walking every thread's table (tens of ms on a
+                    // busy host) would find nothing.
+                    let left = still_listed(&left);
+                    if !left.is_empty() {
+                        let tasks = self.walk_tasks(&left);
+                        covered = tasks.covered;
+                        places.extend(tasks.places);
+                    }
                 }
             }
             for (inode, place) in places {
