@@ -38,7 +38,9 @@ use crate::model::event::EventSocket;
 use crate::model::{ClosedLabels, Judge, NetnsNamer, OpenedLabels, Protocol};
 use crate::owners::{ExeHashes, Owner, OwnerFaults, ProcessDescriber};
 use crate::sockets::{ChangeHints, EventLinks, SeenUdpSockets};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The running event sources; dropping it stops them.
 pub struct LiveEvents {
@@ -54,12 +56,26 @@ pub struct LiveEvents {
     pub counters: EventCounters,
 }
 
+/// How long an event's owner is reused for the same process's next events.
+/// Describing an owner reads eight `/proc` files (status, cgroup, exe,
+/// loginuid, ...); a process storming listeners 30,000 times a second made
+/// that most of the describing thread's work, which slowed the scrapes
+/// through the kernel's `/proc` locks even at idle priority. Reused only
+/// while the process keeps the name the event read (an `exec` or a rename
+/// describes it again); a change of user or executable without one shows
+/// on that process's events at most this late.
+const OWNER_REUSE: Duration = Duration::from_millis(100);
+/// Processes remembered at most (a sweep of the stale ones makes room).
+const MAX_RECENT_OWNERS: usize = 4096;
+
 /// How events become labels: the model's judge and namer, and the owner.
 struct Labeller {
     judge: Judge,
     namer: NetnsNamer,
     /// Owners of processes that open and close listeners.
     describer: Mutex<ProcessDescriber>,
+    /// Owners described in the last [`OWNER_REUSE`], by pid.
+    recent_owners: Mutex<HashMap<u32, (Owner, Instant)>>,
     /// The exporter's own namespace (the destroy reader's key for it).
     own_netns: u64,
     /// UDP sockets (and their uid) the last collections saw.
@@ -70,20 +86,41 @@ struct Labeller {
 
 impl Labeller {
     /// The owner of `pid` (none for a destroy message), described as a
-    /// scrape describes it; the event's comm if the process is gone.
+    /// scrape describes it; the event's comm if the process is gone. An
+    /// owner described less than [`OWNER_REUSE`] ago under the same name is
+    /// reused (see there).
     fn owner(&self, pid: Option<u32>, comm: &str) -> Owner {
         let mut owner = pid
             .and_then(|pid| {
+                if let Some(owner) = self.recent_owner(pid, comm) {
+                    return Some(owner);
+                }
                 let mut describer = self.describer.lock().unwrap_or_else(|p| p.into_inner());
-                describer
+                let owner = describer
                     .describe(&[pid], &mut OwnerFaults::default())
-                    .remove(&pid)
+                    .remove(&pid)?;
+                drop(describer);
+                let mut recent = self.recent_owners.lock().unwrap_or_else(|p| p.into_inner());
+                if recent.len() >= MAX_RECENT_OWNERS {
+                    recent.retain(|_, (_, at)| at.elapsed() < OWNER_REUSE);
+                }
+                recent.insert(pid, (owner.clone(), Instant::now()));
+                Some(owner)
             })
             .unwrap_or_default();
         if owner.process.is_empty() {
             owner.process = comm.to_string();
         }
         owner
+    }
+
+    /// The owner of `pid` as described within [`OWNER_REUSE`], if its name
+    /// (`comm`, read for this event) is still the one described then.
+    fn recent_owner(&self, pid: u32, comm: &str) -> Option<Owner> {
+        let recent = self.recent_owners.lock().unwrap_or_else(|p| p.into_inner());
+        let (owner, at) = recent.get(&pid)?;
+        (at.elapsed() < OWNER_REUSE && !comm.is_empty() && owner.process == comm)
+            .then(|| owner.clone())
     }
 
     /// The owner of the process that listened; when it is gone (a close at
@@ -203,6 +240,7 @@ impl LiveEvents {
             judge,
             namer,
             describer: Mutex::new(ProcessDescriber::new(proc_root.clone()).with_exe_hashes(hashes)),
+            recent_owners: Mutex::default(),
             own_netns,
             udp_sockets: Arc::default(),
             trail,
