@@ -187,8 +187,9 @@ fn run(trail: bool, scrapes: usize, listens: usize) -> Option<(f64, f64)> {
 /// The storm runs in a process of its own, as on a real host, where the
 /// scraper (Prometheus) is never the process that listens: the exporter
 /// reads the listening process's `/proc` entries (its descriptors, its
-/// command line), which take that process's locks, and a scraping thread
-/// in the same process would wait on them.
+/// command line), and a scraping thread in that same process could wait
+/// on what those reads lock. (Measured both ways, the figures did not
+/// clearly differ; the layout is the real one.)
 fn storm_while_scraping(
     exporter_port: u16,
     storm_port: u16,
