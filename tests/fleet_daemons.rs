@@ -41,6 +41,13 @@ use unassigned_port_exporter::policy::registry::{Registry, Transport};
 use unassigned_port_exporter::policy::watch::{Scope, WatchSet};
 
 const RESTARTS: usize = 20;
+/// Processes started before each statd restart. glibc's `bindresvport`
+/// starts at port 600 + pid % 424, and a restart alone advances the host's
+/// pid by about 5, so 20 restarts sampled about 100 consecutive ports from
+/// wherever the pids stood; in 600-702 only 659 is unassigned, and a run
+/// whose pids put it there failed ("never landed on a watched port"). With
+/// 16 more pids a restart, the 20 restarts spread over the whole 600-1023.
+const PID_STRIDE: usize = 16;
 const POLL: Duration = Duration::from_millis(200);
 const SETTLE: Duration = Duration::from_secs(30);
 const ALERT: &str = "UnassignedPortListener";
@@ -346,6 +353,14 @@ fn uid_of(user: &str) -> u32 {
         .unwrap()
 }
 
+/// Uses up `count` pids (short-lived `true` processes), so that the next
+/// process started gets a pid that many further on.
+fn advance_pids(count: usize) {
+    for _ in 0..count {
+        let _ = Command::new("true").status();
+    }
+}
+
 /// A fresh statd state directory owned by statd (statd runs as its owner).
 fn state_dir(dir: &Path, name: &str) -> PathBuf {
     let state = dir.join(name);
@@ -464,6 +479,7 @@ fn stock_daemons_stay_quiet_with_the_shipped_policy_and_impostors_still_alert() 
     let mut landed: Vec<u16> = Vec::new();
     for round in 0..RESTARTS {
         let state = state_dir(&dir, "statd");
+        advance_pids(PID_STRIDE);
         let pid = world.start("rpc.statd", &[STATD, "-F", "-P", state.to_str().unwrap()]);
         let deadline = Instant::now() + SETTLE;
         let port = loop {
