@@ -112,24 +112,32 @@ impl Watched {
         } else {
             NLM_F_REQUEST
         };
-        let result = self.exchange(kind, flags, body, &mut visit);
-        if matches!(result, Err(WireError::Broken(_))) {
-            self.poisoned = true;
-        }
-        result
+        self.exchange(kind, flags, body, &mut visit)
     }
 
     /// Sends a request that changes something and waits for the kernel's
     /// acknowledgement (or its refusal, as `WireError::Refused(errno)`).
     pub fn act(&mut self, kind: u16, body: &[u8]) -> Result<(), WireError> {
-        let result = self.exchange(kind, NLM_F_REQUEST | NLM_F_ACK, body, &mut |_| Ok(()));
+        self.exchange(kind, NLM_F_REQUEST | NLM_F_ACK, body, &mut |_| Ok(()))
+    }
+
+    /// One request and its replies; a broken exchange may leave replies
+    /// queued, so the table is read afresh next time.
+    fn exchange(
+        &mut self,
+        kind: u16,
+        flags: u16,
+        body: &[u8],
+        visit: &mut impl FnMut(Message<'_>) -> Result<(), WireError>,
+    ) -> Result<(), WireError> {
+        let result = self.exchange_once(kind, flags, body, visit);
         if matches!(result, Err(WireError::Broken(_))) {
             self.poisoned = true;
         }
         result
     }
 
-    fn exchange(
+    fn exchange_once(
         &mut self,
         kind: u16,
         flags: u16,
@@ -241,6 +249,14 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// What to assume when nothing could be heard: everything changed.
+    pub fn everything() -> Changes {
+        Changes {
+            overflowed: true,
+            ..Changes::default()
+        }
+    }
+
     /// Whether the namespace of id `nsid` may have changed (`None`: it has
     /// no id, so nothing is heard from it and it must be read every time).
     pub fn touches(&self, nsid: Option<i32>) -> bool {
@@ -271,10 +287,8 @@ impl ChangeFeed {
         }
         socket.set_non_blocking(true)?;
         // A bigger queue only means fewer overflows (each one re-reads every
-        // namespace); as root the limit does not apply.
-        if rustix::net::sockopt::set_socket_recv_buffer_size_force(&socket, FEED_BUFFER).is_err() {
-            let _ = socket.set_rx_buf_sz(FEED_BUFFER);
-        }
+        // namespace).
+        grow_receive_buffer(&socket, FEED_BUFFER);
         Ok(ChangeFeed { socket })
     }
 
@@ -312,6 +326,16 @@ impl ChangeFeed {
 /// A change feed's receive queue: notifications are small (about 100
 /// bytes each), so this holds thousands between two scrapes.
 const FEED_BUFFER: usize = 1024 * 1024;
+
+/// Asks for a receive queue of `bytes` on a netlink socket that hears
+/// broadcasts: beyond the system's limit (`net.core.rmem_max`) where we
+/// may (CAP_NET_ADMIN), within it otherwise. A smaller queue only means
+/// earlier overflows, which the caller counts; never fatal.
+pub fn grow_receive_buffer(socket: &Socket, bytes: usize) {
+    if rustix::net::sockopt::set_socket_recv_buffer_size_force(socket, bytes).is_err() {
+        let _ = socket.set_rx_buf_sz(bytes);
+    }
+}
 
 /// The first attribute of `kind` in `bytes`, if any.
 pub fn attribute(bytes: &[u8], kind: u16) -> Option<&[u8]> {

@@ -18,14 +18,12 @@
 //! control message of netlink's own level: rustix's ancillary buffer
 //! yields only `SCM_RIGHTS` and `SCM_CREDENTIALS` and skips the rest, and
 //! socket2's `recvmsg` hands back uninitialised bytes that need `unsafe`
-//! to read. Three blocks, each with its SAFETY argument and a test.
+//! to read. Four blocks, each with its SAFETY argument; each function
+//! has a test.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-
-/// `SIOCGSKNS` from `linux/sockios.h` (Linux 4.9 and later).
-const SIOCGSKNS: libc::c_ulong = 0x894C;
 
 /// A new descriptor of the network namespace `socket` was created in.
 /// Fails with the kernel's error (`ENOTTY`/`EINVAL` on kernels before 4.9,
@@ -36,7 +34,7 @@ pub fn namespace_of_socket(socket: impl AsFd) -> io::Result<OwnedFd> {
     // outlives the call; SIOCGSKNS takes no argument (the third argument is
     // not read), writes no memory of ours, and returns either -1 with errno
     // set or a new descriptor that nothing else in this process owns.
-    let returned = unsafe { libc::ioctl(raw_socket, SIOCGSKNS as _, 0) };
+    let returned = unsafe { libc::ioctl(raw_socket, libc::SIOCGSKNS as _, 0) };
     if returned < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -45,10 +43,6 @@ pub fn namespace_of_socket(socket: impl AsFd) -> io::Result<OwnedFd> {
     // ownership to the `OwnedFd`, which closes it exactly once.
     Ok(unsafe { OwnedFd::from_raw_fd(returned) })
 }
-
-/// `SOL_NETLINK` and `NETLINK_LISTEN_ALL_NSID` from `linux/netlink.h`.
-const SOL_NETLINK: i32 = 270;
-const NETLINK_LISTEN_ALL_NSID: i32 = 8;
 
 /// Receives one datagram from a netlink `socket` into `buffer` with
 /// `flags`, and the namespace id the kernel attached to it: `Some(id)` for
@@ -81,7 +75,10 @@ pub fn recv_with_nsid(
     if received < 0 {
         return Err(io::Error::last_os_error());
     }
-    let control_bytes: Vec<u8> = control.iter().flat_map(|word| word.to_ne_bytes()).collect();
+    let mut control_bytes = [0u8; std::mem::size_of::<[u64; 8]>()];
+    for (bytes, word) in control_bytes.chunks_exact_mut(8).zip(control) {
+        bytes.copy_from_slice(&word.to_ne_bytes());
+    }
     let used = (header.msg_controllen as usize).min(control_bytes.len());
     Ok((received as usize, nsid_in(&control_bytes[..used])))
 }
@@ -101,7 +98,10 @@ fn nsid_in(control: &[u8]) -> Option<i32> {
         if length < header || length > rest.len() {
             return None;
         }
-        if level == SOL_NETLINK && kind == NETLINK_LISTEN_ALL_NSID && length >= header + 4 {
+        if level == libc::SOL_NETLINK
+            && kind == libc::NETLINK_LISTEN_ALL_NSID
+            && length >= header + 4
+        {
             return Some(i32::from_ne_bytes(
                 rest[header..header + 4].try_into().ok()?,
             ));
@@ -159,16 +159,20 @@ mod tests {
             bytes
         };
         assert_eq!(
-            nsid_in(&message(SOL_NETLINK, NETLINK_LISTEN_ALL_NSID, 7)),
+            nsid_in(&message(
+                libc::SOL_NETLINK,
+                libc::NETLINK_LISTEN_ALL_NSID,
+                7
+            )),
             Some(7)
         );
         let mut two = message(libc::SOL_SOCKET, 1, 9);
-        two.extend(message(SOL_NETLINK, NETLINK_LISTEN_ALL_NSID, 3));
+        two.extend(message(libc::SOL_NETLINK, libc::NETLINK_LISTEN_ALL_NSID, 3));
         assert_eq!(nsid_in(&two), Some(3));
         assert_eq!(nsid_in(&message(libc::SOL_SOCKET, 1, 9)), None);
         assert_eq!(nsid_in(&[]), None);
         // A length that overruns the buffer is not read past.
-        let mut broken = message(SOL_NETLINK, NETLINK_LISTEN_ALL_NSID, 7);
+        let mut broken = message(libc::SOL_NETLINK, libc::NETLINK_LISTEN_ALL_NSID, 7);
         broken[..word].copy_from_slice(&999usize.to_ne_bytes());
         assert_eq!(nsid_in(&broken), None);
     }

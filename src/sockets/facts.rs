@@ -95,13 +95,9 @@ impl ForeignFactFeeds {
 
     /// What to assume when no feed runs: everything changed.
     pub fn none_heard() -> FactChanges {
-        let everything = || Changes {
-            overflowed: true,
-            ..Changes::default()
-        };
         FactChanges {
-            addresses: everything(),
-            nat: everything(),
+            addresses: Changes::everything(),
+            nat: Changes::everything(),
         }
     }
 
@@ -109,10 +105,7 @@ impl ForeignFactFeeds {
     pub fn changes(&mut self) -> FactChanges {
         let drain = |feed: &mut Option<ChangeFeed>| match feed {
             Some(feed) => feed.changes(),
-            None => Changes {
-                overflowed: true,
-                ..Changes::default()
-            },
+            None => Changes::everything(),
         };
         FactChanges {
             addresses: drain(&mut self.addresses),

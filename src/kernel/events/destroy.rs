@@ -219,13 +219,7 @@ impl DestroySubscription {
             socket.add_membership(group)?;
         }
         socket.set_non_blocking(true)?;
-        // A smaller buffer only means earlier overruns; not fatal. As root
-        // the system's limit (net.core.rmem_max) does not apply.
-        if rustix::net::sockopt::set_socket_recv_buffer_size_force(&socket, RECEIVE_BUFFER_BYTES)
-            .is_err()
-        {
-            let _ = socket.set_rx_buf_sz(RECEIVE_BUFFER_BYTES);
-        }
+        crate::kernel::nlsock::grow_receive_buffer(&socket, RECEIVE_BUFFER_BYTES);
         Ok(DestroySubscription { socket })
     }
 }

@@ -17,8 +17,9 @@ use crate::kernel::sock_diag::wire::WireError;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Mutex;
 
-const RTM_NEWNSID: u16 = 88;
-const RTM_GETNSID: u16 = 90;
+use libc::{RTM_GETNSID, RTM_NEWNSID};
+
+/// `NETNSA_*` from `linux/net_namespace.h` (libc has no constants for them).
 const NETNSA_NSID: u16 = 1;
 const NETNSA_FD: u16 = 3;
 /// "Pick a free id" in a request, "none" in an answer.
