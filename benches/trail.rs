@@ -4,27 +4,35 @@
 //! the trail on (`--log.events-per-second=100`, the default) and an extra
 //! watched port, then scrapes `/metrics` over HTTP back to back, 1,000
 //! times in each of three phases: on an idle host (the baseline); while
-//! one thread of another process opens and closes listeners on a port
-//! nobody watches (the
-//! kernel filter drops those events, so this is what the storm costs the
-//! scrapes through the shared cores alone: the machine's floor); and while
-//! the same thread does so on the watched port in rounds of 10,000 (20,000
-//! kernel events a round, far beyond the trail's budget). It prints the
-//! scrape latency p50/p99 of each phase, their ratios to idle, the
-//! positions of the slowest storm scrapes, the events the exporter counted
-//! and lost, and what the trail wrote (lines, and lines suppressed as the
-//! notices count them), then a `summary_trail:` line.
+//! another process opens and closes listeners on a port nobody watches
+//! (the kernel filter, or the draining thread's lookup, drops those events
+//! before anything is read, so this is what the storm costs the scrapes
+//! through the shared machine alone: the floor); and while the same
+//! process does so on the watched port in rounds of 10,000 (20,000 kernel
+//! events a round, far beyond the trail's budget). It prints the scrape
+//! latency p50/p99 of each phase, their ratios to idle, the positions of
+//! the slowest storm scrapes, the events the exporter counted and lost
+//! against the listens the storm made, and what the trail wrote (lines,
+//! and lines suppressed as the notices count them), then a
+//! `summary_trail:` line.
 //!
 //! The whole run is made twice: with the trail on, and with
 //! `--log.events=false`, so the trail's own share of any slowdown shows
 //! (the capture and the collection also work harder during a storm).
 //!
-//! `-- --smoke` scrapes 40 times in each phase, for CI.
+//! And in two layouts. `own_core`: the storm is pinned to the last core and
+//! the exporter and this scraper to the others, so what the storm's events
+//! cost the exporter shows without the storm's own CPU time (a fleet host
+//! has cores to spare for one process that listens in a loop; this 2-core
+//! VM barely does). `shared`: everything on every core, as the scheduler
+//! likes; here the storm takes a core the scrape may want.
+//!
+//! `-- --smoke` scrapes 40 times in each phase, for CI. `-- --exporter
+//! PATH` runs another build of the exporter (an older commit) through the
+//! same phases, for a before/after in one session.
 //! Figures, not assertions: the machine is shared and noisy. The claim to
 //! read is `p99_ratio` (watched storm p99 / idle p99), which should stay
-//! within 2, next to `floor_ratio` (unwatched storm p99 / idle p99): on a
-//! machine where the storm itself takes half the cores, the floor can be
-//! above 2 with the exporter doing nothing.
+//! within 2, next to `floor_ratio` (unwatched storm p99 / idle p99).
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -34,6 +42,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_unassigned_port_exporter");
+
+/// The exporter binary under test: this build's, or `--exporter PATH`.
+fn exporter_binary() -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--exporter")
+        .and_then(|at| args.get(at + 1).cloned())
+        .unwrap_or_else(|| BINARY.to_string())
+}
 
 /// The exporter under test, killed when dropped.
 struct Running {
@@ -60,7 +77,8 @@ fn main() {
     if let Some(at) = args.iter().position(|a| a == "--storm-child") {
         let port = args[at + 1].parse().expect("storm port");
         let listens = args[at + 2].parse().expect("listens per round");
-        storm_child(port, listens);
+        let core = args.get(at + 3).and_then(|a| a.parse().ok());
+        storm_child(port, listens, core);
         return;
     }
     let smoke = std::env::args().any(|a| a == "--smoke");
@@ -70,25 +88,79 @@ fn main() {
         println!("skipped: the trail benchmark needs root (perf tracepoints)");
         return;
     }
-    let mut ratios = Vec::new();
-    for trail in [true, false] {
-        match run(trail, scrapes, listens) {
-            Some(ratio) => ratios.push(ratio),
-            None => return,
+    let mut summary = Vec::new();
+    cores(); // counted before the first layout pins this process
+    for layout in Layout::ALL {
+        if layout == Layout::OwnCore && cores() < 2 {
+            println!("one core: the storm cannot have a core of its own; shared cores only");
+            continue;
+        }
+        layout.apply_to_this_process();
+        let mut ratios = Vec::new();
+        for trail in [true, false] {
+            match run(layout, trail, scrapes, listens) {
+                Some(ratio) => ratios.push(ratio),
+                None => return,
+            }
+        }
+        summary.push(format!(
+            "{name}_trail_on_p99_ratio={:.2} {name}_trail_off_p99_ratio={:.2} {name}_floor_p99_ratio={:.2}",
+            ratios[0].0,
+            ratios[1].0,
+            ratios[0].1.max(ratios[1].1),
+            name = layout.name()
+        ));
+    }
+    println!("summary_trail_ratio: {}", summary.join(" "));
+}
+
+/// Where the storm runs relative to the exporter and the scraper.
+#[derive(Clone, Copy, PartialEq)]
+enum Layout {
+    /// The storm on the last core; the exporter and the scraper on the
+    /// others. What the storm's events cost the exporter shows without the
+    /// storm's own CPU time: a fleet host has cores to spare for one
+    /// process that listens in a loop, this 2-core machine barely does.
+    OwnCore,
+    /// Everything on every core, as the scheduler likes.
+    Shared,
+}
+
+impl Layout {
+    const ALL: [Layout; 2] = [Layout::OwnCore, Layout::Shared];
+
+    fn name(self) -> &'static str {
+        match self {
+            Layout::OwnCore => "own_core",
+            Layout::Shared => "shared",
         }
     }
-    println!(
-        "summary_trail_ratio: trail_on_p99_ratio={:.2} trail_off_p99_ratio={:.2} floor_p99_ratio={:.2}",
-        ratios[0].0,
-        ratios[1].0,
-        ratios[0].1.max(ratios[1].1)
-    );
+
+    /// Pins this process (and so the exporter it starts next) to every core
+    /// but the storm's, or frees it to all.
+    fn apply_to_this_process(self) {
+        let last = cores() - 1;
+        let mut set = rustix::process::CpuSet::new();
+        for cpu in 0..cores() {
+            if self == Layout::Shared || cpu != last {
+                set.set(cpu);
+            }
+        }
+        rustix::process::sched_setaffinity(None, &set).expect("set this process's cores");
+    }
+}
+
+/// The cores this bench may use, counted once before any pinning (which
+/// `available_parallelism` would count instead).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 /// One exporter: idle, then a storm on an unwatched port, then one on a
 /// watched port; the storm/idle p99 ratios (watched, unwatched), or `None`
 /// when the capture cannot run.
-fn run(trail: bool, scrapes: usize, listens: usize) -> Option<(f64, f64)> {
+fn run(layout: Layout, trail: bool, scrapes: usize, listens: usize) -> Option<(f64, f64)> {
     let storm_port = free_port();
     let count = Arc::new(TrailCount::default());
     let exporter = start(storm_port, &count, trail);
@@ -97,8 +169,12 @@ fn run(trail: bool, scrapes: usize, listens: usize) -> Option<(f64, f64)> {
         return None;
     }
     println!(
-        "exporter on 127.0.0.1:{}, trail {}; storm: rounds of {listens} listens on watched port {storm_port}",
+        "exporter on 127.0.0.1:{}, storm {}, trail {}; storm: rounds of {listens} listens on watched port {storm_port}",
         exporter.port,
+        match layout {
+            Layout::OwnCore => "on a core of its own",
+            Layout::Shared => "sharing every core",
+        },
         if trail {
             "on at 100 lines/s"
         } else {
@@ -118,12 +194,12 @@ fn run(trail: bool, scrapes: usize, listens: usize) -> Option<(f64, f64)> {
     // the storm costs the scrapes through the shared cores alone shows.
     let unwatched_port = free_port();
     let (mut unwatched, _, _) =
-        storm_while_scraping(exporter.port, unwatched_port, scrapes, listens);
+        storm_while_scraping(exporter.port, unwatched_port, scrapes, listens, layout);
 
     let lines_before = count.lines.load(Ordering::Relaxed);
     let suppressed_before = count.suppressed.load(Ordering::Relaxed);
     let (during_storm, opened, storm_took) =
-        storm_while_scraping(exporter.port, storm_port, scrapes, listens);
+        storm_while_scraping(exporter.port, storm_port, scrapes, listens, layout);
     let mut slowest: Vec<(usize, f64)> = during_storm
         .iter()
         .map(|d| d.as_secs_f64() * 1e3)
@@ -140,12 +216,13 @@ fn run(trail: bool, scrapes: usize, listens: usize) -> Option<(f64, f64)> {
             .join(", ")
     );
     let mut during = during_storm;
+    // The last notice comes within a second of the storm's end, and the
+    // last events are counted long before.
+    std::thread::sleep(Duration::from_millis(2500));
     let (events, lost) = {
         let (events, lost) = counted(exporter.port);
         (events - events_before.0, lost - events_before.1)
     };
-    // The last notice comes within a second of the storm's end.
-    std::thread::sleep(Duration::from_millis(2500));
     let lines = count.lines.load(Ordering::Relaxed) - lines_before;
     let suppressed = count.suppressed.load(Ordering::Relaxed) - suppressed_before;
 
@@ -169,13 +246,15 @@ fn run(trail: bool, scrapes: usize, listens: usize) -> Option<(f64, f64)> {
         during.len()
     );
     println!(
-        "  exporter counted {events:.0} listen/close events during the storm ({lost:.0} samples lost by the kernel ring)"
+        "  exporter counted {events:.0} listen/close events of the storm's {} ({lost:.0} samples lost)",
+        2 * opened
     );
     println!(
         "  trail during the storm: {lines} lines written, {suppressed} suppressed (notices); p99 ratio storm/idle {ratio:.2}"
     );
     println!(
-        "summary_trail: trail={trail} idle_p99_ms={idle_p99:.2} unwatched_storm_p99_ms={unwatched_p99:.2} storm_p99_ms={storm_p99:.2} p99_ratio={ratio:.2} floor_ratio={floor:.2} lines={lines} suppressed={suppressed}"
+        "summary_trail: layout={} trail={trail} idle_p99_ms={idle_p99:.2} unwatched_storm_p99_ms={unwatched_p99:.2} storm_p99_ms={storm_p99:.2} p99_ratio={ratio:.2} floor_ratio={floor:.2} lines={lines} suppressed={suppressed}",
+        layout.name()
     );
     Some((ratio, floor))
 }
@@ -195,12 +274,17 @@ fn storm_while_scraping(
     storm_port: u16,
     scrapes: usize,
     listens: usize,
+    layout: Layout,
 ) -> (Vec<Duration>, usize, Duration) {
     let mut storm = Command::new(std::env::current_exe().expect("the bench's own path"))
         .args([
             "--storm-child",
             &storm_port.to_string(),
             &listens.to_string(),
+            &match layout {
+                Layout::OwnCore => (cores() - 1).to_string(),
+                Layout::Shared => "any".to_string(),
+            },
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -223,7 +307,12 @@ fn storm_while_scraping(
 
 /// The storm process: whole rounds of listen+close on `port` until its
 /// input ends, then one line: listens made, seconds taken.
-fn storm_child(port: u16, listens: usize) {
+fn storm_child(port: u16, listens: usize, core: Option<usize>) {
+    if let Some(core) = core {
+        let mut only = rustix::process::CpuSet::new();
+        only.set(core);
+        rustix::process::sched_setaffinity(None, &only).expect("pin the storm");
+    }
     let storming = Arc::new(AtomicBool::new(true));
     {
         let storming = Arc::clone(&storming);
@@ -246,7 +335,7 @@ fn storm_child(port: u16, listens: usize) {
 /// Starts the exporter with its stderr counted on a thread.
 fn start(storm_port: u16, count: &Arc<TrailCount>, trail: bool) -> Running {
     let port = free_port();
-    let mut child = Command::new(BINARY)
+    let mut child = Command::new(exporter_binary())
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg(format!("--watch.ports={storm_port}/tcp"))
         .arg("--log.format=json")

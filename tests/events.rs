@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use unassigned_port_exporter::events::{
     DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription, DestroyedProtocol,
-    ListenCapture, ListenEvent, StreamProtocol, Transition,
+    ListenCapture, ListenEvent, PortFilter, StreamProtocol, Transition,
 };
 use unassigned_port_exporter::kernel::netns::ids::NamespaceIds;
 
@@ -64,13 +64,18 @@ fn bind_retrying<T>(mut bind: impl FnMut() -> io::Result<T>) -> T {
 /// Starts a capture that keeps this process's events; `None` when the
 /// test skips.
 fn capture() -> Option<(ListenCapture, Arc<Mutex<Vec<ListenEvent>>>)> {
+    capture_of(PortFilter::from(MAX_PORT))
+}
+
+/// [`capture`] of the ports `ports` wants.
+fn capture_of(ports: PortFilter) -> Option<(ListenCapture, Arc<Mutex<Vec<ListenEvent>>>)> {
     if !require(Capability::Root) {
         return None;
     }
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);
     let own_pid = std::process::id();
-    let started = ListenCapture::start(MAX_PORT, Path::new("/proc"), move |event| {
+    let started = ListenCapture::start(ports, Path::new("/proc"), move |event| {
         if event.pid == own_pid {
             sink.lock().unwrap().push(event);
         }
@@ -155,6 +160,37 @@ fn ports_above_the_bound_and_connections_never_reach_the_callback() {
     let mine: Vec<&ListenEvent> = seen.iter().filter(|e| e.tid == me).collect();
     assert_eq!(mine.len(), 2, "{mine:#?}");
     assert!(mine.iter().all(|e| e.port == PORT));
+}
+
+#[test]
+fn a_port_below_the_bound_that_nobody_wants_is_dropped_before_describing() {
+    let wanted = |_: StreamProtocol, port: u16| port == PORT;
+    let Some((capture, events)) = capture_of(PortFilter::only(MAX_PORT, wanted)) else {
+        return;
+    };
+    let me = tid();
+    // Below MAX_PORT, so the kernel passes it; not wanted, so the draining
+    // thread drops it. A privileged port this test can bind (as root).
+    let unwanted = (900..MAX_PORT)
+        .find_map(|port| TcpListener::bind((Ipv4Addr::LOCALHOST, port)).ok())
+        .expect("a free port in 900-1022");
+    drop(unwanted);
+    let marker = bind_retrying(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)));
+    drop(marker);
+    let seen = wait_for(&events, |events| {
+        events
+            .iter()
+            .any(|e| e.tid == me && e.port == PORT && e.transition == Transition::Closed)
+    });
+    let mine: Vec<&ListenEvent> = seen.iter().filter(|e| e.tid == me).collect();
+    assert_eq!(mine.len(), 2, "{mine:#?}");
+    assert!(mine.iter().all(|e| e.port == PORT));
+    // Its listen and close reached the draining thread and went no further.
+    let dropped = capture
+        .stats()
+        .unwanted
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(dropped >= 2, "unwanted samples: {dropped}");
 }
 
 /// A reader of `groups`, subscribed in the test's namespace, with the

@@ -30,7 +30,7 @@ use super::trail::{ListenerFacts, Trail};
 use super::view::Changes;
 use super::{
     CaptureSource, DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription, EventCounters,
-    ListenCapture, ListenEvent, Transition,
+    ListenCapture, ListenEvent, PortFilter, Transition,
 };
 use crate::kernel::netns::NamespaceObserver;
 use crate::kernel::procfs::ProcRoot;
@@ -296,7 +296,13 @@ fn start_capture(
             labeller.listen(&event, &counters);
         }
     };
-    match ListenCapture::start(max_port, proc_root.procfs(), handler) {
+    // Only watched ports are described: a storm on another port below
+    // `max_port` costs the draining thread a lookup, nothing more.
+    let judge = labeller.judge.clone();
+    let watched = PortFilter::only(max_port, move |protocol, port| {
+        Protocol::of_ip_protocol(protocol.number()).is_some_and(|p| judge.is_watched(p, port))
+    });
+    match ListenCapture::start(watched, proc_root.procfs(), handler) {
         Ok(capture) => {
             counters.set_active(CaptureSource::Tracepoint, Ok(()));
             let stats = Arc::clone(capture.stats());

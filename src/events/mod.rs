@@ -16,6 +16,7 @@ pub mod view;
 
 pub use crate::kernel::events::{
     CaptureUnavailable, DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription,
-    DestroyedProtocol, DestroyedSocket, ListenCapture, ListenEvent, StreamProtocol, Transition,
+    DestroyedProtocol, DestroyedSocket, ListenCapture, ListenEvent, PortFilter, StreamProtocol,
+    Transition,
 };
 pub use counters::{CaptureSource, EventCounters};

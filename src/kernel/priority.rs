@@ -1,19 +1,24 @@
 //! Background threads yield the CPU to the scrape.
 //!
-//! Describing kernel events, writing the event trail and hashing
-//! executables are work a listener storm multiplies, and on a small host
-//! they would take the cores a scrape needs (the storm itself takes one).
-//! Their threads move themselves to the `SCHED_IDLE` policy when they
-//! start: they run only on a core nothing else wants, and any other thread
-//! that wakes (the scrape's) takes the core from them at once. Their lag is
-//! harmless (describing does less when its queue backs up; the counters
-//! stay exact because the draining thread, which keeps its priority,
-//! counts). Measured with a 30,000-listens-a-second storm on this 2-core
-//! VM: at nice 10, which still gives a thread a tenth of a nice-0 thread's
-//! share, the describing thread took the core the scrape needed and scrape
-//! p99 was 4 to 5 ms; at nice 19, the same; under `SCHED_IDLE`, 0.9 to 3.9
-//! ms. Where the policy is refused (a seccomp profile), the thread falls
-//! back to nice 19. On Linux a scheduling policy belongs to one thread.
+//! Writing the event trail and hashing executables are work a listener
+//! storm multiplies, and on a small host they would take the cores a scrape
+//! needs (the storm itself takes one). Their threads move themselves to the
+//! `SCHED_IDLE` policy when they start: they run only on a core nothing
+//! else wants, and any other thread that wakes (the scrape's) takes the
+//! core from them at once. Their lag is harmless: the trail's queue is
+//! bounded and what it drops is counted in its suppression notices, and a
+//! hash not ready yet is asked for again.
+//!
+//! The describing thread of the listen capture is not one of them,
+//! because it counts. Under `SCHED_IDLE` it got no CPU while the exporter's
+//! core was busy: with the storm on one core of this 2-core VM and the
+//! exporter and a back-to-back scraper on the other, it counted none of
+//! 77,000 events and the kernel ring dropped them (`cargo bench --bench
+//! trail`, the own-core layout). It keeps a normal priority and is made
+//! cheap instead (`super::events::describe`: a task is read once a pass of
+//! the draining thread, not once a transition). Where the policy is
+//! refused (a seccomp profile), a background thread falls back to nice 19.
+//! On Linux a scheduling policy belongs to one thread.
 //!
 //! This is one of the three modules that use `unsafe` (with
 //! `crate::allocator` and `crate::kernel::socket_ns`): `sched_setscheduler`

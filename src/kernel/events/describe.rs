@@ -39,7 +39,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Sockets remembered at once; the oldest are forgotten first (a close of
 /// a forgotten socket is still counted, with the closing task's facts).
@@ -218,8 +218,9 @@ pub struct Describer {
     namespaces: LearntNamespaces,
     /// Transitions queued and not yet described (the draining thread adds).
     backlog: Arc<AtomicUsize>,
-    /// (pid, tid) -> what was last read of that task, and when.
-    recent: HashMap<(u32, u32), (SocketFacts, Instant)>,
+    /// (pid, tid) -> what was last read of that task, and when the
+    /// reading began (CLOCK_MONOTONIC, the clock of transitions).
+    recent: HashMap<(u32, u32), (SocketFacts, Duration)>,
 }
 
 impl Describer {
@@ -371,23 +372,33 @@ impl Describer {
         facts
     }
 
-    /// What the task says: name, uid, the thread's namespace; read now, or
-    /// reused from a recent reading while the backlog is long (nothing when
-    /// it is too long and the task was never read).
+    /// What the task says: name, uid, the thread's namespace. Every reading
+    /// is taken after the transition it describes, so one begun after this
+    /// transition is as true of it as a fresh one and is used again: a
+    /// storm's transitions arrive a pass of the draining thread at a time,
+    /// all made before the describing thread reads, so one task is read
+    /// once a pass, not once a transition (a storm of 33,000 listens a
+    /// second took half a core in these reads). While the backlog is long
+    /// an older reading is reused too (nothing is read when it is too long
+    /// and the task was never read).
     fn read_task(&mut self, raw: &RawTransition) -> SocketFacts {
         let backlog = self.backlog.load(Ordering::Relaxed);
         let task = (raw.pid, raw.tid);
-        if let Some((facts, read_at)) = self.recent.get(&task)
-            && backlog >= WALK_BELOW
-            && (read_at.elapsed() < REUSE_FOR || backlog >= READ_BELOW)
-        {
-            return facts.clone();
+        if let Some((facts, read_began)) = self.recent.get(&task) {
+            let read_after = *read_began >= raw.kernel_time;
+            let lagging = backlog >= WALK_BELOW
+                && (super::listen::monotonic_now().saturating_sub(*read_began) < REUSE_FOR
+                    || backlog >= READ_BELOW);
+            if read_after || lagging {
+                return facts.clone();
+            }
         }
         let mut facts = SocketFacts {
             pid: raw.pid,
             ..SocketFacts::default()
         };
         if backlog < READ_BELOW {
+            let read_began = super::listen::monotonic_now();
             facts.process = super::listen::read_comm(&self.procfs, raw.pid);
             facts.uid = read_uid(&self.procfs, raw.pid);
             facts.netns = super::listen::read_task_netns(&self.procfs, raw.pid, raw.tid);
@@ -395,7 +406,7 @@ impl Describer {
                 if self.recent.len() >= MAX_RECENT {
                     self.recent.clear();
                 }
-                self.recent.insert(task, (facts.clone(), Instant::now()));
+                self.recent.insert(task, (facts.clone(), read_began));
             }
         }
         facts
@@ -518,6 +529,47 @@ mod tests {
         assert_eq!(learnt.list().len(), 1);
         learnt.release(5);
         assert!(learnt.list().is_empty());
+    }
+
+    /// Says every socket's close is queued: the finder is never asked.
+    struct AllClosing;
+
+    impl QueuedCloses for AllClosing {
+        fn queued(&self, _: u64) -> bool {
+            true
+        }
+        fn closed_before(&mut self, _: u64, _: Duration) -> Option<bool> {
+            Some(true)
+        }
+    }
+
+    #[test]
+    fn a_reading_begun_after_a_transition_serves_it_and_a_later_one_reads_again() {
+        // A procfs of one task, pid 100 tid 7, whose name the test changes.
+        let procfs = std::env::temp_dir().join(format!("describe-reuse-{}", std::process::id()));
+        let task = procfs.join("100");
+        std::fs::create_dir_all(task.join("task/7/ns")).unwrap();
+        std::fs::write(task.join("status"), "Name:\tx\nUid:\t1001\t0\t0\t0\n").unwrap();
+        std::fs::write(task.join("task/7/ns/net"), "").unwrap();
+        std::fs::write(task.join("comm"), "first\n").unwrap();
+        let backlog = Arc::new(AtomicUsize::new(0)); // no lag: only the rule reuses
+        let mut d = Describer::new(&procfs, LearntNamespaces::default(), backlog);
+        let at = |kernel_time, skaddr| RawTransition {
+            kernel_time,
+            ..raw(Transition::Opened, StreamProtocol::Tcp, 7, skaddr)
+        };
+        let made = super::super::listen::monotonic_now();
+        let name = |d: &mut Describer, raw| d.describe_in(raw, &mut AllClosing).unwrap().process;
+
+        assert_eq!(name(&mut d, at(made, 1)).as_deref(), Some("first"));
+        std::fs::write(task.join("comm"), "second\n").unwrap();
+        // Made before the first reading began: that reading is as true of
+        // it as a new one.
+        assert_eq!(name(&mut d, at(made, 2)).as_deref(), Some("first"));
+        // Made after it: read again.
+        let later = super::super::listen::monotonic_now();
+        assert_eq!(name(&mut d, at(later, 3)).as_deref(), Some("second"));
+        std::fs::remove_dir_all(&procfs).unwrap();
     }
 
     #[test]

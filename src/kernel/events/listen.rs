@@ -35,6 +35,10 @@
 //! (`PERF_EVENT_IOC_SET_FILTER`, see [`filter_expression`]) discards, before
 //! any sample is written, every transition that is not into or out of
 //! LISTEN on a port up to `max_port`. Connections never wake the thread.
+//! The kernel filter cannot hold thousands of watched ports, so the
+//! draining thread drops the transitions on the ports below `max_port`
+//! that nobody watches ([`PortFilter`]) before they are queued: a listener
+//! storm on such a port costs one bitset lookup a sample, no procfs read.
 //!
 //! Each sample carries the raw tracepoint record (`PERF_SAMPLE_RAW`), the
 //! pid and tid (`PERF_SAMPLE_TID`) and a CLOCK_MONOTONIC timestamp. Field
@@ -111,6 +115,33 @@ const STORM_FROM: usize = 8;
 const STORM_REST: Duration = Duration::from_millis(1);
 /// epoll data of the stop eventfd; ring `i` uses `i`.
 const STOP_TOKEN: u64 = u64::MAX;
+
+/// Which transitions are described: ports up to `max_port` pass the kernel
+/// filter, and of those only the ones `wanted` accepts are queued.
+pub struct PortFilter {
+    max_port: u16,
+    wanted: Box<dyn Fn(StreamProtocol, u16) -> bool + Send>,
+}
+
+impl PortFilter {
+    /// Only the ports `wanted` accepts, all of them at most `max_port`.
+    pub fn only(
+        max_port: u16,
+        wanted: impl Fn(StreamProtocol, u16) -> bool + Send + 'static,
+    ) -> PortFilter {
+        PortFilter {
+            max_port,
+            wanted: Box::new(wanted),
+        }
+    }
+}
+
+/// Every port up to the number.
+impl From<u16> for PortFilter {
+    fn from(max_port: u16) -> PortFilter {
+        PortFilter::only(max_port, |_, _| true)
+    }
+}
 
 /// Why listen events cannot be captured, in one line for the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -229,6 +260,8 @@ pub struct CaptureStats {
     pub queue_full: AtomicU64,
     /// Samples whose raw record did not match the tracepoint's format.
     pub undecodable: AtomicU64,
+    /// Samples on a port the [`PortFilter`] does not want, dropped.
+    pub unwanted: AtomicU64,
     /// Kernel thread id of the draining thread (0 until it has started),
     /// for reading its CPU time from `/proc/self/task/TID/stat`.
     pub thread_id: AtomicU32,
@@ -384,16 +417,17 @@ pub fn ring_pages_exp(cpus: usize, page_size: usize) -> u8 {
 
 impl ListenCapture {
     /// Opens the tracepoint on every online CPU with the filter for
-    /// `max_port` and starts the draining and describing threads; the
+    /// `ports` and starts the draining and describing threads; the
     /// describing thread calls `on_event` for every transition, in the
     /// order the kernel made them. `procfs` is where owners are read
     /// (`/proc` normally). Fails with a one-line reason when the kernel or
     /// our privileges do not allow it; nothing is left open then.
     pub fn start(
-        max_port: u16,
+        ports: impl Into<PortFilter>,
         procfs: &Path,
         on_event: impl FnMut(ListenEvent) + Send + 'static,
     ) -> Result<ListenCapture, CaptureUnavailable> {
+        let PortFilter { max_port, wanted } = ports.into();
         let tracefs = tracefs::find_or_mount().map_err(unavailable)?;
         let format =
             TracepointFormat::read(&tracefs, "sock", "inet_sock_set_state").map_err(|err| {
@@ -463,7 +497,9 @@ impl ListenCapture {
                 .name("listen-describe".into())
                 .spawn(move || {
                     stats.describe_thread_id.store(gettid(), Ordering::Relaxed);
-                    crate::kernel::priority::run_in_background();
+                    // Normal priority, unlike the trail and hash threads:
+                    // this thread counts, and counting must not wait for an
+                    // idle core (see `crate::kernel::priority`).
                     describe_all(&received, &mut describer, &stats, &backlog, &poke, on_event);
                 })
                 .map_err(|err| unavailable(format!("cannot start the describing thread: {err}")))?
@@ -471,6 +507,7 @@ impl ListenCapture {
         let drainer = Drainer {
             rings,
             layout,
+            wanted,
             stats: Arc::clone(&stats),
             queue,
             backlog,
@@ -706,6 +743,8 @@ impl QueuedCloses for Behind<'_> {
 struct Drainer {
     rings: Vec<(Counter, Sampler)>,
     layout: RecordLayout,
+    /// Which of the ports the kernel passed are queued.
+    wanted: Box<dyn Fn(StreamProtocol, u16) -> bool + Send>,
     stats: Arc<CaptureStats>,
     /// Unbounded as a channel (its memory comes and goes with the backlog:
     /// a preallocated 65,536-slot queue kept 4 MiB resident on an idle
@@ -801,6 +840,10 @@ impl Drainer {
                         continue;
                     };
                     self.stats.samples.fetch_add(1, Ordering::Relaxed);
+                    if !(self.wanted)(decoded.protocol, decoded.port) {
+                        self.stats.unwanted.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     self.batch.push(RawTransition {
                         transition: decoded.transition,
                         protocol: decoded.protocol,

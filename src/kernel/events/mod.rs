@@ -49,4 +49,6 @@ pub use destroy::{
     DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription, DestroyedProtocol,
     DestroyedSocket,
 };
-pub use listen::{CaptureUnavailable, ListenCapture, ListenEvent, StreamProtocol, Transition};
+pub use listen::{
+    CaptureUnavailable, ListenCapture, ListenEvent, PortFilter, StreamProtocol, Transition,
+};
