@@ -29,7 +29,8 @@
 //!
 //! `-- --smoke` scrapes 40 times in each phase, for CI. `-- --exporter
 //! PATH` runs another build of the exporter (an older commit) through the
-//! same phases, for a before/after in one session.
+//! same phases, for a before/after in one session; `-- --layout NAME`
+//! runs one layout.
 //! Figures, not assertions: the machine is shared and noisy. The claim to
 //! read is `p99_ratio` (watched storm p99 / idle p99), which should stay
 //! within 2, next to `floor_ratio` (unwatched storm p99 / idle p99).
@@ -89,10 +90,17 @@ fn main() {
         return;
     }
     let mut summary = Vec::new();
-    cores(); // counted before the first layout pins this process
+    allowed_cores(); // read before the first layout pins this process
+    let only = args
+        .iter()
+        .position(|a| a == "--layout")
+        .and_then(|at| args.get(at + 1));
     for layout in Layout::ALL {
-        if layout == Layout::OwnCore && cores() < 2 {
-            println!("one core: the storm cannot have a core of its own; shared cores only");
+        if only.is_some_and(|name| name != layout.name()) {
+            continue;
+        }
+        if layout == Layout::OwnCore && allowed_cores().len() < 2 {
+            println!("one core: the storm cannot have a core of its own");
             continue;
         }
         layout.apply_to_this_process();
@@ -104,10 +112,11 @@ fn main() {
             }
         }
         summary.push(format!(
-            "{name}_trail_on_p99_ratio={:.2} {name}_trail_off_p99_ratio={:.2} {name}_floor_p99_ratio={:.2}",
+            "{name}_trail_on_p99_ratio={:.2} {name}_trail_off_p99_ratio={:.2} {name}_floor_p99_ratio={:.2} {name}_uncounted={:.0}",
             ratios[0].0,
             ratios[1].0,
             ratios[0].1.max(ratios[1].1),
+            ratios[0].2 + ratios[1].2,
             name = layout.name()
         ));
     }
@@ -124,43 +133,72 @@ enum Layout {
     OwnCore,
     /// Everything on every core, as the scheduler likes.
     Shared,
+    /// Everything on the first core: a 1-CPU host, where the storm, the
+    /// scraper and every thread of the exporter take turns.
+    OneCore,
 }
 
 impl Layout {
-    const ALL: [Layout; 2] = [Layout::OwnCore, Layout::Shared];
+    const ALL: [Layout; 3] = [Layout::OwnCore, Layout::Shared, Layout::OneCore];
 
     fn name(self) -> &'static str {
         match self {
             Layout::OwnCore => "own_core",
             Layout::Shared => "shared",
+            Layout::OneCore => "one_core",
         }
     }
 
-    /// Pins this process (and so the exporter it starts next) to every core
-    /// but the storm's, or frees it to all.
+    fn describe(self) -> &'static str {
+        match self {
+            Layout::OwnCore => "on a core of its own",
+            Layout::Shared => "sharing every core",
+            Layout::OneCore => "on the one core the exporter and scraper have",
+        }
+    }
+
+    /// The core the storm is pinned to, if it is.
+    fn storm_core(self) -> Option<usize> {
+        let cores = allowed_cores();
+        match self {
+            Layout::OwnCore => cores.last().copied(),
+            Layout::OneCore => cores.first().copied(),
+            Layout::Shared => None,
+        }
+    }
+
+    /// Pins this process (and so the exporter it starts next) to its cores.
     fn apply_to_this_process(self) {
-        let last = cores() - 1;
+        let cores = allowed_cores();
+        let mine: &[usize] = match self {
+            Layout::OwnCore => &cores[..cores.len() - 1],
+            Layout::OneCore => &cores[..1],
+            Layout::Shared => cores,
+        };
         let mut set = rustix::process::CpuSet::new();
-        for cpu in 0..cores() {
-            if self == Layout::Shared || cpu != last {
-                set.set(cpu);
-            }
+        for &cpu in mine {
+            set.set(cpu);
         }
         rustix::process::sched_setaffinity(None, &set).expect("set this process's cores");
     }
 }
 
-/// The cores this bench may use, counted once before any pinning (which
-/// `available_parallelism` would count instead).
-fn cores() -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+/// The cores this bench may use, read once before any pinning.
+fn allowed_cores() -> &'static [usize] {
+    static CORES: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    CORES.get_or_init(|| {
+        let set = rustix::process::sched_getaffinity(None).expect("this process's cores");
+        (0..rustix::process::CpuSet::MAX_CPU)
+            .filter(|&cpu| set.is_set(cpu))
+            .collect()
+    })
 }
 
 /// One exporter: idle, then a storm on an unwatched port, then one on a
-/// watched port; the storm/idle p99 ratios (watched, unwatched), or `None`
-/// when the capture cannot run.
-fn run(layout: Layout, trail: bool, scrapes: usize, listens: usize) -> Option<(f64, f64)> {
+/// watched port; the storm/idle p99 ratios (watched, unwatched) and the
+/// storm's events the exporter did not count, or `None` when the capture
+/// cannot run.
+fn run(layout: Layout, trail: bool, scrapes: usize, listens: usize) -> Option<(f64, f64, f64)> {
     let storm_port = free_port();
     let count = Arc::new(TrailCount::default());
     let exporter = start(storm_port, &count, trail);
@@ -171,10 +209,7 @@ fn run(layout: Layout, trail: bool, scrapes: usize, listens: usize) -> Option<(f
     println!(
         "exporter on 127.0.0.1:{}, storm {}, trail {}; storm: rounds of {listens} listens on watched port {storm_port}",
         exporter.port,
-        match layout {
-            Layout::OwnCore => "on a core of its own",
-            Layout::Shared => "sharing every core",
-        },
+        layout.describe(),
         if trail {
             "on at 100 lines/s"
         } else {
@@ -186,36 +221,31 @@ fn run(layout: Layout, trail: bool, scrapes: usize, listens: usize) -> Option<(f
     for _ in 0..5 {
         scrape(exporter.port);
     }
-    let mut idle: Vec<Duration> = (0..scrapes).map(|_| scrape(exporter.port)).collect();
+    let idle: Vec<Scrape> = (0..scrapes).map(|_| scrape(exporter.port)).collect();
     let events_before = counted(exporter.port);
 
     // The machine's own floor: the same storm on a port nobody watches
     // (the kernel filter drops its events before they reach us), so what
     // the storm costs the scrapes through the shared cores alone shows.
     let unwatched_port = free_port();
-    let (mut unwatched, _, _) =
+    let (unwatched, _, _) =
         storm_while_scraping(exporter.port, unwatched_port, scrapes, listens, layout);
 
     let lines_before = count.lines.load(Ordering::Relaxed);
     let suppressed_before = count.suppressed.load(Ordering::Relaxed);
     let (during_storm, opened, storm_took) =
         storm_while_scraping(exporter.port, storm_port, scrapes, listens, layout);
-    let mut slowest: Vec<(usize, f64)> = during_storm
-        .iter()
-        .map(|d| d.as_secs_f64() * 1e3)
-        .enumerate()
-        .collect();
-    slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut slowest: Vec<(usize, &Scrape)> = during_storm.iter().enumerate().collect();
+    slowest.sort_by_key(|(_, s)| std::cmp::Reverse(s.took));
     slowest.truncate(4);
     println!(
-        "  slowest storm scrapes (index of {scrapes}, ms): {}",
+        "  slowest storm scrapes (index of {scrapes}: ms, of which collecting): {}",
         slowest
             .iter()
-            .map(|(i, ms)| format!("#{i} {ms:.2}"))
+            .map(|(i, s)| format!("#{i} {:.2} ({:.2})", ms(s.took), ms(s.collection)))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let mut during = during_storm;
     // The last notice comes within a second of the storm's end, and the
     // last events are counted long before.
     std::thread::sleep(Duration::from_millis(2500));
@@ -226,13 +256,15 @@ fn run(layout: Layout, trail: bool, scrapes: usize, listens: usize) -> Option<(f
     let lines = count.lines.load(Ordering::Relaxed) - lines_before;
     let suppressed = count.suppressed.load(Ordering::Relaxed) - suppressed_before;
 
-    let (idle_p50, idle_p99) = quantiles(&mut idle);
-    let (unwatched_p50, unwatched_p99) = quantiles(&mut unwatched);
-    let (storm_p50, storm_p99) = quantiles(&mut during);
+    let (idle_p50, idle_p99) = quantiles(idle.iter().map(|s| s.took));
+    let (unwatched_p50, unwatched_p99) = quantiles(unwatched.iter().map(|s| s.took));
+    let (storm_p50, storm_p99) = quantiles(during_storm.iter().map(|s| s.took));
+    let (_, idle_collection_p99) = quantiles(idle.iter().map(|s| s.collection));
+    let (_, storm_collection_p99) = quantiles(during_storm.iter().map(|s| s.collection));
     let ratio = storm_p99 / idle_p99;
     let floor = unwatched_p99 / idle_p99;
     println!(
-        "  idle: {} scrapes, p50 {idle_p50:.2} ms, p99 {idle_p99:.2} ms",
+        "  idle: {} scrapes, p50 {idle_p50:.2} ms, p99 {idle_p99:.2} ms (collecting: p99 {idle_collection_p99:.2} ms)",
         idle.len()
     );
     println!(
@@ -240,10 +272,10 @@ fn run(layout: Layout, trail: bool, scrapes: usize, listens: usize) -> Option<(f
         unwatched.len()
     );
     println!(
-        "  storm: {opened} listens in {:.1} s ({:.0}/s), {} scrapes, p50 {storm_p50:.2} ms, p99 {storm_p99:.2} ms",
+        "  storm: {opened} listens in {:.1} s ({:.0}/s), {} scrapes, p50 {storm_p50:.2} ms, p99 {storm_p99:.2} ms (collecting: p99 {storm_collection_p99:.2} ms)",
         storm_took.as_secs_f64(),
         opened as f64 / storm_took.as_secs_f64(),
-        during.len()
+        during_storm.len()
     );
     println!(
         "  exporter counted {events:.0} listen/close events of the storm's {} ({lost:.0} samples lost)",
@@ -253,10 +285,10 @@ fn run(layout: Layout, trail: bool, scrapes: usize, listens: usize) -> Option<(f
         "  trail during the storm: {lines} lines written, {suppressed} suppressed (notices); p99 ratio storm/idle {ratio:.2}"
     );
     println!(
-        "summary_trail: layout={} trail={trail} idle_p99_ms={idle_p99:.2} unwatched_storm_p99_ms={unwatched_p99:.2} storm_p99_ms={storm_p99:.2} p99_ratio={ratio:.2} floor_ratio={floor:.2} lines={lines} suppressed={suppressed}",
+        "summary_trail: layout={} trail={trail} idle_p99_ms={idle_p99:.2} unwatched_storm_p99_ms={unwatched_p99:.2} storm_p99_ms={storm_p99:.2} p99_ratio={ratio:.2} floor_ratio={floor:.2} idle_collection_p99_ms={idle_collection_p99:.2} storm_collection_p99_ms={storm_collection_p99:.2} lines={lines} suppressed={suppressed}",
         layout.name()
     );
-    Some((ratio, floor))
+    Some((ratio, floor, 2.0 * opened as f64 - events))
 }
 
 /// Scrapes `scrapes` times while another process opens and closes
@@ -275,16 +307,15 @@ fn storm_while_scraping(
     scrapes: usize,
     listens: usize,
     layout: Layout,
-) -> (Vec<Duration>, usize, Duration) {
+) -> (Vec<Scrape>, usize, Duration) {
     let mut storm = Command::new(std::env::current_exe().expect("the bench's own path"))
         .args([
             "--storm-child",
             &storm_port.to_string(),
             &listens.to_string(),
-            &match layout {
-                Layout::OwnCore => (cores() - 1).to_string(),
-                Layout::Shared => "any".to_string(),
-            },
+            &layout
+                .storm_core()
+                .map_or("any".to_string(), |core| core.to_string()),
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -415,8 +446,16 @@ fn counted(port: u16) -> (f64, f64) {
     )
 }
 
-/// One scrape, body read to the end; its latency.
-fn scrape(port: u16) -> Duration {
+/// One scrape as the scraper saw it.
+struct Scrape {
+    /// Request to the body's end.
+    took: Duration,
+    /// Of which the collection took (`unassigned_port_collection_duration_seconds`).
+    collection: Duration,
+}
+
+/// One scrape, body read to the end.
+fn scrape(port: u16) -> Scrape {
     let url = format!("http://127.0.0.1:{port}/metrics");
     let started = Instant::now();
     let body = ureq::get(&url)
@@ -426,18 +465,28 @@ fn scrape(port: u16) -> Duration {
         .expect("text");
     let took = started.elapsed();
     assert!(body.contains("unassigned_port_collection_success 1"));
-    took
+    let collection = body
+        .lines()
+        .find_map(|line| line.strip_prefix("unassigned_port_collection_duration_seconds "))
+        .and_then(|seconds| seconds.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_secs_f64);
+    Scrape { took, collection }
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
 }
 
 /// p50 and p99 in milliseconds.
-fn quantiles(latencies: &mut [Duration]) -> (f64, f64) {
-    latencies.sort_unstable();
+fn quantiles(durations: impl Iterator<Item = Duration>) -> (f64, f64) {
+    let mut sorted: Vec<Duration> = durations.collect();
+    sorted.sort_unstable();
     let at = |q: f64| {
-        if latencies.is_empty() {
+        if sorted.is_empty() {
             return f64::NAN;
         }
-        let index = ((latencies.len() as f64 - 1.0) * q).round() as usize;
-        latencies[index].as_secs_f64() * 1e3
+        let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+        ms(sorted[index])
     };
     (at(0.50), at(0.99))
 }
