@@ -193,6 +193,37 @@ fn a_port_below_the_bound_that_nobody_wants_is_dropped_before_describing() {
     assert!(dropped >= 2, "unwanted samples: {dropped}");
 }
 
+/// The scheduling policy of one of this process's threads, as procfs shows
+/// it (field 41 of its `stat`).
+fn policy_of_thread(tid: u32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+    let field = after_name.split_whitespace().nth(41 - 3).unwrap();
+    field.parse().unwrap()
+}
+
+#[test]
+fn the_describing_thread_counts_at_a_normal_priority() {
+    let Some((capture, _events)) = capture() else {
+        return;
+    };
+    let stats = capture.stats();
+    let deadline = Instant::now() + ARRIVAL_DEADLINE;
+    let describer = loop {
+        let tid = stats
+            .describe_thread_id
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if tid != 0 || Instant::now() > deadline {
+            break tid;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_ne!(describer, 0, "the describing thread never started");
+    // Under SCHED_IDLE it got no CPU while the exporter's core was busy,
+    // and the kernel ring dropped what it could not count.
+    assert_eq!(policy_of_thread(describer), libc::SCHED_OTHER);
+}
+
 /// A reader of `groups`, subscribed in the test's namespace, with the
 /// destroy events it heard.
 fn destroy_reader(groups: DestroyGroups) -> (DestroyReader, Arc<Mutex<Vec<DestroyEvent>>>) {
