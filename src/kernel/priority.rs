@@ -11,12 +11,14 @@
 //!
 //! The describing thread of the listen capture is not one of them,
 //! because it counts. Under `SCHED_IDLE` it got no CPU while the exporter's
-//! core was busy: with the storm on one core of this 2-core VM and the
-//! exporter and a back-to-back scraper on the other, it counted none of
-//! 77,000 events and the kernel ring dropped them (`cargo bench --bench
-//! trail`, the own-core layout). It keeps a normal priority and is made
-//! cheap instead (`super::events::describe`: a task is read once a pass of
-//! the draining thread, not once a transition). Where the policy is
+//! cores were busy, its queue and the kernel ring filled, and events went
+//! uncounted: `cargo bench --bench trail` with the storm, the exporter and
+//! a back-to-back scraper on one core (`one_core`) left 34,936 to 266,737
+//! of a storm's events uncounted in four runs, and with the storm on a
+//! core of its own 22,775 in one run of four; a scrape waiting for a lock
+//! it held waited up to 58 ms. It keeps a normal priority and is made cheap
+//! instead (`super::events::describe`: a task is read once a pass of the
+//! draining thread, not once a transition). Where the policy is
 //! refused (a seccomp profile), a background thread falls back to nice 19.
 //! On Linux a scheduling policy belongs to one thread.
 //!
