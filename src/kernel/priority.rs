@@ -15,8 +15,9 @@
 //! uncounted: `cargo bench --bench trail` with the storm, the exporter and
 //! a back-to-back scraper on one core (`one_core`) left 34,936 to 266,737
 //! of a storm's events uncounted in four runs, and with the storm on a
-//! core of its own 22,775 in one run of four; a scrape waiting for a lock
-//! it held waited up to 58 ms. It keeps a normal priority and is made cheap
+//! core of its own 22,775 in one run of four; on one core the collection's
+//! own p99 reached 58 ms (it takes locks the describing thread also takes).
+//! It keeps a normal priority and is made cheap
 //! instead (`super::events::describe`: a task is read once a pass of the
 //! draining thread, not once a transition). Where the policy is
 //! refused (a seccomp profile), a background thread falls back to nice 19.
