@@ -17,11 +17,11 @@
 //! of a storm's events uncounted in four runs, and with the storm on a
 //! core of its own 22,775 in one run of four; on one core the collection's
 //! own p99 reached 58 ms (it takes locks the describing thread also takes).
-//! It keeps a normal priority and is made cheap
-//! instead (`super::events::describe`: a task is read once a pass of the
-//! draining thread, not once a transition). Where the policy is
-//! refused (a seccomp profile), a background thread falls back to nice 19.
-//! On Linux a scheduling policy belongs to one thread.
+//! It keeps a normal priority and is made cheap instead
+//! (`super::events::describe`: a task is read once a pass of the draining
+//! thread, not once a transition). Where the policy is refused (a seccomp
+//! profile), a background thread falls back to nice 19. On Linux a
+//! scheduling policy belongs to one thread.
 //!
 //! This is one of the three modules that use `unsafe` (with
 //! `crate::allocator` and `crate::kernel::socket_ns`): `sched_setscheduler`
