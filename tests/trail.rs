@@ -337,6 +337,87 @@ fn a_storm_of_10000_listens_stays_within_the_budget_and_adds_up() {
     assert!(notices.iter().all(|n| n["suppressed"] != "0"));
 }
 
+/// The script perl runs as root: listen on 127.0.0.1:PORT and say `root`;
+/// at a line on its input, close, become uid [`LATER_UID`] (same process,
+/// same name), listen again and say `user`; exit at the next line.
+const LISTEN_THEN_SETUID: &str = "use Socket; use POSIX; $| = 1; my $a = inet_aton(q(127.0.0.1)); \
+     socket(S, PF_INET, SOCK_STREAM, 0) or exit 2; setsockopt(S, SOL_SOCKET, SO_REUSEADDR, 1); \
+     bind(S, pack_sockaddr_in($ARGV[0], $a)) or exit 3; listen(S, 8) or exit 2; \
+     print qq(root\n); <STDIN>; close(S); POSIX::setuid($ARGV[1]) or exit 4; \
+     socket(T, PF_INET, SOCK_STREAM, 0) or exit 2; setsockopt(T, SOL_SOCKET, SO_REUSEADDR, 1); \
+     bind(T, pack_sockaddr_in($ARGV[0], $a)) or exit 3; listen(T, 8) or exit 2; \
+     print qq(user\n); <STDIN>; exit 0";
+/// The uid the child takes between its two listeners.
+const LATER_UID: u32 = 1001;
+
+#[test]
+fn a_process_that_changes_user_between_two_listens_shows_each_user() {
+    use std::io::{BufRead, BufReader, Write};
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if cannot_run() {
+        return;
+    }
+    let port = quiet_port();
+    let exporter = Exporter::start(&[
+        "--log.format=json",
+        "--log.events-per-second=100000",
+        &format!("--watch.ports={port}/tcp"),
+    ]);
+    let log = exporter.log_reader();
+    if !capture_runs(&exporter) {
+        return;
+    }
+    let mut child = Command::new(PERL)
+        .args([
+            "-e",
+            LISTEN_THEN_SETUID,
+            &port.to_string(),
+            &LATER_UID.to_string(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start perl");
+    let pid = child.id();
+    let mut said = BufReader::new(child.stdout.take().unwrap());
+    let mut told = child.stdin.take().unwrap();
+    let mut line = String::new();
+    said.read_line(&mut line).unwrap();
+    assert_eq!(line, "root\n", "perl could not listen on {port}");
+    let opened_lines = |lines: &[Line]| {
+        let port = port.to_string();
+        events(lines, "listener_opened", pid)
+            .into_iter()
+            .filter(|line| line.get("port") == Some(&port))
+            .map(|line| line.get("uid").cloned().unwrap_or_default())
+            .collect::<Vec<String>>()
+    };
+    // The first listener is described (as root) before the process
+    // changes user; the second listen comes a moment later, well within
+    // the 100 ms an owner used to be reused for under the same name.
+    log.wait_for(
+        "the root listener's line",
+        Duration::from_secs(20),
+        |lines| !opened_lines(lines).is_empty(),
+    );
+    told.write_all(b"\n").unwrap();
+    line.clear();
+    said.read_line(&mut line).unwrap();
+    assert_eq!(
+        line, "user\n",
+        "perl could not listen again as uid {LATER_UID}"
+    );
+    let lines = log.wait_for(
+        "the second listener's line",
+        Duration::from_secs(20),
+        |lines| opened_lines(lines).len() >= 2,
+    );
+    told.write_all(b"\n").unwrap();
+    let _ = child.wait();
+    // Ground truth: the process listened as root, then as LATER_UID.
+    assert_eq!(opened_lines(&lines), ["0", &LATER_UID.to_string()]);
+}
+
 #[test]
 fn the_log_parsers_read_both_formats_alike() {
     let logfmt = parse_logfmt(r#"ts=x level=info msg="a \"b\"" pid=4 cmdline="" e=f"#);

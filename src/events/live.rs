@@ -32,6 +32,7 @@ use super::{
     CaptureSource, DestroyEvent, DestroyGroups, DestroyReader, DestroySubscription, EventCounters,
     ListenCapture, ListenEvent, PortFilter, Transition,
 };
+use crate::kernel::events::monotonic_now;
 use crate::kernel::netns::NamespaceObserver;
 use crate::kernel::procfs::ProcRoot;
 use crate::model::event::EventSocket;
@@ -40,7 +41,7 @@ use crate::owners::{ExeHashes, Owner, OwnerFaults, ProcessDescriber};
 use crate::sockets::{ChangeHints, EventLinks, SeenUdpSockets};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The running event sources; dropping it stops them.
 pub struct LiveEvents {
@@ -56,16 +57,12 @@ pub struct LiveEvents {
     pub counters: EventCounters,
 }
 
-/// How long an event's owner is reused for the same process's next events.
-/// Describing an owner reads eight `/proc` files (status, cgroup, exe,
-/// loginuid, ...); a process storming listeners 30,000 times a second made
-/// that most of the describing thread's work, which slowed the scrapes
-/// through the kernel's `/proc` locks even at idle priority. Reused only
-/// while the process keeps the name the event read (an `exec` or a rename
-/// describes it again); a change of user or executable without one shows
-/// on that process's events at most this late.
-const OWNER_REUSE: Duration = Duration::from_millis(100);
-/// Processes remembered at most (a sweep of the stale ones makes room).
+/// How long a described owner is kept for the process's next events (a
+/// sweep of older ones makes room when [`MAX_RECENT_OWNERS`] are kept).
+/// Kept, not trusted: an owner is used again only for events made before
+/// it was described (see [`Labeller::owner`]).
+const OWNER_KEPT: Duration = Duration::from_secs(1);
+/// Processes remembered at most.
 const MAX_RECENT_OWNERS: usize = 4096;
 
 /// How events become labels: the model's judge and namer, and the owner.
@@ -74,8 +71,9 @@ struct Labeller {
     namer: NetnsNamer,
     /// Owners of processes that open and close listeners.
     describer: Mutex<ProcessDescriber>,
-    /// Owners described in the last [`OWNER_REUSE`], by pid.
-    recent_owners: Mutex<HashMap<u32, (Owner, Instant)>>,
+    /// pid -> its owner, and when describing it began (CLOCK_MONOTONIC,
+    /// the clock of the kernel's event timestamps).
+    recent_owners: Mutex<HashMap<u32, (Owner, Duration)>>,
     /// The exporter's own namespace (the destroy reader's key for it).
     own_netns: u64,
     /// UDP sockets (and their uid) the last collections saw.
@@ -86,15 +84,23 @@ struct Labeller {
 
 impl Labeller {
     /// The owner of `pid` (none for a destroy message), described as a
-    /// scrape describes it; the event's comm if the process is gone. An
-    /// owner described less than [`OWNER_REUSE`] ago under the same name is
-    /// reused (see there).
-    fn owner(&self, pid: Option<u32>, comm: &str) -> Owner {
+    /// scrape describes it; the event's comm if the process is gone.
+    ///
+    /// Every description is taken after the event it labels, so one begun
+    /// after an event made at `made_at` is as true of it as a fresh one and
+    /// is used again. Describing reads eight `/proc` files (status, cgroup,
+    /// exe, loginuid, ...); a storm's events arrive a pass of the draining
+    /// thread at a time, all made before the first of them is described,
+    /// so a storming process is described once a pass, not once an event
+    /// (once an event, 30,000 listens a second made those reads most of
+    /// the describing thread's work).
+    fn owner(&self, pid: Option<u32>, comm: &str, made_at: Duration) -> Owner {
         let mut owner = pid
             .and_then(|pid| {
-                if let Some(owner) = self.recent_owner(pid, comm) {
+                if let Some(owner) = self.owner_described_since(pid, made_at) {
                     return Some(owner);
                 }
+                let began = monotonic_now();
                 let mut describer = self.describer.lock().unwrap_or_else(|p| p.into_inner());
                 let owner = describer
                     .describe(&[pid], &mut OwnerFaults::default())
@@ -102,9 +108,9 @@ impl Labeller {
                 drop(describer);
                 let mut recent = self.recent_owners.lock().unwrap_or_else(|p| p.into_inner());
                 if recent.len() >= MAX_RECENT_OWNERS {
-                    recent.retain(|_, (_, at)| at.elapsed() < OWNER_REUSE);
+                    recent.retain(|_, (_, at)| began.saturating_sub(*at) < OWNER_KEPT);
                 }
-                recent.insert(pid, (owner.clone(), Instant::now()));
+                recent.insert(pid, (owner.clone(), began));
                 Some(owner)
             })
             .unwrap_or_default();
@@ -114,13 +120,11 @@ impl Labeller {
         owner
     }
 
-    /// The owner of `pid` as described within [`OWNER_REUSE`], if its name
-    /// (`comm`, read for this event) is still the one described then.
-    fn recent_owner(&self, pid: u32, comm: &str) -> Option<Owner> {
+    /// The owner of `pid` if describing it began at or after `made_at`.
+    fn owner_described_since(&self, pid: u32, made_at: Duration) -> Option<Owner> {
         let recent = self.recent_owners.lock().unwrap_or_else(|p| p.into_inner());
-        let (owner, at) = recent.get(&pid)?;
-        (at.elapsed() < OWNER_REUSE && !comm.is_empty() && owner.process == comm)
-            .then(|| owner.clone())
+        let (owner, began) = recent.get(&pid)?;
+        (*began >= made_at).then(|| owner.clone())
     }
 
     /// The owner of the process that listened; when it is gone (a close at
@@ -129,6 +133,7 @@ impl Labeller {
         let mut owner = self.owner(
             Some(event.listener_pid),
             event.process.as_deref().unwrap_or(""),
+            event.kernel_time,
         );
         if owner.uid.is_none()
             && let Some(uid) = event.uid

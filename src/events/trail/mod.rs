@@ -31,6 +31,7 @@
 pub mod budget;
 pub mod line;
 
+use crate::kernel::events::monotonic_now;
 use crate::kernel::procfs::ProcRoot;
 use crate::model::{ForwardedSeries, Judge, NetnsNamer, Protocol, RawSocketSeries};
 use crate::owners::{ExeHashes, Owner};
@@ -249,12 +250,6 @@ fn replace_seen<T>(seen: &Mutex<T>, current: T) -> T {
         &mut *seen.lock().unwrap_or_else(|p| p.into_inner()),
         current,
     )
-}
-
-/// Now on CLOCK_MONOTONIC, the tracepoint's clock.
-fn monotonic_now() -> Duration {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 /// The trail thread: hashes and writes each line, and once a second a

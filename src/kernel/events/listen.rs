@@ -871,9 +871,8 @@ impl Drainer {
     }
 }
 
-/// CLOCK_MONOTONIC now, the clock the samples are stamped with.
 /// Now on CLOCK_MONOTONIC, the clock of the kernel's event timestamps.
-pub(super) fn monotonic_now() -> Duration {
+pub fn monotonic_now() -> Duration {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }

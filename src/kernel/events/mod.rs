@@ -51,4 +51,5 @@ pub use destroy::{
 };
 pub use listen::{
     CaptureUnavailable, ListenCapture, ListenEvent, PortFilter, StreamProtocol, Transition,
+    monotonic_now,
 };
