@@ -62,7 +62,8 @@ pub struct LiveEvents {
 /// Kept, not trusted: an owner is used again only for events made before
 /// it was described (see [`Labeller::owner`]).
 const OWNER_KEPT: Duration = Duration::from_secs(1);
-/// Processes remembered at most.
+/// Processes remembered at most (all are forgotten when that many were
+/// described within [`OWNER_KEPT`]).
 const MAX_RECENT_OWNERS: usize = 4096;
 
 /// How events become labels: the model's judge and namer, and the owner.
@@ -109,6 +110,9 @@ impl Labeller {
                 let mut recent = self.recent_owners.lock().unwrap_or_else(|p| p.into_inner());
                 if recent.len() >= MAX_RECENT_OWNERS {
                     recent.retain(|_, (_, at)| began.saturating_sub(*at) < OWNER_KEPT);
+                    if recent.len() >= MAX_RECENT_OWNERS {
+                        recent.clear(); // that many listening processes in a second
+                    }
                 }
                 recent.insert(pid, (owner.clone(), began));
                 Some(owner)
