@@ -103,16 +103,21 @@ const DRAIN_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 const HELD_BACK_FOR: Duration = Duration::from_millis(1);
 /// A pass that found at least this many samples means a storm: the
 /// draining thread then rests [`STORM_REST`] before it waits again, so the
-/// next pass reads a millisecond's samples at once instead of being woken
-/// for each. Woken per sample, a storm of 46,000 samples a second cost it
+/// next pass reads those milliseconds' samples at once instead of being
+/// woken for each. Woken per sample, a storm of 46,000 samples a second cost it
 /// 62 % of a core on this 2-core VM, nearly all in switching tasks, and the
 /// scrape shared the core that was left. A lone listen still wakes it at
 /// once.
 const STORM_FROM: usize = 8;
 /// How long the draining thread rests after a storm's pass. The rings hold
-/// far more than a millisecond of any storm (2 MiB a CPU, about 20,000
-/// samples; a storm fills a few hundred in that time).
-const STORM_REST: Duration = Duration::from_millis(1);
+/// far more than this of any storm (2 MiB a CPU, about 20,000 samples; a
+/// storm of 100,000 events a second fills 400 in that time). Describing
+/// reads a task and its owner once a pass (`super::describe`), so the rest
+/// sets that cost too: in a 5 s storm of 33,000 listens a second, the
+/// describing thread took 16.2 % of a core at 1 ms and 8.0 % at 4 ms, the
+/// draining thread 2.6 % and 1.0 %; a storm's events are counted up to
+/// this much later.
+const STORM_REST: Duration = Duration::from_millis(4);
 /// epoll data of the stop eventfd; ring `i` uses `i`.
 const STOP_TOKEN: u64 = u64::MAX;
 
