@@ -787,12 +787,15 @@ impl Drainer {
             // Every ring at each pass: one task's transitions may sit in
             // several CPUs' rings, and they are queued in kernel order.
             let pass_began = monotonic_now();
+            let samples_before = self.stats.samples.load(Ordering::Relaxed);
             for index in 0..self.rings.len() {
                 self.drain(index);
             }
             let stopping = stop.load(Ordering::SeqCst);
-            let found = self.batch.len();
-            let idle = found == 0;
+            // Unwanted samples count towards a storm too: one on a port
+            // nobody watches wakes this thread as often as a watched one.
+            let read = self.stats.samples.load(Ordering::Relaxed) - samples_before;
+            let idle = self.batch.is_empty();
             self.batch.append(&mut self.held_back);
             self.batch.sort_by_key(|raw| raw.kernel_time);
             // After an idle pass, or when stopping, nothing earlier can come.
@@ -819,7 +822,7 @@ impl Drainer {
             if stopping {
                 return;
             }
-            if found >= STORM_FROM {
+            if read >= STORM_FROM as u64 {
                 std::thread::sleep(STORM_REST);
             }
         }
