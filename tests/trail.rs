@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::log::{Line, parse_json, parse_logfmt};
+use common::log::{Line, Log, parse_json, parse_logfmt};
 use common::{Exporter, samples};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -66,6 +66,17 @@ fn capture_runs(exporter: &Exporter) -> bool {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The exporter with `args`, its log, once its tracepoint capture runs;
+/// `None` when the test skips (see [`cannot_run`], [`capture_runs`]).
+fn exporter_with_capture(args: &[&str]) -> Option<(Exporter, Log)> {
+    if cannot_run() {
+        return None;
+    }
+    let exporter = Exporter::start(args);
+    let log = exporter.log_reader();
+    capture_runs(&exporter).then_some((exporter, log))
 }
 
 /// Runs perl listening on 127.0.0.1:276 for 5 ms with login uid
@@ -125,15 +136,11 @@ fn events<'a>(lines: &'a [Line], event: &str, pid: u32) -> Vec<&'a Line> {
 #[test]
 fn a_5ms_listener_gives_one_opened_line_with_its_whole_story_and_its_close() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    if cannot_run() {
-        return;
-    }
     // A high budget: other tests on this machine may open watched ports too.
-    let exporter = Exporter::start(&["--log.format=json", "--log.events-per-second=100000"]);
-    let log = exporter.log_reader();
-    if !capture_runs(&exporter) {
+    let args = ["--log.format=json", "--log.events-per-second=100000"];
+    let Some((_exporter, log)) = exporter_with_capture(&args) else {
         return;
-    }
+    };
     let (pid, lines) = (1..=ATTEMPTS)
         .find_map(|attempt| {
             let pid = listen_5ms_as_login_uid();
@@ -238,20 +245,14 @@ fn a_storm_of_10000_listens_stays_within_the_budget_and_adds_up() {
     const LISTENS: u32 = 10_000;
     const PER_SECOND: u64 = 50;
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    if cannot_run() {
-        return;
-    }
     // A port of its own, watched on top of the usual set, below the
     // ephemeral range so that no connection on this machine takes it.
     let port = quiet_port();
-    let exporter = Exporter::start(&[
-        "--log.events-per-second=50",
-        &format!("--watch.ports={port}/tcp"),
-    ]);
-    let log = exporter.log_reader();
-    if !capture_runs(&exporter) {
+    let watched = format!("--watch.ports={port}/tcp");
+    let Some((exporter, log)) = exporter_with_capture(&["--log.events-per-second=50", &watched])
+    else {
         return;
-    }
+    };
     let started = Instant::now();
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut listened: u32 = 0;
@@ -354,19 +355,16 @@ const LATER_UID: u32 = 1001;
 fn a_process_that_changes_user_between_two_listens_shows_each_user() {
     use std::io::{BufRead, BufReader, Write};
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    if cannot_run() {
-        return;
-    }
     let port = quiet_port();
-    let exporter = Exporter::start(&[
+    let watched = format!("--watch.ports={port}/tcp");
+    let args = [
         "--log.format=json",
         "--log.events-per-second=100000",
-        &format!("--watch.ports={port}/tcp"),
-    ]);
-    let log = exporter.log_reader();
-    if !capture_runs(&exporter) {
+        &watched,
+    ];
+    let Some((_exporter, log)) = exporter_with_capture(&args) else {
         return;
-    }
+    };
     let mut child = Command::new(PERL)
         .args([
             "-e",

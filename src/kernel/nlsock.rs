@@ -112,32 +112,27 @@ impl Watched {
         } else {
             NLM_F_REQUEST
         };
-        self.exchange(kind, flags, body, &mut visit)
+        let result = self.exchange(kind, flags, body, &mut visit);
+        self.poisoned_if_broken(result)
     }
 
     /// Sends a request that changes something and waits for the kernel's
     /// acknowledgement (or its refusal, as `WireError::Refused(errno)`).
     pub fn act(&mut self, kind: u16, body: &[u8]) -> Result<(), WireError> {
-        self.exchange(kind, NLM_F_REQUEST | NLM_F_ACK, body, &mut |_| Ok(()))
+        let result = self.exchange(kind, NLM_F_REQUEST | NLM_F_ACK, body, &mut |_| Ok(()));
+        self.poisoned_if_broken(result)
     }
 
-    /// One request and its replies; a broken exchange may leave replies
-    /// queued, so the table is read afresh next time.
-    fn exchange(
-        &mut self,
-        kind: u16,
-        flags: u16,
-        body: &[u8],
-        visit: &mut impl FnMut(Message<'_>) -> Result<(), WireError>,
-    ) -> Result<(), WireError> {
-        let result = self.exchange_once(kind, flags, body, visit);
+    /// Passes `result` on; a broken exchange may leave replies queued, so
+    /// the table is read afresh next time.
+    fn poisoned_if_broken(&mut self, result: Result<(), WireError>) -> Result<(), WireError> {
         if matches!(result, Err(WireError::Broken(_))) {
             self.poisoned = true;
         }
         result
     }
 
-    fn exchange_once(
+    fn exchange(
         &mut self,
         kind: u16,
         flags: u16,

@@ -386,10 +386,12 @@ impl Describer {
         let task = (raw.pid, raw.tid);
         if let Some((facts, read_began)) = self.recent.get(&task) {
             let read_after = *read_began >= raw.kernel_time;
-            let lagging = backlog >= WALK_BELOW
-                && (super::listen::monotonic_now().saturating_sub(*read_began) < REUSE_FOR
-                    || backlog >= READ_BELOW);
-            if read_after || lagging {
+            let lagging = || {
+                backlog >= WALK_BELOW
+                    && (backlog >= READ_BELOW
+                        || super::listen::monotonic_now().saturating_sub(*read_began) < REUSE_FOR)
+            };
+            if read_after || lagging() {
                 return facts.clone();
             }
         }

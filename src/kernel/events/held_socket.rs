@@ -169,13 +169,13 @@ impl Finder {
             return None;
         }
         let sockets = self.proc_root.socket_fds(task.pid).ok()?;
-        if let Some(netns) = task.thread_netns
-            && let Some(listening) = self.listening_sockets(netns, &path, wanted)
+        // One of its descriptors among what the namespace listed.
+        if let Some((netns, listening)) = &first
             && let Some(&(_, inode)) = sockets
                 .iter()
                 .find(|(_, i)| listening.iter().any(|&(l, _)| l == *i))
         {
-            return Self::in_namespace(&path, netns, inode);
+            return Self::in_namespace(&path, *netns, inode);
         }
         let answered_at = monotonic_now();
         if closed(answered_at) != Some(false) {
